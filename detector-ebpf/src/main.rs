@@ -1,0 +1,16 @@
+//! detector's eBPF programs: one module per capture channel.
+#![no_std]
+#![no_main]
+
+mod exec;
+mod shared;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

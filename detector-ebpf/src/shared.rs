@@ -1,0 +1,79 @@
+//! Maps and helpers every capture channel uses.
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
+        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
+    },
+    macros::map,
+    maps::{Array, PerCpuArray, RingBuf},
+};
+use detector_common::{Channel, Config, EventHeader, EventKind, CHANNELS};
+
+/// All events, every channel, in order per CPU. User space may resize it at load.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+/// Kernel facts and the daemon's pid, written by user space before attaching.
+#[map]
+pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+/// Events dropped because the ring buffer was full, per channel.
+#[map]
+pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(CHANNELS, 0);
+
+#[inline(always)]
+pub fn config() -> Option<&'static Config> {
+    match CONFIG.get(0) {
+        Some(c) if c.ready != 0 => Some(c),
+        _ => None,
+    }
+}
+
+#[inline(always)]
+pub fn count_lost(channel: Channel) {
+    if let Some(n) = LOST.get_ptr_mut(channel as u32) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *n += 1 };
+    }
+}
+
+/// Reads a kernel value at `base + off` (offsets come from BTF at start).
+#[inline(always)]
+pub unsafe fn kread<T>(base: u64, off: u32) -> Result<T, i64> {
+    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).map_err(|e| e as i64) }
+}
+
+/// The current task, and the thread group id of its real parent.
+#[inline(always)]
+pub fn current_task_and_ppid(cfg: &Config) -> (u64, u32) {
+    let task = unsafe { bpf_get_current_task() };
+    let ppid = unsafe {
+        kread::<u64>(task, cfg.task_real_parent)
+            .and_then(|parent| kread::<u32>(parent, cfg.task_tgid))
+            .unwrap_or(0)
+    };
+    (task, ppid)
+}
+
+/// Fills the common header for the current task.
+#[inline(always)]
+pub fn fill_header(hdr: &mut EventHeader, kind: EventKind, ppid: u32) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let uid_gid = bpf_get_current_uid_gid();
+    hdr.kind = kind as u32;
+    hdr.flags = 0;
+    hdr.ktime_ns = unsafe { bpf_ktime_get_boot_ns() };
+    hdr.pid = (pid_tgid >> 32) as u32;
+    hdr.tid = pid_tgid as u32;
+    hdr.ppid = ppid;
+    hdr.uid = uid_gid as u32;
+    hdr.gid = (uid_gid >> 32) as u32;
+    hdr._pad = 0;
+    hdr.comm = bpf_get_current_comm().unwrap_or([0u8; 16]);
+}
+
+/// True when the current process is the daemon itself.
+#[inline(always)]
+pub fn is_self(cfg: &Config) -> bool {
+    (bpf_get_current_pid_tgid() >> 32) as u32 == cfg.self_tgid
+}

@@ -1,0 +1,70 @@
+//! `detector run`: the daemon's pipeline, start to end.
+use std::{fs::OpenOptions, process::ExitCode, time::Duration};
+
+use anyhow::{Context as _, Result};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::{
+    alert::Clock,
+    capture::{report_loss, Capture},
+    cli::RunArgs,
+    correlate::Correlator,
+    event::decode,
+    kernel, preflight,
+    sink::{JsonLines, Sink},
+};
+
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let tracefs = preflight::check()?;
+    let config = kernel::config(preflight::BTF_PATH, tracefs, std::process::id())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(serve(args, config))
+}
+
+async fn serve(args: RunArgs, config: detector_common::Config) -> Result<ExitCode> {
+    let (mut capture, mut kernel_log) = Capture::start(config)?;
+    if let Some(path) = &args.ready_file {
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("creating ready file {}", path.display()))?;
+    }
+    log::info!("armed: watching exec for loader variables");
+
+    let mut correlator = Correlator::new(Clock::new());
+    let mut sink = JsonLines(std::io::stdout().lock());
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut tick = tokio::time::interval(Duration::from_secs(args.loss_interval));
+    let mut seen_lost = [0u64; detector_common::CHANNELS as usize];
+    let mut sink_error = None;
+    loop {
+        tokio::select! {
+            r = capture.read(|raw| match decode(raw) {
+                Ok(event) => {
+                    for alert in correlator.handle(event) {
+                        if let Err(e) = sink.emit(&alert) {
+                            sink_error.get_or_insert(e);
+                        }
+                    }
+                }
+                Err(e) => log::warn!("dropped a malformed event: {e}"),
+            }) => r?,
+            r = kernel_log.flush() => r?,
+            _ = tick.tick() => report_loss(capture.lost()?, &mut seen_lost, false),
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+        }
+        if let Some(e) = sink_error.take() {
+            return Err(e);
+        }
+    }
+    report_loss(capture.lost()?, &mut seen_lost, true);
+    log::info!("stopping: detaching programs");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,232 @@
+//! Decoding: raw ring-buffer records into owned, typed events. Never panics on bad input.
+use std::mem::size_of;
+
+use detector_common::{
+    EventHeader, EventKind, ExecEvent, LoaderEnvEvent, LoaderVar, EXEC_ARGS_TRUNCATED,
+    EXEC_ENV_INCOMPLETE, EXEC_FILENAME_TRUNCATED, LOADER_VALUE_TRUNCATED,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub ktime_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub comm: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exec {
+    pub hdr: Header,
+    pub filename: String,
+    pub filename_truncated: bool,
+    pub argc: u32,
+    pub argv: Vec<String>,
+    pub args_truncated: bool,
+    pub envc: u32,
+    pub env_incomplete: bool,
+    /// Bit `1 << LoaderVar` for each loader variable that follows in a [`LoaderEnv`].
+    pub loader_vars: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoaderEnv {
+    pub hdr: Header,
+    pub var: LoaderVar,
+    pub occurrences: u32,
+    pub index: u32,
+    pub value_len: u32,
+    /// The value's start (all of it unless `truncated`).
+    pub head: String,
+    /// When `truncated`: the value's last bytes.
+    pub tail: String,
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Exec(Exec),
+    LoaderEnv(LoaderEnv),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    Short { kind: u32, len: usize, need: usize },
+    UnknownKind(u32),
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Short { kind, len, need } => {
+                write!(f, "event of kind {kind} is {len} bytes, expected {need}")
+            }
+            Self::UnknownKind(k) => write!(f, "unknown event kind {k}"),
+        }
+    }
+}
+
+/// Reads a `T` from the start of `buf` if it is long enough.
+fn read<T: Copy>(buf: &[u8], kind: u32) -> Result<T, DecodeError> {
+    if buf.len() < size_of::<T>() {
+        return Err(DecodeError::Short { kind, len: buf.len(), need: size_of::<T>() });
+    }
+    // SAFETY: length checked; T is a repr(C) plain-data event type; unaligned read.
+    Ok(unsafe { std::ptr::read_unaligned(buf.as_ptr().cast::<T>()) })
+}
+
+/// Bytes up to the first NUL, lossily as UTF-8.
+pub fn cstr(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+fn header(h: &EventHeader) -> Header {
+    Header {
+        ktime_ns: h.ktime_ns,
+        pid: h.pid,
+        tid: h.tid,
+        ppid: h.ppid,
+        uid: h.uid,
+        gid: h.gid,
+        comm: cstr(&h.comm),
+    }
+}
+
+/// Splits a NUL-separated argument block; `len` is how many bytes of it are valid.
+fn split_args(block: &[u8], len: usize) -> Vec<String> {
+    let block = &block[..len.min(block.len())];
+    let block = block.strip_suffix(&[0]).unwrap_or(block);
+    if block.is_empty() {
+        return Vec::new();
+    }
+    block.split(|&b| b == 0).map(|s| String::from_utf8_lossy(s).into_owned()).collect()
+}
+
+pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
+    let kind = read::<u32>(buf, 0)?;
+    match EventKind::from_u32(kind) {
+        Some(EventKind::Exec) => {
+            let e: ExecEvent = read(buf, kind)?;
+            Ok(Event::Exec(Exec {
+                hdr: header(&e.hdr),
+                filename: cstr(&e.filename),
+                filename_truncated: e.hdr.flags & EXEC_FILENAME_TRUNCATED != 0,
+                argc: e.argc,
+                argv: split_args(&e.args, e.args_len as usize),
+                args_truncated: e.hdr.flags & EXEC_ARGS_TRUNCATED != 0,
+                envc: e.envc,
+                env_incomplete: e.hdr.flags & EXEC_ENV_INCOMPLETE != 0,
+                loader_vars: e.loader_vars,
+            }))
+        }
+        Some(EventKind::LoaderEnv) => {
+            let e: LoaderEnvEvent = read(buf, kind)?;
+            let truncated = e.hdr.flags & LOADER_VALUE_TRUNCATED != 0;
+            Ok(Event::LoaderEnv(LoaderEnv {
+                hdr: header(&e.hdr),
+                var: LoaderVar::from_u32(e.var).ok_or(DecodeError::UnknownKind(kind))?,
+                occurrences: e.occurrences,
+                index: e.index,
+                value_len: e.value_len,
+                head: cstr(&e.head),
+                tail: if truncated { String::from_utf8_lossy(&e.tail).into_owned() } else { String::new() },
+                truncated,
+            }))
+        }
+        None => Err(DecodeError::UnknownKind(kind)),
+    }
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+    use detector_common::{EXEC_ARGS_MAX, EXEC_FILENAME_MAX, LOADER_VALUE_HEAD, LOADER_VALUE_TAIL};
+
+    pub fn bytes_of<T>(v: &T) -> Vec<u8> {
+        // SAFETY: reading the bytes of a plain-data value.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    }
+
+    pub fn hdr(kind: EventKind, pid: u32, comm: &str) -> EventHeader {
+        let mut c = [0u8; 16];
+        c[..comm.len()].copy_from_slice(comm.as_bytes());
+        EventHeader { kind: kind as u32, flags: 0, ktime_ns: 7, pid, tid: pid, ppid: 1, uid: 1000, gid: 1000, _pad: 0, comm: c }
+    }
+
+    pub fn exec_event(pid: u32, comm: &str, filename: &str, args: &[&str]) -> ExecEvent {
+        let mut e = ExecEvent {
+            hdr: hdr(EventKind::Exec, pid, comm),
+            argc: args.len() as u32,
+            envc: 3,
+            loader_vars: 1,
+            args_len: 0,
+            filename: [0; EXEC_FILENAME_MAX],
+            args: [0; EXEC_ARGS_MAX],
+        };
+        e.filename[..filename.len()].copy_from_slice(filename.as_bytes());
+        let block: Vec<u8> = args.iter().flat_map(|a| a.bytes().chain([0])).collect();
+        e.args[..block.len()].copy_from_slice(&block);
+        e.args_len = block.len() as u32;
+        e
+    }
+
+    pub fn loader_event(pid: u32, comm: &str, var: LoaderVar, value: &str) -> LoaderEnvEvent {
+        let mut e = LoaderEnvEvent {
+            hdr: hdr(EventKind::LoaderEnv, pid, comm),
+            var: var as u32,
+            occurrences: 1,
+            index: 0,
+            value_len: value.len() as u32,
+            head: [0; LOADER_VALUE_HEAD],
+            tail: [0; LOADER_VALUE_TAIL],
+        };
+        e.head[..value.len()].copy_from_slice(value.as_bytes());
+        e
+    }
+
+    #[test]
+    fn decodes_exec() {
+        let e = exec_event(42, "cat", "/usr/bin/cat", &["cat", "/etc/hostname"]);
+        let Event::Exec(x) = decode(&bytes_of(&e)).unwrap() else { panic!("not exec") };
+        assert_eq!(x.hdr.pid, 42);
+        assert_eq!(x.hdr.comm, "cat");
+        assert_eq!(x.filename, "/usr/bin/cat");
+        assert_eq!(x.argv, vec!["cat", "/etc/hostname"]);
+        assert!(!x.args_truncated && !x.filename_truncated && !x.env_incomplete);
+    }
+
+    #[test]
+    fn decodes_flags() {
+        let mut e = exec_event(1, "x", "/x", &["x"]);
+        e.hdr.flags = EXEC_ARGS_TRUNCATED | EXEC_ENV_INCOMPLETE;
+        let Event::Exec(x) = decode(&bytes_of(&e)).unwrap() else { panic!() };
+        assert!(x.args_truncated && x.env_incomplete && !x.filename_truncated);
+    }
+
+    #[test]
+    fn decodes_loader_env_with_tail() {
+        let mut e = loader_event(9, "ls", LoaderVar::LdPreload, "/tmp/a.so");
+        e.hdr.flags = LOADER_VALUE_TRUNCATED;
+        e.tail = [b'b'; LOADER_VALUE_TAIL];
+        let Event::LoaderEnv(x) = decode(&bytes_of(&e)).unwrap() else { panic!() };
+        assert_eq!(x.var, LoaderVar::LdPreload);
+        assert_eq!(x.head, "/tmp/a.so");
+        assert!(x.truncated);
+        assert_eq!(x.tail.len(), LOADER_VALUE_TAIL);
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert_eq!(decode(&[]), Err(DecodeError::Short { kind: 0, len: 0, need: 4 }));
+        assert_eq!(decode(&99u32.to_ne_bytes()), Err(DecodeError::UnknownKind(99)));
+        let e = exec_event(1, "x", "/x", &[]);
+        let b = bytes_of(&e);
+        assert!(matches!(decode(&b[..100]), Err(DecodeError::Short { kind: 1, .. })));
+        let mut l = loader_event(1, "x", LoaderVar::LdAudit, "a");
+        l.var = 77;
+        assert!(decode(&bytes_of(&l)).is_err());
+    }
+}

@@ -1,0 +1,119 @@
+//! Facts about the running kernel handed to the eBPF programs: struct member offsets read from
+//! its BTF (Rust eBPF gets no CO-RE relocations) and tracepoint field offsets read from tracefs.
+use std::{fs, path::Path};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use btf_rs::{Btf, Type};
+use detector_common::Config;
+
+/// Builds the programs' [`Config`] for this kernel.
+pub fn config(btf_path: &str, tracefs: &str, self_tgid: u32) -> Result<Config> {
+    let btf = Btf::from_file(btf_path).map_err(|e| anyhow!("reading kernel BTF {btf_path}: {e}"))?;
+    let off = |s: &str, m: &str| member_offset(&btf, s, m);
+    Ok(Config {
+        ready: 1,
+        self_tgid,
+        task_real_parent: off("task_struct", "real_parent")?,
+        task_tgid: off("task_struct", "tgid")?,
+        task_mm: off("task_struct", "mm")?,
+        mm_arg_start: off("mm_struct", "arg_start")?,
+        mm_arg_end: off("mm_struct", "arg_end")?,
+        mm_env_start: off("mm_struct", "env_start")?,
+        mm_env_end: off("mm_struct", "env_end")?,
+        mm_start_stack: off("mm_struct", "start_stack")?,
+        tp_exec_filename: tracepoint_field_offset(tracefs, "sched/sched_process_exec", "filename")?,
+        _pad: 0,
+    })
+}
+
+/// Byte offset of `member` in `struct name`, looking through anonymous structs and unions.
+pub fn member_offset(btf: &Btf, name: &str, member: &str) -> Result<u32> {
+    let types = btf
+        .resolve_types_by_name(name)
+        .map_err(|e| anyhow!("kernel BTF has no type {name}: {e}"))?;
+    for t in types {
+        if let Type::Struct(s) = t {
+            if let Some(bits) = find_member(btf, &s, member)? {
+                if bits % 8 != 0 {
+                    bail!("{name}.{member} is a bitfield");
+                }
+                return Ok(bits / 8);
+            }
+        }
+    }
+    bail!("kernel BTF: struct {name} has no member {member}")
+}
+
+fn find_member(btf: &Btf, s: &btf_rs::Struct, member: &str) -> Result<Option<u32>> {
+    for m in &s.members {
+        let name = btf.resolve_name(m).unwrap_or_default();
+        if name == member {
+            return Ok(Some(m.bit_offset()));
+        }
+        if name.is_empty() {
+            let inner = btf
+                .resolve_chained_type(m)
+                .map_err(|e| anyhow!("kernel BTF: {e}"))?;
+            if let Type::Struct(inner) | Type::Union(inner) = inner {
+                if let Some(bits) = find_member(btf, &inner, member)? {
+                    return Ok(Some(m.bit_offset() + bits));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Offset of `field` in a tracepoint record, from `events/<tracepoint>/format`.
+pub fn tracepoint_field_offset(tracefs: &str, tracepoint: &str, field: &str) -> Result<u32> {
+    let path = Path::new(tracefs).join("events").join(tracepoint).join("format");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    parse_format_offset(&text, field)
+        .ok_or_else(|| anyhow!("{}: no field {field}", path.display()))
+}
+
+fn parse_format_offset(format: &str, field: &str) -> Option<u32> {
+    format.lines().find_map(|line| {
+        let mut parts = line.trim().split(';').map(str::trim);
+        let decl = parts.next()?.strip_prefix("field:")?;
+        let name = decl.rsplit([' ', '*']).next()?;
+        let name = name.split('[').next()?;
+        if name != field {
+            return None;
+        }
+        parts.find_map(|p| p.strip_prefix("offset:")?.parse().ok())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXEC_FORMAT: &str = "name: sched_process_exec\nID: 318\nformat:\n\
+        \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\
+        \tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n\
+        \tfield:__data_loc char[] filename;\toffset:8;\tsize:4;\tsigned:0;\n\
+        \tfield:pid_t pid;\toffset:12;\tsize:4;\tsigned:1;\n";
+
+    #[test]
+    fn tracepoint_format_offsets() {
+        assert_eq!(parse_format_offset(EXEC_FORMAT, "filename"), Some(8));
+        assert_eq!(parse_format_offset(EXEC_FORMAT, "pid"), Some(12));
+        assert_eq!(parse_format_offset(EXEC_FORMAT, "common_pid"), Some(4));
+        assert_eq!(parse_format_offset(EXEC_FORMAT, "nope"), None);
+    }
+
+    #[test]
+    fn btf_offsets_of_this_kernel() {
+        // Needs no privilege: /sys/kernel/btf/vmlinux is world-readable.
+        let Ok(btf) = Btf::from_file(crate::preflight::BTF_PATH) else {
+            eprintln!("skipped: no kernel BTF at {}", crate::preflight::BTF_PATH);
+            return;
+        };
+        let arg_start = member_offset(&btf, "mm_struct", "arg_start").unwrap();
+        let arg_end = member_offset(&btf, "mm_struct", "arg_end").unwrap();
+        assert_eq!(arg_end, arg_start + 8, "arg_end follows arg_start");
+        assert!(member_offset(&btf, "task_struct", "real_parent").unwrap() > 0);
+        assert!(member_offset(&btf, "task_struct", "no_such_member").is_err());
+    }
+}

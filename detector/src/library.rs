@@ -1,0 +1,118 @@
+//! Enrichment: what a library file on disk is, and whether it sits where a non-root user could
+//! have put or changed it.
+use std::{
+    fs,
+    os::unix::fs::MetadataExt as _,
+    path::Path,
+};
+
+use serde::Serialize;
+
+/// Directories where the distribution's root-owned libraries live.
+const SYSTEM_DIRS: &[&str] = &["/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/usr/lib32/", "/lib32/"];
+/// World-writable places a dropped library typically comes from.
+const WORLD_WRITABLE_DIRS: &[&str] = &["/tmp/", "/var/tmp/", "/dev/shm/", "/run/shm/", "/run/user/"];
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Library {
+    pub path: String,
+    pub exists: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_uid: Option<u32>,
+    /// Permission bits in octal, e.g. "0644".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Why the library is unsafe (empty when it is not).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unsafe_reasons: Vec<&'static str>,
+}
+
+impl Library {
+    /// Looks at `path` on disk now. A bare name (no '/') is searched by the loader in its
+    /// default directories; it is reported as given.
+    pub fn inspect(path: &str) -> Self {
+        let meta = if path.contains('/') { fs::metadata(path).ok() } else { None };
+        let mut lib = Library {
+            path: path.to_owned(),
+            exists: meta.is_some(),
+            owner_uid: meta.as_ref().map(|m| m.uid()),
+            mode: meta.as_ref().map(|m| format!("{:04o}", m.mode() & 0o7777)),
+            unsafe_reasons: Vec::new(),
+        };
+        if WORLD_WRITABLE_DIRS.iter().any(|d| path.starts_with(d)) {
+            lib.unsafe_reasons.push("world_writable_location");
+        }
+        if let Some(m) = &meta {
+            if m.uid() != 0 {
+                lib.unsafe_reasons.push("owned_by_non_root");
+            }
+            if m.mode() & 0o022 != 0 {
+                lib.unsafe_reasons.push("group_or_world_writable");
+            }
+            if parent_writable_by_non_root(Path::new(path)) {
+                lib.unsafe_reasons.push("directory_writable_by_non_root");
+            }
+            if on_tmpfs(path) {
+                lib.unsafe_reasons.push("tmpfs");
+            }
+        }
+        lib
+    }
+
+    pub fn is_unsafe(&self) -> bool {
+        !self.unsafe_reasons.is_empty()
+    }
+
+    /// A root-owned library in a system directory, that only root can change.
+    pub fn is_system(&self) -> bool {
+        self.exists
+            && self.owner_uid == Some(0)
+            && !self.is_unsafe()
+            && SYSTEM_DIRS.iter().any(|d| self.path.starts_with(d))
+    }
+}
+
+fn parent_writable_by_non_root(path: &Path) -> bool {
+    let Some(meta) = path.parent().and_then(|p| fs::metadata(p).ok()) else { return false };
+    let sticky = meta.mode() & 0o1000 != 0;
+    meta.uid() != 0 || (meta.mode() & 0o022 != 0 && !sticky)
+}
+
+fn on_tmpfs(path: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(path) else { return false };
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid C string and out-pointer.
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    rc == 0 && st.f_type as i64 == TMPFS_MAGIC
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_library_is_system() {
+        let libc_path = ["/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("libc present");
+        let lib = Library::inspect(libc_path);
+        assert!(lib.exists);
+        assert!(lib.is_system(), "{lib:?}");
+    }
+
+    #[test]
+    fn tmp_library_is_unsafe() {
+        let lib = Library::inspect("/tmp/nonexistent-detector-test/x.so");
+        assert!(!lib.exists);
+        assert_eq!(lib.unsafe_reasons, ["world_writable_location"]);
+        assert!(!lib.is_system());
+    }
+
+    #[test]
+    fn bare_name_is_reported_as_given() {
+        let lib = Library::inspect("libfoo.so");
+        assert!(!lib.exists && !lib.is_unsafe() && !lib.is_system());
+    }
+}
