@@ -17,12 +17,14 @@ use aya_ebpf::{
     EbpfContext,
 };
 use detector_common::{
-    Channel, Config, EventKind, ExecEvent, LoaderEnvEvent, EXEC_ARGS_MAX, EXEC_ARGS_TRUNCATED,
-    EXEC_ENV_INCOMPLETE, EXEC_FILENAME_MAX, EXEC_FILENAME_TRUNCATED, LOADER_VALUE_HEAD,
-    LOADER_VALUE_TAIL, LOADER_VALUE_TRUNCATED, LOADER_VARS, LoaderVar,
+    Channel, Config, EventKind, ExecEvent, LoaderEnvEvent, LoaderVar, EXEC_ARGS_MAX,
+    EXEC_ARGS_TRUNCATED, EXEC_ENV_INCOMPLETE, EXEC_FILENAME_MAX, EXEC_FILENAME_TRUNCATED,
+    LOADER_VALUE_HEAD, LOADER_VALUE_TAIL, LOADER_VALUE_TRUNCATED, LOADER_VARS,
 };
 
-use crate::shared::{config, count_lost, current_task_and_ppid, fill_header, is_self, kread, EVENTS};
+use crate::shared::{
+    config, count_lost, current_task_and_ppid, fill_header, is_self, kread, EVENTS,
+};
 
 /// Upper bound on envp entries walked. The kernel allows ~2 MiB of strings plus pointers
 /// (at least 9 bytes each), so no real environment reaches this.
@@ -62,13 +64,18 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
     let env_end: u64 = unsafe { kread(mm, cfg.mm_env_end)? };
     let start_stack: u64 = unsafe { kread(mm, cfg.mm_start_stack)? };
     // The new stack: argc, argv[argc], NULL, envp[], NULL.
-    let argc: u64 = unsafe { bpf_probe_read_user(start_stack as *const u64).map_err(|e| e as i64)? };
+    let argc: u64 =
+        unsafe { bpf_probe_read_user(start_stack as *const u64).map_err(|e| e as i64)? };
 
     let mut scan = Scan {
         envp: start_stack + 8 * (argc + 2),
         envc: 0,
         incomplete: 0,
-        found: [Found { ptr: 0, index: 0, count: 0 }; LOADER_VARS],
+        found: [Found {
+            ptr: 0,
+            index: 0,
+            count: 0,
+        }; LOADER_VARS],
     };
     unsafe {
         bpf_loop(
@@ -221,8 +228,8 @@ fn emit_loader_env(cfg: &Config, ppid: u32, var: u32, f: &Found, envp: u64, env_
     ev.index = f.index;
 
     // The kernel lays strings out back to back: a value ends where the next string starts.
-    let next: u64 =
-        unsafe { bpf_probe_read_user((envp + 8 * (f.index as u64 + 1)) as *const u64) }.unwrap_or(0);
+    let next: u64 = unsafe { bpf_probe_read_user((envp + 8 * (f.index as u64 + 1)) as *const u64) }
+        .unwrap_or(0);
     let end = if next != 0 { next } else { env_end };
     let prefix = prefix_len(var);
     let value = f.ptr + prefix;

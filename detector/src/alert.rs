@@ -1,5 +1,8 @@
 //! The alert: a stable JSON contract. Later work adds fields; it never renames or removes one.
-use std::{collections::BTreeSet, time::{Duration, SystemTime}};
+use std::{
+    collections::BTreeSet,
+    time::{Duration, SystemTime},
+};
 
 use serde::Serialize;
 
@@ -8,6 +11,7 @@ use crate::library::Library;
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    #[expect(dead_code, reason = "in the schema; no rule raises info yet")]
     Info,
     Low,
     Medium,
@@ -78,12 +82,19 @@ pub struct Clock {
 
 impl Clock {
     pub fn new() -> Self {
-        let real = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let real = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: valid out-pointer.
         unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
         let boot = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
-        Clock { boot_epoch: real.saturating_sub(boot) }
+        Clock {
+            boot_epoch: real.saturating_sub(boot),
+        }
     }
 
     #[cfg(test)]
@@ -109,7 +120,8 @@ mod tests {
 
     #[test]
     fn ids_serialize_stably() {
-        let s = serde_json::to_string(&(Detection::PreloadEnv, Severity::High, PreloadSource::Env)).unwrap();
+        let s = serde_json::to_string(&(Detection::PreloadEnv, Severity::High, PreloadSource::Env))
+            .unwrap();
         assert_eq!(s, r#"["preload_env","high","env"]"#);
     }
 }

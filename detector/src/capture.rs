@@ -32,8 +32,11 @@ fn register<T: std::os::fd::AsRawFd>(inner: T, what: &str) -> Result<AsyncFd<T>>
 
 impl Capture {
     pub fn start(config: Config) -> Result<(Self, KernelLog)> {
-        let mut ebpf = Ebpf::load(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/detector")))
-            .context("loading the eBPF object")?;
+        let mut ebpf = Ebpf::load(aya::include_bytes_aligned!(concat!(
+            env!("OUT_DIR"),
+            "/detector"
+        )))
+        .context("loading the eBPF object")?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(register(l, "the eBPF logger")?),
             Err(e) => {
@@ -41,27 +44,48 @@ impl Capture {
                 None
             }
         };
-        let mut cfg: Array<_, Config> =
-            Array::try_from(ebpf.map_mut("CONFIG").ok_or_else(|| anyhow!("map CONFIG missing"))?)?;
+        let mut cfg: Array<_, Config> = Array::try_from(
+            ebpf.map_mut("CONFIG")
+                .ok_or_else(|| anyhow!("map CONFIG missing"))?,
+        )?;
         cfg.set(0, config, 0).context("writing CONFIG")?;
         for (prog, category, name) in TRACEPOINTS {
             let tp: &mut TracePoint = ebpf
                 .program_mut(prog)
                 .ok_or_else(|| anyhow!("program {prog} missing"))?
                 .try_into()?;
-            tp.load().with_context(|| format!("loading {prog} (verifier)"))?;
-            tp.attach(category, name).with_context(|| format!("attaching {category}/{name}"))?;
+            tp.load()
+                .with_context(|| format!("loading {prog} (verifier)"))?;
+            tp.attach(category, name)
+                .with_context(|| format!("attaching {category}/{name}"))?;
             log::info!("attached tracepoint {category}/{name}");
         }
-        let ring = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or_else(|| anyhow!("map EVENTS missing"))?)?;
-        let lost = PerCpuArray::try_from(ebpf.take_map("LOST").ok_or_else(|| anyhow!("map LOST missing"))?)?;
+        let ring = RingBuf::try_from(
+            ebpf.take_map("EVENTS")
+                .ok_or_else(|| anyhow!("map EVENTS missing"))?,
+        )?;
+        let lost = PerCpuArray::try_from(
+            ebpf.take_map("LOST")
+                .ok_or_else(|| anyhow!("map LOST missing"))?,
+        )?;
         let ring = register(ring, "the ring buffer")?;
-        Ok((Capture { _ebpf: ebpf, ring, lost }, KernelLog(logger)))
+        Ok((
+            Capture {
+                _ebpf: ebpf,
+                ring,
+                lost,
+            },
+            KernelLog(logger),
+        ))
     }
 
     /// Waits for records and hands each to `f`.
     pub async fn read(&mut self, mut f: impl FnMut(&[u8])) -> Result<()> {
-        let mut guard = self.ring.readable_mut().await.context("waiting on the ring buffer")?;
+        let mut guard = self
+            .ring
+            .readable_mut()
+            .await
+            .context("waiting on the ring buffer")?;
         let ring = guard.get_inner_mut();
         while let Some(item) = ring.next() {
             f(&item);
@@ -93,11 +117,14 @@ impl KernelLog {
         }
         Ok(())
     }
-
 }
 
 /// Logs channels whose loss counter grew since `seen`; returns the new counters.
-pub fn report_loss(now: [u64; CHANNELS as usize], seen: &mut [u64; CHANNELS as usize], at_exit: bool) {
+pub fn report_loss(
+    now: [u64; CHANNELS as usize],
+    seen: &mut [u64; CHANNELS as usize],
+    at_exit: bool,
+) {
     for (i, (n, s)) in now.iter().zip(seen.iter_mut()).enumerate() {
         if n > s {
             log::warn!(

@@ -4,7 +4,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "detector", version, about = "Catches credential theft through shared-object hooking (MITRE T1056.004, T1574.006)")]
+#[command(
+    name = "detector",
+    version,
+    about = "Catches credential theft through shared-object hooking (MITRE T1056.004, T1574.006)"
+)]
 pub struct Cli {
     /// Log verbosity on stderr (error, warn, info, debug, trace); RUST_LOG overrides it.
     #[arg(long, global = true, default_value = "info")]

@@ -18,7 +18,11 @@ pub struct Correlator {
 
 impl Correlator {
     pub fn new(clock: Clock) -> Self {
-        Correlator { clock, pending: HashMap::new(), order: VecDeque::new() }
+        Correlator {
+            clock,
+            pending: HashMap::new(),
+            order: VecDeque::new(),
+        }
     }
 
     pub fn handle(&mut self, event: Event) -> Vec<Alert> {
@@ -65,14 +69,27 @@ mod tests {
 
     fn run(events: Vec<Vec<u8>>) -> Vec<Alert> {
         let mut c = Correlator::new(Clock::fixed(Duration::ZERO));
-        events.into_iter().flat_map(|b| c.handle(decode(&b).unwrap())).collect()
+        events
+            .into_iter()
+            .flat_map(|b| c.handle(decode(&b).unwrap()))
+            .collect()
     }
 
     #[test]
     fn preload_into_cat_names_process_and_library() {
         let alerts = run(vec![
-            bytes_of(&exec_event(10, "cat", "/usr/bin/cat", &["cat", "/etc/hostname"])),
-            bytes_of(&loader_event(10, "cat", LoaderVar::LdPreload, "/tmp/x/hook.so")),
+            bytes_of(&exec_event(
+                10,
+                "cat",
+                "/usr/bin/cat",
+                &["cat", "/etc/hostname"],
+            )),
+            bytes_of(&loader_event(
+                10,
+                "cat",
+                LoaderVar::LdPreload,
+                "/tmp/x/hook.so",
+            )),
         ]);
         assert_eq!(alerts.len(), 1);
         let a = &alerts[0];
@@ -91,7 +108,12 @@ mod tests {
     fn one_alert_per_library_and_credential_processes_are_critical() {
         let alerts = run(vec![
             bytes_of(&exec_event(11, "ssh", "/usr/bin/ssh", &["ssh", "-V"])),
-            bytes_of(&loader_event(11, "ssh", LoaderVar::LdPreload, "/tmp/a.so /tmp/b.so")),
+            bytes_of(&loader_event(
+                11,
+                "ssh",
+                LoaderVar::LdPreload,
+                "/tmp/a.so /tmp/b.so",
+            )),
         ]);
         assert_eq!(alerts.len(), 2);
         assert!(alerts.iter().all(|a| a.severity == Severity::Critical));
@@ -112,7 +134,12 @@ mod tests {
 
     #[test]
     fn loader_event_without_exec_still_alerts() {
-        let alerts = run(vec![bytes_of(&loader_event(13, "x", LoaderVar::LdPreload, "/tmp/x.so"))]);
+        let alerts = run(vec![bytes_of(&loader_event(
+            13,
+            "x",
+            LoaderVar::LdPreload,
+            "/tmp/x.so",
+        ))]);
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].process.exe, "");
     }

@@ -1,10 +1,31 @@
 //! The catalogue of credential-handling programs, matched on the executable's basename
 //! (from the exec path, not only comm, which a process can set to anything).
 const CATALOGUE: &[&str] = &[
-    "ssh", "scp", "sftp", "sshd", "sshd-session", "sshd-auth", "ssh-agent", "ssh-add",
-    "sudo", "su", "doas", "pkexec", "passwd", "chpasswd", "login", "gpg", "gpg-agent",
-    "pinentry", "pinentry-curses", "pinentry-gtk-2", "pinentry-gnome3", "pinentry-tty",
-    "kinit", "unix_chkpwd", "polkit-agent-helper-1",
+    "ssh",
+    "scp",
+    "sftp",
+    "sshd",
+    "sshd-session",
+    "sshd-auth",
+    "ssh-agent",
+    "ssh-add",
+    "sudo",
+    "su",
+    "doas",
+    "pkexec",
+    "passwd",
+    "chpasswd",
+    "login",
+    "gpg",
+    "gpg-agent",
+    "pinentry",
+    "pinentry-curses",
+    "pinentry-gtk-2",
+    "pinentry-gnome3",
+    "pinentry-tty",
+    "kinit",
+    "unix_chkpwd",
+    "polkit-agent-helper-1",
 ];
 
 /// True when `exe` (a path) or `comm` names a credential-handling program.

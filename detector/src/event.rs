@@ -71,7 +71,11 @@ impl std::fmt::Display for DecodeError {
 /// Reads a `T` from the start of `buf` if it is long enough.
 fn read<T: Copy>(buf: &[u8], kind: u32) -> Result<T, DecodeError> {
     if buf.len() < size_of::<T>() {
-        return Err(DecodeError::Short { kind, len: buf.len(), need: size_of::<T>() });
+        return Err(DecodeError::Short {
+            kind,
+            len: buf.len(),
+            need: size_of::<T>(),
+        });
     }
     // SAFETY: length checked; T is a repr(C) plain-data event type; unaligned read.
     Ok(unsafe { std::ptr::read_unaligned(buf.as_ptr().cast::<T>()) })
@@ -102,7 +106,10 @@ fn split_args(block: &[u8], len: usize) -> Vec<String> {
     if block.is_empty() {
         return Vec::new();
     }
-    block.split(|&b| b == 0).map(|s| String::from_utf8_lossy(s).into_owned()).collect()
+    block
+        .split(|&b| b == 0)
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
 }
 
 pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
@@ -132,7 +139,11 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
                 index: e.index,
                 value_len: e.value_len,
                 head: cstr(&e.head),
-                tail: if truncated { String::from_utf8_lossy(&e.tail).into_owned() } else { String::new() },
+                tail: if truncated {
+                    String::from_utf8_lossy(&e.tail).into_owned()
+                } else {
+                    String::new()
+                },
                 truncated,
             }))
         }
@@ -153,7 +164,18 @@ pub mod tests {
     pub fn hdr(kind: EventKind, pid: u32, comm: &str) -> EventHeader {
         let mut c = [0u8; 16];
         c[..comm.len()].copy_from_slice(comm.as_bytes());
-        EventHeader { kind: kind as u32, flags: 0, ktime_ns: 7, pid, tid: pid, ppid: 1, uid: 1000, gid: 1000, _pad: 0, comm: c }
+        EventHeader {
+            kind: kind as u32,
+            flags: 0,
+            ktime_ns: 7,
+            pid,
+            tid: pid,
+            ppid: 1,
+            uid: 1000,
+            gid: 1000,
+            _pad: 0,
+            comm: c,
+        }
     }
 
     pub fn exec_event(pid: u32, comm: &str, filename: &str, args: &[&str]) -> ExecEvent {
@@ -190,7 +212,9 @@ pub mod tests {
     #[test]
     fn decodes_exec() {
         let e = exec_event(42, "cat", "/usr/bin/cat", &["cat", "/etc/hostname"]);
-        let Event::Exec(x) = decode(&bytes_of(&e)).unwrap() else { panic!("not exec") };
+        let Event::Exec(x) = decode(&bytes_of(&e)).unwrap() else {
+            panic!("not exec")
+        };
         assert_eq!(x.hdr.pid, 42);
         assert_eq!(x.hdr.comm, "cat");
         assert_eq!(x.filename, "/usr/bin/cat");
@@ -202,7 +226,9 @@ pub mod tests {
     fn decodes_flags() {
         let mut e = exec_event(1, "x", "/x", &["x"]);
         e.hdr.flags = EXEC_ARGS_TRUNCATED | EXEC_ENV_INCOMPLETE;
-        let Event::Exec(x) = decode(&bytes_of(&e)).unwrap() else { panic!() };
+        let Event::Exec(x) = decode(&bytes_of(&e)).unwrap() else {
+            panic!()
+        };
         assert!(x.args_truncated && x.env_incomplete && !x.filename_truncated);
     }
 
@@ -211,7 +237,9 @@ pub mod tests {
         let mut e = loader_event(9, "ls", LoaderVar::LdPreload, "/tmp/a.so");
         e.hdr.flags = LOADER_VALUE_TRUNCATED;
         e.tail = [b'b'; LOADER_VALUE_TAIL];
-        let Event::LoaderEnv(x) = decode(&bytes_of(&e)).unwrap() else { panic!() };
+        let Event::LoaderEnv(x) = decode(&bytes_of(&e)).unwrap() else {
+            panic!()
+        };
         assert_eq!(x.var, LoaderVar::LdPreload);
         assert_eq!(x.head, "/tmp/a.so");
         assert!(x.truncated);
@@ -220,11 +248,24 @@ pub mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        assert_eq!(decode(&[]), Err(DecodeError::Short { kind: 0, len: 0, need: 4 }));
-        assert_eq!(decode(&99u32.to_ne_bytes()), Err(DecodeError::UnknownKind(99)));
+        assert_eq!(
+            decode(&[]),
+            Err(DecodeError::Short {
+                kind: 0,
+                len: 0,
+                need: 4
+            })
+        );
+        assert_eq!(
+            decode(&99u32.to_ne_bytes()),
+            Err(DecodeError::UnknownKind(99))
+        );
         let e = exec_event(1, "x", "/x", &[]);
         let b = bytes_of(&e);
-        assert!(matches!(decode(&b[..100]), Err(DecodeError::Short { kind: 1, .. })));
+        assert!(matches!(
+            decode(&b[..100]),
+            Err(DecodeError::Short { kind: 1, .. })
+        ));
         let mut l = loader_event(1, "x", LoaderVar::LdAudit, "a");
         l.var = 77;
         assert!(decode(&bytes_of(&l)).is_err());

@@ -8,7 +8,8 @@ use detector_common::Config;
 
 /// Builds the programs' [`Config`] for this kernel.
 pub fn config(btf_path: &str, tracefs: &str, self_tgid: u32) -> Result<Config> {
-    let btf = Btf::from_file(btf_path).map_err(|e| anyhow!("reading kernel BTF {btf_path}: {e}"))?;
+    let btf =
+        Btf::from_file(btf_path).map_err(|e| anyhow!("reading kernel BTF {btf_path}: {e}"))?;
     let off = |s: &str, m: &str| member_offset(&btf, s, m);
     Ok(Config {
         ready: 1,
@@ -66,10 +67,12 @@ fn find_member(btf: &Btf, s: &btf_rs::Struct, member: &str) -> Result<Option<u32
 
 /// Offset of `field` in a tracepoint record, from `events/<tracepoint>/format`.
 pub fn tracepoint_field_offset(tracefs: &str, tracepoint: &str, field: &str) -> Result<u32> {
-    let path = Path::new(tracefs).join("events").join(tracepoint).join("format");
+    let path = Path::new(tracefs)
+        .join("events")
+        .join(tracepoint)
+        .join("format");
     let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    parse_format_offset(&text, field)
-        .ok_or_else(|| anyhow!("{}: no field {field}", path.display()))
+    parse_format_offset(&text, field).ok_or_else(|| anyhow!("{}: no field {field}", path.display()))
 }
 
 fn parse_format_offset(format: &str, field: &str) -> Option<u32> {

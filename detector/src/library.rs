@@ -1,17 +1,21 @@
 //! Enrichment: what a library file on disk is, and whether it sits where a non-root user could
 //! have put or changed it.
-use std::{
-    fs,
-    os::unix::fs::MetadataExt as _,
-    path::Path,
-};
+use std::{fs, os::unix::fs::MetadataExt as _, path::Path};
 
 use serde::Serialize;
 
 /// Directories where the distribution's root-owned libraries live.
-const SYSTEM_DIRS: &[&str] = &["/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/usr/lib32/", "/lib32/"];
+const SYSTEM_DIRS: &[&str] = &[
+    "/lib/",
+    "/lib64/",
+    "/usr/lib/",
+    "/usr/lib64/",
+    "/usr/lib32/",
+    "/lib32/",
+];
 /// World-writable places a dropped library typically comes from.
-const WORLD_WRITABLE_DIRS: &[&str] = &["/tmp/", "/var/tmp/", "/dev/shm/", "/run/shm/", "/run/user/"];
+const WORLD_WRITABLE_DIRS: &[&str] =
+    &["/tmp/", "/var/tmp/", "/dev/shm/", "/run/shm/", "/run/user/"];
 const TMPFS_MAGIC: i64 = 0x0102_1994;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -32,7 +36,11 @@ impl Library {
     /// Looks at `path` on disk now. A bare name (no '/') is searched by the loader in its
     /// default directories; it is reported as given.
     pub fn inspect(path: &str) -> Self {
-        let meta = if path.contains('/') { fs::metadata(path).ok() } else { None };
+        let meta = if path.contains('/') {
+            fs::metadata(path).ok()
+        } else {
+            None
+        };
         let mut lib = Library {
             path: path.to_owned(),
             exists: meta.is_some(),
@@ -74,13 +82,17 @@ impl Library {
 }
 
 fn parent_writable_by_non_root(path: &Path) -> bool {
-    let Some(meta) = path.parent().and_then(|p| fs::metadata(p).ok()) else { return false };
+    let Some(meta) = path.parent().and_then(|p| fs::metadata(p).ok()) else {
+        return false;
+    };
     let sticky = meta.mode() & 0o1000 != 0;
     meta.uid() != 0 || (meta.mode() & 0o022 != 0 && !sticky)
 }
 
 fn on_tmpfs(path: &str) -> bool {
-    let Ok(c) = std::ffi::CString::new(path) else { return false };
+    let Ok(c) = std::ffi::CString::new(path) else {
+        return false;
+    };
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: valid C string and out-pointer.
     let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
@@ -93,10 +105,13 @@ mod tests {
 
     #[test]
     fn system_library_is_system() {
-        let libc_path = ["/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("libc present");
+        let libc_path = [
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            "/usr/lib/x86_64-linux-gnu/libc.so.6",
+        ]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("libc present");
         let lib = Library::inspect(libc_path);
         assert!(lib.exists);
         assert!(lib.is_system(), "{lib:?}");

@@ -9,7 +9,11 @@ pub fn split_list(var: LoaderVar, value: &str) -> Vec<String> {
         LoaderVar::LdPreload => &[' ', ':'],
         LoaderVar::LdAudit | LoaderVar::LdLibraryPath => &[':'],
     };
-    value.split(seps).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    value
+        .split(seps)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Libraries of a value that was captured only in part (`head` ... `tail`): the last entry of
@@ -27,6 +31,13 @@ pub fn split_truncated(var: LoaderVar, head: &str, tail: &str) -> Vec<String> {
 
 /// The value of `name` in a NUL-separated environment block, honouring last-wins, with the
 /// number of occurrences.
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "for the /proc sweep (detector scan, start-up seeding)"
+    )
+)]
 pub fn last_value<'a>(environ: &'a [u8], name: &str) -> Option<(&'a [u8], usize)> {
     let mut found = None;
     let mut count = 0;
@@ -47,19 +58,29 @@ mod tests {
 
     #[test]
     fn preload_splits_on_space_and_colon() {
-        assert_eq!(split_list(LoaderVar::LdPreload, "/a.so:/b.so /c.so"), ["/a.so", "/b.so", "/c.so"]);
+        assert_eq!(
+            split_list(LoaderVar::LdPreload, "/a.so:/b.so /c.so"),
+            ["/a.so", "/b.so", "/c.so"]
+        );
         assert_eq!(split_list(LoaderVar::LdPreload, "::  /a.so::"), ["/a.so"]);
         assert!(split_list(LoaderVar::LdPreload, "").is_empty());
     }
 
     #[test]
     fn audit_splits_on_colon_only() {
-        assert_eq!(split_list(LoaderVar::LdAudit, "/a b.so:/c.so"), ["/a b.so", "/c.so"]);
+        assert_eq!(
+            split_list(LoaderVar::LdAudit, "/a b.so:/c.so"),
+            ["/a b.so", "/c.so"]
+        );
     }
 
     #[test]
     fn truncated_values_drop_cut_entries() {
-        let libs = split_truncated(LoaderVar::LdPreload, "/one.so:/two.so:/thr", "ee.so:/evil.so");
+        let libs = split_truncated(
+            LoaderVar::LdPreload,
+            "/one.so:/two.so:/thr",
+            "ee.so:/evil.so",
+        );
         assert_eq!(libs, ["/one.so", "/two.so", "/evil.so"]);
     }
 

@@ -21,7 +21,9 @@ pub fn check() -> Result<&'static str> {
     let tracefs = ensure_tracefs()?;
     match aya::sys::is_map_supported(MapType::RingBuf) {
         Ok(true) => {}
-        Ok(false) => bail!("this kernel has no BPF ring buffer (BPF_MAP_TYPE_RINGBUF needs Linux 5.8 or later)"),
+        Ok(false) => bail!(
+            "this kernel has no BPF ring buffer (BPF_MAP_TYPE_RINGBUF needs Linux 5.8 or later)"
+        ),
         Err(e) => bail!("could not probe for the BPF ring buffer: {e}"),
     }
     Ok(tracefs)
@@ -38,13 +40,18 @@ fn check_privileges() -> Result<()> {
     if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
         return Ok(());
     }
-    bail!("not enough privilege to load eBPF programs: run as root (or with CAP_BPF and CAP_PERFMON)")
+    bail!(
+        "not enough privilege to load eBPF programs: run as root (or with CAP_BPF and CAP_PERFMON)"
+    )
 }
 
 /// Finds tracefs; mounts it at /sys/kernel/tracing when it is not mounted (it is not at boot
 /// on some machines).
 fn ensure_tracefs() -> Result<&'static str> {
-    if let Some(p) = TRACEFS_PATHS.iter().find(|p| Path::new(p).join("events").is_dir()) {
+    if let Some(p) = TRACEFS_PATHS
+        .iter()
+        .find(|p| Path::new(p).join("events").is_dir())
+    {
         return Ok(p);
     }
     let target = TRACEFS_PATHS[0];

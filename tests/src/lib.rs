@@ -1,1 +1,217 @@
+//! Harness for detector's end-to-end tests: start the real daemon, run a real trigger, wait for
+//! the real alert. Each test reads "trigger → expect alert".
+use std::{
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    thread,
+    time::{Duration, Instant},
+};
 
+use serde_json::Value;
+
+/// The binary under test: `DETECTOR_BIN` (set by `cargo xtask test`) or target/release/detector.
+pub fn detector_bin() -> PathBuf {
+    match std::env::var_os("DETECTOR_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/detector"),
+    }
+}
+
+/// Root e2e tests need root; they fail (not skip) without it, since CI runs as root.
+pub fn require_root() {
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "end-to-end tests load eBPF programs: run them as root (cargo xtask test does in CI)"
+    );
+}
+
+/// A fresh directory under /tmp, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("detector-e2e-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
+/// Compiles fixtures/`source` with gcc into `dir`/`out` (a shared object when `shared`).
+pub fn gcc(dir: &TempDir, source: &str, out: &str, shared: bool) -> PathBuf {
+    let dst = dir.path(out);
+    let mut cmd = Command::new("gcc");
+    if shared {
+        cmd.args(["-shared", "-fPIC"]);
+    }
+    let st = cmd
+        .arg("-o")
+        .arg(&dst)
+        .arg(fixture(source))
+        .arg("-ldl")
+        .status()
+        .expect("run gcc");
+    assert!(st.success(), "gcc {source} failed");
+    dst
+}
+
+pub struct Daemon {
+    child: Child,
+    alerts: Arc<Mutex<Vec<Value>>>,
+    stderr: Arc<Mutex<String>>,
+    _dir: TempDir,
+}
+
+impl Daemon {
+    /// Starts `detector run` and waits until it says it is armed (the ready file).
+    pub fn start() -> Daemon {
+        require_root();
+        let dir = TempDir::new("daemon");
+        let ready = dir.path("ready");
+        let mut child = Command::new(detector_bin())
+            .arg("run")
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", detector_bin().display()));
+        let alerts = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let out = child.stdout.take().unwrap();
+        let a = alerts.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+                a.lock().unwrap().push(v);
+            }
+        });
+        let err = child.stderr.take().unwrap();
+        let s = stderr.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut s = s.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ready.exists() {
+            if let Some(st) = child.try_wait().unwrap() {
+                thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "detector exited with {st} before it was armed:\n{}",
+                    stderr.lock().unwrap()
+                );
+            }
+            assert!(Instant::now() < deadline, "detector not armed after 30 s");
+            thread::sleep(Duration::from_millis(20));
+        }
+        Daemon {
+            child,
+            alerts,
+            stderr,
+            _dir: dir,
+        }
+    }
+
+    /// Waits up to 10 s for an alert matching `pred`; panics with every alert seen otherwise.
+    pub fn expect_alert(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(v) = self.alerts.lock().unwrap().iter().find(|v| pred(v)) {
+                return v.clone();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "no alert for {what} within 10 s; alerts seen:\n{:#?}\ndetector stderr:\n{}",
+                    self.alerts.lock().unwrap(),
+                    self.stderr.lock().unwrap()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Every alert so far that matches `pred`.
+    pub fn alerts_matching(&self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+        self.alerts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| pred(v))
+            .cloned()
+            .collect()
+    }
+
+    /// SIGTERM; asserts a clean exit (0) within a second. Returns stderr.
+    pub fn stop(mut self) -> String {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let t = Instant::now();
+        let status = loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(1),
+                "detector still running 1 s after SIGTERM"
+            );
+            thread::sleep(Duration::from_millis(10));
+        };
+        thread::sleep(Duration::from_millis(50));
+        let stderr = self.stderr.lock().unwrap().clone();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "detector exit status after SIGTERM; stderr:\n{stderr}"
+        );
+        stderr
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a trigger to completion and returns its status.
+pub fn trigger(cmd: &mut Command) -> std::process::ExitStatus {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("trigger {cmd:?}: {e}"))
+}
+
+/// Field accessors that read like the alert schema.
+pub fn s<'a>(v: &'a Value, path: &str) -> &'a str {
+    path.split('.').fold(v, |v, k| &v[k]).as_str().unwrap_or("")
+}
+
+pub fn has(v: &Value, array: &str, item: &str) -> bool {
+    v[array]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x == item))
+}

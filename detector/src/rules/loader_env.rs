@@ -18,7 +18,10 @@ pub fn evaluate(clock: &Clock, exec: Option<&Exec>, env: &LoaderEnv) -> Vec<Aler
         LoaderVar::LdLibraryPath => return Vec::new(),
     };
     let (libs, value) = if env.truncated {
-        (split_truncated(env.var, &env.head, &env.tail), format!("{}…{}", env.head, env.tail))
+        (
+            split_truncated(env.var, &env.head, &env.tail),
+            format!("{}…{}", env.head, env.tail),
+        )
     } else {
         (split_list(env.var, &env.head), env.head.clone())
     };

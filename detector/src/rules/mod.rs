@@ -56,7 +56,11 @@ pub fn build_alert(
     }
     Alert {
         timestamp: clock.rfc3339(ktime_ns),
-        rule: if credential { "credential_api_hooking" } else { "dynamic_linker_hijacking" },
+        rule: if credential {
+            "credential_api_hooking"
+        } else {
+            "dynamic_linker_hijacking"
+        },
         severity,
         risk_score: detections.len() as u32,
         detections,

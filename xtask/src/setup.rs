@@ -1,0 +1,109 @@
+//! Installs what the build and the tests need, only from the package registries, and only
+//! what is missing. Prints each thing it checks and each thing it installs.
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context as _, Result};
+
+const NIGHTLY: &str = "nightly";
+const LLVM_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+];
+const TEST_PACKAGES: &[&str] = &["gcc", "libc6-dev"];
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+pub fn ensure() -> Result<()> {
+    ensure_rust_src()?;
+    let mut apt = Apt::default();
+    if !ok("bpf-linker", &["--version"]) {
+        apt.install(LLVM_PACKAGES, "LLVM 22, to build bpf-linker")?;
+        say(&format!("installing bpf-linker {BPF_LINKER_VERSION} from crates.io (built against LLVM 22, about 3 minutes)"));
+        run(Command::new("cargo")
+            .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION])
+            .args(["--no-default-features", "--features", "llvm-22"])
+            .env("LLVM_PREFIX", "/usr/lib/llvm-22"))?;
+    } else {
+        say("ok: bpf-linker");
+    }
+    apt.install(TEST_PACKAGES, "to build the hook libraries the tests load")?;
+    Ok(())
+}
+
+fn ensure_rust_src() -> Result<()> {
+    let out = Command::new("rustup")
+        .args(["component", "list", "--installed", "--toolchain", NIGHTLY])
+        .output()
+        .context("running rustup (the machine's Rust toolchain manager)")?;
+    if !out.status.success() {
+        bail!("the {NIGHTLY} toolchain is not installed; the eBPF programs need it (rustup toolchain install {NIGHTLY})");
+    }
+    if String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.starts_with("rust-src"))
+    {
+        say("ok: rust-src for nightly");
+        return Ok(());
+    }
+    say("installing rust-src for the nightly toolchain (build-std=core for the BPF target)");
+    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))
+}
+
+#[derive(Default)]
+struct Apt {
+    updated: bool,
+}
+
+impl Apt {
+    fn install(&mut self, packages: &[&str], why: &str) -> Result<()> {
+        let missing: Vec<&str> = packages
+            .iter()
+            .copied()
+            .filter(|p| !dpkg_installed(p))
+            .collect();
+        if missing.is_empty() {
+            say(&format!("ok: {}", packages.join(" ")));
+            return Ok(());
+        }
+        if !self.updated {
+            say("apt-get update");
+            run(Command::new("apt-get").args(["update", "-q"]))?;
+            self.updated = true;
+        }
+        say(&format!("installing {} ({why})", missing.join(" ")));
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+    }
+}
+
+fn dpkg_installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+fn ok(cmd: &str, args: &[&str]) -> bool {
+    Command::new(cmd)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn say(msg: &str) {
+    println!("[setup] {msg}");
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
