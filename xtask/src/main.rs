@@ -88,6 +88,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     let bin = root.join("target/release/detector");
     let mut args = vec![
         "test",
+        "--release",
         "--workspace",
         "--exclude",
         "detector-ebpf",
