@@ -13,6 +13,16 @@ pub enum EventKind {
     Exec = 1,
     /// A dynamic-loader variable found in the new image's environment. [`LoaderEnvEvent`].
     LoaderEnv = 2,
+    /// A file mapped executable (mmap with PROT_EXEC, or mprotect adding it). [`MmapEvent`].
+    Mmap = 3,
+    /// A watched loader or PAM file opened for write, renamed, unlinked. [`FileChangeEvent`].
+    FileChange = 4,
+    /// A new process (fork/clone without CLONE_THREAD). [`ForkEvent`].
+    Fork = 5,
+    /// A process exited (its thread-group leader). [`ExitEvent`].
+    Exit = 6,
+    /// Another process's memory written or attached to. [`MemTamperEvent`].
+    MemTamper = 7,
 }
 
 impl EventKind {
@@ -20,6 +30,11 @@ impl EventKind {
         match v {
             1 => Some(Self::Exec),
             2 => Some(Self::LoaderEnv),
+            3 => Some(Self::Mmap),
+            4 => Some(Self::FileChange),
+            5 => Some(Self::Fork),
+            6 => Some(Self::Exit),
+            7 => Some(Self::MemTamper),
             _ => None,
         }
     }
@@ -30,11 +45,16 @@ impl EventKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Channel {
     Exec = 0,
+    Mmap = 1,
+    FileChange = 2,
+    Lifecycle = 3,
+    MemTamper = 4,
 }
 
 /// Number of entries in the `LOST` per-CPU array.
-pub const CHANNELS: u32 = 1;
-pub const CHANNEL_NAMES: [&str; CHANNELS as usize] = ["exec"];
+pub const CHANNELS: u32 = 5;
+pub const CHANNEL_NAMES: [&str; CHANNELS as usize] =
+    ["exec", "mmap", "file_change", "lifecycle", "mem_tamper"];
 
 pub const COMM_LEN: usize = 16;
 
@@ -146,6 +166,129 @@ pub struct LoaderEnvEvent {
     pub tail: [u8; LOADER_VALUE_TAIL],
 }
 
+/// Size of a path buffer. Paths are built right to left, so a path is `path[path_off..]`
+/// (NUL-terminated); when it did not fit, `PATH_TRUNCATED` is set and the tail is kept.
+pub const PATH_BUF: usize = 4096;
+/// Longest name (user-space string) kept from a syscall argument.
+pub const NAME_MAX: usize = 256;
+
+/// Flag (any event with a path): the path did not fit, or its walk hit the depth limit.
+pub const PATH_TRUNCATED: u32 = 1 << 8;
+/// Flag: a second path (`FileChangeEvent.dir`) did not fit.
+pub const DIR_TRUNCATED: u32 = 1 << 9;
+
+/// What the kernel knows of a file at the moment it was used.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileInfo {
+    pub ino: u64,
+    pub mtime_sec: i64,
+    /// `s_dev` of the file's superblock (kernel encoding: major << 20 | minor).
+    pub dev: u32,
+    /// `i_mode`: type and permission bits.
+    pub mode: u32,
+    pub uid: u32,
+    /// Link count: 0 for a deleted file or a memfd.
+    pub nlink: u32,
+    /// Filesystem magic (`s_magic`): tmpfs, overlayfs, proc...
+    pub fs_magic: u64,
+}
+
+pub const TMPFS_MAGIC: u64 = 0x0102_1994;
+pub const RAMFS_MAGIC: u64 = 0x8584_58f6;
+pub const HUGETLBFS_MAGIC: u64 = 0x9584_58f6;
+pub const OVERLAYFS_MAGIC: u64 = 0x794c_7630;
+pub const PROC_SUPER_MAGIC: u64 = 0x9fa0;
+
+/// `MmapEvent.source`.
+pub const MMAP_SOURCE_MMAP: u32 = 1;
+pub const MMAP_SOURCE_MPROTECT: u32 = 2;
+
+/// A file-backed mapping made executable.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MmapEvent {
+    pub hdr: EventHeader,
+    pub file: FileInfo,
+    /// `MMAP_SOURCE_*`.
+    pub source: u32,
+    pub prot: u32,
+    pub map_flags: u32,
+    pub path_off: u32,
+    pub path: [u8; PATH_BUF],
+}
+
+/// `FileChangeEvent.op`.
+pub const FILE_OP_OPEN_WRITE: u32 = 1;
+pub const FILE_OP_RENAME: u32 = 2;
+pub const FILE_OP_UNLINK: u32 = 3;
+pub const FILE_OP_TRUNCATE: u32 = 4;
+
+/// A change to a watched file (loader configuration, loader binaries, PAM configuration).
+/// For an open, `path` is the file resolved in the kernel; for rename, unlink and truncate,
+/// `name` (and for rename `name2`, the destination) are the syscall's strings, and `dir` is
+/// the directory a relative name is resolved against (cwd or dirfd), resolved in the kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FileChangeEvent {
+    pub hdr: EventHeader,
+    pub file: FileInfo,
+    pub op: u32,
+    /// `open` flags for an open; `renameat2` flags for a rename.
+    pub op_flags: u32,
+    pub path_off: u32,
+    pub dir_off: u32,
+    pub path: [u8; PATH_BUF],
+    pub dir: [u8; PATH_BUF],
+    pub name: [u8; NAME_MAX],
+    pub name2: [u8; NAME_MAX],
+}
+
+/// `fork`/`clone` of a new process; the header is the parent's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ForkEvent {
+    pub hdr: EventHeader,
+    pub child_pid: u32,
+    pub _pad: u32,
+}
+
+/// A process's thread-group leader exited.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExitEvent {
+    pub hdr: EventHeader,
+    /// `task->exit_code` (wait status encoding).
+    pub exit_code: u32,
+    pub _pad: u32,
+}
+
+/// `MemTamperEvent.op`.
+pub const TAMPER_PTRACE: u32 = 1;
+pub const TAMPER_PROCESS_VM_WRITEV: u32 = 2;
+/// `/proc/<pid>/mem` opened for write; the target pid is parsed from `path` in user space.
+pub const TAMPER_PROC_MEM: u32 = 3;
+
+pub const PTRACE_POKETEXT: u64 = 4;
+pub const PTRACE_POKEDATA: u64 = 5;
+pub const PTRACE_ATTACH: u64 = 16;
+pub const PTRACE_SEIZE: u64 = 0x4206;
+
+/// Another process's memory written or attached to: the Linux form of inline hooking.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MemTamperEvent {
+    pub hdr: EventHeader,
+    pub op: u32,
+    pub target_pid: u32,
+    /// The ptrace request, or the number of iovecs for process_vm_writev.
+    pub request: u64,
+    pub addr: u64,
+    pub path_off: u32,
+    pub _pad: u32,
+    pub path: [u8; PATH_BUF],
+}
+
 /// Kernel facts user space hands to the programs at start (map `CONFIG`, index 0).
 /// Struct offsets come from the running kernel's BTF, never from one build's headers.
 #[repr(C)]
@@ -165,6 +308,49 @@ pub struct Config {
     pub mm_start_stack: u32,
     /// Offset of the `__data_loc char[] filename` field in `sched/sched_process_exec`.
     pub tp_exec_filename: u32,
+    pub task_files: u32,
+    pub task_fs: u32,
+    pub task_pid: u32,
+    pub task_exit_code: u32,
+    pub files_fdt: u32,
+    pub fdt_fd: u32,
+    pub fdt_max_fds: u32,
+    pub file_f_path: u32,
+    pub file_f_inode: u32,
+    pub file_f_mode: u32,
+    pub path_mnt: u32,
+    pub path_dentry: u32,
+    pub dentry_d_parent: u32,
+    pub dentry_d_name: u32,
+    pub dentry_d_inode: u32,
+    pub qstr_name: u32,
+    pub qstr_len: u32,
+    pub mount_mnt: u32,
+    pub mount_mnt_parent: u32,
+    pub mount_mnt_mountpoint: u32,
+    pub vfsmount_mnt_root: u32,
+    pub vfsmount_mnt_sb: u32,
+    pub sb_s_magic: u32,
+    pub sb_s_dev: u32,
+    pub inode_i_mode: u32,
+    pub inode_i_uid: u32,
+    pub inode_i_nlink: u32,
+    pub inode_i_ino: u32,
+    pub inode_i_sb: u32,
+    pub inode_i_mtime: u32,
+    pub fs_pwd: u32,
+    pub vma_vm_file: u32,
+    pub vma_vm_flags: u32,
+    pub _pad: u32,
+}
+
+/// Key of the in-kernel seen-cache of safe executable mappings: one event per file version.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SeenKey {
+    pub ino: u64,
+    pub mtime_sec: i64,
+    pub dev: u32,
     pub _pad: u32,
 }
 
@@ -172,4 +358,5 @@ pub struct Config {
 mod pod {
     // SAFETY: all are repr(C) plain data with no padding-dependent invariants.
     unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::SeenKey {}
 }

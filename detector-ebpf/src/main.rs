@@ -3,7 +3,9 @@
 #![no_main]
 
 mod exec;
+mod mmap;
 mod shared;
+mod vfs;
 
 #[cfg(not(test))]
 #[panic_handler]

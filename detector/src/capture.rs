@@ -13,7 +13,11 @@ use tokio::io::unix::AsyncFd;
 type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
 
 /// (program, tracepoint category, tracepoint name); one source file per channel in detector-ebpf.
-const TRACEPOINTS: &[(&str, &str, &str)] = &[("sched_process_exec", "sched", "sched_process_exec")];
+const TRACEPOINTS: &[(&str, &str, &str)] = &[
+    ("sched_process_exec", "sched", "sched_process_exec"),
+    ("sys_enter_mmap", "syscalls", "sys_enter_mmap"),
+    ("sys_enter_mprotect", "syscalls", "sys_enter_mprotect"),
+];
 
 pub struct Capture {
     // Dropping it detaches every program.

@@ -47,6 +47,10 @@ impl Correlator {
                 self.order.retain(|p| self.pending.contains_key(p));
                 Vec::new()
             }
+            Event::Mmap(m) => {
+                log::debug!("mmap {m:?}");
+                Vec::new()
+            }
             Event::LoaderEnv(env) => {
                 let exec = self.pending.get(&env.hdr.pid);
                 rules::loader_env::evaluate(&self.clock, exec, &env)

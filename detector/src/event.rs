@@ -2,8 +2,10 @@
 use std::mem::size_of;
 
 use detector_common::{
-    EventHeader, EventKind, ExecEvent, LoaderEnvEvent, LoaderVar, EXEC_ARGS_TRUNCATED,
-    EXEC_ENV_INCOMPLETE, EXEC_FILENAME_TRUNCATED, LOADER_VALUE_TRUNCATED,
+    EventHeader, EventKind, ExecEvent, FileInfo, LoaderEnvEvent, LoaderVar, MmapEvent,
+    EXEC_ARGS_TRUNCATED, EXEC_ENV_INCOMPLETE, EXEC_FILENAME_TRUNCATED, HUGETLBFS_MAGIC,
+    LOADER_VALUE_TRUNCATED, MMAP_SOURCE_MPROTECT, OVERLAYFS_MAGIC, PATH_TRUNCATED, RAMFS_MAGIC,
+    TMPFS_MAGIC,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,10 +47,57 @@ pub struct LoaderEnv {
     pub truncated: bool,
 }
 
+/// A file as the kernel saw it when it was used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct File {
+    pub path: String,
+    pub path_truncated: bool,
+    pub info: FileInfo,
+}
+
+impl File {
+    pub fn fs(&self) -> &'static str {
+        match self.info.fs_magic {
+            TMPFS_MAGIC => "tmpfs",
+            RAMFS_MAGIC => "ramfs",
+            HUGETLBFS_MAGIC => "hugetlbfs",
+            OVERLAYFS_MAGIC => "overlay",
+            _ => "other",
+        }
+    }
+    /// A memfd: an unlinked tmpfs/hugetlbfs file named `memfd:...`.
+    pub fn is_memfd(&self) -> bool {
+        self.path.starts_with("/memfd:") && self.info.nlink == 0
+    }
+    /// Unlinked since it was opened (and not a memfd).
+    pub fn is_deleted(&self) -> bool {
+        self.info.nlink == 0 && !self.is_memfd()
+    }
+    pub fn on_memory_fs(&self) -> bool {
+        matches!(
+            self.info.fs_magic,
+            TMPFS_MAGIC | RAMFS_MAGIC | HUGETLBFS_MAGIC
+        )
+    }
+    /// Who could have written it: not root, or group/world-writable.
+    pub fn writable_by_non_root(&self) -> bool {
+        self.info.uid != 0 || self.info.mode & 0o022 != 0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mmap {
+    pub hdr: Header,
+    pub file: File,
+    pub mprotect: bool,
+    pub prot: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Exec(Exec),
     LoaderEnv(LoaderEnv),
+    Mmap(Mmap),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -96,6 +145,19 @@ fn header(h: &EventHeader) -> Header {
         uid: h.uid,
         gid: h.gid,
         comm: cstr(&h.comm),
+    }
+}
+
+/// A right-aligned kernel path buffer: the path is `buf[off..]`, NUL-terminated.
+fn path_at(buf: &[u8], off: u32) -> String {
+    cstr(buf.get(off as usize..).unwrap_or_default())
+}
+
+fn file(hdr: &EventHeader, info: FileInfo, buf: &[u8], off: u32) -> File {
+    File {
+        path: path_at(buf, off),
+        path_truncated: hdr.flags & PATH_TRUNCATED != 0,
+        info,
     }
 }
 
@@ -147,7 +209,16 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
                 truncated,
             }))
         }
-        None => Err(DecodeError::UnknownKind(kind)),
+        Some(EventKind::Mmap) => {
+            let e: MmapEvent = read(buf, kind)?;
+            Ok(Event::Mmap(Mmap {
+                hdr: header(&e.hdr),
+                file: file(&e.hdr, e.file, &e.path, e.path_off),
+                mprotect: e.source == MMAP_SOURCE_MPROTECT,
+                prot: e.prot,
+            }))
+        }
+        Some(_) | None => Err(DecodeError::UnknownKind(kind)),
     }
 }
 

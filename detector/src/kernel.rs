@@ -23,6 +23,42 @@ pub fn config(btf_path: &str, tracefs: &str, self_tgid: u32) -> Result<Config> {
         mm_env_end: off("mm_struct", "env_end")?,
         mm_start_stack: off("mm_struct", "start_stack")?,
         tp_exec_filename: tracepoint_field_offset(tracefs, "sched/sched_process_exec", "filename")?,
+        task_files: off("task_struct", "files")?,
+        task_fs: off("task_struct", "fs")?,
+        task_pid: off("task_struct", "pid")?,
+        task_exit_code: off("task_struct", "exit_code")?,
+        files_fdt: off("files_struct", "fdt")?,
+        fdt_fd: off("fdtable", "fd")?,
+        fdt_max_fds: off("fdtable", "max_fds")?,
+        file_f_path: off("file", "f_path")?,
+        file_f_inode: off("file", "f_inode")?,
+        file_f_mode: off("file", "f_mode")?,
+        path_mnt: off("path", "mnt")?,
+        path_dentry: off("path", "dentry")?,
+        dentry_d_parent: off("dentry", "d_parent")?,
+        dentry_d_name: off("dentry", "d_name")?,
+        dentry_d_inode: off("dentry", "d_inode")?,
+        qstr_name: off("qstr", "name")?,
+        qstr_len: off("qstr", "len")?,
+        mount_mnt: off("mount", "mnt")?,
+        mount_mnt_parent: off("mount", "mnt_parent")?,
+        mount_mnt_mountpoint: off("mount", "mnt_mountpoint")?,
+        vfsmount_mnt_root: off("vfsmount", "mnt_root")?,
+        vfsmount_mnt_sb: off("vfsmount", "mnt_sb")?,
+        sb_s_magic: off("super_block", "s_magic")?,
+        sb_s_dev: off("super_block", "s_dev")?,
+        inode_i_mode: off("inode", "i_mode")?,
+        inode_i_uid: off("inode", "i_uid")?,
+        inode_i_nlink: off("inode", "i_nlink")?,
+        inode_i_ino: off("inode", "i_ino")?,
+        inode_i_sb: off("inode", "i_sb")?,
+        // The seconds of the modification time: i_mtime_sec (6.11+), __i_mtime (6.6+), i_mtime.
+        inode_i_mtime: off("inode", "i_mtime_sec")
+            .or_else(|_| off("inode", "__i_mtime"))
+            .or_else(|_| off("inode", "i_mtime"))?,
+        fs_pwd: off("fs_struct", "pwd")?,
+        vma_vm_file: off("vm_area_struct", "vm_file")?,
+        vma_vm_flags: off("vm_area_struct", "vm_flags")?,
         _pad: 0,
     })
 }
@@ -118,5 +154,9 @@ mod tests {
         assert_eq!(arg_end, arg_start + 8, "arg_end follows arg_start");
         assert!(member_offset(&btf, "task_struct", "real_parent").unwrap() > 0);
         assert!(member_offset(&btf, "task_struct", "no_such_member").is_err());
+        // Members inside anonymous unions and structs are found too.
+        let len = member_offset(&btf, "qstr", "len").unwrap();
+        assert!(len == 0 || len == 4, "qstr.len at {len}");
+        assert!(member_offset(&btf, "inode", "i_nlink").is_ok());
     }
 }

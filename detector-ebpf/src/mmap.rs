@@ -1,0 +1,165 @@
+//! Capture channel: executable file mappings.
+//!
+//! `mmap` with PROT_EXEC of a file (how ld.so maps a library's code, for a preload, a dlopen
+//! or a DT_NEEDED alike) and `mprotect` adding PROT_EXEC to a file mapping. The file is
+//! resolved in the kernel, with the facts user space judges it by. Root-owned files that only
+//! root can change cost one event per file version (the seen-cache); a file a non-root user
+//! can write, one on tmpfs, a memfd, or a deleted file is reported every time.
+use aya_ebpf::{
+    cty::c_void,
+    helpers::generated::{bpf_find_vma, bpf_get_current_task_btf},
+    macros::{map, tracepoint},
+    maps::LruHashMap,
+    programs::TracePointContext,
+};
+use detector_common::{
+    Channel, Config, EventKind, FileInfo, MmapEvent, SeenKey, HUGETLBFS_MAGIC, MMAP_SOURCE_MMAP,
+    MMAP_SOURCE_MPROTECT, PATH_TRUNCATED, RAMFS_MAGIC, TMPFS_MAGIC,
+};
+
+use crate::{
+    shared::{config, count_lost, current_task_and_ppid, fill_header, is_self, kread, EVENTS},
+    vfs::{build_path, copy_path, fd_file, inode_info, path_parts, SCRATCH_PATH},
+};
+
+const PROT_EXEC: u64 = 0x4;
+const MAP_ANONYMOUS: u64 = 0x20;
+const VM_EXEC: u64 = 0x4;
+
+/// Safe files already reported once.
+#[map]
+static SEEN: LruHashMap<SeenKey, u8> = LruHashMap::with_max_entries(16384, 0);
+
+// sys_enter_* records: 8 bytes of common fields, the syscall number, then 8 bytes per argument.
+const ARG0: usize = 16;
+
+#[tracepoint]
+pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
+    let _ = try_mmap(&ctx);
+    0
+}
+
+fn try_mmap(ctx: &TracePointContext) -> Option<()> {
+    let prot: u64 = unsafe { ctx.read_at(ARG0 + 16).ok()? };
+    let flags: u64 = unsafe { ctx.read_at(ARG0 + 24).ok()? };
+    let fd: i64 = unsafe { ctx.read_at(ARG0 + 32).ok()? };
+    if prot & PROT_EXEC == 0 || flags & MAP_ANONYMOUS != 0 || fd < 0 {
+        return None;
+    }
+    let cfg = config()?;
+    if is_self(cfg) {
+        return None;
+    }
+    let (task, ppid) = current_task_and_ppid(cfg);
+    let file = fd_file(cfg, task, fd as u64)?;
+    report(cfg, ppid, file, MMAP_SOURCE_MMAP, prot as u32, flags as u32)
+}
+
+struct VmaLookup {
+    file: u64,
+    already_exec: u64,
+}
+
+#[tracepoint]
+pub fn sys_enter_mprotect(ctx: TracePointContext) -> u32 {
+    let _ = try_mprotect(&ctx);
+    0
+}
+
+fn try_mprotect(ctx: &TracePointContext) -> Option<()> {
+    let start: u64 = unsafe { ctx.read_at(ARG0).ok()? };
+    let prot: u64 = unsafe { ctx.read_at(ARG0 + 16).ok()? };
+    if prot & PROT_EXEC == 0 {
+        return None;
+    }
+    let cfg = config()?;
+    if is_self(cfg) {
+        return None;
+    }
+    let mut found = VmaLookup {
+        file: 0,
+        already_exec: 0,
+    };
+    unsafe {
+        bpf_find_vma(
+            bpf_get_current_task_btf(),
+            start,
+            vma_found as *mut c_void,
+            &mut found as *mut VmaLookup as *mut c_void,
+            0,
+        )
+    };
+    // Anonymous memory (JITs) and mappings that were executable already are not news.
+    if found.file == 0 || found.already_exec != 0 {
+        return None;
+    }
+    let (_, ppid) = current_task_and_ppid(cfg);
+    report(cfg, ppid, found.file, MMAP_SOURCE_MPROTECT, prot as u32, 0)
+}
+
+#[inline(never)]
+unsafe extern "C" fn vma_found(_task: *mut c_void, vma: *mut c_void, ctx: *mut c_void) -> i64 {
+    let out = unsafe { &mut *(ctx as *mut VmaLookup) };
+    let Some(cfg) = config() else { return 0 };
+    unsafe {
+        out.file = kread(vma as u64, cfg.vma_vm_file).unwrap_or(0);
+        let flags: u64 = kread(vma as u64, cfg.vma_vm_flags).unwrap_or(0);
+        out.already_exec = flags & VM_EXEC;
+    }
+    0
+}
+
+/// Only root can have put this file there or changed it, and it is a plain, linked file.
+#[inline(always)]
+fn is_safe(f: &FileInfo) -> bool {
+    f.uid == 0
+        && f.mode & 0o022 == 0
+        && f.nlink != 0
+        && f.fs_magic != TMPFS_MAGIC
+        && f.fs_magic != RAMFS_MAGIC
+        && f.fs_magic != HUGETLBFS_MAGIC
+}
+
+#[inline(always)]
+fn report(
+    cfg: &Config,
+    ppid: u32,
+    file: u64,
+    source: u32,
+    prot: u32,
+    map_flags: u32,
+) -> Option<()> {
+    let inode: u64 = unsafe { kread(file, cfg.file_f_inode).ok()? };
+    let info = inode_info(cfg, inode);
+    if is_safe(&info) {
+        let key = SeenKey {
+            ino: info.ino,
+            mtime_sec: info.mtime_sec,
+            dev: info.dev,
+            _pad: 0,
+        };
+        if unsafe { SEEN.get(&key) }.is_some() {
+            return None;
+        }
+        let _ = SEEN.insert(&key, &1, 0);
+    }
+    let (mnt, dentry) = path_parts(cfg, file + cfg.file_f_path as u64)?;
+    let (off, truncated) = build_path(mnt, dentry, SCRATCH_PATH)?;
+    let Some(mut entry) = EVENTS.reserve::<MmapEvent>(0) else {
+        count_lost(Channel::Mmap);
+        return None;
+    };
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut ev.hdr, EventKind::Mmap, ppid);
+    if truncated {
+        ev.hdr.flags |= PATH_TRUNCATED;
+    }
+    ev.file = info;
+    ev.source = source;
+    ev.prot = prot;
+    ev.map_flags = map_flags;
+    ev.path_off = off;
+    copy_path(SCRATCH_PATH, &mut ev.path);
+    entry.submit(0);
+    Some(())
+}
