@@ -354,9 +354,20 @@ pub struct SeenKey {
     pub _pad: u32,
 }
 
+/// Key of the `WATCH` map: a watched directory.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WatchKey {
+    pub ino: u64,
+    /// Kernel encoding: major << 20 | minor.
+    pub dev: u32,
+    pub _pad: u32,
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: all are repr(C) plain data with no padding-dependent invariants.
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::SeenKey {}
+    unsafe impl aya::Pod for super::WatchKey {}
 }

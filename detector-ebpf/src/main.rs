@@ -3,6 +3,9 @@
 #![no_main]
 
 mod exec;
+mod file_change;
+mod lifecycle;
+mod mem_tamper;
 mod mmap;
 mod shared;
 mod vfs;

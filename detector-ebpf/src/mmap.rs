@@ -42,7 +42,8 @@ pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
 fn try_mmap(ctx: &TracePointContext) -> Option<()> {
     let prot: u64 = unsafe { ctx.read_at(ARG0 + 16).ok()? };
     let flags: u64 = unsafe { ctx.read_at(ARG0 + 24).ok()? };
-    let fd: i64 = unsafe { ctx.read_at(ARG0 + 32).ok()? };
+    // An int argument: only the low 32 bits of the register are meaningful.
+    let fd = unsafe { ctx.read_at::<u64>(ARG0 + 32).ok()? } as i32;
     if prot & PROT_EXEC == 0 || flags & MAP_ANONYMOUS != 0 || fd < 0 {
         return None;
     }

@@ -24,13 +24,20 @@ pub enum Severity {
 #[serde(rename_all = "snake_case")]
 pub enum Detection {
     PreloadEnv,
+    PreloadArgv,
     AuditLibrary,
     UnsafeLibrary,
+    LoaderConfigChange,
+    PamConfigChange,
     CredentialProcess,
+    MemoryTamper,
 }
 
 pub const T1574_006: &str = "T1574.006";
 pub const T1056_004: &str = "T1056.004";
+pub const T1556_003: &str = "T1556.003";
+pub const T1055_008: &str = "T1055.008";
+pub const T1055_009: &str = "T1055.009";
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Process {
@@ -46,6 +53,7 @@ pub struct Process {
 #[serde(rename_all = "lowercase")]
 pub enum PreloadSource {
     Env,
+    Argv,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -57,6 +65,30 @@ pub struct Preload {
     pub occurrences: u32,
     /// The value was longer than what the kernel captured; `value` holds its head and tail.
     pub truncated: bool,
+}
+
+/// A watched file that changed.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FileChange {
+    /// The watched path.
+    pub path: String,
+    pub operation: crate::event::FileOp,
+    /// Every path the operation named (a rename's source and destination).
+    pub paths: Vec<String>,
+}
+
+/// The process whose memory was written.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Target {
+    pub pid: u32,
+    pub comm: String,
+    pub exe: String,
+    pub operation: crate::event::TamperOp,
+    /// The ptrace request (for ptrace).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -72,6 +104,10 @@ pub struct Alert {
     pub library: Option<Library>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preload: Option<Preload>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileChange>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
 }
 
 /// Turns the kernel's boot-time clock into wall-clock RFC 3339 timestamps.

@@ -2,22 +2,78 @@
 //! program, and yields raw ring-buffer records. Lost records are counted in the kernel per
 //! channel and read back here.
 use anyhow::{anyhow, Context as _, Result};
+use std::os::unix::fs::MetadataExt as _;
+
 use aya::{
-    maps::{Array, MapData, PerCpuArray, RingBuf},
-    programs::TracePoint,
-    Ebpf,
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, TracePoint},
+    Btf, Ebpf,
 };
-use detector_common::{Config, CHANNELS, CHANNEL_NAMES};
+use detector_common::{Config, WatchKey, CHANNELS, CHANNEL_NAMES};
 use tokio::io::unix::AsyncFd;
 
 type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
 
 /// (program, tracepoint category, tracepoint name); one source file per channel in detector-ebpf.
-const TRACEPOINTS: &[(&str, &str, &str)] = &[
-    ("sched_process_exec", "sched", "sched_process_exec"),
-    ("sys_enter_mmap", "syscalls", "sys_enter_mmap"),
-    ("sys_enter_mprotect", "syscalls", "sys_enter_mprotect"),
+/// A program attached to several tracepoints lists each; `required: false` marks syscalls an
+/// architecture may not have (open, rename, unlink exist on x86_64, not on arm64).
+struct Tp {
+    prog: &'static str,
+    category: &'static str,
+    name: &'static str,
+    required: bool,
+}
+
+const fn tp(prog: &'static str, category: &'static str, name: &'static str, required: bool) -> Tp {
+    Tp {
+        prog,
+        category,
+        name,
+        required,
+    }
+}
+
+const TRACEPOINTS: &[Tp] = &[
+    // exec
+    tp("sched_process_exec", "sched", "sched_process_exec", true),
+    // mmap
+    tp("sys_enter_mmap", "syscalls", "sys_enter_mmap", true),
+    tp("sys_enter_mprotect", "syscalls", "sys_enter_mprotect", true),
+    // file_change
+    tp("sys_exit_open", "syscalls", "sys_exit_openat", true),
+    tp("sys_exit_open", "syscalls", "sys_exit_openat2", false),
+    tp("sys_exit_open", "syscalls", "sys_exit_open", false),
+    tp("sys_exit_open", "syscalls", "sys_exit_creat", false),
+    tp(
+        "sys_enter_renameat2",
+        "syscalls",
+        "sys_enter_renameat2",
+        true,
+    ),
+    tp(
+        "sys_enter_renameat",
+        "syscalls",
+        "sys_enter_renameat",
+        false,
+    ),
+    tp("sys_enter_rename", "syscalls", "sys_enter_rename", false),
+    tp("sys_enter_unlinkat", "syscalls", "sys_enter_unlinkat", true),
+    tp("sys_enter_unlink", "syscalls", "sys_enter_unlink", false),
+    tp("sys_enter_truncate", "syscalls", "sys_enter_truncate", true),
+    // lifecycle (fork is a BTF tracepoint, below)
+    tp("sched_process_exit", "sched", "sched_process_exit", true),
+    // mem_tamper
+    tp("sys_enter_ptrace", "syscalls", "sys_enter_ptrace", true),
+    tp(
+        "sys_enter_process_vm_writev",
+        "syscalls",
+        "sys_enter_process_vm_writev",
+        true,
+    ),
 ];
+
+/// BTF tracepoints (tp_btf): typed arguments, e.g. the child task of a fork.
+const BTF_TRACEPOINTS: &[&str] = &["sched_process_fork"];
 
 pub struct Capture {
     // Dropping it detaches every program.
@@ -35,7 +91,7 @@ fn register<T: std::os::fd::AsRawFd>(inner: T, what: &str) -> Result<AsyncFd<T>>
 }
 
 impl Capture {
-    pub fn start(config: Config) -> Result<(Self, KernelLog)> {
+    pub fn start(config: Config, watch_dirs: &[String]) -> Result<(Self, KernelLog)> {
         let mut ebpf = Ebpf::load(aya::include_bytes_aligned!(concat!(
             env!("OUT_DIR"),
             "/detector"
@@ -53,17 +109,59 @@ impl Capture {
                 .ok_or_else(|| anyhow!("map CONFIG missing"))?,
         )?;
         cfg.set(0, config, 0).context("writing CONFIG")?;
-        for (prog, category, name) in TRACEPOINTS {
-            let tp: &mut TracePoint = ebpf
-                .program_mut(prog)
-                .ok_or_else(|| anyhow!("program {prog} missing"))?
-                .try_into()?;
-            tp.load()
-                .with_context(|| format!("loading {prog} (verifier)"))?;
-            tp.attach(category, name)
-                .with_context(|| format!("attaching {category}/{name}"))?;
-            log::info!("attached tracepoint {category}/{name}");
+        let mut watch: HashMap<_, WatchKey, u32> = HashMap::try_from(
+            ebpf.map_mut("WATCH")
+                .ok_or_else(|| anyhow!("map WATCH missing"))?,
+        )?;
+        for dir in watch_dirs {
+            match std::fs::metadata(dir) {
+                Ok(m) => {
+                    let dev = m.dev();
+                    let key = WatchKey {
+                        ino: m.ino(),
+                        dev: (libc::major(dev) << 20) | libc::minor(dev),
+                        _pad: 0,
+                    };
+                    watch
+                        .insert(key, 1, 0)
+                        .with_context(|| format!("watching {dir}"))?;
+                }
+                Err(e) => log::warn!("not watching {dir}: {e}"),
+            }
         }
+        let mut attached = 0;
+        for t in TRACEPOINTS {
+            let prog: &mut TracePoint = ebpf
+                .program_mut(t.prog)
+                .ok_or_else(|| anyhow!("program {} missing", t.prog))?
+                .try_into()?;
+            if prog.fd().is_err() {
+                prog.load()
+                    .with_context(|| format!("loading {} (verifier)", t.prog))?;
+            }
+            match prog.attach(t.category, t.name) {
+                Ok(_) => attached += 1,
+                Err(e) if !t.required => {
+                    log::info!("no tracepoint {}/{} here: {e}", t.category, t.name)
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("attaching {}/{}", t.category, t.name))
+                }
+            }
+        }
+        let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
+        for name in BTF_TRACEPOINTS {
+            let prog: &mut BtfTracePoint = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("program {name} missing"))?
+                .try_into()?;
+            prog.load(name, &btf)
+                .with_context(|| format!("loading tp_btf/{name} (verifier)"))?;
+            prog.attach()
+                .with_context(|| format!("attaching tp_btf/{name}"))?;
+            attached += 1;
+        }
+        log::info!("capture path: tracepoints ({attached} attached; fentry/LSM not used)");
         let ring = RingBuf::try_from(
             ebpf.take_map("EVENTS")
                 .ok_or_else(|| anyhow!("map EVENTS missing"))?,

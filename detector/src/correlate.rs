@@ -1,61 +1,72 @@
-//! Correlation: joins each loader-variable event to the exec it belongs to and runs the rules.
-use std::collections::{HashMap, VecDeque};
-
+//! Correlation: keeps the process table, runs each event through the rules, and keeps one
+//! alert per (process, library).
 use crate::{
     alert::{Alert, Clock},
-    event::{Event, Exec},
-    rules,
+    event::Event,
+    process::ProcessTable,
+    rules::{self, config_change::Watched, Finding},
 };
-
-/// Execs that announced loader variables, waiting for them; bounded.
-const PENDING_MAX: usize = 4096;
 
 pub struct Correlator {
     clock: Clock,
-    pending: HashMap<u32, Exec>,
-    order: VecDeque<u32>,
+    procs: ProcessTable,
+    watched: Watched,
 }
 
 impl Correlator {
-    pub fn new(clock: Clock) -> Self {
+    pub fn new(clock: Clock, watched: Watched) -> Self {
         Correlator {
             clock,
-            pending: HashMap::new(),
-            order: VecDeque::new(),
+            procs: ProcessTable::default(),
+            watched,
         }
     }
 
     pub fn handle(&mut self, event: Event) -> Vec<Alert> {
-        match event {
+        let findings: Vec<Finding> = match &event {
             Event::Exec(exec) => {
-                let pid = exec.hdr.pid;
-                if exec.loader_vars == 0 {
-                    self.pending.remove(&pid);
-                    return Vec::new();
-                }
-                if self.pending.insert(pid, exec).is_none() {
-                    self.order.push_back(pid);
-                }
-                while self.pending.len() > PENDING_MAX {
-                    match self.order.pop_front() {
-                        Some(old) => {
-                            self.pending.remove(&old);
-                        }
-                        None => break,
-                    }
-                }
-                self.order.retain(|p| self.pending.contains_key(p));
-                Vec::new()
-            }
-            Event::Mmap(m) => {
-                log::debug!("mmap {m:?}");
-                Vec::new()
+                self.procs.on_exec(exec);
+                let p = self.procs.process(&exec.hdr);
+                rules::loader_argv::evaluate(&p, exec)
             }
             Event::LoaderEnv(env) => {
-                let exec = self.pending.get(&env.hdr.pid);
-                rules::loader_env::evaluate(&self.clock, exec, &env)
+                let p = self.procs.process(&env.hdr);
+                rules::loader_env::evaluate(&p, env)
             }
-        }
+            Event::Mmap(m) => {
+                let p = self.procs.process(&m.hdr);
+                rules::unsafe_library::evaluate(&p, m).into_iter().collect()
+            }
+            Event::FileChange(c) => {
+                let p = self.procs.process(&c.hdr);
+                rules::config_change::evaluate(&self.watched, &p, c)
+                    .into_iter()
+                    .collect()
+            }
+            Event::MemTamper(t) => {
+                let p = self.procs.process(&t.hdr);
+                let target = self.procs.lookup(t.target_pid);
+                rules::memory_tamper::evaluate(&p, target, t)
+                    .into_iter()
+                    .collect()
+            }
+            Event::Fork(f) => {
+                self.procs.on_fork(f);
+                Vec::new()
+            }
+            Event::Exit(x) => {
+                self.procs.on_exit(x);
+                Vec::new()
+            }
+        };
+        findings
+            .into_iter()
+            .filter(|f| match &f.library {
+                Some(lib) => self.procs.first_alert(f.process.pid, &lib.path),
+                None => true,
+            })
+            .map(|f| f.finish(&self.clock))
+            .collect()
     }
 }
 
@@ -72,7 +83,7 @@ mod tests {
     };
 
     fn run(events: Vec<Vec<u8>>) -> Vec<Alert> {
-        let mut c = Correlator::new(Clock::fixed(Duration::ZERO));
+        let mut c = Correlator::new(Clock::fixed(Duration::ZERO), Watched { loaders: vec![] });
         events
             .into_iter()
             .flat_map(|b| c.handle(decode(&b).unwrap()))
@@ -83,13 +94,13 @@ mod tests {
     fn preload_into_cat_names_process_and_library() {
         let alerts = run(vec![
             bytes_of(&exec_event(
-                10,
+                4_100_010,
                 "cat",
                 "/usr/bin/cat",
                 &["cat", "/etc/hostname"],
             )),
             bytes_of(&loader_event(
-                10,
+                4_100_010,
                 "cat",
                 LoaderVar::LdPreload,
                 "/tmp/x/hook.so",
@@ -111,12 +122,23 @@ mod tests {
     #[test]
     fn one_alert_per_library_and_credential_processes_are_critical() {
         let alerts = run(vec![
-            bytes_of(&exec_event(11, "ssh", "/usr/bin/ssh", &["ssh", "-V"])),
+            bytes_of(&exec_event(
+                4_100_011,
+                "ssh",
+                "/usr/bin/ssh",
+                &["ssh", "-V"],
+            )),
             bytes_of(&loader_event(
-                11,
+                4_100_011,
                 "ssh",
                 LoaderVar::LdPreload,
                 "/tmp/a.so /tmp/b.so",
+            )),
+            bytes_of(&loader_event(
+                4_100_011,
+                "ssh",
+                LoaderVar::LdPreload,
+                "/tmp/a.so",
             )),
         ]);
         assert_eq!(alerts.len(), 2);
@@ -128,23 +150,39 @@ mod tests {
     #[test]
     fn audit_and_library_path() {
         let alerts = run(vec![
-            bytes_of(&exec_event(12, "ls", "/usr/bin/ls", &["ls"])),
-            bytes_of(&loader_event(12, "ls", LoaderVar::LdAudit, "/tmp/audit.so")),
-            bytes_of(&loader_event(12, "ls", LoaderVar::LdLibraryPath, "/tmp")),
+            bytes_of(&exec_event(4_100_012, "ls", "/usr/bin/ls", &["ls"])),
+            bytes_of(&loader_event(
+                4_100_012,
+                "ls",
+                LoaderVar::LdAudit,
+                "/tmp/audit.so",
+            )),
+            bytes_of(&loader_event(
+                4_100_012,
+                "ls",
+                LoaderVar::LdLibraryPath,
+                "/tmp",
+            )),
         ]);
         assert_eq!(alerts.len(), 1);
         assert!(alerts[0].detections.contains(&Detection::AuditLibrary));
     }
 
     #[test]
-    fn loader_event_without_exec_still_alerts() {
-        let alerts = run(vec![bytes_of(&loader_event(
-            13,
-            "x",
-            LoaderVar::LdPreload,
-            "/tmp/x.so",
+    fn loader_run_directly() {
+        let alerts = run(vec![bytes_of(&exec_event(
+            4_100_014,
+            "ld-linux-x86-64",
+            "/lib64/ld-linux-x86-64.so.2",
+            &[
+                "/lib64/ld-linux-x86-64.so.2",
+                "--preload",
+                "/tmp/h.so",
+                "/usr/bin/su",
+            ],
         ))]);
         assert_eq!(alerts.len(), 1);
-        assert_eq!(alerts[0].process.exe, "");
+        assert!(alerts[0].detections.contains(&Detection::PreloadArgv));
+        assert!(alerts[0].detections.contains(&Detection::CredentialProcess));
     }
 }

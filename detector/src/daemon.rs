@@ -11,6 +11,7 @@ use crate::{
     correlate::Correlator,
     event::decode,
     kernel, preflight,
+    rules::config_change::Watched,
     sink::{JsonLines, Sink},
 };
 
@@ -25,7 +26,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
 }
 
 async fn serve(args: RunArgs, config: detector_common::Config) -> Result<ExitCode> {
-    let (mut capture, mut kernel_log) = Capture::start(config)?;
+    let watched = Watched::discover();
+    let (mut capture, mut kernel_log) = Capture::start(config, &watched.directories())?;
     if let Some(path) = &args.ready_file {
         OpenOptions::new()
             .create(true)
@@ -34,9 +36,9 @@ async fn serve(args: RunArgs, config: detector_common::Config) -> Result<ExitCod
             .open(path)
             .with_context(|| format!("creating ready file {}", path.display()))?;
     }
-    log::info!("armed: watching exec for loader variables");
+    log::info!("armed");
 
-    let mut correlator = Correlator::new(Clock::new());
+    let mut correlator = Correlator::new(Clock::new(), watched);
     let mut sink = JsonLines(std::io::stdout().lock());
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;

@@ -2,10 +2,11 @@
 use std::mem::size_of;
 
 use detector_common::{
-    EventHeader, EventKind, ExecEvent, FileInfo, LoaderEnvEvent, LoaderVar, MmapEvent,
-    EXEC_ARGS_TRUNCATED, EXEC_ENV_INCOMPLETE, EXEC_FILENAME_TRUNCATED, HUGETLBFS_MAGIC,
-    LOADER_VALUE_TRUNCATED, MMAP_SOURCE_MPROTECT, OVERLAYFS_MAGIC, PATH_TRUNCATED, RAMFS_MAGIC,
-    TMPFS_MAGIC,
+    EventHeader, EventKind, ExecEvent, ExitEvent, FileChangeEvent, FileInfo, ForkEvent,
+    LoaderEnvEvent, LoaderVar, MemTamperEvent, MmapEvent, EXEC_ARGS_TRUNCATED, EXEC_ENV_INCOMPLETE,
+    EXEC_FILENAME_TRUNCATED, FILE_OP_OPEN_WRITE, FILE_OP_RENAME, FILE_OP_TRUNCATE, FILE_OP_UNLINK,
+    HUGETLBFS_MAGIC, LOADER_VALUE_TRUNCATED, MMAP_SOURCE_MPROTECT, OVERLAYFS_MAGIC, PATH_TRUNCATED,
+    RAMFS_MAGIC, TAMPER_PROCESS_VM_WRITEV, TAMPER_PROC_MEM, TAMPER_PTRACE, TMPFS_MAGIC,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,10 +80,6 @@ impl File {
             TMPFS_MAGIC | RAMFS_MAGIC | HUGETLBFS_MAGIC
         )
     }
-    /// Who could have written it: not root, or group/world-writable.
-    pub fn writable_by_non_root(&self) -> bool {
-        self.info.uid != 0 || self.info.mode & 0o022 != 0
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,11 +90,86 @@ pub struct Mmap {
     pub prot: u32,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileOp {
+    OpenWrite,
+    Rename,
+    Unlink,
+    Truncate,
+}
+
+/// A change to a watched file. `paths` are the absolute paths involved: for an open, the file;
+/// for a rename, source then destination; for unlink and truncate, the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileChange {
+    pub hdr: Header,
+    pub op: FileOp,
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fork {
+    pub hdr: Header,
+    pub child_pid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    pub hdr: Header,
+    pub exit_code: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TamperOp {
+    Ptrace,
+    ProcessVmWritev,
+    ProcMem,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemTamper {
+    pub hdr: Header,
+    pub op: TamperOp,
+    pub target_pid: u32,
+    pub request: u64,
+    pub addr: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Exec(Exec),
     LoaderEnv(LoaderEnv),
     Mmap(Mmap),
+    FileChange(FileChange),
+    Fork(Fork),
+    Exit(Exit),
+    MemTamper(MemTamper),
+}
+
+/// A syscall name made absolute: as is when it starts with '/', else joined to `dir`.
+fn absolute(dir: &str, name: &str) -> String {
+    if name.starts_with('/') || dir.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{}/{}", dir.trim_end_matches('/'), name)
+    }
+}
+
+/// Lexically removes `.` and `..` components (the kernel gave us the real base directory).
+pub fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -218,7 +290,75 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
                 prot: e.prot,
             }))
         }
-        Some(_) | None => Err(DecodeError::UnknownKind(kind)),
+        Some(EventKind::FileChange) => {
+            let e: FileChangeEvent = read(buf, kind)?;
+            let op = match e.op {
+                FILE_OP_OPEN_WRITE => FileOp::OpenWrite,
+                FILE_OP_RENAME => FileOp::Rename,
+                FILE_OP_UNLINK => FileOp::Unlink,
+                FILE_OP_TRUNCATE => FileOp::Truncate,
+                _ => return Err(DecodeError::UnknownKind(kind)),
+            };
+            let paths = if op == FileOp::OpenWrite {
+                vec![path_at(&e.path, e.path_off)]
+            } else {
+                let dir = if e.dir[0] == 0 && e.dir_off == 0 {
+                    String::new()
+                } else {
+                    path_at(&e.dir, e.dir_off)
+                };
+                [cstr(&e.name), cstr(&e.name2)]
+                    .iter()
+                    .filter(|n| !n.is_empty())
+                    .map(|n| normalize(&absolute(&dir, n)))
+                    .collect()
+            };
+            Ok(Event::FileChange(FileChange {
+                hdr: header(&e.hdr),
+                op,
+                paths,
+            }))
+        }
+        Some(EventKind::Fork) => {
+            let e: ForkEvent = read(buf, kind)?;
+            Ok(Event::Fork(Fork {
+                hdr: header(&e.hdr),
+                child_pid: e.child_pid,
+            }))
+        }
+        Some(EventKind::Exit) => {
+            let e: ExitEvent = read(buf, kind)?;
+            Ok(Event::Exit(Exit {
+                hdr: header(&e.hdr),
+                exit_code: e.exit_code,
+            }))
+        }
+        Some(EventKind::MemTamper) => {
+            let e: MemTamperEvent = read(buf, kind)?;
+            let (op, target_pid) = match e.op {
+                TAMPER_PTRACE => (TamperOp::Ptrace, e.target_pid),
+                TAMPER_PROCESS_VM_WRITEV => (TamperOp::ProcessVmWritev, e.target_pid),
+                TAMPER_PROC_MEM => {
+                    // /proc/<pid>/mem: the pid is the parent directory's name.
+                    let path = path_at(&e.path, e.path_off);
+                    let pid = path
+                        .rsplit('/')
+                        .nth(1)
+                        .and_then(|p| p.parse().ok())
+                        .unwrap_or(0);
+                    (TamperOp::ProcMem, pid)
+                }
+                _ => return Err(DecodeError::UnknownKind(kind)),
+            };
+            Ok(Event::MemTamper(MemTamper {
+                hdr: header(&e.hdr),
+                op,
+                target_pid,
+                request: e.request,
+                addr: e.addr,
+            }))
+        }
+        None => Err(DecodeError::UnknownKind(kind)),
     }
 }
 
@@ -315,6 +455,26 @@ pub mod tests {
         assert_eq!(x.head, "/tmp/a.so");
         assert!(x.truncated);
         assert_eq!(x.tail.len(), LOADER_VALUE_TAIL);
+    }
+
+    #[test]
+    fn paths_are_made_absolute_and_normal() {
+        assert_eq!(
+            normalize(&absolute("/etc", "ld.so.preload")),
+            "/etc/ld.so.preload"
+        );
+        assert_eq!(
+            normalize(&absolute("/etc/pam.d", "../ld.so.preload")),
+            "/etc/ld.so.preload"
+        );
+        assert_eq!(
+            normalize(&absolute("/x", "/etc/./pam.d//su")),
+            "/etc/pam.d/su"
+        );
+        assert_eq!(
+            normalize(&absolute("/", "etc/ld.so.conf")),
+            "/etc/ld.so.conf"
+        );
     }
 
     #[test]

@@ -4,6 +4,8 @@ use std::{fs, os::unix::fs::MetadataExt as _, path::Path};
 
 use serde::Serialize;
 
+use crate::event::File;
+
 /// Directories where the distribution's root-owned libraries live.
 const SYSTEM_DIRS: &[&str] = &[
     "/lib/",
@@ -30,6 +32,13 @@ pub struct Library {
     /// Why the library is unsafe (empty when it is not).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unsafe_reasons: Vec<&'static str>,
+    /// From the kernel, when it mapped the file: inode, device (major:minor), filesystem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inode: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fs: Option<&'static str>,
 }
 
 impl Library {
@@ -47,6 +56,9 @@ impl Library {
             owner_uid: meta.as_ref().map(|m| m.uid()),
             mode: meta.as_ref().map(|m| format!("{:04o}", m.mode() & 0o7777)),
             unsafe_reasons: Vec::new(),
+            inode: None,
+            device: None,
+            fs: None,
         };
         if WORLD_WRITABLE_DIRS.iter().any(|d| path.starts_with(d)) {
             lib.unsafe_reasons.push("world_writable_location");
@@ -64,6 +76,50 @@ impl Library {
             if on_tmpfs(path) {
                 lib.unsafe_reasons.push("tmpfs");
             }
+        }
+        lib
+    }
+
+    /// A file the kernel mapped: its facts as the kernel saw them (the file may be gone now,
+    /// or never have had a name: a memfd).
+    pub fn from_kernel(f: &File) -> Self {
+        let mut lib = if f.is_memfd() || f.is_deleted() {
+            Library {
+                path: f.path.clone(),
+                exists: false,
+                owner_uid: None,
+                mode: None,
+                unsafe_reasons: Vec::new(),
+                inode: None,
+                device: None,
+                fs: None,
+            }
+        } else {
+            Library::inspect(&f.path)
+        };
+        lib.owner_uid = Some(f.info.uid);
+        lib.mode = Some(format!("{:04o}", f.info.mode & 0o7777));
+        lib.inode = Some(f.info.ino);
+        lib.device = Some(format!("{}:{}", f.info.dev >> 20, f.info.dev & 0xfffff));
+        lib.fs = Some(f.fs());
+        let mut add = |r: &'static str| {
+            if !lib.unsafe_reasons.contains(&r) {
+                lib.unsafe_reasons.push(r);
+            }
+        };
+        if f.is_memfd() {
+            add("memfd");
+        } else if f.is_deleted() {
+            add("deleted");
+        }
+        if f.on_memory_fs() {
+            add("tmpfs");
+        }
+        if f.info.uid != 0 {
+            add("owned_by_non_root");
+        }
+        if f.info.mode & 0o022 != 0 {
+            add("group_or_world_writable");
         }
         lib
     }

@@ -13,6 +13,7 @@ mod kernel;
 mod library;
 mod loader_env;
 mod preflight;
+mod process;
 mod rules;
 mod sink;
 

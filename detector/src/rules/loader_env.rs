@@ -1,17 +1,16 @@
 //! Rule: a loader variable (LD_PRELOAD, LD_AUDIT) in a new image's environment makes ld.so load
 //! the libraries it names into that process. One alert per library.
-use std::collections::BTreeSet;
-
 use detector_common::LoaderVar;
 
+use super::Finding;
 use crate::{
-    alert::{Alert, Clock, Detection, Preload, PreloadSource},
-    event::{Exec, LoaderEnv},
+    alert::{Detection, Preload, PreloadSource, Process},
+    event::LoaderEnv,
     library::Library,
     loader_env::{split_list, split_truncated},
 };
 
-pub fn evaluate(clock: &Clock, exec: Option<&Exec>, env: &LoaderEnv) -> Vec<Alert> {
+pub fn evaluate(process: &Process, env: &LoaderEnv) -> Vec<Finding> {
     let detection = match env.var {
         LoaderVar::LdPreload => Detection::PreloadEnv,
         LoaderVar::LdAudit => Detection::AuditLibrary,
@@ -25,23 +24,18 @@ pub fn evaluate(clock: &Clock, exec: Option<&Exec>, env: &LoaderEnv) -> Vec<Aler
     } else {
         (split_list(env.var, &env.head), env.head.clone())
     };
-    let process = super::process_of(exec, &env.hdr);
     libs.iter()
         .map(|path| {
-            super::build_alert(
-                clock,
-                env.hdr.ktime_ns,
-                process.clone(),
-                Some(Library::inspect(path)),
-                Some(Preload {
-                    source: PreloadSource::Env,
-                    variable: env.var.name(),
-                    value: value.clone(),
-                    occurrences: env.occurrences,
-                    truncated: env.truncated,
-                }),
-                BTreeSet::from([detection]),
-            )
+            let mut f = Finding::new(env.hdr.ktime_ns, process.clone(), detection);
+            f.library = Some(Library::inspect(path));
+            f.preload = Some(Preload {
+                source: PreloadSource::Env,
+                variable: env.var.name(),
+                value: value.clone(),
+                occurrences: env.occurrences,
+                truncated: env.truncated,
+            });
+            f
         })
         .collect()
 }

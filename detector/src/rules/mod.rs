@@ -1,72 +1,119 @@
 //! Detection rules (one module each) and the scoring they share: a risk score equal to the
 //! number of distinct detection types, as the source detection does
 //! (`RiskScore = array_length(make_set(DetectionType))`).
+pub mod config_change;
+pub mod loader_argv;
 pub mod loader_env;
+pub mod memory_tamper;
+pub mod unsafe_library;
 
 use std::collections::BTreeSet;
 
 use crate::{
-    alert::{Alert, Clock, Detection, Preload, Process, Severity, T1056_004, T1574_006},
+    alert::{
+        Alert, Clock, Detection, FileChange, Preload, Process, Severity, Target, T1056_004,
+        T1556_003, T1574_006,
+    },
     credential::is_credential_process,
-    event::{Exec, Header},
     library::Library,
 };
 
-/// The process an event belongs to, from its exec when we saw it.
-pub fn process_of(exec: Option<&Exec>, hdr: &Header) -> Process {
-    Process {
-        pid: hdr.pid,
-        ppid: hdr.ppid,
-        uid: hdr.uid,
-        comm: hdr.comm.clone(),
-        exe: exec.map(|e| e.filename.clone()).unwrap_or_default(),
-        cmdline: exec.map(|e| e.argv.join(" ")).unwrap_or_default(),
-    }
+/// What a rule found; `finish` adds what follows from it and scores it.
+pub struct Finding {
+    pub ktime_ns: u64,
+    pub process: Process,
+    pub detections: BTreeSet<Detection>,
+    pub library: Option<Library>,
+    pub preload: Option<Preload>,
+    pub file: Option<FileChange>,
+    pub target: Option<Target>,
+    /// Techniques beyond those the detections imply.
+    pub mitre: Vec<&'static str>,
+    /// The least severity this finding deserves on its own.
+    pub floor: Severity,
 }
 
-/// Adds the detections that follow from the process and library themselves, then scores.
-pub fn build_alert(
-    clock: &Clock,
-    ktime_ns: u64,
-    process: Process,
-    library: Option<Library>,
-    preload: Option<Preload>,
-    mut detections: BTreeSet<Detection>,
-) -> Alert {
-    if library.as_ref().is_some_and(Library::is_unsafe) {
-        detections.insert(Detection::UnsafeLibrary);
+impl Finding {
+    pub fn new(ktime_ns: u64, process: Process, detection: Detection) -> Self {
+        Finding {
+            ktime_ns,
+            process,
+            detections: BTreeSet::from([detection]),
+            library: None,
+            preload: None,
+            file: None,
+            target: None,
+            mitre: Vec::new(),
+            floor: Severity::Low,
+        }
     }
-    if is_credential_process(&process.exe, &process.comm) {
-        detections.insert(Detection::CredentialProcess);
-    }
-    let credential = detections.contains(&Detection::CredentialProcess);
-    let unsafe_lib = detections.contains(&Detection::UnsafeLibrary);
-    let severity = if credential && unsafe_lib {
-        Severity::Critical
-    } else if credential {
-        Severity::High
-    } else if library.as_ref().is_some_and(Library::is_system) {
-        Severity::Low
-    } else {
-        Severity::Medium
-    };
-    let mut mitre = vec![T1574_006];
-    if credential {
-        mitre.push(T1056_004);
-    }
-    Alert {
-        timestamp: clock.rfc3339(ktime_ns),
-        rule: if credential {
+
+    pub fn finish(mut self, clock: &Clock) -> Alert {
+        if self.library.as_ref().is_some_and(Library::is_unsafe) {
+            self.detections.insert(Detection::UnsafeLibrary);
+        }
+        // The credential process is the one hooked: the target of a memory write, else the
+        // process itself.
+        let (exe, comm) = match &self.target {
+            Some(t) => (t.exe.as_str(), t.comm.as_str()),
+            None => (self.process.exe.as_str(), self.process.comm.as_str()),
+        };
+        if is_credential_process(exe, comm) {
+            self.detections.insert(Detection::CredentialProcess);
+        }
+        let d = &self.detections;
+        let credential = d.contains(&Detection::CredentialProcess);
+        let severity = if credential && d.contains(&Detection::UnsafeLibrary) {
+            Severity::Critical
+        } else if credential {
+            Severity::High
+        } else if self.library.as_ref().is_some_and(Library::is_system) {
+            Severity::Low
+        } else {
+            Severity::Medium
+        }
+        .max(self.floor);
+        let mut mitre = Vec::new();
+        if d.iter().any(|x| {
+            matches!(
+                x,
+                Detection::PreloadEnv
+                    | Detection::PreloadArgv
+                    | Detection::AuditLibrary
+                    | Detection::UnsafeLibrary
+                    | Detection::LoaderConfigChange
+            )
+        }) {
+            mitre.push(T1574_006);
+        }
+        if d.contains(&Detection::PamConfigChange) {
+            mitre.push(T1556_003);
+        }
+        mitre.extend(self.mitre.iter().copied());
+        if credential {
+            mitre.push(T1056_004);
+        }
+        let rule = if credential {
             "credential_api_hooking"
+        } else if d.contains(&Detection::PamConfigChange) {
+            "pam_tampering"
+        } else if d.contains(&Detection::MemoryTamper) {
+            "process_memory_tampering"
         } else {
             "dynamic_linker_hijacking"
-        },
-        severity,
-        risk_score: detections.len() as u32,
-        detections,
-        mitre,
-        process,
-        library,
-        preload,
+        };
+        Alert {
+            timestamp: clock.rfc3339(self.ktime_ns),
+            rule,
+            severity,
+            risk_score: self.detections.len() as u32,
+            detections: self.detections,
+            mitre,
+            process: self.process,
+            library: self.library,
+            preload: self.preload,
+            file: self.file,
+            target: self.target,
+        }
     }
 }

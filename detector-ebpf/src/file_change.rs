@@ -1,0 +1,328 @@
+//! Capture channel: changes to the loader's and PAM's files, and `/proc/<pid>/mem` writes.
+//!
+//! Opens are judged at syscall exit on the file the kernel actually opened (relative paths,
+//! symlinks and `..` are already resolved): opened for write in a watched directory (user
+//! space fills `WATCH` with the directories of /etc/ld.so.preload, /etc/ld.so.conf, the loader
+//! binaries, and /etc/ld.so.conf.d, /etc/pam.d themselves). Renames, unlinks and truncates
+//! are judged at entry on their strings: absolute names under /etc or the library
+//! directories, and relative names whose base directory (dirfd or cwd) is watched; the base
+//! directory is resolved in the kernel for user space.
+use aya_ebpf::{
+    cty::c_void,
+    helpers::{bpf_probe_read_user_str_bytes, generated::bpf_probe_read_kernel},
+    macros::{map, tracepoint},
+    maps::{HashMap, PerCpuArray},
+    programs::TracePointContext,
+};
+use detector_common::{
+    Channel, Config, EventKind, FileChangeEvent, MemTamperEvent, WatchKey, DIR_TRUNCATED,
+    FILE_OP_OPEN_WRITE, FILE_OP_RENAME, FILE_OP_TRUNCATE, FILE_OP_UNLINK, NAME_MAX, PATH_TRUNCATED,
+    PROC_SUPER_MAGIC, TAMPER_PROC_MEM,
+};
+
+use crate::{
+    shared::{config, count_lost, current_task_and_ppid, fill_header, is_self, kread, EVENTS},
+    vfs::{
+        build_path, copy_path, dentry_inode, dentry_name, fd_file, inode_info, path_parts,
+        SCRATCH_DIR, SCRATCH_PATH,
+    },
+};
+
+/// Watched directories, by (dev, inode). Filled by user space at start.
+#[map]
+pub static WATCH: HashMap<WatchKey, u32> = HashMap::with_max_entries(64, 0);
+
+/// Syscall string arguments being judged (0: name, 1: name2).
+#[map]
+static NAMES: PerCpuArray<[u8; NAME_MAX]> = PerCpuArray::with_max_entries(2, 0);
+
+const FMODE_WRITE: u32 = 0x2;
+const AT_FDCWD: i64 = -100;
+const ARG0: usize = 16;
+const RET: usize = 16;
+
+#[inline(always)]
+fn arg<T>(ctx: &TracePointContext, n: usize) -> Option<T> {
+    unsafe { ctx.read_at::<T>(ARG0 + 8 * n).ok() }
+}
+
+// ---- opens -------------------------------------------------------------------------------
+
+#[tracepoint]
+pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
+    let _ = try_open_exit(&ctx);
+    0
+}
+
+fn try_open_exit(ctx: &TracePointContext) -> Option<()> {
+    let fd: i64 = unsafe { ctx.read_at(RET).ok()? };
+    if fd < 0 {
+        return None;
+    }
+    let cfg = config()?;
+    if is_self(cfg) {
+        return None;
+    }
+    let (task, ppid) = current_task_and_ppid(cfg);
+    let file = fd_file(cfg, task, fd as u64)?;
+    let f_mode: u32 = unsafe { kread(file, cfg.file_f_mode).ok()? };
+    if f_mode & FMODE_WRITE == 0 {
+        return None;
+    }
+    let (mnt, dentry) = path_parts(cfg, file + cfg.file_f_path as u64)?;
+    let info = inode_info(cfg, dentry_inode(cfg, dentry));
+    if info.fs_magic == PROC_SUPER_MAGIC {
+        let name: [u8; 4] = dentry_name(cfg, dentry);
+        if &name == b"mem\0" {
+            return proc_mem(cfg, ppid, mnt, dentry);
+        }
+        return None;
+    }
+    let parent: u64 = unsafe { kread(dentry, cfg.dentry_d_parent).ok()? };
+    if !watched(cfg, parent) {
+        return None;
+    }
+    let (off, truncated) = build_path(mnt, dentry, SCRATCH_PATH)?;
+    let Some(mut entry) = EVENTS.reserve::<FileChangeEvent>(0) else {
+        count_lost(Channel::FileChange);
+        return None;
+    };
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut ev.hdr, EventKind::FileChange, ppid);
+    if truncated {
+        ev.hdr.flags |= PATH_TRUNCATED;
+    }
+    ev.file = info;
+    ev.op = FILE_OP_OPEN_WRITE;
+    ev.op_flags = f_mode;
+    ev.path_off = off;
+    ev.dir_off = 0;
+    copy_path(SCRATCH_PATH, &mut ev.path);
+    ev.dir[0] = 0;
+    ev.name[0] = 0;
+    ev.name2[0] = 0;
+    entry.submit(0);
+    Some(())
+}
+
+fn proc_mem(cfg: &Config, ppid: u32, mnt: u64, dentry: u64) -> Option<()> {
+    let _ = cfg;
+    let (off, truncated) = build_path(mnt, dentry, SCRATCH_PATH)?;
+    let Some(mut entry) = EVENTS.reserve::<MemTamperEvent>(0) else {
+        count_lost(Channel::MemTamper);
+        return None;
+    };
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut ev.hdr, EventKind::MemTamper, ppid);
+    if truncated {
+        ev.hdr.flags |= PATH_TRUNCATED;
+    }
+    ev.op = TAMPER_PROC_MEM;
+    ev.target_pid = 0;
+    ev.request = 0;
+    ev.addr = 0;
+    ev.path_off = off;
+    ev._pad = 0;
+    copy_path(SCRATCH_PATH, &mut ev.path);
+    entry.submit(0);
+    Some(())
+}
+
+#[inline(always)]
+fn watched(cfg: &Config, dir_dentry: u64) -> bool {
+    let info = inode_info(cfg, dentry_inode(cfg, dir_dentry));
+    let key = WatchKey {
+        ino: info.ino,
+        dev: info.dev,
+        _pad: 0,
+    };
+    unsafe { WATCH.get(&key) }.is_some()
+}
+
+// ---- renames, unlinks, truncates ------------------------------------------------------------
+
+/// Where a syscall's (dirfd, name) pairs are: argument indexes, or `CWD` for AT_FDCWD.
+const CWD: usize = usize::MAX;
+const NONE: usize = usize::MAX - 1;
+
+#[inline(always)]
+fn string_op_args(
+    ctx: &TracePointContext,
+    op: u32,
+    dfd: usize,
+    name: usize,
+    dfd2: usize,
+    name2: usize,
+) -> Option<()> {
+    // int arguments: only the low 32 bits of the register are meaningful.
+    let fd_at = |i: usize| {
+        if i == CWD {
+            Some(AT_FDCWD)
+        } else {
+            arg::<u64>(ctx, i).map(|v| v as i32 as i64)
+        }
+    };
+    let ptr_at = |i: usize| {
+        if i == NONE {
+            Some(0)
+        } else {
+            arg::<u64>(ctx, i)
+        }
+    };
+    let d2 = if dfd2 == NONE {
+        Some(AT_FDCWD)
+    } else {
+        fd_at(dfd2)
+    };
+    string_op(op, fd_at(dfd)?, ptr_at(name)?, d2?, ptr_at(name2)?)
+}
+
+#[tracepoint]
+pub fn sys_enter_renameat2(ctx: TracePointContext) -> u32 {
+    let _ = string_op_args(&ctx, FILE_OP_RENAME, 0, 1, 2, 3);
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_renameat(ctx: TracePointContext) -> u32 {
+    let _ = string_op_args(&ctx, FILE_OP_RENAME, 0, 1, 2, 3);
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_rename(ctx: TracePointContext) -> u32 {
+    let _ = string_op_args(&ctx, FILE_OP_RENAME, CWD, 0, CWD, 1);
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_unlinkat(ctx: TracePointContext) -> u32 {
+    let _ = string_op_args(&ctx, FILE_OP_UNLINK, 0, 1, NONE, NONE);
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_unlink(ctx: TracePointContext) -> u32 {
+    let _ = string_op_args(&ctx, FILE_OP_UNLINK, CWD, 0, NONE, NONE);
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_truncate(ctx: TracePointContext) -> u32 {
+    let _ = string_op_args(&ctx, FILE_OP_TRUNCATE, CWD, 0, NONE, NONE);
+    0
+}
+
+/// Reads a user string into NAMES[`slot`]; returns a pointer to it.
+#[inline(always)]
+fn read_name(slot: u32, user: u64) -> Option<*mut [u8; NAME_MAX]> {
+    let buf = NAMES.get_ptr_mut(slot)?;
+    let b = unsafe { &mut *buf };
+    b[0] = 0;
+    if user != 0 {
+        let _ = unsafe { bpf_probe_read_user_str_bytes(user as *const u8, b) };
+    }
+    Some(buf)
+}
+
+/// Absolute names under /etc/ or the library directories (/lib*, /usr/lib*).
+#[inline(always)]
+fn interesting_absolute(n: &[u8; NAME_MAX]) -> bool {
+    (n[0] == b'/' && n[1] == b'e' && n[2] == b't' && n[3] == b'c' && n[4] == b'/')
+        || (n[0] == b'/' && n[1] == b'l' && n[2] == b'i' && n[3] == b'b')
+        || (n[0] == b'/'
+            && n[1] == b'u'
+            && n[2] == b's'
+            && n[3] == b'r'
+            && n[4] == b'/'
+            && n[5] == b'l'
+            && n[6] == b'i'
+            && n[7] == b'b')
+}
+
+/// The (vfsmount, dentry) a relative name is resolved against.
+#[inline(always)]
+fn base_dir(cfg: &Config, task: u64, dfd: i64) -> Option<(u64, u64)> {
+    if dfd == AT_FDCWD {
+        let fs: u64 = unsafe { kread(task, cfg.task_fs).ok()? };
+        path_parts(cfg, fs + cfg.fs_pwd as u64)
+    } else if dfd >= 0 {
+        let file = fd_file(cfg, task, dfd as u64)?;
+        path_parts(cfg, file + cfg.file_f_path as u64)
+    } else {
+        None
+    }
+}
+
+/// `name` (and `name2` for a rename) relative to `dfd`/`dfd2`: report when interesting.
+#[inline(always)]
+fn string_op(op: u32, dfd: i64, name: u64, dfd2: i64, name2: u64) -> Option<()> {
+    let cfg = config()?;
+    if is_self(cfg) {
+        return None;
+    }
+    let n1 = unsafe { &*read_name(0, name)? };
+    let n2 = unsafe { &*read_name(1, name2)? };
+    let (task, ppid) = current_task_and_ppid(cfg);
+    let mut report = interesting_absolute(n1) || interesting_absolute(n2);
+    // The base directory of a relative name, when that directory is watched.
+    let mut dir = None;
+    if n2[0] != 0 && n2[0] != b'/' {
+        if let Some((m, d)) = base_dir(cfg, task, dfd2) {
+            if watched(cfg, d) {
+                dir = Some((m, d));
+            }
+        }
+    }
+    if dir.is_none() && n1[0] != 0 && n1[0] != b'/' {
+        if let Some((m, d)) = base_dir(cfg, task, dfd) {
+            if watched(cfg, d) {
+                dir = Some((m, d));
+            }
+        }
+    }
+    report |= dir.is_some();
+    if !report {
+        return None;
+    }
+    let mut dir_off = 0;
+    let mut dir_truncated = false;
+    if let Some((m, d)) = dir {
+        let (off, t) = build_path(m, d, SCRATCH_DIR)?;
+        dir_off = off;
+        dir_truncated = t;
+    }
+    let Some(mut entry) = EVENTS.reserve::<FileChangeEvent>(0) else {
+        count_lost(Channel::FileChange);
+        return None;
+    };
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut ev.hdr, EventKind::FileChange, ppid);
+    if dir_truncated {
+        ev.hdr.flags |= DIR_TRUNCATED;
+    }
+    ev.file = Default::default();
+    ev.op = op;
+    ev.op_flags = 0;
+    ev.path_off = 0;
+    ev.path[0] = 0;
+    ev.dir[0] = 0;
+    ev.dir_off = dir_off;
+    if dir.is_some() {
+        copy_path(SCRATCH_DIR, &mut ev.dir);
+    }
+    unsafe {
+        bpf_probe_read_kernel(
+            ev.name.as_mut_ptr() as *mut c_void,
+            NAME_MAX as u32,
+            n1.as_ptr() as *const c_void,
+        );
+        bpf_probe_read_kernel(
+            ev.name2.as_mut_ptr() as *mut c_void,
+            NAME_MAX as u32,
+            n2.as_ptr() as *const c_void,
+        );
+    }
+    entry.submit(0);
+    Some(())
+}

@@ -1,0 +1,64 @@
+//! Capture channel: writes into another process's memory — ptrace POKETEXT/POKEDATA, ATTACH,
+//! SEIZE and process_vm_writev. (`/proc/<pid>/mem` opened for write is seen by file_change.)
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use detector_common::{
+    Channel, EventKind, MemTamperEvent, PTRACE_ATTACH, PTRACE_POKEDATA, PTRACE_POKETEXT,
+    PTRACE_SEIZE, TAMPER_PROCESS_VM_WRITEV, TAMPER_PTRACE,
+};
+
+use crate::shared::{config, count_lost, current_task_and_ppid, fill_header, is_self, EVENTS};
+
+const ARG0: usize = 16;
+
+/// `ptrace(request, pid, addr, data)`.
+#[tracepoint]
+pub fn sys_enter_ptrace(ctx: TracePointContext) -> u32 {
+    let request: u64 = unsafe { ctx.read_at(ARG0).unwrap_or(0) };
+    if !matches!(
+        request,
+        PTRACE_POKETEXT | PTRACE_POKEDATA | PTRACE_ATTACH | PTRACE_SEIZE
+    ) {
+        return 0;
+    }
+    let pid: u64 = unsafe { ctx.read_at(ARG0 + 8).unwrap_or(0) };
+    let addr: u64 = unsafe { ctx.read_at(ARG0 + 16).unwrap_or(0) };
+    let _ = emit(TAMPER_PTRACE, pid as u32, request, addr);
+    0
+}
+
+/// `process_vm_writev(pid, lvec, liovcnt, rvec, riovcnt, flags)`.
+#[tracepoint]
+pub fn sys_enter_process_vm_writev(ctx: TracePointContext) -> u32 {
+    let pid: u64 = unsafe { ctx.read_at(ARG0).unwrap_or(0) };
+    let rvec: u64 = unsafe { ctx.read_at(ARG0 + 24).unwrap_or(0) };
+    let riovcnt: u64 = unsafe { ctx.read_at(ARG0 + 32).unwrap_or(0) };
+    // The first remote address written, when readable.
+    let addr: u64 =
+        unsafe { aya_ebpf::helpers::bpf_probe_read_user(rvec as *const u64).unwrap_or(0) };
+    let _ = emit(TAMPER_PROCESS_VM_WRITEV, pid as u32, riovcnt, addr);
+    0
+}
+
+#[inline(always)]
+fn emit(op: u32, target: u32, request: u64, addr: u64) -> Option<()> {
+    let cfg = config()?;
+    if is_self(cfg) {
+        return None;
+    }
+    let (_, ppid) = current_task_and_ppid(cfg);
+    let Some(mut entry) = EVENTS.reserve::<MemTamperEvent>(0) else {
+        count_lost(Channel::MemTamper);
+        return None;
+    };
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    fill_header(&mut ev.hdr, EventKind::MemTamper, ppid);
+    ev.op = op;
+    ev.target_pid = target;
+    ev.request = request;
+    ev.addr = addr;
+    ev.path_off = 0;
+    ev._pad = 0;
+    ev.path[0] = 0;
+    entry.submit(0);
+    Some(())
+}

@@ -1,0 +1,28 @@
+//! Rule: another process's memory written or attached to (ptrace POKETEXT/POKEDATA, ATTACH,
+//! SEIZE; process_vm_writev; /proc/<pid>/mem opened for write) — inline hooking on Linux.
+use super::Finding;
+use crate::{
+    alert::{Detection, Process, Target, T1055_008, T1055_009},
+    event::{MemTamper, TamperOp},
+};
+
+pub fn evaluate(process: &Process, target: Option<Process>, t: &MemTamper) -> Option<Finding> {
+    if t.target_pid == t.hdr.pid || t.target_pid == 0 {
+        return None; // a process patching itself is not hooking another
+    }
+    let mut f = Finding::new(t.hdr.ktime_ns, process.clone(), Detection::MemoryTamper);
+    f.mitre.push(if t.op == TamperOp::ProcMem {
+        T1055_009
+    } else {
+        T1055_008
+    });
+    f.target = Some(Target {
+        pid: t.target_pid,
+        comm: target.as_ref().map(|p| p.comm.clone()).unwrap_or_default(),
+        exe: target.as_ref().map(|p| p.exe.clone()).unwrap_or_default(),
+        operation: t.op,
+        request: (t.op == TamperOp::Ptrace).then_some(t.request),
+        address: (t.addr != 0).then(|| format!("{:#x}", t.addr)),
+    });
+    Some(f)
+}
