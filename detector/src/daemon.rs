@@ -68,5 +68,6 @@ async fn serve(args: RunArgs, config: detector_common::Config) -> Result<ExitCod
     }
     report_loss(capture.lost()?, &mut seen_lost, true);
     log::info!("stopping: detaching programs");
+    capture.detach();
     Ok(ExitCode::SUCCESS)
 }

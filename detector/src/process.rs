@@ -1,6 +1,6 @@
 //! The process table: what each live process is (from its exec, or from /proc for processes
 //! that were there before us), kept across fork and forgotten some time after exit.
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{hash_map::Entry, HashMap, HashSet, VecDeque};
 
 use crate::{
     alert::Process,
@@ -85,22 +85,25 @@ impl ProcessTable {
 
     /// A process other than the event's (a memory-tamper target), if known or in /proc.
     pub fn lookup(&mut self, pid: u32) -> Option<Process> {
-        if !self.procs.contains_key(&pid) {
-            let p = procfs::process::Process::new(pid as i32).ok()?;
-            let stat = p.stat().ok()?;
-            let hdr = Header {
-                ktime_ns: 0,
-                pid,
-                tid: pid,
-                ppid: stat.ppid as u32,
-                uid: 0,
-                gid: 0,
-                comm: stat.comm,
-            };
-            let info = from_proc(&hdr);
-            self.procs.insert(pid, info);
-        }
-        let i = self.procs.get(&pid)?;
+        let i = match self.procs.entry(pid) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(v) => {
+                let stat = procfs::process::Process::new(pid as i32)
+                    .ok()?
+                    .stat()
+                    .ok()?;
+                let hdr = Header {
+                    ktime_ns: 0,
+                    pid,
+                    tid: pid,
+                    ppid: stat.ppid as u32,
+                    uid: 0,
+                    gid: 0,
+                    comm: stat.comm,
+                };
+                v.insert(from_proc(&hdr))
+            }
+        };
         Some(Process {
             pid,
             ppid: i.ppid,

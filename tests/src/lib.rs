@@ -75,8 +75,14 @@ pub fn gcc(dir: &TempDir, source: &str, out: &str, shared: bool) -> PathBuf {
     dst
 }
 
+/// One daemon at a time per test binary: each detach of a tracepoint takes the kernel's
+/// event_mutex and waits for an RCU grace period, so daemons stopping together would slow
+/// each other past the one-second stop deadline the tests check.
+static ONE_DAEMON: Mutex<()> = Mutex::new(());
+
 pub struct Daemon {
     child: Child,
+    _one: std::sync::MutexGuard<'static, ()>,
     alerts: Arc<Mutex<Vec<Value>>>,
     stderr: Arc<Mutex<String>>,
     _dir: TempDir,
@@ -86,6 +92,7 @@ impl Daemon {
     /// Starts `detector run` and waits until it says it is armed (the ready file).
     pub fn start() -> Daemon {
         require_root();
+        let one = ONE_DAEMON.lock().unwrap_or_else(|e| e.into_inner());
         let dir = TempDir::new("daemon");
         let ready = dir.path("ready");
         let mut child = Command::new(detector_bin())
@@ -130,6 +137,7 @@ impl Daemon {
         }
         Daemon {
             child,
+            _one: one,
             alerts,
             stderr,
             _dir: dir,
