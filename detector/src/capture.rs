@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt as _;
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, TracePoint},
-    Btf, Ebpf,
+    Btf, Ebpf, EbpfLoader,
 };
 use detector_common::{Config, WatchKey, CHANNELS, CHANNEL_NAMES};
 use tokio::io::unix::AsyncFd;
@@ -93,12 +93,18 @@ fn register<T: std::os::fd::AsRawFd>(inner: T, what: &str) -> Result<AsyncFd<T>>
 }
 
 impl Capture {
-    pub fn start(config: Config, watch_dirs: &[String]) -> Result<(Self, KernelLog)> {
-        let mut ebpf = Ebpf::load(aya::include_bytes_aligned!(concat!(
-            env!("OUT_DIR"),
-            "/detector"
-        )))
-        .context("loading the eBPF object")?;
+    pub fn start(
+        config: Config,
+        watch_dirs: &[String],
+        ring_bytes: u32,
+    ) -> Result<(Self, KernelLog)> {
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries("EVENTS", ring_bytes)
+            .load(aya::include_bytes_aligned!(concat!(
+                env!("OUT_DIR"),
+                "/detector"
+            )))
+            .context("loading the eBPF object")?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(register(l, "the eBPF logger")?),
             Err(e) => {

@@ -37,4 +37,15 @@ pub struct RunArgs {
     /// Seconds between checks of the kernel's lost-event counters.
     #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub loss_interval: u64,
+    /// Size of the kernel-to-daemon ring buffer in KiB: a power of two, at least 64.
+    #[arg(long, value_name = "KIB", default_value_t = 8192, value_parser = ring_size)]
+    pub ring_buffer_kib: u32,
+}
+
+fn ring_size(s: &str) -> Result<u32, String> {
+    let v: u32 = s.parse().map_err(|e| format!("{e}"))?;
+    if !(64..=1 << 20).contains(&v) || !v.is_power_of_two() {
+        return Err("must be a power of two from 64 to 1048576".into());
+    }
+    Ok(v)
 }

@@ -27,7 +27,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
 
 async fn serve(args: RunArgs, config: detector_common::Config) -> Result<ExitCode> {
     let watched = Watched::discover();
-    let (mut capture, mut kernel_log) = Capture::start(config, &watched.directories())?;
+    let (mut capture, mut kernel_log) =
+        Capture::start(config, &watched.directories(), args.ring_buffer_kib * 1024)?;
     if let Some(path) = &args.ready_file {
         OpenOptions::new()
             .create(true)

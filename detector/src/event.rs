@@ -63,6 +63,10 @@ impl File {
             RAMFS_MAGIC => "ramfs",
             HUGETLBFS_MAGIC => "hugetlbfs",
             OVERLAYFS_MAGIC => "overlay",
+            0xef53 => "ext4",
+            0x5846_5342 => "xfs",
+            0x9123_683e => "btrfs",
+            0x7371_7368 => "squashfs",
             _ => "other",
         }
     }

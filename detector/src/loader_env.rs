@@ -19,10 +19,13 @@ pub fn split_list(var: LoaderVar, value: &str) -> Vec<String> {
 /// Libraries of a value that was captured only in part (`head` ... `tail`): the last entry of
 /// the head and the first of the tail may be cut, so they are dropped; the rest are whole.
 pub fn split_truncated(var: LoaderVar, head: &str, tail: &str) -> Vec<String> {
+    let is_sep = |c: char| c == ':' || (c == ' ' && var == LoaderVar::LdPreload);
     let mut libs = split_list(var, head);
-    libs.pop();
+    if !head.ends_with(is_sep) {
+        libs.pop();
+    }
     let mut rest = split_list(var, tail);
-    if !rest.is_empty() {
+    if !tail.starts_with(is_sep) && !rest.is_empty() {
         rest.remove(0);
     }
     libs.extend(rest);
@@ -82,6 +85,9 @@ mod tests {
             "ee.so:/evil.so",
         );
         assert_eq!(libs, ["/one.so", "/two.so", "/evil.so"]);
+        // Cut exactly at separators: nothing is dropped.
+        let libs = split_truncated(LoaderVar::LdPreload, "/one.so:", "::/evil.so");
+        assert_eq!(libs, ["/one.so", "/evil.so"]);
     }
 
     #[test]

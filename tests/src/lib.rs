@@ -91,6 +91,11 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `detector run` and waits until it says it is armed (the ready file).
     pub fn start() -> Daemon {
+        Self::start_with(&[])
+    }
+
+    /// `detector run` with extra flags.
+    pub fn start_with(extra: &[&str]) -> Daemon {
         require_root();
         let one = ONE_DAEMON.lock().unwrap_or_else(|e| e.into_inner());
         let dir = TempDir::new("daemon");
@@ -99,6 +104,7 @@ impl Daemon {
             .arg("run")
             .arg("--ready-file")
             .arg(&ready)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -171,6 +177,10 @@ impl Daemon {
             .filter(|v| pred(v))
             .cloned()
             .collect()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGTERM; asserts a clean exit (0) within a second. Returns stderr.

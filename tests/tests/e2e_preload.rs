@@ -110,6 +110,50 @@ fn preload_after_200k_of_environment() {
     d.stop();
 }
 
+/// A single LD_PRELOAD string near the kernel's 128 KiB limit, padded in front: the value is
+/// truncated in the kernel (and flagged) but its tail still names the library.
+#[test]
+fn padded_128k_preload_value() {
+    let dir = TempDir::new("longval");
+    let lib = gcc(&dir, "read_hook.c", "libtail.so", true);
+    let value = format!("{}{}", ":".repeat(120_000), lib.display());
+    let d = Daemon::start();
+    assert!(trigger(Command::new("/usr/bin/true").env("LD_PRELOAD", &value)).success());
+    let a = d.expect_alert("a padded 120 KiB LD_PRELOAD", |a| {
+        s(a, "library.path") == lib.to_str().unwrap() && has(a, "detections", "preload_env")
+    });
+    assert_eq!(a["preload"]["truncated"], true);
+    d.stop();
+}
+
+/// The daemon cannot read (stopped) while execs fill a small ring buffer: the kernel counts
+/// what it could not queue and the daemon reports it.
+#[test]
+fn lost_events_are_counted_and_reported() {
+    let dir = TempDir::new("loss");
+    let lib = gcc(&dir, "read_hook.c", "libloss.so", true);
+    let d = Daemon::start_with(&["--ring-buffer-kib", "64", "--loss-interval", "1"]);
+    unsafe { libc::kill(d.pid() as i32, libc::SIGSTOP) };
+    for _ in 0..60 {
+        trigger(Command::new("/usr/bin/true").env("LD_PRELOAD", &lib));
+    }
+    unsafe { libc::kill(d.pid() as i32, libc::SIGCONT) };
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let stderr = d.stop();
+    let lost: u64 = stderr
+        .lines()
+        .find_map(|l| {
+            l.split("events (ring buffer full); ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no loss report on stderr:\n{stderr}"));
+    assert!(lost > 0);
+}
+
 /// LD_AUDIT: ld.so loads an rtld-audit module into the process.
 #[test]
 fn ld_audit_library() {
