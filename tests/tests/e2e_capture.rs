@@ -110,6 +110,24 @@ fn library_deleted_before_it_was_mapped() {
     d.stop();
 }
 
+/// Loaded from /dev/shm, then deleted at once: by the time user space looks the file is gone;
+/// the alert still says what it was, from what the kernel saw at mapping time.
+#[test]
+fn library_deleted_after_it_was_loaded() {
+    let dir = TempDir::new("unlinked");
+    let lib = gcc(&dir, "read_hook.c", "libunlinked.so", true);
+    let loadlib = gcc(&dir, "loadlib.c", "loadlib", false);
+    let shm = ShmLib::new(&lib, "unlinked");
+    let d = Daemon::start();
+    assert!(trigger(Command::new(&loadlib).arg("unlink").arg(&shm.0)).success());
+    assert!(!shm.0.exists());
+    let a = d.expect_alert("a library deleted after loading", |a| lib_is(a, &shm.0));
+    assert_eq!(s(&a, "library.fs"), "tmpfs");
+    assert_eq!(a["library"]["owner_uid"], 0);
+    assert!(a["library"]["inode"].as_u64().unwrap() > 0);
+    d.stop();
+}
+
 #[test]
 fn process_that_exits_within_a_millisecond() {
     let dir = TempDir::new("quick");
