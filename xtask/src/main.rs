@@ -2,6 +2,7 @@
 //!
 //! Every command first makes sure the toolchain pieces are installed (idempotent, and it says
 //! what it installs), so that the README's two commands work on a fresh machine.
+mod bench;
 mod setup;
 
 use std::{
@@ -36,6 +37,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build, then measure the in-kernel cost of detector's eBPF programs (markdown on stdout).
+    Bench,
 }
 
 fn main() -> ExitCode {
@@ -64,6 +67,7 @@ fn run(cli: Cli) -> Result<()> {
             std::process::exit(status.code().unwrap_or(1));
         }
         Cmd::Test { args } => test(&root, &args),
+        Cmd::Bench => bench::run(&root),
     }
 }
 
