@@ -23,7 +23,7 @@ use detector_common::{
 };
 
 use crate::shared::{
-    config, count_lost, current_task_and_ppid, fill_header, is_self, kread, EVENTS,
+    config, count_lost, current_task_and_ppid, fill_header, is_self, kread, submit_flags, EVENTS,
 };
 
 /// Upper bound on envp entries walked. The kernel allows ~2 MiB of strings plus pointers
@@ -212,7 +212,7 @@ fn emit_exec(
             ev.args_len = 0;
         }
     }
-    entry.submit(0);
+    entry.submit(submit_flags());
 }
 
 fn emit_loader_env(cfg: &Config, ppid: u32, var: u32, f: &Found, envp: u64, env_end: u64) {
@@ -244,5 +244,5 @@ fn emit_loader_env(cfg: &Config, ppid: u32, var: u32, f: &Found, envp: u64, env_
         let from = value + value_len - LOADER_VALUE_TAIL as u64;
         let _ = unsafe { bpf_probe_read_user_buf(from as *const u8, &mut ev.tail) };
     }
-    entry.submit(0);
+    entry.submit(submit_flags());
 }

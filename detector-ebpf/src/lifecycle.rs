@@ -8,7 +8,7 @@ use aya_ebpf::{
 use detector_common::{Channel, EventKind, ExitEvent, ForkEvent};
 
 use crate::shared::{
-    config, count_lost, current_task_and_ppid, fill_header, is_self, kread, EVENTS,
+    config, count_lost, current_task_and_ppid, fill_header, is_self, kread, submit_flags, EVENTS,
 };
 
 /// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`.
@@ -38,7 +38,7 @@ fn try_fork(ctx: &BtfTracePointContext) -> Option<()> {
     fill_header(&mut ev.hdr, EventKind::Fork, ppid);
     ev.child_pid = child_tgid;
     ev._pad = 0;
-    entry.submit(0);
+    entry.submit(submit_flags());
     Some(())
 }
 
@@ -63,6 +63,6 @@ fn try_exit(_ctx: &TracePointContext) -> Option<()> {
     fill_header(&mut ev.hdr, EventKind::Exit, ppid);
     ev.exit_code = unsafe { kread(task, cfg.task_exit_code).unwrap_or(0) };
     ev._pad = 0;
-    entry.submit(0);
+    entry.submit(submit_flags());
     Some(())
 }

@@ -6,7 +6,9 @@ use detector_common::{
     PTRACE_SEIZE, TAMPER_PROCESS_VM_WRITEV, TAMPER_PTRACE,
 };
 
-use crate::shared::{config, count_lost, current_task_and_ppid, fill_header, is_self, EVENTS};
+use crate::shared::{
+    config, count_lost, current_task_and_ppid, fill_header, is_self, submit_flags, EVENTS,
+};
 
 const ARG0: usize = 16;
 
@@ -59,6 +61,6 @@ fn emit(op: u32, target: u32, request: u64, addr: u64) -> Option<()> {
     ev.path_off = 0;
     ev._pad = 0;
     ev.path[0] = 0;
-    entry.submit(0);
+    entry.submit(submit_flags());
     Some(())
 }

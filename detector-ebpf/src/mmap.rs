@@ -18,7 +18,10 @@ use detector_common::{
 };
 
 use crate::{
-    shared::{config, count_lost, current_task_and_ppid, fill_header, is_self, kread, EVENTS},
+    shared::{
+        config, count_lost, current_task_and_ppid, fill_header, is_self, kread, submit_flags,
+        EVENTS,
+    },
     vfs::{build_path, copy_path, fd_file, inode_info, path_parts, SCRATCH_PATH},
 };
 
@@ -161,6 +164,6 @@ fn report(
     ev.map_flags = map_flags;
     ev.path_off = off;
     copy_path(SCRATCH_PATH, &mut ev.path);
-    entry.submit(0);
+    entry.submit(submit_flags());
     Some(())
 }

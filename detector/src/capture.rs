@@ -209,6 +209,15 @@ impl Capture {
         Ok(())
     }
 
+    /// Reads whatever is queued without waiting. The programs wake the daemon only when the
+    /// ring fills up (a wake-up per event is costly), so the daemon drains on a short timer too.
+    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) {
+        let ring = self.ring.get_mut();
+        while let Some(item) = ring.next() {
+            f(&item);
+        }
+    }
+
     /// Detaches every program, all at once.
     pub fn detach(self) {
         let t = std::time::Instant::now();

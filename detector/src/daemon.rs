@@ -15,6 +15,10 @@ use crate::{
     sink::{JsonLines, Sink},
 };
 
+/// How often the ring buffer is drained when no wake-up came (the programs wake the daemon only
+/// when a lot is queued): the most an alert waits.
+const DRAIN_EVERY: Duration = Duration::from_millis(20);
+
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     let tracefs = preflight::check()?;
     let config = kernel::config(preflight::BTF_PATH, tracefs, std::process::id())?;
@@ -45,27 +49,35 @@ async fn serve(args: RunArgs, config: detector_common::Config) -> Result<ExitCod
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_secs(args.loss_interval));
     let mut seen_lost = [0u64; detector_common::CHANNELS as usize];
-    let mut sink_error = None;
+    let sink_error = std::cell::RefCell::new(None);
+    let mut drain = tokio::time::interval(DRAIN_EVERY);
+    drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut handle = |raw: &[u8]| match decode(raw) {
+        Ok(event) => {
+            for alert in correlator.handle(event) {
+                if let Err(e) = sink.emit(&alert) {
+                    sink_error.borrow_mut().get_or_insert(e);
+                }
+            }
+        }
+        Err(e) => log::warn!("dropped a malformed event: {e}"),
+    };
     loop {
         tokio::select! {
-            r = capture.read(|raw| match decode(raw) {
-                Ok(event) => {
-                    for alert in correlator.handle(event) {
-                        if let Err(e) = sink.emit(&alert) {
-                            sink_error.get_or_insert(e);
-                        }
-                    }
-                }
-                Err(e) => log::warn!("dropped a malformed event: {e}"),
-            }) => r?,
+            r = capture.read(&mut handle) => r?,
+            _ = drain.tick() => capture.drain(&mut handle),
             r = kernel_log.flush() => r?,
             _ = tick.tick() => report_loss(capture.lost()?, &mut seen_lost, false),
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
-        if let Some(e) = sink_error.take() {
+        if let Some(e) = sink_error.borrow_mut().take() {
             return Err(e);
         }
+    }
+    capture.drain(&mut handle);
+    if let Some(e) = sink_error.borrow_mut().take() {
+        return Err(e);
     }
     report_loss(capture.lost()?, &mut seen_lost, true);
     log::info!("stopping: detaching programs");
