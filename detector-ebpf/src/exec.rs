@@ -22,9 +22,7 @@ use detector_common::{
     LOADER_VALUE_HEAD, LOADER_VALUE_TAIL, LOADER_VALUE_TRUNCATED, LOADER_VARS,
 };
 
-use crate::shared::{
-    config, count_lost, current_task_and_ppid, fill_header, is_self, kread, submit_flags, EVENTS,
-};
+use crate::shared::{config, current_task_and_ppid, is_self, kread, reserve, submit_flags};
 
 /// Upper bound on envp entries walked. The kernel allows ~2 MiB of strings plus pointers
 /// (at least 9 bytes each), so no real environment reaches this.
@@ -90,7 +88,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
     for var in 0..LOADER_VARS {
         let f = scan.found[var];
         if f.count != 0 {
-            emit_loader_env(cfg, ppid, var as u32, &f, scan.envp, env_end);
+            emit_loader_env(ppid, var as u32, &f, scan.envp, env_end);
         }
     }
     Ok(())
@@ -168,12 +166,10 @@ fn emit_exec(
     arg_end: u64,
     scan: &Scan,
 ) {
-    let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
-        count_lost(Channel::Exec);
+    let Some(mut entry) = reserve::<ExecEvent>(Channel::Exec, EventKind::Exec, ppid) else {
         return;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut ev.hdr, EventKind::Exec, ppid);
     ev.argc = argc;
     ev.envc = scan.envc;
     ev.loader_vars = 0;
@@ -215,14 +211,12 @@ fn emit_exec(
     entry.submit(submit_flags());
 }
 
-fn emit_loader_env(cfg: &Config, ppid: u32, var: u32, f: &Found, envp: u64, env_end: u64) {
-    let _ = cfg;
-    let Some(mut entry) = EVENTS.reserve::<LoaderEnvEvent>(0) else {
-        count_lost(Channel::Exec);
+fn emit_loader_env(ppid: u32, var: u32, f: &Found, envp: u64, env_end: u64) {
+    let Some(mut entry) = reserve::<LoaderEnvEvent>(Channel::Exec, EventKind::LoaderEnv, ppid)
+    else {
         return;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut ev.hdr, EventKind::LoaderEnv, ppid);
     ev.var = var;
     ev.occurrences = f.count;
     ev.index = f.index;

@@ -21,10 +21,7 @@ use detector_common::{
 };
 
 use crate::{
-    shared::{
-        config, count_lost, current_task_and_ppid, fill_header, is_self, kread, submit_flags,
-        EVENTS,
-    },
+    shared::{config, current_task_and_ppid, is_self, kread, reserve, submit_flags},
     vfs::{
         build_path, copy_path, dentry_inode, dentry_name, fd_file, inode_info, path_parts,
         SCRATCH_DIR, SCRATCH_PATH,
@@ -77,7 +74,7 @@ fn try_open_exit(ctx: &TracePointContext) -> Option<()> {
     if info.fs_magic == PROC_SUPER_MAGIC {
         let name: [u8; 4] = dentry_name(cfg, dentry);
         if &name == b"mem\0" {
-            return proc_mem(cfg, ppid, mnt, dentry);
+            return proc_mem(ppid, mnt, dentry);
         }
         return None;
     }
@@ -86,12 +83,12 @@ fn try_open_exit(ctx: &TracePointContext) -> Option<()> {
         return None;
     }
     let (off, truncated) = build_path(mnt, dentry, SCRATCH_PATH)?;
-    let Some(mut entry) = EVENTS.reserve::<FileChangeEvent>(0) else {
-        count_lost(Channel::FileChange);
+    let Some(mut entry) =
+        reserve::<FileChangeEvent>(Channel::FileChange, EventKind::FileChange, ppid)
+    else {
         return None;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut ev.hdr, EventKind::FileChange, ppid);
     if truncated {
         ev.hdr.flags |= PATH_TRUNCATED;
     }
@@ -108,15 +105,13 @@ fn try_open_exit(ctx: &TracePointContext) -> Option<()> {
     Some(())
 }
 
-fn proc_mem(cfg: &Config, ppid: u32, mnt: u64, dentry: u64) -> Option<()> {
-    let _ = cfg;
+fn proc_mem(ppid: u32, mnt: u64, dentry: u64) -> Option<()> {
     let (off, truncated) = build_path(mnt, dentry, SCRATCH_PATH)?;
-    let Some(mut entry) = EVENTS.reserve::<MemTamperEvent>(0) else {
-        count_lost(Channel::MemTamper);
+    let Some(mut entry) = reserve::<MemTamperEvent>(Channel::MemTamper, EventKind::MemTamper, ppid)
+    else {
         return None;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut ev.hdr, EventKind::MemTamper, ppid);
     if truncated {
         ev.hdr.flags |= PATH_TRUNCATED;
     }
@@ -295,12 +290,12 @@ fn string_op(op: u32, dfd: i64, name: u64, dfd2: i64, name2: u64) -> Option<()> 
         dir_off = off;
         dir_truncated = t;
     }
-    let Some(mut entry) = EVENTS.reserve::<FileChangeEvent>(0) else {
-        count_lost(Channel::FileChange);
+    let Some(mut entry) =
+        reserve::<FileChangeEvent>(Channel::FileChange, EventKind::FileChange, ppid)
+    else {
         return None;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut ev.hdr, EventKind::FileChange, ppid);
     if dir_truncated {
         ev.hdr.flags |= DIR_TRUNCATED;
     }

@@ -7,9 +7,7 @@ use aya_ebpf::{
 };
 use detector_common::{Channel, EventKind, ExitEvent, ForkEvent};
 
-use crate::shared::{
-    config, count_lost, current_task_and_ppid, fill_header, is_self, kread, submit_flags, EVENTS,
-};
+use crate::shared::{config, current_task_and_ppid, is_self, kread, reserve, submit_flags};
 
 /// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`.
 #[btf_tracepoint(function = "sched_process_fork")]
@@ -30,12 +28,10 @@ fn try_fork(ctx: &BtfTracePointContext) -> Option<()> {
         return None; // a thread
     }
     let (_, ppid) = current_task_and_ppid(cfg);
-    let Some(mut entry) = EVENTS.reserve::<ForkEvent>(0) else {
-        count_lost(Channel::Lifecycle);
+    let Some(mut entry) = reserve::<ForkEvent>(Channel::Lifecycle, EventKind::Fork, ppid) else {
         return None;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut ev.hdr, EventKind::Fork, ppid);
     ev.child_pid = child_tgid;
     ev._pad = 0;
     entry.submit(submit_flags());
@@ -55,12 +51,10 @@ fn try_exit(_ctx: &TracePointContext) -> Option<()> {
         return None; // a thread, not the process
     }
     let (task, ppid) = current_task_and_ppid(cfg);
-    let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
-        count_lost(Channel::Lifecycle);
+    let Some(mut entry) = reserve::<ExitEvent>(Channel::Lifecycle, EventKind::Exit, ppid) else {
         return None;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut ev.hdr, EventKind::Exit, ppid);
     ev.exit_code = unsafe { kread(task, cfg.task_exit_code).unwrap_or(0) };
     ev._pad = 0;
     entry.submit(submit_flags());

@@ -6,9 +6,7 @@ use detector_common::{
     PTRACE_SEIZE, TAMPER_PROCESS_VM_WRITEV, TAMPER_PTRACE,
 };
 
-use crate::shared::{
-    config, count_lost, current_task_and_ppid, fill_header, is_self, submit_flags, EVENTS,
-};
+use crate::shared::{config, current_task_and_ppid, is_self, reserve, submit_flags};
 
 const ARG0: usize = 16;
 
@@ -48,12 +46,11 @@ fn emit(op: u32, target: u32, request: u64, addr: u64) -> Option<()> {
         return None;
     }
     let (_, ppid) = current_task_and_ppid(cfg);
-    let Some(mut entry) = EVENTS.reserve::<MemTamperEvent>(0) else {
-        count_lost(Channel::MemTamper);
+    let Some(mut entry) = reserve::<MemTamperEvent>(Channel::MemTamper, EventKind::MemTamper, ppid)
+    else {
         return None;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut ev.hdr, EventKind::MemTamper, ppid);
     ev.op = op;
     ev.target_pid = target;
     ev.request = request;

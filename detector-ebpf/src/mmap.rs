@@ -18,10 +18,7 @@ use detector_common::{
 };
 
 use crate::{
-    shared::{
-        config, count_lost, current_task_and_ppid, fill_header, is_self, kread, submit_flags,
-        EVENTS,
-    },
+    shared::{config, current_task_and_ppid, is_self, kread, reserve, submit_flags},
     vfs::{build_path, copy_path, fd_file, inode_info, path_parts, SCRATCH_PATH},
 };
 
@@ -149,12 +146,10 @@ fn report(
     }
     let (mnt, dentry) = path_parts(cfg, file + cfg.file_f_path as u64)?;
     let (off, truncated) = build_path(mnt, dentry, SCRATCH_PATH)?;
-    let Some(mut entry) = EVENTS.reserve::<MmapEvent>(0) else {
-        count_lost(Channel::Mmap);
+    let Some(mut entry) = reserve::<MmapEvent>(Channel::Mmap, EventKind::Mmap, ppid) else {
         return None;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut ev.hdr, EventKind::Mmap, ppid);
     if truncated {
         ev.hdr.flags |= PATH_TRUNCATED;
     }

@@ -5,7 +5,7 @@ use aya_ebpf::{
         bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
     },
     macros::map,
-    maps::{Array, PerCpuArray, RingBuf},
+    maps::{ring_buf::RingBufEntry, Array, PerCpuArray, RingBuf},
 };
 use detector_common::{Channel, Config, EventHeader, EventKind, CHANNELS};
 
@@ -71,9 +71,30 @@ pub fn current_task_and_ppid(cfg: &Config) -> (u64, u32) {
     (task, ppid)
 }
 
+/// Reserves a `T` in the ring buffer and fills its header for the current task; counts a loss
+/// for `channel` when the ring is full.
+#[inline(always)]
+pub fn reserve<T: 'static>(
+    channel: Channel,
+    kind: EventKind,
+    ppid: u32,
+) -> Option<RingBufEntry<T>> {
+    let Some(mut entry) = EVENTS.reserve::<T>(0) else {
+        count_lost(channel);
+        return None;
+    };
+    // SAFETY: every event type is repr(C) and starts with an EventHeader.
+    fill_header(
+        unsafe { &mut *(entry.as_mut_ptr() as *mut EventHeader) },
+        kind,
+        ppid,
+    );
+    Some(entry)
+}
+
 /// Fills the common header for the current task.
 #[inline(always)]
-pub fn fill_header(hdr: &mut EventHeader, kind: EventKind, ppid: u32) {
+fn fill_header(hdr: &mut EventHeader, kind: EventKind, ppid: u32) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
     hdr.kind = kind as u32;

@@ -20,7 +20,7 @@ const WORLD_WRITABLE_DIRS: &[&str] =
     &["/tmp/", "/var/tmp/", "/dev/shm/", "/run/shm/", "/run/user/"];
 const TMPFS_MAGIC: i64 = 0x0102_1994;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Library {
     pub path: String,
     pub exists: bool,
@@ -55,10 +55,7 @@ impl Library {
             exists: meta.is_some(),
             owner_uid: meta.as_ref().map(|m| m.uid()),
             mode: meta.as_ref().map(|m| format!("{:04o}", m.mode() & 0o7777)),
-            unsafe_reasons: Vec::new(),
-            inode: None,
-            device: None,
-            fs: None,
+            ..Default::default()
         };
         if WORLD_WRITABLE_DIRS.iter().any(|d| path.starts_with(d)) {
             lib.unsafe_reasons.push("world_writable_location");
@@ -86,13 +83,7 @@ impl Library {
         let mut lib = if f.is_memfd() || f.is_deleted() {
             Library {
                 path: f.path.clone(),
-                exists: false,
-                owner_uid: None,
-                mode: None,
-                unsafe_reasons: Vec::new(),
-                inode: None,
-                device: None,
-                fs: None,
+                ..Default::default()
             }
         } else {
             Library::inspect(&f.path)
