@@ -6,13 +6,18 @@
 //! array with `bpf_loop` (no fixed cap on the number of strings), remember the last occurrence of
 //! each loader variable (the one glibc's loader uses), then emit one `ExecEvent` and one
 //! `LoaderEnvEvent` per variable present.
+//!
+//! Cost: helper calls dominate, so the walk reads envp pointers 32 at a time and the strings
+//! (contiguous after exec, ending at `mm->env_end`) 4 KiB at a time into a per-CPU buffer,
+//! checking each string's first bytes there: a typical environment costs a handful of reads.
 use aya_ebpf::{
     cty::c_void,
     helpers::{
         bpf_probe_read_kernel_str_bytes, bpf_probe_read_user, bpf_probe_read_user_buf,
         bpf_probe_read_user_str_bytes, generated::bpf_loop,
     },
-    macros::tracepoint,
+    macros::{map, tracepoint},
+    maps::PerCpuArray,
     programs::TracePointContext,
     EbpfContext,
 };
@@ -28,6 +33,7 @@ use crate::shared::{config, current_task_and_ppid, is_self, kread, reserve, subm
 /// (at least 9 bytes each), so no real environment reaches this.
 const MAX_ENV: u32 = 1 << 20;
 
+#[repr(C)]
 #[derive(Clone, Copy)]
 struct Found {
     ptr: u64,
@@ -35,10 +41,37 @@ struct Found {
     count: u32,
 }
 
+const PTR_BATCH: usize = 32;
+const CHUNK: usize = 4096;
+/// Bytes of a string's start that are compared (`LD_LIBRARY_PATH=` is 16).
+const NAME: usize = 24;
+
+/// Per-CPU buffers of the walk: a batch of envp pointers and a chunk of environment strings
+/// (with room past `CHUNK` so a masked offset plus `NAME` stays inside).
+/// The walk's state lives here too, not on the stack: the verifier then sees its fields as
+/// unknown on every iteration and checks the callback once, instead of unrolling the loop.
+#[repr(C)]
+struct EnvBuf {
+    scan: Scan,
+    ptrs: [u64; PTR_BATCH],
+    chunk: [u8; CHUNK + 32],
+}
+
+#[map]
+static ENVBUF: PerCpuArray<EnvBuf> = PerCpuArray::with_max_entries(1, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
 struct Scan {
     envp: u64,
+    env_end: u64,
+    /// The strings in `EnvBuf.chunk`: user address and length.
+    chunk_base: u64,
+    chunk_len: u64,
     envc: u32,
     incomplete: u32,
+    /// Set when a batch of pointers could not be read: read them one by one.
+    single_ptrs: u32,
     found: [Found; LOADER_VARS],
 }
 
@@ -65,24 +98,24 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
     let argc: u64 =
         unsafe { bpf_probe_read_user(start_stack as *const u64).map_err(|e| e as i64)? };
 
-    let mut scan = Scan {
+    let buf = ENVBUF.get_ptr_mut(0).ok_or(0i64)?;
+    let scan = unsafe { &mut (*buf).scan };
+    *scan = Scan {
         envp: start_stack + 8 * (argc + 2),
+        env_end,
+        chunk_base: 0,
+        chunk_len: 0,
         envc: 0,
         incomplete: 0,
+        single_ptrs: 0,
         found: [Found {
             ptr: 0,
             index: 0,
             count: 0,
         }; LOADER_VARS],
     };
-    unsafe {
-        bpf_loop(
-            MAX_ENV,
-            env_step as *mut c_void,
-            &mut scan as *mut Scan as *mut c_void,
-            0,
-        )
-    };
+    unsafe { bpf_loop(MAX_ENV, env_step as *mut c_void, core::ptr::null_mut(), 0) };
+    let scan = unsafe { (*buf).scan };
 
     emit_exec(ctx, cfg, ppid, argc as u32, arg_start, arg_end, &scan);
     for var in 0..LOADER_VARS {
@@ -96,34 +129,55 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
 
 /// One envp entry: stop at NULL, note loader variables.
 #[inline(never)]
-unsafe extern "C" fn env_step(index: u32, ctx: *mut c_void) -> i64 {
-    let scan = unsafe { &mut *(ctx as *mut Scan) };
-    let slot = scan.envp + 8 * index as u64;
-    let Ok(ptr) = (unsafe { bpf_probe_read_user(slot as *const u64) }) else {
-        scan.incomplete = 1;
+unsafe extern "C" fn env_step(index: u32, _ctx: *mut c_void) -> i64 {
+    let Some(buf) = ENVBUF.get_ptr_mut(0) else {
         return 1;
+    };
+    let buf = unsafe { &mut *buf };
+    let scan = unsafe { &mut *core::ptr::addr_of_mut!(buf.scan) };
+    let slot = index as usize % PTR_BATCH;
+    let from = (scan.envp + 8 * index as u64) as *const u8;
+    if slot == 0 && scan.single_ptrs == 0 {
+        let dst = unsafe {
+            core::slice::from_raw_parts_mut(buf.ptrs.as_mut_ptr() as *mut u8, 8 * PTR_BATCH)
+        };
+        if unsafe { bpf_probe_read_user_buf(from, dst) }.is_err() {
+            // The batch ran off the stack: one pointer at a time from here on.
+            scan.single_ptrs = 1;
+        }
+    }
+    let ptr = if scan.single_ptrs != 0 {
+        let Ok(p) = (unsafe { bpf_probe_read_user(from as *const u64) }) else {
+            scan.incomplete = 1;
+            return 1;
+        };
+        p
+    } else {
+        buf.ptrs[slot & (PTR_BATCH - 1)]
     };
     if ptr == 0 {
         scan.envc = index;
         return 1;
     }
-    let mut name = [0u8; 24];
-    if unsafe { bpf_probe_read_user_buf(ptr as *const u8, &mut name) }.is_err() {
-        // Near the end of the stack: fall back to a bounded string read.
-        name = [0u8; 24];
-        if unsafe { bpf_probe_read_user_str_bytes(ptr as *const u8, &mut name) }.is_err() {
+    // Words, not bytes: zeroing a byte array compiles to a memset loop the verifier walks.
+    let mut words = [0u64; NAME / 8];
+    if !name_from_chunk(scan, &mut buf.chunk, ptr, &mut words) {
+        // Not readable as a chunk: this string's start alone.
+        let bytes = unsafe { &mut *(words.as_mut_ptr() as *mut [u8; NAME]) };
+        if unsafe { bpf_probe_read_user_str_bytes(ptr as *const u8, bytes) }.is_err() {
             scan.incomplete = 1;
             return 0;
         }
     }
+    let name = unsafe { &*(words.as_ptr() as *const [u8; NAME]) };
     if name[0] != b'L' || name[1] != b'D' || name[2] != b'_' {
         return 0;
     }
-    let var = if starts_with(&name, b"LD_PRELOAD=") {
+    let var = if starts_with(name, b"LD_PRELOAD=") {
         LoaderVar::LdPreload
-    } else if starts_with(&name, b"LD_AUDIT=") {
+    } else if starts_with(name, b"LD_AUDIT=") {
         LoaderVar::LdAudit
-    } else if starts_with(&name, b"LD_LIBRARY_PATH=") {
+    } else if starts_with(name, b"LD_LIBRARY_PATH=") {
         LoaderVar::LdLibraryPath
     } else {
         return 0;
@@ -134,6 +188,51 @@ unsafe extern "C" fn env_step(index: u32, ctx: *mut c_void) -> i64 {
     f.index = index;
     f.count += 1;
     0
+}
+
+/// Copies the first `NAME` bytes of the string at `ptr` from the chunk buffer, reading a new
+/// chunk from `ptr` when it is not in the current one.
+#[inline(always)]
+fn name_from_chunk(
+    scan: &mut Scan,
+    chunk: &mut [u8; CHUNK + 32],
+    ptr: u64,
+    name: &mut [u64; NAME / 8],
+) -> bool {
+    let off = ptr.wrapping_sub(scan.chunk_base);
+    // In the last chunk every string ends (with its NUL) inside it, so a comparison stops
+    // before any stale byte; elsewhere the whole name must be inside.
+    let last = scan.chunk_base + scan.chunk_len >= scan.env_end;
+    let inside = ptr >= scan.chunk_base
+        && if last {
+            off < scan.chunk_len
+        } else {
+            off + NAME as u64 <= scan.chunk_len
+        };
+    let off = if inside {
+        off
+    } else {
+        let mut len = scan.env_end.saturating_sub(ptr);
+        if len > CHUNK as u64 {
+            len = CHUNK as u64;
+        }
+        if len == 0 {
+            return false;
+        }
+        let dst = &mut chunk[..len as usize];
+        if unsafe { bpf_probe_read_user_buf(ptr as *const u8, dst) }.is_err() {
+            scan.chunk_len = 0;
+            return false;
+        }
+        scan.chunk_base = ptr;
+        scan.chunk_len = len;
+        0
+    };
+    let start = unsafe { chunk.as_ptr().add(off as usize & (CHUNK - 1)) } as *const u64;
+    for (k, w) in name.iter_mut().enumerate() {
+        *w = unsafe { start.add(k).read_unaligned() };
+    }
+    true
 }
 
 #[inline(always)]
