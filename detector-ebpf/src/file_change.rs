@@ -139,75 +139,75 @@ fn watched(cfg: &Config, dir_dentry: u64) -> bool {
 
 // ---- renames, unlinks, truncates ------------------------------------------------------------
 
-/// Where a syscall's (dirfd, name) pairs are: argument indexes, or `CWD` for AT_FDCWD.
-const CWD: usize = usize::MAX;
-const NONE: usize = usize::MAX - 1;
+/// An int argument (a dirfd): only the low 32 bits of the register are meaningful. -1 when
+/// unreadable (no base directory then).
+#[inline(always)]
+fn fd_arg(ctx: &TracePointContext, n: usize) -> i64 {
+    arg::<u64>(ctx, n).map(|v| v as i32 as i64).unwrap_or(-1)
+}
 
 #[inline(always)]
-fn string_op_args(
-    ctx: &TracePointContext,
-    op: u32,
-    dfd: usize,
-    name: usize,
-    dfd2: usize,
-    name2: usize,
-) -> Option<()> {
-    // int arguments: only the low 32 bits of the register are meaningful.
-    let fd_at = |i: usize| {
-        if i == CWD {
-            Some(AT_FDCWD)
-        } else {
-            arg::<u64>(ctx, i).map(|v| v as i32 as i64)
-        }
-    };
-    let ptr_at = |i: usize| {
-        if i == NONE {
-            Some(0)
-        } else {
-            arg::<u64>(ctx, i)
-        }
-    };
-    let d2 = if dfd2 == NONE {
-        Some(AT_FDCWD)
-    } else {
-        fd_at(dfd2)
-    };
-    string_op(op, fd_at(dfd)?, ptr_at(name)?, d2?, ptr_at(name2)?)
+fn ptr_arg(ctx: &TracePointContext, n: usize) -> u64 {
+    arg::<u64>(ctx, n).unwrap_or(0)
 }
 
 #[tracepoint]
 pub fn sys_enter_renameat2(ctx: TracePointContext) -> u32 {
-    let _ = string_op_args(&ctx, FILE_OP_RENAME, 0, 1, 2, 3);
+    let (olddfd, old, newdfd, new) = (
+        fd_arg(&ctx, 0),
+        ptr_arg(&ctx, 1),
+        fd_arg(&ctx, 2),
+        ptr_arg(&ctx, 3),
+    );
+    let _ = string_op(FILE_OP_RENAME, olddfd, old, newdfd, new);
     0
 }
 
 #[tracepoint]
 pub fn sys_enter_renameat(ctx: TracePointContext) -> u32 {
-    let _ = string_op_args(&ctx, FILE_OP_RENAME, 0, 1, 2, 3);
+    let (olddfd, old, newdfd, new) = (
+        fd_arg(&ctx, 0),
+        ptr_arg(&ctx, 1),
+        fd_arg(&ctx, 2),
+        ptr_arg(&ctx, 3),
+    );
+    let _ = string_op(FILE_OP_RENAME, olddfd, old, newdfd, new);
     0
 }
 
 #[tracepoint]
 pub fn sys_enter_rename(ctx: TracePointContext) -> u32 {
-    let _ = string_op_args(&ctx, FILE_OP_RENAME, CWD, 0, CWD, 1);
+    let _ = string_op(
+        FILE_OP_RENAME,
+        AT_FDCWD,
+        ptr_arg(&ctx, 0),
+        AT_FDCWD,
+        ptr_arg(&ctx, 1),
+    );
     0
 }
 
 #[tracepoint]
 pub fn sys_enter_unlinkat(ctx: TracePointContext) -> u32 {
-    let _ = string_op_args(&ctx, FILE_OP_UNLINK, 0, 1, NONE, NONE);
+    let _ = string_op(
+        FILE_OP_UNLINK,
+        fd_arg(&ctx, 0),
+        ptr_arg(&ctx, 1),
+        AT_FDCWD,
+        0,
+    );
     0
 }
 
 #[tracepoint]
 pub fn sys_enter_unlink(ctx: TracePointContext) -> u32 {
-    let _ = string_op_args(&ctx, FILE_OP_UNLINK, CWD, 0, NONE, NONE);
+    let _ = string_op(FILE_OP_UNLINK, AT_FDCWD, ptr_arg(&ctx, 0), AT_FDCWD, 0);
     0
 }
 
 #[tracepoint]
 pub fn sys_enter_truncate(ctx: TracePointContext) -> u32 {
-    let _ = string_op_args(&ctx, FILE_OP_TRUNCATE, CWD, 0, NONE, NONE);
+    let _ = string_op(FILE_OP_TRUNCATE, AT_FDCWD, ptr_arg(&ctx, 0), AT_FDCWD, 0);
     0
 }
 
@@ -252,6 +252,16 @@ fn base_dir(cfg: &Config, task: u64, dfd: i64) -> Option<(u64, u64)> {
     }
 }
 
+#[inline(always)]
+fn watched_base(cfg: &Config, task: u64, dfd: i64) -> Option<(u64, u64)> {
+    let (m, d) = base_dir(cfg, task, dfd)?;
+    if watched(cfg, d) {
+        Some((m, d))
+    } else {
+        None
+    }
+}
+
 /// `name` (and `name2` for a rename) relative to `dfd`/`dfd2`: report when interesting.
 #[inline(always)]
 fn string_op(op: u32, dfd: i64, name: u64, dfd2: i64, name2: u64) -> Option<()> {
@@ -263,21 +273,14 @@ fn string_op(op: u32, dfd: i64, name: u64, dfd2: i64, name2: u64) -> Option<()> 
     let n2 = unsafe { &*read_name(1, name2)? };
     let (task, ppid) = current_task_and_ppid(cfg);
     let mut report = interesting_absolute(n1) || interesting_absolute(n2);
-    // The base directory of a relative name, when that directory is watched.
+    // The base directory of a relative name (the destination's first), when it is watched.
+    // `name2 != 0` keeps the second name out of the programs that have none.
     let mut dir = None;
-    if n2[0] != 0 && n2[0] != b'/' {
-        if let Some((m, d)) = base_dir(cfg, task, dfd2) {
-            if watched(cfg, d) {
-                dir = Some((m, d));
-            }
-        }
+    if name2 != 0 && n2[0] != 0 && n2[0] != b'/' {
+        dir = watched_base(cfg, task, dfd2);
     }
     if dir.is_none() && n1[0] != 0 && n1[0] != b'/' {
-        if let Some((m, d)) = base_dir(cfg, task, dfd) {
-            if watched(cfg, d) {
-                dir = Some((m, d));
-            }
-        }
+        dir = watched_base(cfg, task, dfd);
     }
     report |= dir.is_some();
     if !report {

@@ -255,3 +255,36 @@ fn proc_pid_mem_write_into_child() {
     assert!(has(&a, "mitre", "T1055.009"));
     d.stop();
 }
+
+/// Removes the test's files from /etc/pam.d, even when the test fails.
+struct PamFilesGuard(&'static [&'static str]);
+
+impl Drop for PamFilesGuard {
+    fn drop(&mut self) {
+        for f in self.0 {
+            let _ = std::fs::remove_file(format!("/etc/pam.d/{f}"));
+        }
+    }
+}
+
+/// Relative names: the kernel resolves the cwd (/etc/pam.d) for the rename and the unlink.
+#[test]
+fn relative_rename_and_unlink_in_etc_pam_d() {
+    let _guard = PamFilesGuard(&["zz-detector-e2e", "zz-detector-e2e2"]);
+    let d = Daemon::start();
+    let script = "cd /etc/pam.d && : > zz-detector-e2e && mv zz-detector-e2e zz-detector-e2e2 && rm zz-detector-e2e2";
+    assert!(trigger(Command::new("sh").arg("-c").arg(script)).success());
+    let a = d.expect_alert("a relative rename in /etc/pam.d", |a| {
+        s(a, "file.operation") == "rename" && s(a, "process.comm") == "mv"
+    });
+    assert_eq!(
+        a["file"]["paths"],
+        serde_json::json!(["/etc/pam.d/zz-detector-e2e", "/etc/pam.d/zz-detector-e2e2"])
+    );
+    assert!(has(&a, "detections", "pam_config_change"));
+    assert!(has(&a, "mitre", "T1556.003"));
+    d.expect_alert("a relative unlink in /etc/pam.d", |a| {
+        s(a, "file.operation") == "unlink" && s(a, "file.path") == "/etc/pam.d/zz-detector-e2e2"
+    });
+    d.stop();
+}
