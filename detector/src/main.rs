@@ -5,9 +5,11 @@
 mod alert;
 mod capture;
 mod cli;
+mod config;
 mod correlate;
 mod credential;
 mod daemon;
+mod elf;
 mod event;
 mod kernel;
 mod library;

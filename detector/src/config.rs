@@ -1,0 +1,1 @@
+//! Configuration: /etc/detector/detector.toml (issue 4).
