@@ -11,7 +11,6 @@ use crate::library::Library;
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
-    #[expect(dead_code, reason = "in the schema; no rule raises info yet")]
     Info,
     Low,
     Medium,
@@ -20,15 +19,17 @@ pub enum Severity {
 }
 
 /// Detection types, with stable ids.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum Detection {
     PreloadEnv,
     PreloadArgv,
+    PreloadFile,
     AuditLibrary,
     UnsafeLibrary,
     LoaderConfigChange,
     PamConfigChange,
+    CredentialHooks,
     CredentialProcess,
     MemoryTamper,
 }
@@ -39,14 +40,29 @@ pub const T1556_003: &str = "T1556.003";
 pub const T1055_008: &str = "T1055.008";
 pub const T1055_009: &str = "T1055.009";
 
+/// Field names are Elastic Common Schema's (`process.name`, `process.executable`,
+/// `process.command_line`, `process.parent.pid`, `process.user.id`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Process {
     pub pid: u32,
+    #[serde(rename = "parent", serialize_with = "pid_object")]
     pub ppid: u32,
+    #[serde(rename = "user", serialize_with = "id_object")]
     pub uid: u32,
+    #[serde(rename = "name")]
     pub comm: String,
+    #[serde(rename = "executable")]
     pub exe: String,
+    #[serde(rename = "command_line")]
     pub cmdline: String,
+}
+
+fn pid_object<S: serde::Serializer>(pid: &u32, s: S) -> Result<S::Ok, S::Error> {
+    serde_json::json!({ "pid": pid }).serialize(s)
+}
+
+fn id_object<S: serde::Serializer>(id: &u32, s: S) -> Result<S::Ok, S::Error> {
+    serde_json::json!({ "id": id }).serialize(s)
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -54,6 +70,7 @@ pub struct Process {
 pub enum PreloadSource {
     Env,
     Argv,
+    File,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -65,6 +82,17 @@ pub struct Preload {
     pub occurrences: u32,
     /// The value was longer than what the kernel captured; `value` holds its head and tail.
     pub truncated: bool,
+    /// The ancestor the environment came from, when the process inherited it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inherited_from: Option<Ancestor>,
+}
+
+/// A process up the parent chain.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Ancestor {
+    pub pid: u32,
+    #[serde(rename = "executable")]
+    pub exe: String,
 }
 
 /// A watched file that changed.
@@ -81,7 +109,9 @@ pub struct FileChange {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Target {
     pub pid: u32,
+    #[serde(rename = "name")]
     pub comm: String,
+    #[serde(rename = "executable")]
     pub exe: String,
     pub operation: crate::event::TamperOp,
     /// The ptrace request (for ptrace).
@@ -91,7 +121,7 @@ pub struct Target {
     pub address: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alert {
     pub timestamp: String,
     pub rule: &'static str,
@@ -100,14 +130,108 @@ pub struct Alert {
     pub detections: BTreeSet<Detection>,
     pub mitre: Vec<&'static str>,
     pub process: Process,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub library: Option<Library>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub preload: Option<Preload>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<FileChange>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<Target>,
+    /// Times this alert was seen (same rule, program, library or file, detections) within the
+    /// aggregation window; a summary with the final count follows when it is above 1.
+    pub count: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+impl Severity {
+    /// ECS `event.severity`: a number, higher is worse (Elastic's rule scale).
+    pub fn score(self) -> u8 {
+        match self {
+            Severity::Info => 0,
+            Severity::Low => 21,
+            Severity::Medium => 47,
+            Severity::High => 73,
+            Severity::Critical => 99,
+        }
+    }
+}
+
+/// The alert as sinks write it: Elastic Common Schema names where ECS has the field
+/// (`@timestamp`, `event.*`, `rule.name`, `threat.*`, `process.*`, `file.path`), this sensor's
+/// own names for the rest (`severity`, `detections`, `count`, `library`, `preload`, `target`).
+impl Serialize for Alert {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Event<'a> {
+            kind: &'static str,
+            category: [&'static str; 1],
+            #[serde(rename = "type")]
+            kind_of: [&'static str; 1],
+            module: &'static str,
+            severity: u8,
+            risk_score: u32,
+            start: &'a str,
+            end: &'a str,
+        }
+        #[derive(Serialize)]
+        struct Rule {
+            name: &'static str,
+        }
+        #[derive(Serialize)]
+        struct Technique<'a> {
+            id: &'a [&'static str],
+        }
+        #[derive(Serialize)]
+        struct Threat<'a> {
+            framework: &'static str,
+            technique: Technique<'a>,
+        }
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(rename = "@timestamp")]
+            timestamp: &'a str,
+            event: Event<'a>,
+            rule: Rule,
+            severity: Severity,
+            detections: &'a BTreeSet<Detection>,
+            count: u64,
+            threat: Threat<'a>,
+            process: &'a Process,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            library: Option<&'a Library>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            preload: Option<&'a Preload>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            file: Option<&'a FileChange>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            target: Option<&'a Target>,
+        }
+        Out {
+            timestamp: &self.timestamp,
+            event: Event {
+                kind: "alert",
+                category: ["intrusion_detection"],
+                kind_of: ["info"],
+                module: "detector",
+                severity: self.severity.score(),
+                risk_score: self.risk_score,
+                start: &self.first_seen,
+                end: &self.last_seen,
+            },
+            rule: Rule { name: self.rule },
+            severity: self.severity,
+            detections: &self.detections,
+            count: self.count,
+            threat: Threat {
+                framework: "MITRE ATT&CK",
+                technique: Technique { id: &self.mitre },
+            },
+            process: &self.process,
+            library: self.library.as_ref(),
+            preload: self.preload.as_ref(),
+            file: self.file.as_ref(),
+            target: self.target.as_ref(),
+        }
+        .serialize(s)
+    }
 }
 
 /// Turns the kernel's boot-time clock into wall-clock RFC 3339 timestamps.
@@ -136,6 +260,10 @@ impl Clock {
     #[cfg(test)]
     pub fn fixed(boot_epoch: Duration) -> Self {
         Clock { boot_epoch }
+    }
+
+    pub fn rfc3339_now(&self) -> String {
+        humantime::format_rfc3339_micros(SystemTime::now()).to_string()
     }
 
     pub fn rfc3339(&self, ktime_ns: u64) -> String {

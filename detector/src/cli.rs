@@ -31,6 +31,9 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
+    /// Configuration file (TOML). Missing at the default path: built-in defaults.
+    #[arg(long, value_name = "PATH", default_value = crate::config::DEFAULT_PATH)]
+    pub config: PathBuf,
     /// Touch this file once every program is attached (scripts and tests wait for it).
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,

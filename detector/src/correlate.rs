@@ -1,25 +1,80 @@
-//! Correlation: keeps the process table, runs each event through the rules, and keeps one
-//! alert per (process, library).
+//! Correlation: keeps the process table, runs each event through the rules, enriches what they
+//! find (library hash and hooks), scores it and applies the configured policy.
+use std::path::Path;
+
+use detector_common::LoaderVar;
+
 use crate::{
-    alert::{Alert, Clock},
+    alert::{Alert, Clock, Detection, Severity},
+    credential::Catalogue,
+    elf::{ElfCache, DEFAULT_CACHE_CAPACITY},
     event::Event,
     process::ProcessTable,
-    rules::{self, config_change::Watched, Finding},
+    rules::{self, config_change::Watched, preload_file::PreloadFile, Finding},
 };
+
+/// What the configuration decides: which programs handle credentials, what never alerts, and
+/// the least severity worth an alert.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub catalogue: Catalogue,
+    /// (absolute path, optional sha256): a library allowed only while its hash matches.
+    pub allow_libraries: Vec<(String, Option<String>)>,
+    /// Executables whose alerts are dropped.
+    pub allow_processes: Vec<String>,
+    pub min_severity: Severity,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            catalogue: Catalogue::default(),
+            allow_libraries: Vec::new(),
+            allow_processes: Vec::new(),
+            min_severity: Severity::Info,
+        }
+    }
+}
+
+impl Policy {
+    fn allows(&self, a: &Alert) -> bool {
+        let library = a.library.as_ref().is_some_and(|lib| {
+            self.allow_libraries.iter().any(|(path, sha)| {
+                *path == lib.path && sha.as_ref().is_none_or(|s| lib.sha256.as_ref() == Some(s))
+            })
+        });
+        library || self.allow_processes.contains(&a.process.exe)
+    }
+}
 
 pub struct Correlator {
     clock: Clock,
     procs: ProcessTable,
     watched: Watched,
+    policy: Policy,
+    elf: ElfCache,
+    preload_file: PreloadFile,
 }
 
 impl Correlator {
-    pub fn new(clock: Clock, watched: Watched) -> Self {
+    pub fn new(clock: Clock, watched: Watched, policy: Policy) -> Self {
         Correlator {
             clock,
             procs: ProcessTable::default(),
             watched,
+            policy,
+            elf: ElfCache::new(DEFAULT_CACHE_CAPACITY),
+            preload_file: PreloadFile::new(rules::preload_file::PATH),
         }
+    }
+
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+    }
+
+    /// Learns the processes already running from /proc; returns (known, unreadable).
+    pub fn seed(&mut self) -> (usize, usize) {
+        self.procs.seed_from_proc()
     }
 
     pub fn handle(&mut self, event: Event) -> Vec<Alert> {
@@ -27,15 +82,29 @@ impl Correlator {
             Event::Exec(exec) => {
                 self.procs.on_exec(exec);
                 let p = self.procs.process(&exec.hdr);
-                rules::loader_argv::evaluate(&p, exec)
+                let mut found = rules::loader_argv::evaluate(&self.policy.catalogue, &p, exec);
+                found.extend(self.preload_file.on_exec(&p, exec));
+                found
             }
             Event::LoaderEnv(env) => {
                 let p = self.procs.process(&env.hdr);
-                rules::loader_env::evaluate(&p, env)
+                let mut found = rules::loader_env::evaluate(&p, env);
+                if env.var == LoaderVar::LdPreload && !env.truncated {
+                    let from = self.procs.preload_inherited(env.hdr.pid, &env.head);
+                    for f in &mut found {
+                        if let Some(pre) = &mut f.preload {
+                            pre.inherited_from = from.clone();
+                        }
+                    }
+                }
+                found
             }
             Event::Mmap(m) => {
                 let p = self.procs.process(&m.hdr);
-                rules::unsafe_library::evaluate(&p, m).into_iter().collect()
+                match self.preload_file.on_mmap(&p, m) {
+                    Some(f) => vec![f],
+                    None => rules::unsafe_library::evaluate(&p, m).into_iter().collect(),
+                }
             }
             Event::FileChange(c) => {
                 let p = self.procs.process(&c.hdr);
@@ -59,14 +128,38 @@ impl Correlator {
                 Vec::new()
             }
         };
-        findings
-            .into_iter()
-            .filter(|f| match &f.library {
-                Some(lib) => self.procs.first_alert(f.process.pid, &lib.path),
-                None => true,
-            })
-            .map(|f| f.finish(&self.clock))
-            .collect()
+        let mut alerts = Vec::new();
+        for mut f in findings {
+            if let Some(lib) = &f.library {
+                if !self.procs.first_alert(f.process.pid, &lib.path) {
+                    continue;
+                }
+            }
+            self.enrich(&mut f);
+            let alert = f.finish(&self.clock, &self.policy.catalogue);
+            if alert.severity >= self.policy.min_severity && !self.policy.allows(&alert) {
+                alerts.push(alert);
+            }
+        }
+        alerts
+    }
+
+    /// Reads the library file (cached by dev, inode, mtime): hash, interposed credential APIs,
+    /// constructors. A library that defines credential APIs gets `credential_hooks`.
+    fn enrich(&mut self, f: &mut Finding) {
+        let Some(lib) = &mut f.library else { return };
+        if !lib.exists || !lib.path.starts_with('/') {
+            return;
+        }
+        let facts = self.elf.get(Path::new(&lib.path));
+        if facts.error.is_none() {
+            lib.constructors = Some(facts.constructors);
+        }
+        lib.sha256 = facts.sha256;
+        lib.hooks = facts.hooks;
+        if !lib.hooks.is_empty() && !lib.is_system() {
+            f.detections.insert(Detection::CredentialHooks);
+        }
     }
 }
 
@@ -74,16 +167,19 @@ impl Correlator {
 mod tests {
     use std::time::Duration;
 
-    use detector_common::LoaderVar;
-
     use super::*;
-    use crate::{
-        alert::{Detection, Severity},
-        event::{decode, tests::*},
-    };
+    use crate::event::{decode, tests::*};
 
     fn run(events: Vec<Vec<u8>>) -> Vec<Alert> {
-        let mut c = Correlator::new(Clock::fixed(Duration::ZERO), Watched { loaders: vec![] });
+        run_with(Policy::default(), events)
+    }
+
+    fn run_with(policy: Policy, events: Vec<Vec<u8>>) -> Vec<Alert> {
+        let mut c = Correlator::new(
+            Clock::fixed(Duration::ZERO),
+            Watched { loaders: vec![] },
+            policy,
+        );
         events
             .into_iter()
             .flat_map(|b| c.handle(decode(&b).unwrap()))
@@ -184,5 +280,119 @@ mod tests {
         assert_eq!(alerts.len(), 1);
         assert!(alerts[0].detections.contains(&Detection::PreloadArgv));
         assert!(alerts[0].detections.contains(&Detection::CredentialProcess));
+    }
+
+    fn fork(parent: u32, child: u32) -> Vec<u8> {
+        bytes_of(&detector_common::ForkEvent {
+            hdr: hdr(detector_common::EventKind::Fork, parent, "sh"),
+            child_pid: child,
+            _pad: 0,
+        })
+    }
+
+    fn preload_in_sh_then_ssh() -> Vec<Vec<u8>> {
+        vec![
+            bytes_of(&exec_event(4_100_020, "sh", "/bin/sh", &["sh"])),
+            bytes_of(&loader_event(
+                4_100_020,
+                "sh",
+                LoaderVar::LdPreload,
+                "/tmp/h.so",
+            )),
+            fork(4_100_020, 4_100_021),
+            bytes_of(&exec_event(
+                4_100_021,
+                "ssh",
+                "/usr/bin/ssh",
+                &["ssh", "host"],
+            )),
+            bytes_of(&loader_event(
+                4_100_021,
+                "ssh",
+                LoaderVar::LdPreload,
+                "/tmp/h.so",
+            )),
+        ]
+    }
+
+    #[test]
+    fn inherited_preload_names_the_ancestor() {
+        let alerts = run(preload_in_sh_then_ssh());
+        assert_eq!(alerts.len(), 2);
+        assert!(alerts[0].preload.as_ref().unwrap().inherited_from.is_none());
+        let ssh = &alerts[1];
+        assert_eq!(ssh.process.comm, "ssh");
+        let from = ssh
+            .preload
+            .as_ref()
+            .unwrap()
+            .inherited_from
+            .as_ref()
+            .unwrap();
+        assert_eq!((from.pid, from.exe.as_str()), (4_100_020, "/bin/sh"));
+        assert_eq!(ssh.severity, Severity::Critical);
+    }
+
+    #[test]
+    fn a_changed_preload_value_starts_a_new_origin() {
+        let mut events = preload_in_sh_then_ssh();
+        events.pop();
+        events.push(bytes_of(&loader_event(
+            4_100_021,
+            "ssh",
+            LoaderVar::LdPreload,
+            "/tmp/other.so",
+        )));
+        let alerts = run(events);
+        assert!(alerts[1].preload.as_ref().unwrap().inherited_from.is_none());
+    }
+
+    #[test]
+    fn allowlists_and_min_severity() {
+        let by_library = Policy {
+            allow_libraries: vec![("/tmp/h.so".into(), None)],
+            ..Policy::default()
+        };
+        assert!(run_with(by_library, preload_in_sh_then_ssh()).is_empty());
+        let wrong_hash = Policy {
+            allow_libraries: vec![("/tmp/h.so".into(), Some("00".repeat(32)))],
+            ..Policy::default()
+        };
+        assert_eq!(run_with(wrong_hash, preload_in_sh_then_ssh()).len(), 2);
+        let by_process = Policy {
+            allow_processes: vec!["/usr/bin/ssh".into()],
+            ..Policy::default()
+        };
+        let left = run_with(by_process, preload_in_sh_then_ssh());
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].process.comm, "sh");
+        let high_only = Policy {
+            min_severity: Severity::High,
+            ..Policy::default()
+        };
+        let left = run_with(high_only, preload_in_sh_then_ssh());
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].process.comm, "ssh");
+    }
+
+    #[test]
+    fn catalogue_additions_make_a_credential_process() {
+        let events = vec![
+            bytes_of(&exec_event(4_100_030, "vault", "/opt/vault", &["vault"])),
+            bytes_of(&loader_event(
+                4_100_030,
+                "vault",
+                LoaderVar::LdPreload,
+                "/tmp/v.so",
+            )),
+        ];
+        assert_eq!(run(events.clone())[0].severity, Severity::Medium);
+        let policy = Policy {
+            catalogue: Catalogue::new(&["vault".into()]),
+            ..Policy::default()
+        };
+        let a = &run_with(policy, events)[0];
+        assert!(a.detections.contains(&Detection::CredentialProcess));
+        assert_eq!(a.severity, Severity::Critical);
     }
 }

@@ -28,10 +28,27 @@ const CATALOGUE: &[&str] = &[
     "polkit-agent-helper-1",
 ];
 
-/// True when `exe` (a path) or `comm` names a credential-handling program.
-pub fn is_credential_process(exe: &str, comm: &str) -> bool {
-    let base = exe.rsplit('/').next().unwrap_or(exe);
-    CATALOGUE.contains(&base) || (base.is_empty() && CATALOGUE.contains(&comm))
+/// The built-in catalogue plus the configuration's additions (basenames or absolute paths).
+#[derive(Debug, Clone, Default)]
+pub struct Catalogue {
+    extra: Vec<String>,
+}
+
+impl Catalogue {
+    pub fn new(extra: &[String]) -> Self {
+        Catalogue {
+            extra: extra.to_vec(),
+        }
+    }
+
+    /// True when `exe` (a path) or, when the path is unknown, `comm` names a credential program.
+    pub fn matches(&self, exe: &str, comm: &str) -> bool {
+        let base = exe.rsplit('/').next().unwrap_or(exe);
+        let known = |name: &str| CATALOGUE.contains(&name) || self.extra.iter().any(|e| e == name);
+        known(base)
+            || (exe.starts_with('/') && self.extra.iter().any(|e| e == exe))
+            || (base.is_empty() && known(comm))
+    }
 }
 
 #[cfg(test)]
@@ -40,9 +57,18 @@ mod tests {
 
     #[test]
     fn matches_by_path() {
-        assert!(is_credential_process("/usr/bin/ssh", "ssh"));
-        assert!(is_credential_process("/usr/bin/ssh", "renamed"));
-        assert!(!is_credential_process("/usr/bin/cat", "ssh"));
-        assert!(is_credential_process("", "sudo"));
+        let c = Catalogue::default();
+        assert!(c.matches("/usr/bin/ssh", "ssh"));
+        assert!(c.matches("/usr/bin/ssh", "renamed"));
+        assert!(!c.matches("/usr/bin/cat", "ssh"));
+        assert!(c.matches("", "sudo"));
+    }
+
+    #[test]
+    fn configured_additions() {
+        let c = Catalogue::new(&["vault".into(), "/opt/corp/bin/authd".into()]);
+        assert!(c.matches("/usr/local/bin/vault", "vault"));
+        assert!(c.matches("/opt/corp/bin/authd", "authd"));
+        assert!(!c.matches("/tmp/authd", "authd"));
     }
 }

@@ -1,18 +1,29 @@
-//! `detector run`: the daemon's pipeline, start to end.
-use std::{fs::OpenOptions, process::ExitCode, time::Duration};
+//! `detector run`: the daemon's pipeline, start to end: capture → decode → correlate (enrich,
+//! rules, policy) → aggregate → sinks; plus configuration reload, loss and stats reports.
+use std::{
+    cell::RefCell,
+    fs::OpenOptions,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, Result};
+use detector_common::{CHANNELS, CHANNEL_NAMES};
+use serde_json::json;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
-    alert::Clock,
+    aggregate::Aggregator,
+    alert::{Alert, Clock, Severity},
     capture::{report_loss, Capture},
     cli::RunArgs,
-    correlate::Correlator,
+    config::{self, Config, SyslogTarget},
+    correlate::{Correlator, Policy},
+    credential::Catalogue,
     event::decode,
-    kernel, preflight,
+    kernel, notify, preflight,
     rules::config_change::Watched,
-    sink::{JsonLines, Sink},
+    sink::{Fanout, FileSink, JsonLines, Sink, SyslogAddr, SyslogSink},
 };
 
 /// How often the ring buffer is drained when no wake-up came (the programs wake the daemon only
@@ -20,19 +31,168 @@ use crate::{
 const DRAIN_EVERY: Duration = Duration::from_millis(20);
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let explicit = args.config.as_os_str() != config::DEFAULT_PATH;
+    let cfg = config::load(&args.config, explicit)?;
     let tracefs = preflight::check()?;
-    let config = kernel::config(preflight::BTF_PATH, tracefs, std::process::id())?;
+    let kcfg = kernel::config(preflight::BTF_PATH, tracefs, std::process::id())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    rt.block_on(serve(args, config))
+    rt.block_on(serve(args, cfg, kcfg, explicit))
 }
 
-async fn serve(args: RunArgs, config: detector_common::Config) -> Result<ExitCode> {
+fn policy(cfg: &Config) -> Policy {
+    Policy {
+        catalogue: Catalogue::new(&cfg.catalogue.extra),
+        allow_libraries: cfg
+            .allow
+            .library
+            .iter()
+            .map(|l| (l.path.clone(), l.sha256.clone()))
+            .collect(),
+        allow_processes: cfg.allow.process.iter().map(|p| p.exe.clone()).collect(),
+        min_severity: match cfg.thresholds.min_severity.rank() {
+            0 => Severity::Info,
+            1 => Severity::Low,
+            2 => Severity::Medium,
+            3 => Severity::High,
+            _ => Severity::Critical,
+        },
+    }
+}
+
+fn sinks(cfg: &Config) -> Result<Fanout> {
+    let mut out: Vec<Box<dyn Sink + Send>> = Vec::new();
+    if cfg.output.stdout {
+        out.push(Box::new(JsonLines(std::io::stdout())));
+    }
+    if let Some(path) = &cfg.output.file {
+        out.push(Box::new(FileSink::open(path)?));
+    }
+    if let Some(target) = &cfg.output.syslog {
+        let addr = match target {
+            SyslogTarget::Unix(p) => SyslogAddr::Unix(p.clone()),
+            SyslogTarget::Udp(a) => SyslogAddr::Udp(*a),
+            SyslogTarget::Tcp(a) => SyslogAddr::Tcp(*a),
+        };
+        out.push(Box::new(SyslogSink::connect(
+            addr,
+            cfg.output.syslog_facility.code(),
+        )?));
+    }
+    Ok(Fanout(out))
+}
+
+/// A reload that failed: the running configuration stays, but its files are reopened all the
+/// same (SIGHUP is also logrotate's signal).
+fn keep_running_config(sinks: &mut Fanout, e: anyhow::Error) {
+    log::error!("reload: keeping the running configuration: {e:#}");
+    if let Err(e) = sinks.reopen() {
+        log::error!("reopening outputs: {e:#}");
+    }
+}
+
+/// Everything the event loop updates.
+struct Pipeline {
+    correlator: Correlator,
+    aggregator: Aggregator,
+    sinks: Fanout,
+    /// Events decoded per kind (index: EventKind - 1), alerts emitted, repeats folded.
+    events: [u64; 7],
+    alerts: u64,
+    error: Option<anyhow::Error>,
+}
+
+impl Pipeline {
+    fn on_raw(&mut self, raw: &[u8]) {
+        match decode(raw) {
+            Ok(event) => {
+                let kind = raw.first().map(|&k| k as usize).unwrap_or(0);
+                if (1..=self.events.len()).contains(&kind) {
+                    self.events[kind - 1] += 1;
+                }
+                for alert in self.correlator.handle(event) {
+                    if let Some(alert) = self.aggregator.admit(alert, Instant::now()) {
+                        self.emit(&alert);
+                    }
+                }
+            }
+            Err(e) => log::warn!("dropped a malformed event: {e}"),
+        }
+    }
+
+    fn emit(&mut self, alert: &Alert) {
+        self.alerts += 1;
+        if let Err(e) = self.sinks.emit(alert) {
+            self.error.get_or_insert(e);
+        }
+    }
+
+    fn expire(&mut self, all: bool) {
+        for summary in self
+            .aggregator
+            .expire(if all { None } else { Some(Instant::now()) })
+        {
+            self.emit(&summary);
+        }
+    }
+
+    fn stats(&mut self, clock: &Clock, lost: &[u64; CHANNELS as usize]) {
+        const KINDS: [&str; 7] = [
+            "exec",
+            "loader_env",
+            "mmap",
+            "file_change",
+            "fork",
+            "exit",
+            "mem_tamper",
+        ];
+        let events: serde_json::Map<_, _> = KINDS
+            .iter()
+            .zip(self.events)
+            .map(|(k, n)| (k.to_string(), json!(n)))
+            .collect();
+        let lost: serde_json::Map<_, _> = CHANNEL_NAMES
+            .iter()
+            .zip(lost)
+            .map(|(k, n)| (k.to_string(), json!(n)))
+            .collect();
+        let record = json!({
+            "@timestamp": clock.rfc3339_now(),
+            "event": {"kind": "metric", "module": "detector", "dataset": "detector.stats"},
+            "record": "stats",
+            "events": events,
+            "lost": lost,
+            "alerts": self.alerts,
+        });
+        if let Err(e) = self.sinks.emit_record(&record) {
+            self.error.get_or_insert(e);
+        }
+    }
+}
+
+async fn serve(
+    args: RunArgs,
+    cfg: Config,
+    kcfg: detector_common::Config,
+    explicit: bool,
+) -> Result<ExitCode> {
     let watched = Watched::discover();
     let (mut capture, mut kernel_log) =
-        Capture::start(config, &watched.directories(), args.ring_buffer_kib * 1024)?;
+        Capture::start(kcfg, &watched.directories(), args.ring_buffer_kib * 1024)?;
+    let clock = Clock::new();
+    let mut correlator = Correlator::new(clock, watched, policy(&cfg));
+    let (seeded, unreadable) = correlator.seed();
+    log::info!("knew {seeded} running processes from /proc ({unreadable} environments unreadable)");
+    let pipeline = RefCell::new(Pipeline {
+        correlator,
+        aggregator: Aggregator::new(Duration::from_secs(cfg.thresholds.aggregate_window_secs)),
+        sinks: sinks(&cfg)?,
+        events: [0; 7],
+        alerts: 0,
+        error: None,
+    });
     if let Some(path) = &args.ready_file {
         OpenOptions::new()
             .create(true)
@@ -41,42 +201,70 @@ async fn serve(args: RunArgs, config: detector_common::Config) -> Result<ExitCod
             .open(path)
             .with_context(|| format!("creating ready file {}", path.display()))?;
     }
+    if let Err(e) = notify::notify("READY=1") {
+        log::warn!("sd_notify: {e:#}");
+    }
     log::info!("armed");
 
-    let mut correlator = Correlator::new(Clock::new(), watched);
-    let mut sink = JsonLines(std::io::stdout().lock());
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
-    let mut tick = tokio::time::interval(Duration::from_secs(args.loss_interval));
-    let mut seen_lost = [0u64; detector_common::CHANNELS as usize];
-    let sink_error = std::cell::RefCell::new(None);
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut loss_tick = tokio::time::interval(Duration::from_secs(args.loss_interval));
+    let mut seen_lost = [0u64; CHANNELS as usize];
+    let every = |secs: u64| {
+        let mut i = tokio::time::interval(Duration::from_secs(secs.max(1)));
+        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        i
+    };
     let mut drain = tokio::time::interval(DRAIN_EVERY);
     drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut handle = |raw: &[u8]| match decode(raw) {
-        Ok(event) => {
-            for alert in correlator.handle(event) {
-                if let Err(e) = sink.emit(&alert) {
-                    sink_error.borrow_mut().get_or_insert(e);
-                }
-            }
-        }
-        Err(e) => log::warn!("dropped a malformed event: {e}"),
-    };
+    let mut expire_tick = every(1);
+    let mut stats_secs = cfg.thresholds.stats_interval_secs;
+    let mut stats_tick = every(stats_secs);
+    stats_tick.reset();
     loop {
         tokio::select! {
-            r = capture.read(&mut handle) => r?,
-            _ = drain.tick() => capture.drain(&mut handle),
+            r = capture.read(|raw| pipeline.borrow_mut().on_raw(raw)) => r?,
+            _ = drain.tick() => capture.drain(|raw| pipeline.borrow_mut().on_raw(raw)),
             r = kernel_log.flush() => r?,
-            _ = tick.tick() => report_loss(capture.lost()?, &mut seen_lost, false),
+            _ = loss_tick.tick() => report_loss(capture.lost()?, &mut seen_lost, false),
+            _ = expire_tick.tick() => pipeline.borrow_mut().expire(false),
+            _ = stats_tick.tick(), if stats_secs > 0 => pipeline.borrow_mut().stats(&clock, &capture.lost()?),
+            _ = sighup.recv() => {
+                // A bad file keeps the running configuration; sinks reopen (logrotate).
+                match config::load(&args.config, explicit) {
+                    Ok(new) => match sinks(&new) {
+                        Ok(s) => {
+                            let mut p = pipeline.borrow_mut();
+                            p.sinks = s;
+                            p.correlator.set_policy(policy(&new));
+                            p.aggregator.set_window(Duration::from_secs(new.thresholds.aggregate_window_secs));
+                            if new.thresholds.stats_interval_secs != stats_secs {
+                                stats_secs = new.thresholds.stats_interval_secs;
+                                stats_tick = every(stats_secs);
+                                stats_tick.reset();
+                            }
+                            log::info!("configuration reloaded from {}", args.config.display());
+                        }
+                        Err(e) => keep_running_config(&mut pipeline.borrow_mut().sinks, e),
+                    },
+                    Err(e) => keep_running_config(&mut pipeline.borrow_mut().sinks, e),
+                }
+            }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
-        if let Some(e) = sink_error.borrow_mut().take() {
+        if let Some(e) = pipeline.borrow_mut().error.take() {
             return Err(e);
         }
     }
-    capture.drain(&mut handle);
-    if let Some(e) = sink_error.borrow_mut().take() {
+    capture.drain(|raw| pipeline.borrow_mut().on_raw(raw));
+    let mut p = pipeline.into_inner();
+    p.expire(true);
+    if stats_secs > 0 {
+        p.stats(&clock, &capture.lost()?);
+    }
+    if let Some(e) = p.error.take() {
         return Err(e);
     }
     report_loss(capture.lost()?, &mut seen_lost, true);

@@ -1,1 +1,665 @@
 //! Library analysis: SHA-256, interposed credential APIs, constructors (issue 4).
+//!
+//! [`analyze`] reads a shared object once, hashes it and lists the credential-handling
+//! functions it *defines* in its dynamic symbol table: a library that defines `read`,
+//! `pam_sm_authenticate` or `SSL_read` and is preloaded ahead of the real one interposes it.
+//! [`ElfCache`] keeps the result per file identity so that every alert about the same
+//! library does not re-read it.
+//!
+//! Nothing here panics on bad input: unreadable, oversized or non-ELF files give an
+//! [`ElfFacts`] whose `error` says why in one line.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::Read as _;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::path::Path;
+
+use object::read::elf::{Dyn as _, ElfFile, FileHeader, ProgramHeader as _, SectionHeader as _};
+use object::{elf, Object as _, ObjectSection as _, ObjectSymbol as _, SymbolKind, SymbolSection};
+use sha2::{Digest as _, Sha256};
+
+/// Largest file [`analyze`] reads; anything bigger gives the error "too large".
+pub const MAX_FILE_SIZE: u64 = 256 * 1024 * 1024;
+
+/// Default number of entries for an [`ElfCache`].
+pub const DEFAULT_CACHE_CAPACITY: usize = 1024;
+
+/// Functions through which credentials pass: a library that defines one of these (and is
+/// loaded ahead of the real provider) can see passwords, keys or session plaintext.
+/// Sorted, so it can be searched with `binary_search`.
+pub const CREDENTIAL_APIS: &[&str] = &[
+    // OpenSSL / GnuTLS: session plaintext.
+    "SSL_read",
+    "SSL_read_ex",
+    "SSL_write",
+    "SSL_write_ex",
+    // libc: crypt, terminal and password-database access, I/O.
+    "crypt",
+    "crypt_r",
+    "crypt_ra",
+    "crypt_rn",
+    "execve",
+    "fgets",
+    "getpass",
+    "getpwnam",
+    "getpwnam_r",
+    "getpwuid",
+    "getpwuid_r",
+    "getspnam",
+    "getspnam_r",
+    "gnutls_record_recv",
+    "gnutls_record_send",
+    // libssh2.
+    "libssh2_userauth_keyboard_interactive_ex",
+    "libssh2_userauth_password_ex",
+    "open",
+    "openat",
+    // PAM: applications (libpam) and modules (pam_sm_*).
+    "pam_acct_mgmt",
+    "pam_authenticate",
+    "pam_get_authtok",
+    "pam_get_item",
+    "pam_get_user",
+    "pam_open_session",
+    "pam_set_item",
+    "pam_sm_authenticate",
+    "pam_sm_chauthtok",
+    "pam_sm_setcred",
+    "read",
+    "readv",
+    "recv",
+    "recvfrom",
+    "recvmsg",
+    // libssh.
+    "ssh_userauth_kbdint_setanswer",
+    "ssh_userauth_password",
+    "strcmp",
+    "strncmp",
+    "write",
+];
+
+/// What [`analyze`] found out about one file.
+#[derive(Debug, Clone, Default, serde::Serialize, PartialEq, Eq)]
+pub struct ElfFacts {
+    /// Lower-case hex SHA-256 of the file's bytes; `None` when they could not be read.
+    pub sha256: Option<String>,
+    /// Names from [`CREDENTIAL_APIS`] that the file defines as dynamic functions; sorted,
+    /// deduplicated.
+    pub hooks: Vec<String>,
+    /// The file has load-time code: a non-empty `.init_array`/`DT_INIT_ARRAY`
+    /// (or `DT_PREINIT_ARRAY`), a `DT_INIT`, or a non-empty `.ctors` section.
+    /// Note that ordinary gcc-linked objects get `DT_INIT` (`_init`) and a one-entry
+    /// `.init_array` (`frame_dummy`) from the C runtime, so this is usually true.
+    pub constructors: bool,
+    /// One-line reason the file could not be read or (fully) parsed.
+    pub error: Option<String>,
+}
+
+impl ElfFacts {
+    fn failed(reason: impl Into<String>) -> Self {
+        ElfFacts {
+            error: Some(one_line(&reason.into())),
+            ..ElfFacts::default()
+        }
+    }
+}
+
+/// Reads `path` once, hashes it and looks for interposed credential APIs and constructors.
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "for `detector analyze` (issue 5)")
+)]
+pub fn analyze(path: &Path) -> ElfFacts {
+    match open(path) {
+        Ok((file, meta)) => analyze_open(file, &meta, MAX_FILE_SIZE),
+        Err(reason) => ElfFacts::failed(reason),
+    }
+}
+
+/// True when the ELF program at `path` names a program interpreter (PT_INTERP), so that ld.so
+/// runs and loads /etc/ld.so.preload. Anything that cannot be read or parsed counts as dynamic.
+pub fn has_interpreter(path: &Path) -> bool {
+    // The program headers follow the ELF header; 64 KiB holds them in any real binary.
+    let mut data = Vec::with_capacity(64 * 1024);
+    let Ok((file, _)) = open(path) else {
+        return true;
+    };
+    if file.take(64 * 1024).read_to_end(&mut data).is_err() {
+        return true;
+    }
+    fn interp<Elf: FileHeader<Endian = object::Endianness>>(data: &[u8]) -> Option<bool> {
+        let header = Elf::parse(data).ok()?;
+        let endian = header.endian().ok()?;
+        let phdrs = header.program_headers(endian, data).ok()?;
+        Some(phdrs.iter().any(|p| p.p_type(endian) == elf::PT_INTERP))
+    }
+    match object::FileKind::parse(&data[..]) {
+        Ok(object::FileKind::Elf64) => interp::<elf::FileHeader64<object::Endianness>>(&data),
+        Ok(object::FileKind::Elf32) => interp::<elf::FileHeader32<object::Endianness>>(&data),
+        _ => None,
+    }
+    .unwrap_or(true)
+}
+
+/// Opens without blocking on FIFOs and returns the metadata of what was opened.
+fn open(path: &Path) -> Result<(File, std::fs::Metadata), String> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot stat {}: {e}", path.display()))?;
+    Ok((file, meta))
+}
+
+fn analyze_open(file: File, meta: &std::fs::Metadata, limit: u64) -> ElfFacts {
+    if !meta.is_file() {
+        return ElfFacts::failed("not a regular file");
+    }
+    if meta.len() > limit {
+        return ElfFacts::failed(format!("too large ({} bytes)", meta.len()));
+    }
+    let mut data = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    // The file may grow between fstat and read: never read more than the limit.
+    if let Err(e) = file.take(limit.saturating_add(1)).read_to_end(&mut data) {
+        return ElfFacts::failed(format!("read failed: {e}"));
+    }
+    if data.len() as u64 > limit {
+        return ElfFacts::failed(format!("too large (more than {limit} bytes)"));
+    }
+    analyze_bytes(&data)
+}
+
+/// Hashes and parses file contents already in memory.
+fn analyze_bytes(data: &[u8]) -> ElfFacts {
+    let mut facts = ElfFacts {
+        sha256: Some(hex(&Sha256::digest(data))),
+        ..ElfFacts::default()
+    };
+    if !data.starts_with(&elf::ELFMAG) {
+        facts.error = Some("not an ELF file".to_owned());
+        return facts;
+    }
+    let parsed = match object::FileKind::parse(data) {
+        Ok(object::FileKind::Elf32) => {
+            ElfFile::<elf::FileHeader32<object::Endianness>>::parse(data).map(|f| inspect(&f))
+        }
+        Ok(object::FileKind::Elf64) => {
+            ElfFile::<elf::FileHeader64<object::Endianness>>::parse(data).map(|f| inspect(&f))
+        }
+        Ok(_) => {
+            facts.error = Some("not an ELF file".to_owned());
+            return facts;
+        }
+        Err(e) => Err(e),
+    };
+    match parsed {
+        Ok((hooks, constructors, error)) => {
+            facts.hooks = hooks;
+            facts.constructors = constructors;
+            facts.error = error.map(|e| one_line(&e));
+        }
+        Err(e) => facts.error = Some(one_line(&format!("invalid ELF: {e}"))),
+    }
+    facts
+}
+
+/// Hooks, constructors and a soft error (the dynamic table could not be read).
+fn inspect<Elf: FileHeader<Endian = object::Endianness>>(
+    file: &ElfFile<'_, Elf>,
+) -> (Vec<String>, bool, Option<String>) {
+    let mut hooks: Vec<String> = file
+        .dynamic_symbols()
+        .filter(|sym| {
+            sym.kind() == SymbolKind::Text
+                && !sym.is_local()
+                && matches!(sym.section(), SymbolSection::Section(_))
+        })
+        .filter_map(|sym| sym.name().ok())
+        .filter(|name| CREDENTIAL_APIS.contains(name))
+        .map(str::to_owned)
+        .collect();
+    hooks.sort_unstable();
+    hooks.dedup();
+
+    let (dynamic_ctors, error) = match dynamic_constructors(file) {
+        Ok(found) => (found, None),
+        Err(e) => (false, Some(format!("invalid ELF dynamic table: {e}"))),
+    };
+    let constructors = dynamic_ctors || section_constructors(file);
+    (hooks, constructors, error)
+}
+
+/// `DT_INIT`, or a non-empty `DT_INIT_ARRAY`/`DT_PREINIT_ARRAY`. Reads `PT_DYNAMIC`
+/// (present even when the section headers were stripped), else `SHT_DYNAMIC`.
+fn dynamic_constructors<Elf: FileHeader<Endian = object::Endianness>>(
+    file: &ElfFile<'_, Elf>,
+) -> object::Result<bool> {
+    let endian = file.endian();
+    let data = file.data();
+    let mut entries = None;
+    for segment in file.elf_program_headers() {
+        if let Some(dynamic) = segment.dynamic(endian, data)? {
+            entries = Some(dynamic);
+            break;
+        }
+    }
+    if entries.is_none() {
+        entries = file
+            .elf_section_table()
+            .dynamic(endian, data)?
+            .map(|(d, _)| d);
+    }
+    let Some(entries) = entries else {
+        return Ok(false);
+    };
+    let (mut init, mut init_array, mut init_array_size) = (false, false, 0u64);
+    let (mut preinit_array, mut preinit_array_size) = (false, 0u64);
+    for entry in entries {
+        let tag: u64 = entry.d_tag(endian).into();
+        let val: u64 = entry.d_val(endian).into();
+        match u32::try_from(tag) {
+            Ok(elf::DT_NULL) => break,
+            Ok(elf::DT_INIT) => init = val != 0,
+            Ok(elf::DT_INIT_ARRAY) => init_array = true,
+            Ok(elf::DT_INIT_ARRAYSZ) => init_array_size = val,
+            Ok(elf::DT_PREINIT_ARRAY) => preinit_array = true,
+            Ok(elf::DT_PREINIT_ARRAYSZ) => preinit_array_size = val,
+            _ => {}
+        }
+    }
+    Ok(init || (init_array && init_array_size > 0) || (preinit_array && preinit_array_size > 0))
+}
+
+/// A non-empty `SHT_INIT_ARRAY`/`SHT_PREINIT_ARRAY`/`.init_array` or `.ctors` section.
+fn section_constructors<Elf: FileHeader<Endian = object::Endianness>>(
+    file: &ElfFile<'_, Elf>,
+) -> bool {
+    let endian = file.endian();
+    let by_type = file.elf_section_table().iter().any(|header| {
+        matches!(
+            header.sh_type(endian),
+            elf::SHT_INIT_ARRAY | elf::SHT_PREINIT_ARRAY
+        ) && header.sh_size(endian).into() > 0
+    });
+    by_type
+        || file.sections().any(|section| {
+            matches!(section.name(), Ok(".init_array" | ".ctors")) && section.size() > 0
+        })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Identity of a file on disk: device and inode.
+type FileId = (u64, u64);
+
+/// Version of a file's contents: mtime (seconds, nanoseconds) and size.
+type FileVersion = (i64, i64, u64);
+
+fn identity(meta: &std::fs::Metadata) -> (FileId, FileVersion) {
+    (
+        (meta.dev(), meta.ino()),
+        (meta.mtime(), meta.mtime_nsec(), meta.size()),
+    )
+}
+
+/// Bounded cache of [`analyze`] results keyed by (dev, inode, mtime, size).
+///
+/// One entry per (dev, inode): a file whose mtime or size changed is re-analysed and its
+/// entry replaced. When full, the entry inserted longest ago is evicted.
+#[derive(Debug)]
+pub struct ElfCache {
+    capacity: usize,
+    entries: HashMap<FileId, (FileVersion, ElfFacts)>,
+    /// Insertion order, oldest first; holds exactly the keys of `entries`.
+    order: VecDeque<FileId>,
+    /// Number of files actually read (for tests).
+    analyses: u64,
+}
+
+impl ElfCache {
+    /// A cache holding at most `capacity` files (at least one).
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        ElfCache {
+            capacity,
+            entries: HashMap::with_capacity(capacity.min(4096)),
+            order: VecDeque::with_capacity(capacity.min(4096)),
+            analyses: 0,
+        }
+    }
+
+    /// Facts for `path`: cached when the file's (dev, inode, mtime, size) is unchanged,
+    /// else analysed now. A path that cannot be stat'ed gives facts with an error.
+    pub fn get(&mut self, path: &Path) -> ElfFacts {
+        let meta = match std::fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(e) => return ElfFacts::failed(format!("cannot stat {}: {e}", path.display())),
+        };
+        let (id, version) = identity(&meta);
+        if let Some((cached, facts)) = self.entries.get(&id) {
+            if *cached == version {
+                return facts.clone();
+            }
+        }
+        let (file, meta) = match open(path) {
+            Ok(opened) => opened,
+            Err(reason) => return ElfFacts::failed(reason),
+        };
+        self.analyses += 1;
+        let facts = analyze_open(file, &meta, MAX_FILE_SIZE);
+        // Key by what was actually read, and keep failures to read out of the cache
+        // (they may be transient, and are cheap to retry).
+        if facts.sha256.is_some() {
+            let (id, version) = identity(&meta);
+            self.insert(id, version, facts.clone());
+        }
+        facts
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn insert(&mut self, id: FileId, version: FileVersion, facts: ElfFacts) {
+        if self.entries.insert(id, (version, facts)).is_some() {
+            // Replaced a stale version: it becomes the newest entry.
+            if let Some(pos) = self.order.iter().position(|k| *k == id) {
+                self.order.remove(pos);
+            }
+        }
+        self.order.push_back(id);
+        while self.order.len() > self.capacity {
+            if let Some(oldest) = self.order.pop_front() {
+                self.entries.remove(&oldest);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+    use std::process::Command;
+
+    /// A scratch directory removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!(
+                "detector-elf-{name}-{}-{:?}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos()
+            ));
+            std::fs::create_dir_all(&dir).expect("create temp dir");
+            TempDir(dir)
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            self.0.join(name)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn gcc_shared(source: &Path, out: &Path) {
+        let output = Command::new("gcc")
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(out)
+            .arg(source)
+            .arg("-ldl")
+            .output()
+            .expect("gcc must be installed to run the elf tests");
+        assert!(
+            output.status.success(),
+            "gcc failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn read_hook_source() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/read_hook.c")
+    }
+
+    fn sha256sum(path: &Path) -> String {
+        let output = Command::new("sha256sum")
+            .arg(path)
+            .output()
+            .expect("run sha256sum");
+        assert!(output.status.success());
+        String::from_utf8_lossy(&output.stdout)
+            .split_whitespace()
+            .next()
+            .expect("sha256sum output")
+            .to_owned()
+    }
+
+    const CTOR_SOURCE: &str = r"
+#include <stddef.h>
+static int armed;
+__attribute__((constructor)) static void arm(void) { armed = 1; }
+int pam_sm_authenticate(void *pamh, int flags, int argc, const char **argv) {
+    (void)pamh; (void)flags; (void)argc; (void)argv; return armed ? 0 : 1;
+}
+int SSL_read(void *ssl, void *buf, int num) { (void)ssl; (void)buf; return num; }
+int not_a_credential_api(void) { return 2; }
+";
+
+    #[test]
+    fn programs_with_and_without_an_interpreter() {
+        assert!(has_interpreter(Path::new("/bin/sh")));
+        assert!(!has_interpreter(Path::new("/bin/busybox")) || !Path::new("/bin/busybox").exists());
+        // Not ELF, missing: counted as dynamic (the safe answer for this rule).
+        assert!(has_interpreter(Path::new("/etc/hostname")));
+        assert!(has_interpreter(Path::new("/nonexistent")));
+    }
+
+    #[test]
+    fn credential_api_list_is_sorted_and_unique() {
+        assert!(CREDENTIAL_APIS.windows(2).all(|w| w[0] < w[1]));
+        for name in [
+            "read",
+            "write",
+            "getpass",
+            "crypt",
+            "getpwnam",
+            "getspnam",
+            "fgets",
+            "strcmp",
+            "pam_authenticate",
+            "pam_sm_authenticate",
+            "SSL_read",
+            "SSL_write",
+            "gnutls_record_recv",
+            "ssh_userauth_password",
+        ] {
+            assert!(CREDENTIAL_APIS.binary_search(&name).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn read_hook_fixture() {
+        let tmp = TempDir::new("read-hook");
+        let so = tmp.path("x.so");
+        gcc_shared(&read_hook_source(), &so);
+        let facts = analyze(&so);
+        assert_eq!(facts.error, None);
+        assert_eq!(facts.hooks, vec!["read".to_owned()]);
+        let sha = facts.sha256.expect("sha256");
+        assert_eq!(sha.len(), 64);
+        assert!(sha
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert_eq!(sha, sha256sum(&so));
+    }
+
+    #[test]
+    fn constructor_pam_and_ssl() {
+        let tmp = TempDir::new("ctor");
+        let src = tmp.path("evil.c");
+        std::fs::write(&src, CTOR_SOURCE).expect("write source");
+        let so = tmp.path("evil.so");
+        gcc_shared(&src, &so);
+        let facts = analyze(&so);
+        assert_eq!(facts.error, None);
+        assert!(facts.constructors);
+        assert_eq!(
+            facts.hooks,
+            vec!["SSL_read".to_owned(), "pam_sm_authenticate".to_owned()]
+        );
+    }
+
+    #[test]
+    fn libc_parses() {
+        let Some(libc) = [
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            "/usr/lib/x86_64-linux-gnu/libc.so.6",
+        ]
+        .iter()
+        .map(Path::new)
+        .find(|p| p.exists()) else {
+            eprintln!("no x86_64 libc.so.6 found; skipping");
+            return;
+        };
+        let facts = analyze(libc);
+        assert_eq!(facts.error, None, "{facts:?}");
+        assert!(facts.sha256.is_some());
+        // libc defines these itself: expected, not a hook by itself.
+        assert!(facts.hooks.iter().any(|h| h == "read"), "{:?}", facts.hooks);
+        assert!(facts.hooks.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn text_file_is_an_error_not_a_panic() {
+        let tmp = TempDir::new("text");
+        let txt = tmp.path("notes.txt");
+        std::fs::write(&txt, "just some text\nover two lines\n").expect("write");
+        let facts = analyze(&txt);
+        assert_eq!(facts.error.as_deref(), Some("not an ELF file"));
+        assert_eq!(facts.sha256.as_deref().map(str::len), Some(64));
+        assert!(facts.hooks.is_empty());
+        assert!(!facts.constructors);
+    }
+
+    #[test]
+    fn bad_inputs_never_panic() {
+        let tmp = TempDir::new("bad");
+        // Missing file: error, no hash.
+        let facts = analyze(&tmp.path("missing.so"));
+        assert!(facts.error.is_some());
+        assert_eq!(facts.sha256, None);
+        // Directory: error.
+        assert!(analyze(&tmp.0).error.is_some());
+        // Empty file and truncated ELF headers/images: error with a hash, no panic.
+        let good = tmp.path("good.so");
+        gcc_shared(&read_hook_source(), &good);
+        let bytes = std::fs::read(&good).expect("read so");
+        for len in [0, 4, 16, 63, 64, 200, bytes.len() / 2] {
+            let facts = analyze_bytes(&bytes[..len]);
+            assert!(facts.sha256.is_some());
+            assert!(facts.error.is_some() || len > 64, "len {len}: {facts:?}");
+            if let Some(e) = &facts.error {
+                assert!(!e.contains('\n'));
+            }
+        }
+        // Corrupted bytes everywhere after the ident: whatever happens, no panic.
+        for step in [7usize, 13, 31] {
+            let mut corrupt = bytes.clone();
+            for i in (16..corrupt.len()).step_by(step) {
+                corrupt[i] ^= 0xa5;
+            }
+            let _ = analyze_bytes(&corrupt);
+        }
+        // Size limit.
+        let (file, meta) = open(&good).expect("open");
+        let facts = analyze_open(file, &meta, 100);
+        assert!(facts
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("too large")));
+        assert_eq!(facts.sha256, None);
+    }
+
+    #[test]
+    fn cache_hits_and_reanalyses_after_change() {
+        let tmp = TempDir::new("cache");
+        let so = tmp.path("lib.so");
+        gcc_shared(&read_hook_source(), &so);
+        let mut cache = ElfCache::new(DEFAULT_CACHE_CAPACITY);
+
+        let first = cache.get(&so);
+        let second = cache.get(&so);
+        assert_eq!(first, second);
+        assert_eq!(first.hooks, vec!["read".to_owned()]);
+        assert_eq!(cache.analyses, 1);
+        assert_eq!(cache.len(), 1);
+
+        // Rewrite in place (same inode) with different contents and a different size.
+        std::fs::write(&so, "no longer an ELF object").expect("rewrite");
+        let third = cache.get(&so);
+        assert_eq!(cache.analyses, 2);
+        assert_ne!(third.sha256, first.sha256);
+        assert_eq!(third.error.as_deref(), Some("not an ELF file"));
+        assert!(third.hooks.is_empty());
+        assert_eq!(cache.get(&so), third);
+        assert_eq!(cache.analyses, 2);
+        assert_eq!(cache.len(), 1);
+
+        // Stat failure.
+        let missing = cache.get(&tmp.path("missing.so"));
+        assert!(missing.error.is_some());
+        assert_eq!(missing.sha256, None);
+    }
+
+    #[test]
+    fn cache_evicts_oldest() {
+        let tmp = TempDir::new("evict");
+        let paths: Vec<PathBuf> = (0..3)
+            .map(|i| {
+                let p = tmp.path(&format!("f{i}"));
+                std::fs::write(&p, format!("file number {i}")).expect("write");
+                p
+            })
+            .collect();
+        let mut cache = ElfCache::new(2);
+        cache.get(&paths[0]);
+        cache.get(&paths[1]);
+        cache.get(&paths[2]); // evicts f0
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.analyses, 3);
+        cache.get(&paths[2]);
+        cache.get(&paths[1]);
+        assert_eq!(cache.analyses, 3);
+        cache.get(&paths[0]); // re-read; evicts f1
+        assert_eq!(cache.analyses, 4);
+        cache.get(&paths[2]);
+        assert_eq!(cache.analyses, 4);
+        cache.get(&paths[1]);
+        assert_eq!(cache.analyses, 5);
+    }
+}

@@ -24,7 +24,7 @@ const TMPFS_MAGIC: i64 = 0x0102_1994;
 pub struct Library {
     pub path: String,
     pub exists: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "uid", skip_serializing_if = "Option::is_none")]
     pub owner_uid: Option<u32>,
     /// Permission bits in octal, e.g. "0644".
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -39,6 +39,23 @@ pub struct Library {
     pub device: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fs: Option<&'static str>,
+    /// From reading the file (when it can still be read): its SHA-256, the credential APIs it
+    /// defines (interposes), and whether it runs code at load (constructors).
+    #[serde(
+        rename = "hash",
+        serialize_with = "sha256_object",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub sha256: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub constructors: Option<bool>,
+}
+
+/// ECS `hash.sha256`.
+fn sha256_object<S: serde::Serializer>(sha: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    serde_json::json!({ "sha256": sha }).serialize(s)
 }
 
 impl Library {

@@ -34,13 +34,6 @@ pub fn split_truncated(var: LoaderVar, head: &str, tail: &str) -> Vec<String> {
 
 /// The value of `name` in a NUL-separated environment block, honouring last-wins, with the
 /// number of occurrences.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "for the /proc sweep (detector scan, start-up seeding)"
-    )
-)]
 pub fn last_value<'a>(environ: &'a [u8], name: &str) -> Option<(&'a [u8], usize)> {
     let mut found = None;
     let mut count = 0;

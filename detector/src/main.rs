@@ -2,6 +2,7 @@
 //!
 //! The pipeline, one way: capture (kernel, `capture`) → decode (`event`) → enrich (`library`)
 //! → correlate (`correlate`, `rules`) → alert (`alert`) → sink (`sink`).
+mod aggregate;
 mod alert;
 mod capture;
 mod cli;
@@ -14,6 +15,7 @@ mod event;
 mod kernel;
 mod library;
 mod loader_env;
+mod notify;
 mod preflight;
 mod process;
 mod rules;

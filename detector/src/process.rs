@@ -2,14 +2,20 @@
 //! that were there before us), kept across fork and forgotten some time after exit.
 use std::collections::{hash_map::Entry, HashMap, HashSet, VecDeque};
 
+use detector_common::LoaderVar;
+
 use crate::{
-    alert::Process,
+    alert::{Ancestor, Process},
     event::{Exec, Exit, Fork, Header},
+    loader_env::last_value,
 };
 
-/// Exited processes kept for late events (events of one process can arrive after its exit
-/// from another CPU); the oldest are dropped past this.
+/// Exited processes are kept for late events (events of one process can arrive after its exit
+/// from another CPU) this long, and at most this many.
+const EXITED_TTL_NS: u64 = 30_000_000_000;
 const EXITED_KEPT: usize = 4096;
+/// Kernel threads have no environment or user-space mappings (include/linux/sched.h).
+const PF_KTHREAD: u32 = 0x0020_0000;
 /// Live processes tracked at most (a fork bomb must not eat the daemon's memory).
 const LIVE_MAX: usize = 65536;
 
@@ -22,16 +28,27 @@ pub struct ProcInfo {
     pub cmdline: String,
     /// Libraries already alerted on for this process (one alert per process and library).
     pub alerted: HashSet<String>,
+    /// Where this process's LD_PRELOAD value was first seen (itself or an ancestor), and it.
+    pub preload_origin: Option<(Ancestor, String)>,
+    /// Kernel time of its exit, once it exited.
+    pub exited_at: Option<u64>,
 }
 
 #[derive(Default)]
 pub struct ProcessTable {
     procs: HashMap<u32, ProcInfo>,
-    exited: VecDeque<u32>,
+    /// (pid, kernel time of its exit), oldest first.
+    exited: VecDeque<(u32, u64)>,
 }
 
 impl ProcessTable {
     pub fn on_exec(&mut self, e: &Exec) {
+        // The environment survives exec only when it still carries LD_PRELOAD.
+        let has_preload = e.loader_vars & (1 << LoaderVar::LdPreload as u32) != 0;
+        let inherited = self
+            .procs
+            .get(&e.hdr.pid)
+            .and_then(|i| i.preload_origin.clone());
         let info = ProcInfo {
             ppid: e.hdr.ppid,
             uid: e.hdr.uid,
@@ -39,8 +56,77 @@ impl ProcessTable {
             exe: e.filename.clone(),
             cmdline: e.argv.join(" "),
             alerted: HashSet::new(),
+            preload_origin: inherited.filter(|_| has_preload),
+            exited_at: None,
         };
         self.insert(e.hdr.pid, info);
+    }
+
+    /// For an LD_PRELOAD `value` seen in `pid`'s new image: the ancestor it was inherited from
+    /// (same value first seen there), or None when it starts here (then `pid` becomes its origin).
+    pub fn preload_inherited(&mut self, pid: u32, value: &str) -> Option<Ancestor> {
+        let info = self.procs.get_mut(&pid)?;
+        match &info.preload_origin {
+            Some((origin, v)) if v == value && origin.pid != pid => Some(origin.clone()),
+            _ => {
+                info.preload_origin = Some((
+                    Ancestor {
+                        pid,
+                        exe: info.exe.clone(),
+                    },
+                    value.to_owned(),
+                ));
+                None
+            }
+        }
+    }
+
+    /// Learns the processes that were running before the daemon, from /proc: what they run, their
+    /// parent, and an LD_PRELOAD in their environment. Returns (seeded, unreadable).
+    pub fn seed_from_proc(&mut self) -> (usize, usize) {
+        let (mut seeded, mut unreadable) = (0, 0);
+        let Ok(all) = procfs::process::all_processes() else {
+            return (0, 0);
+        };
+        for p in all.flatten() {
+            let Ok(stat) = p.stat() else {
+                unreadable += 1;
+                continue;
+            };
+            if stat.flags & PF_KTHREAD != 0 {
+                continue;
+            }
+            let pid = p.pid as u32;
+            let hdr = Header {
+                ktime_ns: 0,
+                pid,
+                tid: pid,
+                ppid: stat.ppid as u32,
+                uid: 0,
+                gid: 0,
+                comm: stat.comm,
+            };
+            let mut info = from_proc(&hdr);
+            // Raw, not procfs's map: duplicates and their order matter (the last one wins).
+            match std::fs::read(format!("/proc/{pid}/environ")) {
+                Ok(block) => {
+                    if let Some((value, _)) = last_value(&block, LoaderVar::LdPreload.name()) {
+                        let value = String::from_utf8_lossy(value).into_owned();
+                        info.preload_origin = Some((
+                            Ancestor {
+                                pid,
+                                exe: info.exe.clone(),
+                            },
+                            value,
+                        ));
+                    }
+                }
+                Err(_) => unreadable += 1,
+            }
+            self.insert(pid, info);
+            seeded += 1;
+        }
+        (seeded, unreadable)
     }
 
     pub fn on_fork(&mut self, f: &Fork) {
@@ -51,23 +137,47 @@ impl ProcessTable {
             .unwrap_or_else(|| from_header(&f.hdr));
         child.ppid = f.hdr.pid;
         child.alerted.clear();
+        child.exited_at = None;
         self.insert(f.child_pid, child);
     }
 
     pub fn on_exit(&mut self, x: &Exit) {
-        self.exited.push_back(x.hdr.pid);
-        while self.exited.len() > EXITED_KEPT {
-            if let Some(old) = self.exited.pop_front() {
-                self.procs.remove(&old);
+        let now = x.hdr.ktime_ns;
+        if let Some(info) = self.procs.get_mut(&x.hdr.pid) {
+            info.exited_at = Some(now);
+        }
+        self.exited.push_back((x.hdr.pid, now));
+        while let Some(&(pid, at)) = self.exited.front() {
+            if self.exited.len() <= EXITED_KEPT && now.saturating_sub(at) < EXITED_TTL_NS {
+                break;
+            }
+            self.exited.pop_front();
+            // A pid reused since its exit belongs to a new process: keep that one.
+            if self
+                .procs
+                .get(&pid)
+                .is_some_and(|i| i.exited_at == Some(at))
+            {
+                self.procs.remove(&pid);
             }
         }
     }
 
     fn insert(&mut self, pid: u32, info: ProcInfo) {
         if self.procs.len() >= LIVE_MAX && !self.procs.contains_key(&pid) {
-            return;
+            // Full: exits were lost (or a fork bomb). Forget what /proc no longer has.
+            self.procs
+                .retain(|p, _| std::path::Path::new(&format!("/proc/{p}")).exists());
+            if self.procs.len() >= LIVE_MAX {
+                return;
+            }
         }
         self.procs.insert(pid, info);
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.procs.len()
     }
 
     /// The process as an alert names it; from /proc when we never saw its exec.
@@ -190,5 +300,32 @@ mod tests {
         });
         // Still known for late events.
         assert_eq!(t.process(&hdr(4_000_002, 0, "bash")).exe, "/usr/bin/bash");
+    }
+
+    #[test]
+    fn exited_processes_expire_after_the_ttl() {
+        let mut t = ProcessTable::default();
+        for (i, pid) in [4_000_010u32, 4_000_011].into_iter().enumerate() {
+            t.on_fork(&Fork {
+                hdr: hdr(4_000_001, 1, "bash"),
+                child_pid: pid,
+            });
+            let mut h = hdr(pid, 4_000_001, "bash");
+            h.ktime_ns = 1 + i as u64 * 1000;
+            t.on_exit(&Exit {
+                hdr: h,
+                exit_code: 0,
+            });
+        }
+        assert_eq!(t.len(), 2);
+        let mut late = hdr(4_000_012, 1, "x");
+        late.ktime_ns = EXITED_TTL_NS + 500;
+        t.on_exit(&Exit {
+            hdr: late,
+            exit_code: 0,
+        });
+        // The first is past the TTL, the second not yet.
+        assert!(!t.procs.contains_key(&4_000_010));
+        assert!(t.procs.contains_key(&4_000_011));
     }
 }

@@ -96,6 +96,11 @@ impl Daemon {
 
     /// `detector run` with extra flags.
     pub fn start_with(extra: &[&str]) -> Daemon {
+        Self::start_env(extra, &[])
+    }
+
+    /// `detector run` with extra flags and environment variables.
+    pub fn start_env(extra: &[&str], envs: &[(&str, &std::ffi::OsStr)]) -> Daemon {
         require_root();
         let one = ONE_DAEMON.lock().unwrap_or_else(|e| e.into_inner());
         let dir = TempDir::new("daemon");
@@ -105,6 +110,7 @@ impl Daemon {
             .arg("--ready-file")
             .arg(&ready)
             .args(extra)
+            .envs(envs.iter().map(|(k, v)| (*k, *v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -179,6 +185,11 @@ impl Daemon {
             .collect()
     }
 
+    /// Everything the daemon wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -228,8 +239,11 @@ pub fn s<'a>(v: &'a Value, path: &str) -> &'a str {
     path.split('.').fold(v, |v, k| &v[k]).as_str().unwrap_or("")
 }
 
+/// True when the array at the dotted `array` path holds `item`.
 pub fn has(v: &Value, array: &str, item: &str) -> bool {
-    v[array]
+    array
+        .split('.')
+        .fold(v, |v, k| &v[k])
         .as_array()
         .is_some_and(|a| a.iter().any(|x| x == item))
 }

@@ -60,7 +60,7 @@ fn loader_run_directly_with_preload() {
     });
     assert_eq!(s(&a, "preload.source"), "argv");
     assert_eq!(s(&a, "preload.variable"), "--preload");
-    assert_eq!(s(&a, "process.exe"), loader);
+    assert_eq!(s(&a, "process.executable"), loader);
     d.stop();
 }
 
@@ -76,7 +76,7 @@ fn dlopen_from_dev_shm() {
     assert!(has(&a, "detections", "unsafe_library"));
     assert!(reasons(&a).contains(&"tmpfs".to_owned()), "{a}");
     assert_eq!(s(&a, "library.fs"), "tmpfs");
-    assert_eq!(s(&a, "process.comm"), "loadlib");
+    assert_eq!(s(&a, "process.name"), "loadlib");
     d.stop();
 }
 
@@ -89,7 +89,7 @@ fn memfd_library_through_proc_self_fd() {
     let st = trigger(Command::new(&loadlib).arg("memfd").arg(&lib));
     assert!(st.success());
     let a = d.expect_alert("a memfd library", |a| {
-        s(a, "library.path").starts_with("/memfd:payload") && s(a, "process.comm") == "loadlib"
+        s(a, "library.path").starts_with("/memfd:payload") && s(a, "process.name") == "loadlib"
     });
     assert!(reasons(&a).contains(&"memfd".to_owned()), "{a}");
     assert_eq!(a["library"]["exists"], false);
@@ -123,7 +123,7 @@ fn library_deleted_after_it_was_loaded() {
     assert!(!shm.0.exists());
     let a = d.expect_alert("a library deleted after loading", |a| lib_is(a, &shm.0));
     assert_eq!(s(&a, "library.fs"), "tmpfs");
-    assert_eq!(a["library"]["owner_uid"], 0);
+    assert_eq!(a["library"]["uid"], 0);
     assert!(a["library"]["inode"].as_u64().unwrap() > 0);
     d.stop();
 }
@@ -143,11 +143,11 @@ fn process_that_exits_within_a_millisecond() {
     )
     .success());
     let a = d.expect_alert("preload into a short-lived process", |a| {
-        lib_is(a, &shm.0) && s(a, "process.cmdline") == "/usr/bin/true quick-marker"
+        lib_is(a, &shm.0) && s(a, "process.command_line") == "/usr/bin/true quick-marker"
     });
-    assert_eq!(s(&a, "process.exe"), "/usr/bin/true");
+    assert_eq!(s(&a, "process.executable"), "/usr/bin/true");
     assert_eq!(
-        a["process"]["ppid"].as_u64(),
+        a["process"]["parent"]["pid"].as_u64(),
         Some(std::process::id() as u64)
     );
     assert!(has(&a, "detections", "preload_env") && has(&a, "detections", "unsafe_library"));
@@ -185,7 +185,7 @@ fn write_and_rename_onto_etc_ld_so_preload() {
     let a = d.expect_alert("a write to /etc/ld.so.preload", |a| {
         s(a, "file.path") == "/etc/ld.so.preload"
             && s(a, "file.operation") == "open_write"
-            && s(a, "process.comm") == "sh"
+            && s(a, "process.name") == "sh"
     });
     assert!(has(&a, "detections", "loader_config_change"));
     assert_eq!(s(&a, "severity"), "high");
@@ -194,7 +194,7 @@ fn write_and_rename_onto_etc_ld_so_preload() {
     assert!(trigger(Command::new("mv").arg(tmp).arg("/etc/ld.so.preload")).success());
     let a = d.expect_alert("a rename onto /etc/ld.so.preload", |a| {
         s(a, "file.operation") == "rename"
-            && s(a, "process.comm") == "mv"
+            && s(a, "process.name") == "mv"
             && s(a, "file.path") == "/etc/ld.so.preload"
     });
     assert_eq!(
@@ -230,9 +230,9 @@ fn ptrace_poketext_into_child() {
             && a["target"]["request"] == 4
     });
     assert!(has(&a, "detections", "memory_tamper"));
-    assert!(has(&a, "mitre", "T1055.008"));
-    assert_eq!(s(&a, "process.comm"), "tamper");
-    assert_eq!(s(&a, "target.comm"), "tamper");
+    assert!(has(&a, "threat.technique.id", "T1055.008"));
+    assert_eq!(s(&a, "process.name"), "tamper");
+    assert_eq!(s(&a, "target.name"), "tamper");
     d.stop();
 }
 
@@ -242,7 +242,7 @@ fn process_vm_writev_into_child() {
     let a = d.expect_alert("process_vm_writev", |a| {
         a["target"]["pid"] == child && s(a, "target.operation") == "process_vm_writev"
     });
-    assert!(has(&a, "mitre", "T1055.008"));
+    assert!(has(&a, "threat.technique.id", "T1055.008"));
     d.stop();
 }
 
@@ -252,7 +252,7 @@ fn proc_pid_mem_write_into_child() {
     let a = d.expect_alert("/proc/<pid>/mem write", |a| {
         a["target"]["pid"] == child && s(a, "target.operation") == "proc_mem"
     });
-    assert!(has(&a, "mitre", "T1055.009"));
+    assert!(has(&a, "threat.technique.id", "T1055.009"));
     d.stop();
 }
 
@@ -275,14 +275,14 @@ fn relative_rename_and_unlink_in_etc_pam_d() {
     let script = "cd /etc/pam.d && : > zz-detector-e2e && mv zz-detector-e2e zz-detector-e2e2 && rm zz-detector-e2e2";
     assert!(trigger(Command::new("sh").arg("-c").arg(script)).success());
     let a = d.expect_alert("a relative rename in /etc/pam.d", |a| {
-        s(a, "file.operation") == "rename" && s(a, "process.comm") == "mv"
+        s(a, "file.operation") == "rename" && s(a, "process.name") == "mv"
     });
     assert_eq!(
         a["file"]["paths"],
         serde_json::json!(["/etc/pam.d/zz-detector-e2e", "/etc/pam.d/zz-detector-e2e2"])
     );
     assert!(has(&a, "detections", "pam_config_change"));
-    assert!(has(&a, "mitre", "T1556.003"));
+    assert!(has(&a, "threat.technique.id", "T1556.003"));
     d.expect_alert("a relative unlink in /etc/pam.d", |a| {
         s(a, "file.operation") == "unlink" && s(a, "file.path") == "/etc/pam.d/zz-detector-e2e2"
     });

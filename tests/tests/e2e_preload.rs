@@ -24,24 +24,24 @@ fn read_hook_preloaded_into_cat() {
         "the hook did not run"
     );
     let a = d.expect_alert("LD_PRELOAD read() hook in cat", |a| {
-        s(a, "process.comm") == "cat" && s(a, "library.path") == lib.to_str().unwrap()
+        s(a, "process.name") == "cat" && s(a, "library.path") == lib.to_str().unwrap()
     });
-    assert_eq!(s(&a, "process.exe"), "/usr/bin/cat");
-    assert_eq!(s(&a, "process.cmdline"), "cat /etc/hostname");
+    assert_eq!(s(&a, "process.executable"), "/usr/bin/cat");
+    assert_eq!(s(&a, "process.command_line"), "cat /etc/hostname");
     assert_eq!(s(&a, "preload.source"), "env");
     assert_eq!(s(&a, "preload.variable"), "LD_PRELOAD");
     assert!(has(&a, "detections", "preload_env"));
-    assert!(has(&a, "mitre", "T1574.006"));
+    assert!(has(&a, "threat.technique.id", "T1574.006"));
     assert!(a["process"]["pid"].as_u64().unwrap() > 1);
-    assert!(a["process"]["ppid"].as_u64().unwrap() == std::process::id() as u64);
+    assert!(a["process"]["parent"]["pid"].as_u64().unwrap() == std::process::id() as u64);
     assert_eq!(
-        a["risk_score"].as_u64().unwrap() as usize,
+        a["event"]["risk_score"].as_u64().unwrap() as usize,
         a["detections"].as_array().unwrap().len()
     );
     assert!(
-        chrono_like(s(&a, "timestamp")),
+        chrono_like(s(&a, "@timestamp")),
         "timestamp {}",
-        s(&a, "timestamp")
+        s(&a, "@timestamp")
     );
     d.stop();
 }
@@ -54,9 +54,15 @@ fn atomic_t1574_006_2_preload_into_ls() {
     let d = Daemon::start();
     assert!(trigger(Command::new("ls").arg(&dir.0).env("LD_PRELOAD", &lib)).success());
     let a = d.expect_alert("LD_PRELOAD into ls", |a| {
-        s(a, "process.comm") == "ls" && s(a, "library.path") == lib.to_str().unwrap()
+        s(a, "process.name") == "ls" && s(a, "library.path") == lib.to_str().unwrap()
     });
-    assert_eq!(s(&a, "rule"), "dynamic_linker_hijacking");
+    // The library shadows libc read(): credential API hooking, even in a process that is not
+    // in the catalogue, at medium.
+    assert_eq!(s(&a, "rule.name"), "credential_api_hooking");
+    assert!(
+        has(&a, "detections", "credential_hooks") && !has(&a, "detections", "credential_process")
+    );
+    assert_eq!(s(&a, "severity"), "medium");
     d.stop();
 }
 
@@ -79,7 +85,7 @@ fn last_ld_preload_wins() {
         s(a, "library.path") == lib.to_str().unwrap()
     });
     assert_eq!(a["preload"]["occurrences"], 2);
-    assert_eq!(s(&a, "process.comm"), "true");
+    assert_eq!(s(&a, "process.name"), "true");
     assert!(d
         .alerts_matching(|a| s(a, "library.path") == decoy.to_str().unwrap())
         .is_empty());
@@ -106,7 +112,7 @@ fn preload_after_200k_of_environment() {
     let a = d.expect_alert("LD_PRELOAD after 200 KiB", |a| {
         s(a, "library.path") == lib.to_str().unwrap()
     });
-    assert_eq!(s(&a, "process.comm"), "true");
+    assert_eq!(s(&a, "process.name"), "true");
     d.stop();
 }
 
@@ -197,7 +203,7 @@ fn plain_exec_raises_nothing() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     let m = marker.to_str().unwrap();
     assert!(d
-        .alerts_matching(|a| s(a, "process.cmdline").contains(m))
+        .alerts_matching(|a| s(a, "process.command_line").contains(m))
         .is_empty());
     d.stop();
 }

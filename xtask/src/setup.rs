@@ -11,7 +11,22 @@ const LLVM_PACKAGES: &[&str] = &[
     "libzstd-dev",
     "zlib1g-dev",
 ];
-const TEST_PACKAGES: &[&str] = &["gcc", "libc6-dev"];
+/// What the root e2e tests run, each with why.
+const TEST_PACKAGES: &[(&[&str], &str)] = &[
+    (
+        &["gcc", "libc6-dev"],
+        "to build the hook libraries the tests load",
+    ),
+    (
+        &["openssh-client"],
+        "ssh, the credential program the tests preload into",
+    ),
+    (&["util-linux"], "su, whose PAM stack a test extends"),
+    (
+        &["rsyslog"],
+        "a real syslog collector the tests send alerts to",
+    ),
+];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 pub fn ensure() -> Result<()> {
@@ -27,7 +42,9 @@ pub fn ensure() -> Result<()> {
     } else {
         say("ok: bpf-linker");
     }
-    apt.install(TEST_PACKAGES, "to build the hook libraries the tests load")?;
+    for (packages, why) in TEST_PACKAGES {
+        apt.install(packages, why)?;
+    }
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 use super::Finding;
 use crate::{
     alert::{Detection, Preload, PreloadSource, Process},
-    credential::is_credential_process,
+    credential::Catalogue,
     event::Exec,
     library::Library,
     loader_env::split_list,
@@ -52,14 +52,12 @@ pub fn parse(argv: &[String]) -> (Vec<(&'static str, Vec<String>)>, Option<Strin
     (found, None)
 }
 
-pub fn evaluate(process: &Process, exec: &Exec) -> Vec<Finding> {
+pub fn evaluate(catalogue: &Catalogue, process: &Process, exec: &Exec) -> Vec<Finding> {
     if !is_loader(&exec.filename) {
         return Vec::new();
     }
     let (found, program) = parse(&exec.argv);
-    let credential = program
-        .as_deref()
-        .is_some_and(|p| is_credential_process(p, ""));
+    let credential = program.as_deref().is_some_and(|p| catalogue.matches(p, ""));
     let mut out = Vec::new();
     for (opt, libs) in found {
         let detection = if opt == "--preload" {
@@ -79,6 +77,7 @@ pub fn evaluate(process: &Process, exec: &Exec) -> Vec<Finding> {
                 value: lib.clone(),
                 occurrences: 1,
                 truncated: exec.args_truncated,
+                inherited_from: None,
             });
             out.push(f);
         }

@@ -34,6 +34,7 @@ pub fn evaluate(process: &Process, env: &LoaderEnv) -> Vec<Finding> {
                 value: value.clone(),
                 occurrences: env.occurrences,
                 truncated: env.truncated,
+                inherited_from: None,
             });
             f
         })

@@ -5,6 +5,7 @@ pub mod config_change;
 pub mod loader_argv;
 pub mod loader_env;
 pub mod memory_tamper;
+pub mod preload_file;
 pub mod unsafe_library;
 
 use std::collections::BTreeSet;
@@ -14,7 +15,7 @@ use crate::{
         Alert, Clock, Detection, FileChange, Preload, Process, Severity, Target, T1056_004,
         T1556_003, T1574_006,
     },
-    credential::is_credential_process,
+    credential::Catalogue,
     library::Library,
 };
 
@@ -48,7 +49,7 @@ impl Finding {
         }
     }
 
-    pub fn finish(mut self, clock: &Clock) -> Alert {
+    pub fn finish(mut self, clock: &Clock, catalogue: &Catalogue) -> Alert {
         if self.library.as_ref().is_some_and(Library::is_unsafe) {
             self.detections.insert(Detection::UnsafeLibrary);
         }
@@ -58,7 +59,7 @@ impl Finding {
             Some(t) => (t.exe.as_str(), t.comm.as_str()),
             None => (self.process.exe.as_str(), self.process.comm.as_str()),
         };
-        if is_credential_process(exe, comm) {
+        if catalogue.matches(exe, comm) {
             self.detections.insert(Detection::CredentialProcess);
         }
         let d = &self.detections;
@@ -79,6 +80,7 @@ impl Finding {
                 x,
                 Detection::PreloadEnv
                     | Detection::PreloadArgv
+                    | Detection::PreloadFile
                     | Detection::AuditLibrary
                     | Detection::UnsafeLibrary
                     | Detection::LoaderConfigChange
@@ -90,10 +92,10 @@ impl Finding {
             mitre.push(T1556_003);
         }
         mitre.extend(self.mitre.iter().copied());
-        if credential {
+        if credential || d.contains(&Detection::CredentialHooks) {
             mitre.push(T1056_004);
         }
-        let rule = if credential {
+        let rule = if credential || d.contains(&Detection::CredentialHooks) {
             "credential_api_hooking"
         } else if d.contains(&Detection::PamConfigChange) {
             "pam_tampering"
@@ -102,8 +104,12 @@ impl Finding {
         } else {
             "dynamic_linker_hijacking"
         };
+        let timestamp = clock.rfc3339(self.ktime_ns);
         Alert {
-            timestamp: clock.rfc3339(self.ktime_ns),
+            first_seen: timestamp.clone(),
+            last_seen: timestamp.clone(),
+            count: 1,
+            timestamp,
             rule,
             severity,
             risk_score: self.detections.len() as u32,

@@ -1,0 +1,182 @@
+//! Aggregation: an alert seen again (same rule, program, library, file or tampering act, and
+//! detections) within the window is counted, not re-emitted; when the window closes, a summary
+//! with the count, first_seen and last_seen follows if it was seen more than once.
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use crate::alert::{Alert, Detection};
+
+/// Open windows kept at most; past it the oldest close early.
+const OPEN_MAX: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    rule: &'static str,
+    exe: String,
+    object: String,
+    detections: Vec<Detection>,
+}
+
+fn key(a: &Alert) -> Key {
+    let object = a
+        .library
+        .as_ref()
+        .map(|l| l.path.clone())
+        .or_else(|| a.file.as_ref().map(|f| f.path.clone()))
+        // Attaching and writing are different acts: each gets its own window.
+        .or_else(|| {
+            a.target
+                .as_ref()
+                .map(|t| format!("{} {:?} {:?}", t.exe, t.operation, t.request))
+        })
+        .unwrap_or_default();
+    Key {
+        rule: a.rule,
+        exe: a.process.exe.clone(),
+        object,
+        detections: a.detections.iter().copied().collect(),
+    }
+}
+
+pub struct Aggregator {
+    window: Duration,
+    open: HashMap<Key, (Instant, Alert)>,
+}
+
+impl Aggregator {
+    pub fn new(window: Duration) -> Self {
+        Aggregator {
+            window,
+            open: HashMap::new(),
+        }
+    }
+
+    pub fn set_window(&mut self, window: Duration) {
+        self.window = window;
+    }
+
+    /// The alert to emit now, if it is not a repeat.
+    pub fn admit(&mut self, alert: Alert, now: Instant) -> Option<Alert> {
+        if self.window.is_zero() {
+            return Some(alert);
+        }
+        let k = key(&alert);
+        if let Some((opened, first)) = self.open.get_mut(&k) {
+            if now.duration_since(*opened) < self.window {
+                first.count += 1;
+                first.last_seen = alert.timestamp;
+                return None;
+            }
+        }
+        if self.open.len() >= OPEN_MAX {
+            if let Some(oldest) = self
+                .open
+                .iter()
+                .min_by_key(|(_, (t, _))| *t)
+                .map(|(k, _)| k.clone())
+            {
+                self.open.remove(&oldest);
+            }
+        }
+        self.open.insert(k, (now, alert.clone()));
+        Some(alert)
+    }
+
+    /// Summaries of the windows closed by `now` (all of them when `now` is None).
+    pub fn expire(&mut self, now: Option<Instant>) -> Vec<Alert> {
+        let window = self.window;
+        let closed: Vec<Key> = self
+            .open
+            .iter()
+            .filter(|(_, (t, _))| now.is_none_or(|n| n.duration_since(*t) >= window))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut out: Vec<Alert> = closed
+            .into_iter()
+            .filter_map(|k| self.open.remove(&k))
+            .map(|(_, a)| a)
+            .filter(|a| a.count > 1)
+            .map(|mut a| {
+                a.timestamp = a.last_seen.clone();
+                a
+            })
+            .collect();
+        out.sort_by(|a, b| a.first_seen.cmp(&b.first_seen));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::alert::{Process, Severity};
+
+    fn alert(pid: u32, ts: &str) -> Alert {
+        Alert {
+            timestamp: ts.into(),
+            rule: "dynamic_linker_hijacking",
+            severity: Severity::Medium,
+            risk_score: 1,
+            detections: BTreeSet::from([Detection::PreloadEnv]),
+            mitre: vec![],
+            process: Process {
+                pid,
+                ppid: 1,
+                uid: 0,
+                comm: "true".into(),
+                exe: "/usr/bin/true".into(),
+                cmdline: "true".into(),
+            },
+            library: None,
+            preload: None,
+            file: None,
+            target: None,
+            count: 1,
+            first_seen: ts.into(),
+            last_seen: ts.into(),
+        }
+    }
+
+    #[test]
+    fn repeats_are_counted_then_summarized() {
+        let t0 = Instant::now();
+        let mut ag = Aggregator::new(Duration::from_secs(10));
+        assert!(ag.admit(alert(1, "t1"), t0).is_some());
+        assert!(ag
+            .admit(alert(2, "t2"), t0 + Duration::from_secs(1))
+            .is_none());
+        assert!(ag
+            .admit(alert(3, "t3"), t0 + Duration::from_secs(2))
+            .is_none());
+        assert!(ag.expire(Some(t0 + Duration::from_secs(5))).is_empty());
+        let s = ag.expire(Some(t0 + Duration::from_secs(11)));
+        assert_eq!(s.len(), 1);
+        assert_eq!(
+            (
+                s[0].count,
+                s[0].first_seen.as_str(),
+                s[0].last_seen.as_str()
+            ),
+            (3, "t1", "t3")
+        );
+        // A new window opens afterwards.
+        assert!(ag
+            .admit(alert(4, "t4"), t0 + Duration::from_secs(12))
+            .is_some());
+    }
+
+    #[test]
+    fn single_alerts_get_no_summary_and_zero_window_passes_all() {
+        let t0 = Instant::now();
+        let mut ag = Aggregator::new(Duration::from_secs(1));
+        ag.admit(alert(1, "t1"), t0);
+        assert!(ag.expire(None).is_empty());
+        let mut off = Aggregator::new(Duration::ZERO);
+        assert!(off.admit(alert(1, "a"), t0).is_some());
+        assert!(off.admit(alert(1, "b"), t0).is_some());
+    }
+}

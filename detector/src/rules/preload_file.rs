@@ -1,0 +1,132 @@
+//! Rule: /etc/ld.so.preload names libraries that ld.so loads into every dynamically linked
+//! program it starts. Each exec of such a program (and each mapping of a listed library) is a
+//! preload through the file, one alert per process and library.
+use std::{
+    collections::HashMap,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
+
+use super::Finding;
+use crate::{
+    alert::{Detection, Preload, PreloadSource, Process},
+    elf,
+    event::{Exec, Mmap},
+    library::Library,
+};
+
+pub const PATH: &str = "/etc/ld.so.preload";
+/// Executables whose "is it dynamic" answer is remembered.
+const PROGRAMS_KEPT: usize = 4096;
+
+/// The file's current list (re-read whenever its inode, size or mtime changes).
+pub struct PreloadFile {
+    path: PathBuf,
+    version: Option<(u64, u64, u64, i64, i64)>,
+    libs: Vec<String>,
+    value: String,
+    /// Executable path → (mtime, has a program interpreter).
+    dynamic: HashMap<String, (i64, bool)>,
+}
+
+impl PreloadFile {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        PreloadFile {
+            path: path.into(),
+            version: None,
+            libs: Vec::new(),
+            value: String::new(),
+            dynamic: HashMap::new(),
+        }
+    }
+
+    fn refresh(&mut self) {
+        let meta = std::fs::metadata(&self.path).ok();
+        let version = meta
+            .as_ref()
+            .map(|m| (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()));
+        if version == self.version {
+            return;
+        }
+        self.version = version;
+        self.value = std::fs::read(&self.path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        self.libs = parse(&self.value);
+    }
+
+    /// The libraries a new image of `exec` gets from the file (none for static programs).
+    pub fn on_exec(&mut self, process: &Process, exec: &Exec) -> Vec<Finding> {
+        self.refresh();
+        if self.libs.is_empty() || !self.is_dynamic(&exec.filename) {
+            return Vec::new();
+        }
+        let libs = self.libs.clone();
+        libs.iter()
+            .map(|lib| self.finding(exec.hdr.ktime_ns, process, Library::inspect(lib)))
+            .collect()
+    }
+
+    /// A mapped library the file lists (for processes whose exec was not seen).
+    pub fn on_mmap(&mut self, process: &Process, m: &Mmap) -> Option<Finding> {
+        self.refresh();
+        if !self.libs.contains(&m.file.path) {
+            return None;
+        }
+        Some(self.finding(m.hdr.ktime_ns, process, Library::from_kernel(&m.file)))
+    }
+
+    fn finding(&self, ktime_ns: u64, process: &Process, lib: Library) -> Finding {
+        let mut f = Finding::new(ktime_ns, process.clone(), Detection::PreloadFile);
+        f.library = Some(lib);
+        f.preload = Some(Preload {
+            source: PreloadSource::File,
+            variable: PATH,
+            value: self.value.trim().to_owned(),
+            occurrences: 1,
+            truncated: false,
+            inherited_from: None,
+        });
+        f
+    }
+
+    fn is_dynamic(&mut self, exe: &str) -> bool {
+        let mtime = std::fs::metadata(exe).map(|m| m.mtime()).unwrap_or(0);
+        if let Some(&(t, dynamic)) = self.dynamic.get(exe) {
+            if t == mtime {
+                return dynamic;
+            }
+        }
+        if self.dynamic.len() >= PROGRAMS_KEPT {
+            self.dynamic.clear();
+        }
+        let dynamic = elf::has_interpreter(Path::new(exe));
+        self.dynamic.insert(exe.to_owned(), (mtime, dynamic));
+        dynamic
+    }
+}
+
+/// The names in the file as glibc reads them: separated by white space or colons.
+pub fn parse(text: &str) -> Vec<String> {
+    let mut libs: Vec<String> = Vec::new();
+    for name in text.split(|c: char| c.is_whitespace() || c == ':') {
+        if !name.is_empty() && !name.starts_with('#') && !libs.iter().any(|l| l == name) {
+            libs.push(name.to_owned());
+        }
+    }
+    libs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_like_glibc() {
+        assert_eq!(
+            parse("/lib/a.so /lib/b.so:/lib/c.so\n\t/lib/a.so\n"),
+            ["/lib/a.so", "/lib/b.so", "/lib/c.so"]
+        );
+        assert!(parse("  \n").is_empty());
+    }
+}
