@@ -118,6 +118,7 @@ mod tests {
     fn alert(pid: u32, ts: &str) -> Alert {
         Alert {
             timestamp: ts.into(),
+            dataset: crate::alert::DATASET_LIVE,
             rule: "dynamic_linker_hijacking",
             severity: Severity::Medium,
             risk_score: 1,

@@ -34,6 +34,10 @@ pub enum Detection {
     MemoryTamper,
 }
 
+/// `event.dataset`: seen as it happened (kernel events) or found in place by a /proc sweep.
+pub const DATASET_LIVE: &str = "detector.live";
+pub const DATASET_SWEEP: &str = "detector.sweep";
+
 pub const T1574_006: &str = "T1574.006";
 pub const T1056_004: &str = "T1056.004";
 pub const T1556_003: &str = "T1556.003";
@@ -124,6 +128,7 @@ pub struct Target {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alert {
     pub timestamp: String,
+    pub dataset: &'static str,
     pub rule: &'static str,
     pub severity: Severity,
     pub risk_score: u32,
@@ -166,6 +171,7 @@ impl Serialize for Alert {
             #[serde(rename = "type")]
             kind_of: [&'static str; 1],
             module: &'static str,
+            dataset: &'static str,
             severity: u8,
             risk_score: u32,
             start: &'a str,
@@ -211,6 +217,7 @@ impl Serialize for Alert {
                 category: ["intrusion_detection"],
                 kind_of: ["info"],
                 module: "detector",
+                dataset: self.dataset,
                 severity: self.severity.score(),
                 risk_score: self.risk_score,
                 start: &self.first_seen,

@@ -11,6 +11,7 @@ use crate::{
     event::Event,
     process::ProcessTable,
     rules::{self, config_change::Watched, preload_file::PreloadFile, Finding},
+    sweep,
 };
 
 /// What the configuration decides: which programs handle credentials, what never alerts, and
@@ -72,9 +73,16 @@ impl Correlator {
         self.policy = policy;
     }
 
-    /// Learns the processes already running from /proc; returns (known, unreadable).
-    pub fn seed(&mut self) -> (usize, usize) {
-        self.procs.seed_from_proc()
+    /// Sweeps /proc: learns the processes already running (what they run, an LD_PRELOAD in
+    /// their environment) and returns the alerts for what they already have loaded, with the
+    /// number of processes seen and of those that could not be read.
+    pub fn sweep(&mut self, skip_pid: u32) -> (Vec<Alert>, usize, usize) {
+        let sweep = sweep::processes(&mut self.preload_file, skip_pid);
+        for seen in &sweep.processes {
+            self.procs.seed(seen);
+        }
+        let alerts = self.score(sweep.findings);
+        (alerts, sweep.processes.len(), sweep.unreadable)
     }
 
     pub fn handle(&mut self, event: Event) -> Vec<Alert> {
@@ -128,6 +136,12 @@ impl Correlator {
                 Vec::new()
             }
         };
+        self.score(findings)
+    }
+
+    /// Enriches and scores findings (one alert per process and library), then applies the
+    /// policy.
+    fn score(&mut self, findings: Vec<Finding>) -> Vec<Alert> {
         let mut alerts = Vec::new();
         for mut f in findings {
             if let Some(lib) = &f.library {
@@ -148,10 +162,12 @@ impl Correlator {
     /// constructors. A library that defines credential APIs gets `credential_hooks`.
     fn enrich(&mut self, f: &mut Finding) {
         let Some(lib) = &mut f.library else { return };
-        if !lib.exists || !lib.path.starts_with('/') {
-            return;
-        }
-        let facts = self.elf.get(Path::new(&lib.path));
+        let file = match &lib.read_from {
+            Some(p) => p.as_str(),
+            None if lib.exists && lib.path.starts_with('/') => lib.path.as_str(),
+            None => return,
+        };
+        let facts = self.elf.get(Path::new(file));
         if facts.error.is_none() {
             lib.constructors = Some(facts.constructors);
         }

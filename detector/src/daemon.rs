@@ -113,12 +113,16 @@ impl Pipeline {
                     self.events[kind - 1] += 1;
                 }
                 for alert in self.correlator.handle(event) {
-                    if let Some(alert) = self.aggregator.admit(alert, Instant::now()) {
-                        self.emit(&alert);
-                    }
+                    self.admit(alert);
                 }
             }
             Err(e) => log::warn!("dropped a malformed event: {e}"),
+        }
+    }
+
+    fn admit(&mut self, alert: Alert) {
+        if let Some(alert) = self.aggregator.admit(alert, Instant::now()) {
+            self.emit(&alert);
         }
     }
 
@@ -183,8 +187,11 @@ async fn serve(
         Capture::start(kcfg, &watched.directories(), args.ring_buffer_kib * 1024)?;
     let clock = Clock::new();
     let mut correlator = Correlator::new(clock, watched, policy(&cfg));
-    let (seeded, unreadable) = correlator.seed();
-    log::info!("knew {seeded} running processes from /proc ({unreadable} environments unreadable)");
+    let (already, seen, unreadable) = correlator.sweep(std::process::id());
+    log::info!(
+        "swept /proc: {seen} running processes ({unreadable} unreadable), {} alerts for what they already had loaded",
+        already.len()
+    );
     let pipeline = RefCell::new(Pipeline {
         correlator,
         aggregator: Aggregator::new(Duration::from_secs(cfg.thresholds.aggregate_window_secs)),
@@ -193,6 +200,9 @@ async fn serve(
         alerts: 0,
         error: None,
     });
+    for alert in already {
+        pipeline.borrow_mut().admit(alert);
+    }
     if let Some(path) = &args.ready_file {
         OpenOptions::new()
             .create(true)

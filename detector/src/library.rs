@@ -51,6 +51,10 @@ pub struct Library {
     pub hooks: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub constructors: Option<bool>,
+    /// Where the file's bytes can be read when `path` no longer leads to them (a deleted file or
+    /// a memfd still mapped: /proc/<pid>/map_files/<range>).
+    #[serde(skip)]
+    pub read_from: Option<String>,
 }
 
 /// ECS `hash.sha256`.

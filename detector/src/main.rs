@@ -20,6 +20,7 @@ mod preflight;
 mod process;
 mod rules;
 mod sink;
+mod sweep;
 
 use std::process::ExitCode;
 

@@ -7,15 +7,13 @@ use detector_common::LoaderVar;
 use crate::{
     alert::{Ancestor, Process},
     event::{Exec, Exit, Fork, Header},
-    loader_env::last_value,
+    sweep::Seen,
 };
 
 /// Exited processes are kept for late events (events of one process can arrive after its exit
 /// from another CPU) this long, and at most this many.
 const EXITED_TTL_NS: u64 = 30_000_000_000;
 const EXITED_KEPT: usize = 4096;
-/// Kernel threads have no environment or user-space mappings (include/linux/sched.h).
-const PF_KTHREAD: u32 = 0x0020_0000;
 /// Live processes tracked at most (a fork bomb must not eat the daemon's memory).
 const LIVE_MAX: usize = 65536;
 
@@ -81,52 +79,25 @@ impl ProcessTable {
         }
     }
 
-    /// Learns the processes that were running before the daemon, from /proc: what they run, their
-    /// parent, and an LD_PRELOAD in their environment. Returns (seeded, unreadable).
-    pub fn seed_from_proc(&mut self) -> (usize, usize) {
-        let (mut seeded, mut unreadable) = (0, 0);
-        let Ok(all) = procfs::process::all_processes() else {
-            return (0, 0);
+    /// Learns a process that was running before the daemon (from a /proc sweep).
+    pub fn seed(&mut self, seen: &Seen) {
+        let p = &seen.process;
+        let info = ProcInfo {
+            ppid: p.ppid,
+            uid: p.uid,
+            comm: p.comm.clone(),
+            exe: p.exe.clone(),
+            cmdline: p.cmdline.clone(),
+            preload_origin: seen.preload.as_ref().map(|v| {
+                let me = Ancestor {
+                    pid: p.pid,
+                    exe: p.exe.clone(),
+                };
+                (me, v.clone())
+            }),
+            ..Default::default()
         };
-        for p in all.flatten() {
-            let Ok(stat) = p.stat() else {
-                unreadable += 1;
-                continue;
-            };
-            if stat.flags & PF_KTHREAD != 0 {
-                continue;
-            }
-            let pid = p.pid as u32;
-            let hdr = Header {
-                ktime_ns: 0,
-                pid,
-                tid: pid,
-                ppid: stat.ppid as u32,
-                uid: 0,
-                gid: 0,
-                comm: stat.comm,
-            };
-            let mut info = from_proc(&hdr);
-            // Raw, not procfs's map: duplicates and their order matter (the last one wins).
-            match std::fs::read(format!("/proc/{pid}/environ")) {
-                Ok(block) => {
-                    if let Some((value, _)) = last_value(&block, LoaderVar::LdPreload.name()) {
-                        let value = String::from_utf8_lossy(value).into_owned();
-                        info.preload_origin = Some((
-                            Ancestor {
-                                pid,
-                                exe: info.exe.clone(),
-                            },
-                            value,
-                        ));
-                    }
-                }
-                Err(_) => unreadable += 1,
-            }
-            self.insert(pid, info);
-            seeded += 1;
-        }
-        (seeded, unreadable)
+        self.insert(p.pid, info);
     }
 
     pub fn on_fork(&mut self, f: &Fork) {

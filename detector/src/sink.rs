@@ -424,6 +424,7 @@ mod tests {
     fn alert(severity: Severity) -> Alert {
         Alert {
             timestamp: "2026-11-23T09:13:13.595123Z".into(),
+            dataset: crate::alert::DATASET_LIVE,
             rule: "dynamic_linker_hijacking",
             severity,
             risk_score: 1,

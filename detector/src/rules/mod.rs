@@ -12,8 +12,8 @@ use std::collections::BTreeSet;
 
 use crate::{
     alert::{
-        Alert, Clock, Detection, FileChange, Preload, Process, Severity, Target, T1056_004,
-        T1556_003, T1574_006,
+        Alert, Clock, Detection, FileChange, Preload, Process, Severity, Target, DATASET_LIVE,
+        DATASET_SWEEP, T1056_004, T1556_003, T1574_006,
     },
     credential::Catalogue,
     library::Library,
@@ -104,12 +104,18 @@ impl Finding {
         } else {
             "dynamic_linker_hijacking"
         };
-        let timestamp = clock.rfc3339(self.ktime_ns);
+        // A finding from a /proc sweep has no kernel time: it is stamped now.
+        let (timestamp, dataset) = if self.ktime_ns == 0 {
+            (clock.rfc3339_now(), DATASET_SWEEP)
+        } else {
+            (clock.rfc3339(self.ktime_ns), DATASET_LIVE)
+        };
         Alert {
             first_seen: timestamp.clone(),
             last_seen: timestamp.clone(),
             count: 1,
             timestamp,
+            dataset,
             rule,
             severity,
             risk_score: self.detections.len() as u32,

@@ -69,11 +69,16 @@ impl PreloadFile {
 
     /// A mapped library the file lists (for processes whose exec was not seen).
     pub fn on_mmap(&mut self, process: &Process, m: &Mmap) -> Option<Finding> {
+        self.on_mapped(m.hdr.ktime_ns, process, Library::from_kernel(&m.file))
+    }
+
+    /// `lib`, mapped in `process`, if the file lists it.
+    pub fn on_mapped(&mut self, ktime_ns: u64, process: &Process, lib: Library) -> Option<Finding> {
         self.refresh();
-        if !self.libs.contains(&m.file.path) {
+        if !self.libs.contains(&lib.path) {
             return None;
         }
-        Some(self.finding(m.hdr.ktime_ns, process, Library::from_kernel(&m.file)))
+        Some(self.finding(ktime_ns, process, lib))
     }
 
     fn finding(&self, ktime_ns: u64, process: &Process, lib: Library) -> Finding {

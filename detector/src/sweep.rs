@@ -1,0 +1,258 @@
+//! A sweep of /proc, no eBPF: for every process, the loader variables in its environment and the
+//! executable file mappings that are unsafe (memfd, deleted, tmpfs, user-writable) or named in
+//! /etc/ld.so.preload. The daemon sweeps once at start (what was loaded before it came up; the
+//! sweep also seeds its process table); `detector scan` sweeps on demand.
+use std::collections::HashMap;
+
+use detector_common::LoaderVar;
+
+use crate::{
+    alert::Process,
+    event::{Header, LoaderEnv},
+    library::Library,
+    loader_env::last_value,
+    rules::{self, preload_file::PreloadFile, Finding},
+};
+
+/// Kernel threads have no environment or user-space mappings (include/linux/sched.h).
+const PF_KTHREAD: u32 = 0x0020_0000;
+
+/// One running process as /proc shows it.
+pub struct Seen {
+    pub process: Process,
+    /// Its LD_PRELOAD value (the one the loader used: the last), when it has one.
+    pub preload: Option<String>,
+}
+
+#[derive(Default)]
+pub struct Sweep {
+    pub processes: Vec<Seen>,
+    pub findings: Vec<Finding>,
+    /// Processes whose environment or mappings could not be read (not root, or gone).
+    pub unreadable: usize,
+}
+
+/// Sweeps every process but `skip_pid` (the daemon itself).
+pub fn processes(preload_file: &mut PreloadFile, skip_pid: u32) -> Sweep {
+    let mut sweep = Sweep::default();
+    let Ok(all) = procfs::process::all_processes() else {
+        sweep.unreadable += 1;
+        return sweep;
+    };
+    let mut libraries: HashMap<String, Library> = HashMap::new();
+    for p in all.flatten() {
+        let Ok(stat) = p.stat() else {
+            continue; // gone
+        };
+        if stat.flags & PF_KTHREAD != 0 || p.pid as u32 == skip_pid {
+            continue;
+        }
+        let process = Process {
+            pid: p.pid as u32,
+            ppid: stat.ppid as u32,
+            uid: p.uid().unwrap_or(u32::MAX),
+            comm: stat.comm.clone(),
+            exe: p.exe().map(|e| e.display().to_string()).unwrap_or_default(),
+            cmdline: p.cmdline().map(|c| c.join(" ")).unwrap_or_default(),
+        };
+        let mut readable = true;
+        let mut preload = None;
+        // Raw, not procfs's map: duplicates and their order matter (the last one wins).
+        match std::fs::read(format!("/proc/{}/environ", process.pid)) {
+            Ok(block) => {
+                for var in [LoaderVar::LdPreload, LoaderVar::LdAudit] {
+                    if let Some((value, n)) = last_value(&block, var.name()) {
+                        let value = String::from_utf8_lossy(value).into_owned();
+                        let env = loader_env(&process, var, &value, n as u32);
+                        sweep
+                            .findings
+                            .extend(rules::loader_env::evaluate(&process, &env));
+                        if var == LoaderVar::LdPreload {
+                            preload = Some(value);
+                        }
+                    }
+                }
+            }
+            Err(_) => readable = false,
+        }
+        match std::fs::read_to_string(format!("/proc/{}/maps", process.pid)) {
+            Ok(maps) => {
+                for m in executable_files(&maps) {
+                    let exe = process.exe.strip_suffix(" (deleted)");
+                    if m.path == exe.unwrap_or(&process.exe) {
+                        continue; // the program itself, mapped by the kernel at exec
+                    }
+                    let lib = libraries
+                        .entry(m.path.clone())
+                        .or_insert_with(|| m.library())
+                        .clone();
+                    let lib = Library {
+                        read_from: Some(format!("/proc/{}/map_files/{}", process.pid, m.range)),
+                        ..lib
+                    };
+                    if let Some(f) = preload_file.on_mapped(0, &process, lib.clone()) {
+                        sweep.findings.push(f);
+                    } else if lib.is_unsafe() {
+                        let mut f = Finding::new(
+                            0,
+                            process.clone(),
+                            crate::alert::Detection::UnsafeLibrary,
+                        );
+                        f.library = Some(lib);
+                        sweep.findings.push(f);
+                    }
+                }
+            }
+            Err(_) => readable = false,
+        }
+        if !readable {
+            sweep.unreadable += 1;
+        }
+        sweep.processes.push(Seen { process, preload });
+    }
+    sweep
+}
+
+fn loader_env(process: &Process, var: LoaderVar, value: &str, occurrences: u32) -> LoaderEnv {
+    LoaderEnv {
+        hdr: Header {
+            ktime_ns: 0,
+            pid: process.pid,
+            tid: process.pid,
+            ppid: process.ppid,
+            uid: process.uid,
+            gid: 0,
+            comm: process.comm.clone(),
+        },
+        var,
+        occurrences,
+        index: 0,
+        value_len: value.len() as u32,
+        head: value.to_owned(),
+        tail: String::new(),
+        truncated: false,
+    }
+}
+
+/// One executable file mapping from /proc/<pid>/maps.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Mapping {
+    /// "start-end", as /proc/<pid>/map_files names it.
+    pub range: String,
+    pub path: String,
+    pub device: String,
+    pub inode: u64,
+    pub deleted: bool,
+}
+
+impl Mapping {
+    fn library(&self) -> Library {
+        let memfd = self.path.starts_with("/memfd:");
+        let mut lib = if memfd || self.deleted {
+            Library {
+                path: self.path.clone(),
+                ..Library::default()
+            }
+        } else {
+            Library::inspect(&self.path)
+        };
+        lib.inode = Some(self.inode);
+        lib.device = Some(self.device.clone());
+        let reason = if memfd {
+            Some("memfd")
+        } else if self.deleted {
+            Some("deleted")
+        } else {
+            None
+        };
+        if let Some(r) = reason {
+            lib.unsafe_reasons.insert(0, r);
+        }
+        lib
+    }
+}
+
+/// The executable mappings of files, one per file (the first), in a maps text.
+pub fn executable_files(maps: &str) -> Vec<Mapping> {
+    let mut out: Vec<Mapping> = Vec::new();
+    for line in maps.lines() {
+        let mut fields = line.splitn(6, ' ');
+        let (Some(range), Some(perms), Some(_offset), Some(dev), Some(inode)) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+        ) else {
+            continue;
+        };
+        let path = fields.next().unwrap_or("").trim_start();
+        if !perms.contains('x') || !path.starts_with('/') {
+            continue;
+        }
+        let (path, deleted) = match path.strip_suffix(" (deleted)") {
+            Some(p) => (p, true),
+            None => (path, false),
+        };
+        if out.iter().any(|m| m.path == path) {
+            continue;
+        }
+        // /proc shows the device as hex major:minor; alerts use decimal, as the kernel path does.
+        let device = dev
+            .split_once(':')
+            .and_then(|(a, b)| {
+                Some(format!(
+                    "{}:{}",
+                    u32::from_str_radix(a, 16).ok()?,
+                    u32::from_str_radix(b, 16).ok()?
+                ))
+            })
+            .unwrap_or_else(|| dev.to_owned());
+        out.push(Mapping {
+            range: range.to_owned(),
+            path: path.to_owned(),
+            device,
+            inode: inode.parse().unwrap_or(0),
+            deleted,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_lines() {
+        let maps = "\
+55d0c8a00000-55d0c8a02000 r--p 00000000 fd:01 1234 /usr/bin/cat
+55d0c8a02000-55d0c8a07000 r-xp 00002000 fd:01 1234 /usr/bin/cat
+7f0000000000-7f0000001000 r-xp 00000000 00:01 77 /memfd:payload (deleted)
+7f0000002000-7f0000003000 r-xp 00000000 00:1a 78 /dev/shm/x.so (deleted)
+7f0000004000-7f0000005000 r-xp 00000000 00:00 0 [vdso]
+7f0000006000-7f0000007000 rw-p 00000000 00:00 0
+7f0000008000-7f0000009000 r-xp 00000000 08:02 99 /usr/lib/x86_64-linux-gnu/libc.so.6
+7f000000a000-7f000000b000 r-xp 00000000 08:02 99 /usr/lib/x86_64-linux-gnu/libc.so.6
+7f000000c000-7f000000d000 r-xp 00000000 08:02 100 /opt/with space/lib.so
+";
+        let m = executable_files(maps);
+        let paths: Vec<&str> = m.iter().map(|m| m.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/usr/bin/cat",
+                "/memfd:payload",
+                "/dev/shm/x.so",
+                "/usr/lib/x86_64-linux-gnu/libc.so.6",
+                "/opt/with space/lib.so"
+            ]
+        );
+        assert_eq!(m[0].device, "253:1");
+        assert_eq!(m[0].range, "55d0c8a02000-55d0c8a07000");
+        assert!(m[1].deleted && m[2].deleted && !m[3].deleted);
+        assert_eq!(m[1].library().unsafe_reasons, ["memfd"]);
+        assert_eq!(m[2].library().unsafe_reasons[0], "deleted");
+        assert!(!m[3].library().is_unsafe());
+    }
+}
