@@ -136,6 +136,7 @@ mod tests {
             preload: None,
             file: None,
             target: None,
+            config: None,
             count: 1,
             first_seen: ts.into(),
             last_seen: ts.into(),

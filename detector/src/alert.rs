@@ -32,6 +32,10 @@ pub enum Detection {
     CredentialHooks,
     CredentialProcess,
     MemoryTamper,
+    /// Found by a sweep: /etc/ld.so.conf(.d) names a directory a non-root user can write.
+    UnsafeLoaderPath,
+    /// Found by a sweep: a PAM configuration names a module outside the system directories.
+    UnsafePamModule,
 }
 
 /// `event.dataset`: seen as it happened (kernel events) or found in place by a /proc sweep.
@@ -46,7 +50,7 @@ pub const T1055_009: &str = "T1055.009";
 
 /// Field names are Elastic Common Schema's (`process.name`, `process.executable`,
 /// `process.command_line`, `process.parent.pid`, `process.user.id`).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Process {
     pub pid: u32,
     #[serde(rename = "parent", serialize_with = "pid_object")]
@@ -59,6 +63,13 @@ pub struct Process {
     pub exe: String,
     #[serde(rename = "command_line")]
     pub cmdline: String,
+}
+
+impl Process {
+    /// No process (a finding about a configuration file); pid 0 is never a user process.
+    pub fn is_none(&self) -> bool {
+        self.pid == 0
+    }
 }
 
 fn pid_object<S: serde::Serializer>(pid: &u32, s: S) -> Result<S::Ok, S::Error> {
@@ -109,6 +120,15 @@ pub struct FileChange {
     pub paths: Vec<String>,
 }
 
+/// A configuration file's line, for what a sweep found in it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ConfigLine {
+    pub path: String,
+    /// 1-based.
+    pub line: usize,
+    pub text: String,
+}
+
 /// The process whose memory was written.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Target {
@@ -139,6 +159,7 @@ pub struct Alert {
     pub preload: Option<Preload>,
     pub file: Option<FileChange>,
     pub target: Option<Target>,
+    pub config: Option<ConfigLine>,
     /// Times this alert was seen (same rule, program, library or file, detections) within the
     /// aggregation window; a summary with the final count follows when it is above 1.
     pub count: u64,
@@ -200,6 +221,7 @@ impl Serialize for Alert {
             detections: &'a BTreeSet<Detection>,
             count: u64,
             threat: Threat<'a>,
+            #[serde(skip_serializing_if = "Process::is_none")]
             process: &'a Process,
             #[serde(skip_serializing_if = "Option::is_none")]
             library: Option<&'a Library>,
@@ -209,6 +231,8 @@ impl Serialize for Alert {
             file: Option<&'a FileChange>,
             #[serde(skip_serializing_if = "Option::is_none")]
             target: Option<&'a Target>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            config: Option<&'a ConfigLine>,
         }
         Out {
             timestamp: &self.timestamp,
@@ -236,6 +260,7 @@ impl Serialize for Alert {
             preload: self.preload.as_ref(),
             file: self.file.as_ref(),
             target: self.target.as_ref(),
+            config: self.config.as_ref(),
         }
         .serialize(s)
     }

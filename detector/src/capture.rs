@@ -75,6 +75,16 @@ const TRACEPOINTS: &[Tp] = &[
 /// BTF tracepoints (tp_btf): typed arguments, e.g. the child task of a fork.
 const BTF_TRACEPOINTS: &[&str] = &["sched_process_fork"];
 
+/// The tracepoints the programs attach to: (category, name, required).
+pub fn tracepoints() -> impl Iterator<Item = (&'static str, &'static str, bool)> {
+    TRACEPOINTS.iter().map(|t| (t.category, t.name, t.required))
+}
+
+/// The BTF tracepoints (tp_btf) the programs attach to.
+pub fn btf_tracepoints() -> &'static [&'static str] {
+    BTF_TRACEPOINTS
+}
+
 pub struct Capture {
     _ebpf: Ebpf,
     /// Owned links: dropping one detaches it. `detach` drops them in parallel, since each
@@ -192,6 +202,11 @@ impl Capture {
             },
             KernelLog(logger),
         ))
+    }
+
+    /// How many programs are attached.
+    pub fn attached(&self) -> usize {
+        self.links.len()
     }
 
     /// Waits for records and hands each to `f`.

@@ -1,7 +1,7 @@
 //! Command-line flags, defined once.
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -25,8 +25,31 @@ impl Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Load the eBPF programs and print one JSON alert per line on stdout until SIGINT/SIGTERM.
+    /// Load the eBPF programs and report, until SIGINT/SIGTERM, every shared object that gets into
+    /// a process by a loader mechanism or from an unsafe place (the daemon).
     Run(RunArgs),
+    /// Sweep running processes and the loader and PAM configuration once, without eBPF.
+    /// Exit 0 when clean, 1 when there are findings, 2 on error.
+    Scan(ScanArgs),
+    /// Look at shared objects: which credential APIs they interpose, constructors, SHA-256,
+    /// owner and mode. Exit 0, 1 when one interposes a credential API, 2 on error.
+    Analyze(AnalyzeArgs),
+    /// Say what this kernel offers (BTF, ring buffer, tracepoints, tp_btf, LSM, fentry) and which
+    /// capture path the daemon will use, and why. Exit 0 when the daemon can run, else 2.
+    Check(CheckArgs),
+    /// Print a shell completion script on stdout.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout.
+    Man,
+}
+
+/// How findings are written.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object per line (the alert schema).
+    Json,
+    /// A readable, coloured line per alert (colour only on a terminal, and not with NO_COLOR).
+    Text,
 }
 
 #[derive(Args, Debug)]
@@ -34,6 +57,9 @@ pub struct RunArgs {
     /// Configuration file (TOML). Missing at the default path: built-in defaults.
     #[arg(long, value_name = "PATH", default_value = crate::config::DEFAULT_PATH)]
     pub config: PathBuf,
+    /// How alerts are written on stdout (the configuration's other outputs are always JSON).
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
     /// Touch this file once every program is attached (scripts and tests wait for it).
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
@@ -45,10 +71,64 @@ pub struct RunArgs {
     pub ring_buffer_kib: u32,
 }
 
+#[derive(Args, Debug)]
+pub struct ScanArgs {
+    /// JSON lines (the daemon's alert schema) even on a terminal; without it a terminal gets a
+    /// table and a pipe gets JSON lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Sweep only these processes (repeatable); the configuration files are always checked.
+    #[arg(long, value_name = "PID")]
+    pub pid: Vec<u32>,
+    /// Configuration file for the catalogue, allowlists and minimum severity.
+    #[arg(long, value_name = "PATH", default_value = crate::config::DEFAULT_PATH)]
+    pub config: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct AnalyzeArgs {
+    /// Shared objects to look at.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// One JSON object per file, even on a terminal.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// A JSON object instead of the readable report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
 fn ring_size(s: &str) -> Result<u32, String> {
     let v: u32 = s.parse().map_err(|e| format!("{e}"))?;
     if !(64..=1 << 20).contains(&v) || !v.is_power_of_two() {
         return Err("must be a power of two from 64 to 1048576".into());
     }
     Ok(v)
+}
+
+/// `detector completions SHELL`.
+pub fn completions(args: &CompletionsArgs) {
+    clap_complete::generate(
+        args.shell,
+        &mut Cli::command(),
+        "detector",
+        &mut std::io::stdout(),
+    );
+}
+
+/// `detector man`.
+pub fn man() -> anyhow::Result<()> {
+    clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+    Ok(())
 }

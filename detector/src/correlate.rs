@@ -6,6 +6,7 @@ use detector_common::LoaderVar;
 
 use crate::{
     alert::{Alert, Clock, Detection, Severity},
+    config::Config,
     credential::Catalogue,
     elf::{ElfCache, DEFAULT_CACHE_CAPACITY},
     event::Event,
@@ -38,6 +39,26 @@ impl Default for Policy {
 }
 
 impl Policy {
+    pub fn from_config(cfg: &Config) -> Self {
+        Policy {
+            catalogue: Catalogue::new(&cfg.catalogue.extra),
+            allow_libraries: cfg
+                .allow
+                .library
+                .iter()
+                .map(|l| (l.path.clone(), l.sha256.clone()))
+                .collect(),
+            allow_processes: cfg.allow.process.iter().map(|p| p.exe.clone()).collect(),
+            min_severity: match cfg.thresholds.min_severity.rank() {
+                0 => Severity::Info,
+                1 => Severity::Low,
+                2 => Severity::Medium,
+                3 => Severity::High,
+                _ => Severity::Critical,
+            },
+        }
+    }
+
     fn allows(&self, a: &Alert) -> bool {
         let library = a.library.as_ref().is_some_and(|lib| {
             self.allow_libraries.iter().any(|(path, sha)| {
@@ -73,14 +94,16 @@ impl Correlator {
         self.policy = policy;
     }
 
-    /// Sweeps /proc: learns the processes already running (what they run, an LD_PRELOAD in
-    /// their environment) and returns the alerts for what they already have loaded, with the
-    /// number of processes seen and of those that could not be read.
-    pub fn sweep(&mut self, skip_pid: u32) -> (Vec<Alert>, usize, usize) {
-        let sweep = sweep::processes(&mut self.preload_file, skip_pid);
+    /// Sweeps /proc and the loader and PAM configuration under `etc`: learns the processes
+    /// already running (what they run, an LD_PRELOAD in their environment) and returns the
+    /// alerts for what they already have loaded and what the configuration makes them load, with
+    /// the number of processes seen and of those that could not be read.
+    pub fn sweep(&mut self, only: sweep::Only, etc: &Path) -> (Vec<Alert>, usize, usize) {
+        let mut sweep = sweep::processes(&mut self.preload_file, only);
         for seen in &sweep.processes {
             self.procs.seed(seen);
         }
+        sweep.findings.extend(sweep::files(etc));
         let alerts = self.score(sweep.findings);
         (alerts, sweep.processes.len(), sweep.unreadable)
     }
@@ -144,7 +167,7 @@ impl Correlator {
     fn score(&mut self, findings: Vec<Finding>) -> Vec<Alert> {
         let mut alerts = Vec::new();
         for mut f in findings {
-            if let Some(lib) = &f.library {
+            if let (Some(lib), false) = (&f.library, f.process.is_none()) {
                 if !self.procs.first_alert(f.process.pid, &lib.path) {
                     continue;
                 }

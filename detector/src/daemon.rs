@@ -3,6 +3,7 @@
 use std::{
     cell::RefCell,
     fs::OpenOptions,
+    path::Path,
     process::ExitCode,
     time::{Duration, Instant},
 };
@@ -14,16 +15,17 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
     aggregate::Aggregator,
-    alert::{Alert, Clock, Severity},
+    alert::{Alert, Clock},
     capture::{report_loss, Capture},
-    cli::RunArgs,
+    cli::{Format, RunArgs},
     config::{self, Config, SyslogTarget},
     correlate::{Correlator, Policy},
-    credential::Catalogue,
     event::decode,
     kernel, notify, preflight,
     rules::config_change::Watched,
     sink::{Fanout, FileSink, JsonLines, Sink, SyslogAddr, SyslogSink},
+    sweep::Only,
+    text::TextLines,
 };
 
 /// How often the ring buffer is drained when no wake-up came (the programs wake the daemon only
@@ -42,30 +44,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     rt.block_on(serve(args, cfg, kcfg, explicit))
 }
 
-fn policy(cfg: &Config) -> Policy {
-    Policy {
-        catalogue: Catalogue::new(&cfg.catalogue.extra),
-        allow_libraries: cfg
-            .allow
-            .library
-            .iter()
-            .map(|l| (l.path.clone(), l.sha256.clone()))
-            .collect(),
-        allow_processes: cfg.allow.process.iter().map(|p| p.exe.clone()).collect(),
-        min_severity: match cfg.thresholds.min_severity.rank() {
-            0 => Severity::Info,
-            1 => Severity::Low,
-            2 => Severity::Medium,
-            3 => Severity::High,
-            _ => Severity::Critical,
-        },
-    }
-}
-
-fn sinks(cfg: &Config) -> Result<Fanout> {
+fn sinks(cfg: &Config, format: Format) -> Result<Fanout> {
     let mut out: Vec<Box<dyn Sink + Send>> = Vec::new();
     if cfg.output.stdout {
-        out.push(Box::new(JsonLines(std::io::stdout())));
+        match format {
+            Format::Json => out.push(Box::new(JsonLines(std::io::stdout()))),
+            Format::Text => out.push(Box::new(TextLines::stdout())),
+        }
     }
     if let Some(path) = &cfg.output.file {
         out.push(Box::new(FileSink::open(path)?));
@@ -186,8 +171,9 @@ async fn serve(
     let (mut capture, mut kernel_log) =
         Capture::start(kcfg, &watched.directories(), args.ring_buffer_kib * 1024)?;
     let clock = Clock::new();
-    let mut correlator = Correlator::new(clock, watched, policy(&cfg));
-    let (already, seen, unreadable) = correlator.sweep(std::process::id());
+    let mut correlator = Correlator::new(clock, watched, Policy::from_config(&cfg));
+    let (already, seen, unreadable) =
+        correlator.sweep(Only::AllBut(std::process::id()), Path::new("/etc"));
     log::info!(
         "swept /proc: {seen} running processes ({unreadable} unreadable), {} alerts for what they already had loaded",
         already.len()
@@ -195,7 +181,7 @@ async fn serve(
     let pipeline = RefCell::new(Pipeline {
         correlator,
         aggregator: Aggregator::new(Duration::from_secs(cfg.thresholds.aggregate_window_secs)),
-        sinks: sinks(&cfg)?,
+        sinks: sinks(&cfg, args.format)?,
         events: [0; 7],
         alerts: 0,
         error: None,
@@ -243,11 +229,11 @@ async fn serve(
             _ = sighup.recv() => {
                 // A bad file keeps the running configuration; sinks reopen (logrotate).
                 match config::load(&args.config, explicit) {
-                    Ok(new) => match sinks(&new) {
+                    Ok(new) => match sinks(&new, args.format) {
                         Ok(s) => {
                             let mut p = pipeline.borrow_mut();
                             p.sinks = s;
-                            p.correlator.set_policy(policy(&new));
+                            p.correlator.set_policy(Policy::from_config(&new));
                             p.aggregator.set_window(Duration::from_secs(new.thresholds.aggregate_window_secs));
                             if new.thresholds.stats_interval_secs != stats_secs {
                                 stats_secs = new.thresholds.stats_interval_secs;

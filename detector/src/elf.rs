@@ -87,10 +87,9 @@ pub struct ElfFacts {
     /// Names from [`CREDENTIAL_APIS`] that the file defines as dynamic functions; sorted,
     /// deduplicated.
     pub hooks: Vec<String>,
-    /// The file has load-time code: a non-empty `.init_array`/`DT_INIT_ARRAY`
-    /// (or `DT_PREINIT_ARRAY`), a `DT_INIT`, or a non-empty `.ctors` section.
-    /// Note that ordinary gcc-linked objects get `DT_INIT` (`_init`) and a one-entry
-    /// `.init_array` (`frame_dummy`) from the C runtime, so this is usually true.
+    /// The file has load-time code of its own: more than the one `.init_array`/`DT_INIT_ARRAY`
+    /// entry the C runtime adds (`frame_dummy`), a `DT_PREINIT_ARRAY`, or `.ctors` entries
+    /// beyond its two sentinels. `DT_INIT` (`_init`, from crti) does not count.
     pub constructors: bool,
     /// One-line reason the file could not be read or (fully) parsed.
     pub error: Option<String>,
@@ -106,10 +105,6 @@ impl ElfFacts {
 }
 
 /// Reads `path` once, hashes it and looks for interposed credential APIs and constructors.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "for `detector analyze` (issue 5)")
-)]
 pub fn analyze(path: &Path) -> ElfFacts {
     match open(path) {
         Ok((file, meta)) => analyze_open(file, &meta, MAX_FILE_SIZE),
@@ -224,6 +219,10 @@ fn inspect<Elf: FileHeader<Endian = object::Endianness>>(
         .collect();
     hooks.sort_unstable();
     hooks.dedup();
+    // The real provider defines its own API: libc defines read(), libpam pam_authenticate().
+    if let Some(soname) = soname(file) {
+        hooks.retain(|api| provider(api) != soname_base(&soname));
+    }
 
     let (dynamic_ctors, error) = match dynamic_constructors(file) {
         Ok(found) => (found, None),
@@ -233,8 +232,51 @@ fn inspect<Elf: FileHeader<Endian = object::Endianness>>(
     (hooks, constructors, error)
 }
 
-/// `DT_INIT`, or a non-empty `DT_INIT_ARRAY`/`DT_PREINIT_ARRAY`. Reads `PT_DYNAMIC`
-/// (present even when the section headers were stripped), else `SHT_DYNAMIC`.
+/// The library that really provides a credential API (a soname without ".so..."); `pam_sm_*`
+/// are implemented by every PAM module, so by none in particular.
+fn provider(api: &str) -> &'static str {
+    if api.starts_with("SSL_") {
+        "libssl"
+    } else if api.starts_with("gnutls_") {
+        "libgnutls"
+    } else if api.starts_with("libssh2_") {
+        "libssh2"
+    } else if api.starts_with("ssh_") {
+        "libssh"
+    } else if api.starts_with("pam_sm_") {
+        ""
+    } else if api.starts_with("pam_") {
+        "libpam"
+    } else if api.starts_with("crypt") {
+        "libcrypt"
+    } else {
+        "libc"
+    }
+}
+
+fn soname_base(soname: &str) -> &str {
+    soname.split(".so").next().unwrap_or(soname)
+}
+
+/// `DT_SONAME`, from the `.dynstr` section.
+fn soname<Elf: FileHeader<Endian = object::Endianness>>(file: &ElfFile<'_, Elf>) -> Option<String> {
+    let endian = file.endian();
+    let (entries, _) = file
+        .elf_section_table()
+        .dynamic(endian, file.data())
+        .ok()??;
+    let offset = entries.iter().find_map(|e| {
+        let tag: u64 = e.d_tag(endian).into();
+        (tag == u64::from(elf::DT_SONAME)).then(|| e.d_val(endian).into())
+    })?;
+    let dynstr = file.section_by_name(".dynstr")?.data().ok()?;
+    let rest = dynstr.get(usize::try_from(offset).ok()?..)?;
+    let end = rest.iter().position(|&b| b == 0)?;
+    Some(String::from_utf8_lossy(&rest[..end]).into_owned())
+}
+
+/// A `DT_INIT_ARRAY` longer than the C runtime's one entry, or a non-empty `DT_PREINIT_ARRAY`.
+/// Reads `PT_DYNAMIC` (present even when the section headers were stripped), else `SHT_DYNAMIC`.
 fn dynamic_constructors<Elf: FileHeader<Endian = object::Endianness>>(
     file: &ElfFile<'_, Elf>,
 ) -> object::Result<bool> {
@@ -256,14 +298,13 @@ fn dynamic_constructors<Elf: FileHeader<Endian = object::Endianness>>(
     let Some(entries) = entries else {
         return Ok(false);
     };
-    let (mut init, mut init_array, mut init_array_size) = (false, false, 0u64);
+    let (mut init_array, mut init_array_size) = (false, 0u64);
     let (mut preinit_array, mut preinit_array_size) = (false, 0u64);
     for entry in entries {
         let tag: u64 = entry.d_tag(endian).into();
         let val: u64 = entry.d_val(endian).into();
         match u32::try_from(tag) {
             Ok(elf::DT_NULL) => break,
-            Ok(elf::DT_INIT) => init = val != 0,
             Ok(elf::DT_INIT_ARRAY) => init_array = true,
             Ok(elf::DT_INIT_ARRAYSZ) => init_array_size = val,
             Ok(elf::DT_PREINIT_ARRAY) => preinit_array = true,
@@ -271,7 +312,8 @@ fn dynamic_constructors<Elf: FileHeader<Endian = object::Endianness>>(
             _ => {}
         }
     }
-    Ok(init || (init_array && init_array_size > 0) || (preinit_array && preinit_array_size > 0))
+    let word = if file.is_64() { 8 } else { 4 };
+    Ok((init_array && init_array_size > word) || (preinit_array && preinit_array_size > 0))
 }
 
 /// A non-empty `SHT_INIT_ARRAY`/`SHT_PREINIT_ARRAY`/`.init_array` or `.ctors` section.
@@ -279,15 +321,18 @@ fn section_constructors<Elf: FileHeader<Endian = object::Endianness>>(
     file: &ElfFile<'_, Elf>,
 ) -> bool {
     let endian = file.endian();
+    let word: u64 = if file.is_64() { 8 } else { 4 };
     let by_type = file.elf_section_table().iter().any(|header| {
         matches!(
             header.sh_type(endian),
             elf::SHT_INIT_ARRAY | elf::SHT_PREINIT_ARRAY
-        ) && header.sh_size(endian).into() > 0
+        ) && header.sh_size(endian).into() > word
     });
     by_type
-        || file.sections().any(|section| {
-            matches!(section.name(), Ok(".init_array" | ".ctors")) && section.size() > 0
+        || file.sections().any(|section| match section.name() {
+            Ok(".init_array") => section.size() > word,
+            Ok(".ctors") => section.size() > 2 * word,
+            _ => false,
         })
 }
 
@@ -510,6 +555,8 @@ int not_a_credential_api(void) { return 2; }
         let facts = analyze(&so);
         assert_eq!(facts.error, None);
         assert_eq!(facts.hooks, vec!["read".to_owned()]);
+        // No constructor of its own (the C runtime's frame_dummy and _init do not count).
+        assert!(!facts.constructors);
         let sha = facts.sha256.expect("sha256");
         assert_eq!(sha.len(), 64);
         assert!(sha
@@ -549,9 +596,8 @@ int not_a_credential_api(void) { return 2; }
         let facts = analyze(libc);
         assert_eq!(facts.error, None, "{facts:?}");
         assert!(facts.sha256.is_some());
-        // libc defines these itself: expected, not a hook by itself.
-        assert!(facts.hooks.iter().any(|h| h == "read"), "{:?}", facts.hooks);
-        assert!(facts.hooks.windows(2).all(|w| w[0] < w[1]));
+        // libc provides these itself (its soname says so): not hooks.
+        assert!(facts.hooks.is_empty(), "{:?}", facts.hooks);
     }
 
     #[test]

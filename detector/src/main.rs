@@ -4,7 +4,9 @@
 //! → correlate (`correlate`, `rules`) → alert (`alert`) → sink (`sink`).
 mod aggregate;
 mod alert;
+mod analyze;
 mod capture;
+mod check;
 mod cli;
 mod config;
 mod correlate;
@@ -19,8 +21,10 @@ mod notify;
 mod preflight;
 mod process;
 mod rules;
+mod scan;
 mod sink;
 mod sweep;
+mod text;
 
 use std::process::ExitCode;
 
@@ -33,6 +37,14 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         cli::Command::Run(args) => daemon::run(args),
+        cli::Command::Scan(args) => scan::run(args),
+        cli::Command::Analyze(args) => analyze::run(args),
+        cli::Command::Check(args) => check::run(args),
+        cli::Command::Completions(args) => {
+            cli::completions(&args);
+            Ok(ExitCode::SUCCESS)
+        }
+        cli::Command::Man => cli::man().map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -29,7 +29,7 @@ pub fn check() -> Result<&'static str> {
     Ok(tracefs)
 }
 
-fn check_privileges() -> Result<()> {
+pub fn check_privileges() -> Result<()> {
     let status = fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
     let cap_eff = status
         .lines()
@@ -47,7 +47,7 @@ fn check_privileges() -> Result<()> {
 
 /// Finds tracefs; mounts it at /sys/kernel/tracing when it is not mounted (it is not at boot
 /// on some machines).
-fn ensure_tracefs() -> Result<&'static str> {
+pub fn ensure_tracefs() -> Result<&'static str> {
     if let Some(p) = TRACEFS_PATHS
         .iter()
         .find(|p| Path::new(p).join("events").is_dir())

@@ -443,6 +443,7 @@ mod tests {
             preload: None,
             file: None,
             target: None,
+            config: None,
             count: 1,
             first_seen: "2026-11-23T09:13:13.595123Z".into(),
             last_seen: "2026-11-23T09:13:13.595123Z".into(),

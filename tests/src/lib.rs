@@ -84,6 +84,8 @@ pub struct Daemon {
     child: Child,
     _one: std::sync::MutexGuard<'static, ()>,
     alerts: Arc<Mutex<Vec<Value>>>,
+    /// stdout lines, as written (with `--format text`, the only record).
+    lines: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<String>>,
     _dir: TempDir,
 }
@@ -116,14 +118,19 @@ impl Daemon {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", detector_bin().display()));
         let alerts = Arc::new(Mutex::new(Vec::new()));
+        let lines = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let out = child.stdout.take().unwrap();
-        let a = alerts.clone();
+        let (a, l) = (alerts.clone(), lines.clone());
+        let text = extra.windows(2).any(|w| w == ["--format", "text"]);
         thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let v: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
-                a.lock().unwrap().push(v);
+                if !text {
+                    let v: Value = serde_json::from_str(&line)
+                        .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+                    a.lock().unwrap().push(v);
+                }
+                l.lock().unwrap().push(line);
             }
         });
         let err = child.stderr.take().unwrap();
@@ -151,6 +158,7 @@ impl Daemon {
             child,
             _one: one,
             alerts,
+            lines,
             stderr,
             _dir: dir,
         }
@@ -170,6 +178,23 @@ impl Daemon {
                     self.stderr.lock().unwrap()
                 );
             }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits up to 10 s for a stdout line matching `pred` (for `--format text`).
+    pub fn expect_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(l) = self.lines.lock().unwrap().iter().find(|l| pred(l)) {
+                return l.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line for {what} within 10 s; stdout:\n{}\nstderr:\n{}",
+                self.lines.lock().unwrap().join("\n"),
+                self.stderr.lock().unwrap()
+            );
             thread::sleep(Duration::from_millis(20));
         }
     }
@@ -246,4 +271,34 @@ pub fn has(v: &Value, array: &str, item: &str) -> bool {
         .fold(v, |v, k| &v[k])
         .as_array()
         .is_some_and(|a| a.iter().any(|x| x == item))
+}
+
+/// A process that has `lib` loaded (by `mode`, see loadlib.c) and waits; killed on drop.
+pub struct Holder(pub Child);
+
+impl Holder {
+    pub fn start(loadlib: &Path, mode: &str, lib: &Path, preload: Option<&Path>) -> Holder {
+        let mut cmd = Command::new(loadlib);
+        cmd.arg(mode)
+            .arg(lib)
+            .env("LOADLIB_WAIT", "1")
+            .stdout(Stdio::piped());
+        if let Some(p) = preload {
+            cmd.env("LD_PRELOAD", p);
+        }
+        let mut child = cmd.spawn().expect("start loadlib");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "loaded", "loadlib {mode} did not load {lib:?}");
+        Holder(child)
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -310,10 +310,12 @@ fn atomic_t1574_006_1_etc_ld_so_preload() {
     let guard = PreloadFileGuard(std::fs::read("/etc/ld.so.preload").ok());
     std::fs::write("/etc/ld.so.preload", format!("{lib}\n")).unwrap();
     trigger(Command::new("ssh").arg("-V"));
-    drop(guard);
+    // The file stays until the daemon has seen the exec: it reads the list when it handles the
+    // event (as with a real attack, where the file stays).
     let a = d.expect_alert("ssh loading a library from /etc/ld.so.preload", |a| {
         s(a, "process.name") == "ssh" && s(a, "library.path") == lib
     });
+    drop(guard);
     for det in [
         "preload_file",
         "credential_process",

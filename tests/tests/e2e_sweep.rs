@@ -1,42 +1,8 @@
 //! Root end-to-end: what was loaded before the daemon started is found by its /proc sweep at
 //! start and alerted on (`event.dataset` = `detector.sweep`) with the process's pid.
-use std::{
-    io::{BufRead as _, BufReader},
-    path::Path,
-    process::{Child, Command, Stdio},
-};
+use std::path::Path;
 
-use detector_tests::{gcc, has, s, Daemon, TempDir};
-
-/// A process that has `lib` loaded (by `mode`, see loadlib.c) and waits; killed on drop.
-struct Holder(Child);
-
-impl Holder {
-    fn start(loadlib: &Path, mode: &str, lib: &Path, preload: Option<&Path>) -> Holder {
-        let mut cmd = Command::new(loadlib);
-        cmd.arg(mode)
-            .arg(lib)
-            .env("LOADLIB_WAIT", "1")
-            .stdout(Stdio::piped());
-        if let Some(p) = preload {
-            cmd.env("LD_PRELOAD", p);
-        }
-        let mut child = cmd.spawn().expect("start loadlib");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "loaded", "loadlib {mode} did not load {lib:?}");
-        Holder(child)
-    }
-}
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use detector_tests::{gcc, has, s, Daemon, Holder, TempDir};
 
 #[test]
 fn preload_and_memfd_loaded_before_start_are_found_at_start() {

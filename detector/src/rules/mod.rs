@@ -12,8 +12,8 @@ use std::collections::BTreeSet;
 
 use crate::{
     alert::{
-        Alert, Clock, Detection, FileChange, Preload, Process, Severity, Target, DATASET_LIVE,
-        DATASET_SWEEP, T1056_004, T1556_003, T1574_006,
+        Alert, Clock, ConfigLine, Detection, FileChange, Preload, Process, Severity, Target,
+        DATASET_LIVE, DATASET_SWEEP, T1056_004, T1556_003, T1574_006,
     },
     credential::Catalogue,
     library::Library,
@@ -28,6 +28,7 @@ pub struct Finding {
     pub preload: Option<Preload>,
     pub file: Option<FileChange>,
     pub target: Option<Target>,
+    pub config: Option<ConfigLine>,
     /// Techniques beyond those the detections imply.
     pub mitre: Vec<&'static str>,
     /// The least severity this finding deserves on its own.
@@ -44,6 +45,7 @@ impl Finding {
             preload: None,
             file: None,
             target: None,
+            config: None,
             mitre: Vec::new(),
             floor: Severity::Low,
         }
@@ -84,11 +86,12 @@ impl Finding {
                     | Detection::AuditLibrary
                     | Detection::UnsafeLibrary
                     | Detection::LoaderConfigChange
+                    | Detection::UnsafeLoaderPath
             )
         }) {
             mitre.push(T1574_006);
         }
-        if d.contains(&Detection::PamConfigChange) {
+        if d.contains(&Detection::PamConfigChange) || d.contains(&Detection::UnsafePamModule) {
             mitre.push(T1556_003);
         }
         mitre.extend(self.mitre.iter().copied());
@@ -97,7 +100,8 @@ impl Finding {
         }
         let rule = if credential || d.contains(&Detection::CredentialHooks) {
             "credential_api_hooking"
-        } else if d.contains(&Detection::PamConfigChange) {
+        } else if d.contains(&Detection::PamConfigChange) || d.contains(&Detection::UnsafePamModule)
+        {
             "pam_tampering"
         } else if d.contains(&Detection::MemoryTamper) {
             "process_memory_tampering"
@@ -126,6 +130,7 @@ impl Finding {
             preload: self.preload,
             file: self.file,
             target: self.target,
+            config: self.config,
         }
     }
 }

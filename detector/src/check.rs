@@ -1,0 +1,288 @@
+//! `detector check`: what this kernel offers the capture, which path the daemon will use, and why.
+//! Each capability is probed for real (BPF map and program loads); as root the whole capture
+//! path is then loaded, attached and detached, which is the only proof that the daemon will run.
+use std::{io::IsTerminal as _, path::Path, process::ExitCode};
+
+use anyhow::Result;
+use aya::{
+    maps::MapType,
+    programs::{LsmAttachType, ProgramType},
+};
+use serde::Serialize;
+
+use crate::{capture, cli::CheckArgs, kernel, preflight, rules::config_change::Watched, text};
+
+#[derive(Serialize)]
+struct Item {
+    name: &'static str,
+    /// None: could not be told (e.g. without privilege).
+    available: Option<bool>,
+    /// Whether the daemon's capture path needs it.
+    required: bool,
+    detail: String,
+}
+
+#[derive(Serialize)]
+struct Report {
+    kernel: String,
+    checks: Vec<Item>,
+    /// The capture path the daemon will use, or None when it cannot run here.
+    capture_path: Option<&'static str>,
+    reason: String,
+}
+
+fn item(name: &'static str, required: bool, r: Result<String, String>) -> Item {
+    match r {
+        Ok(detail) => Item {
+            name,
+            available: Some(true),
+            required,
+            detail,
+        },
+        Err(detail) => Item {
+            name,
+            available: Some(false),
+            required,
+            detail,
+        },
+    }
+}
+
+fn probe(r: Result<bool, impl std::error::Error>, yes: &str, no: &str) -> Result<String, String> {
+    match r {
+        Ok(true) => Ok(yes.to_owned()),
+        Ok(false) => Err(no.to_owned()),
+        Err(e) => {
+            // The probe's own words and the kernel's (EPERM, ...).
+            let mut text = format!("refused: {e}");
+            let mut source = e.source();
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            Err(text)
+        }
+    }
+}
+
+fn inspect() -> Report {
+    let mut checks = Vec::new();
+    let privileged = preflight::check_privileges().is_ok();
+    checks.push(item(
+        "privilege",
+        true,
+        preflight::check_privileges()
+            .map(|()| "root, or CAP_BPF and CAP_PERFMON".to_owned())
+            .map_err(|e| e.to_string()),
+    ));
+    let btf = btf_rs::Btf::from_file(preflight::BTF_PATH);
+    checks.push(item(
+        "btf",
+        true,
+        btf.as_ref()
+            .map(|_| format!("{} (struct offsets are read from it)", preflight::BTF_PATH))
+            .map_err(|e| format!("{}: {e}", preflight::BTF_PATH)),
+    ));
+    let tracefs = preflight::ensure_tracefs();
+    checks.push(item(
+        "tracefs",
+        true,
+        tracefs
+            .as_ref()
+            .map(|p| p.to_string())
+            .map_err(|e| e.to_string()),
+    ));
+    if privileged {
+        checks.push(item(
+            "ring_buffer",
+            true,
+            probe(
+                aya::sys::is_map_supported(MapType::RingBuf),
+                "BPF_MAP_TYPE_RINGBUF",
+                "no BPF ring buffer (Linux 5.8+)",
+            ),
+        ));
+    } else {
+        checks.push(Item {
+            name: "ring_buffer",
+            available: None,
+            required: true,
+            detail: "not probed: needs privilege".into(),
+        });
+    }
+    if let Ok(tracefs) = &tracefs {
+        let missing: Vec<String> = capture::tracepoints()
+            .filter(|(c, n, _)| !Path::new(tracefs).join("events").join(c).join(n).is_dir())
+            .map(|(c, n, req)| format!("{c}/{n}{}", if req { "" } else { " (optional)" }))
+            .collect();
+        let required_missing = capture::tracepoints()
+            .any(|(c, n, req)| req && !Path::new(tracefs).join("events").join(c).join(n).is_dir());
+        let total = capture::tracepoints().count();
+        checks.push(item(
+            "tracepoints",
+            true,
+            if required_missing {
+                Err(format!("missing: {}", missing.join(", ")))
+            } else if missing.is_empty() {
+                Ok(format!("all {total} (sched/*, syscalls/*)"))
+            } else {
+                Ok(format!(
+                    "missing only optional ones: {}",
+                    missing.join(", ")
+                ))
+            },
+        ));
+    }
+    if let Ok(btf) = &btf {
+        let missing: Vec<&str> = capture::btf_tracepoints()
+            .iter()
+            .copied()
+            .filter(|n| {
+                btf.resolve_ids_by_name(&format!("btf_trace_{n}"))
+                    .map_or(true, |ids| ids.is_empty())
+            })
+            .collect();
+        checks.push(item(
+            "tp_btf",
+            true,
+            if missing.is_empty() {
+                Ok(format!("{} in BTF", capture::btf_tracepoints().join(", ")))
+            } else {
+                Err(format!("not in BTF: {}", missing.join(", ")))
+            },
+        ));
+    }
+    let lsm_list = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
+    let lsm_list = lsm_list.trim();
+    let lsm = if !privileged {
+        Err("not probed: needs privilege".to_owned())
+    } else if !lsm_list.is_empty() && !lsm_list.split(',').any(|l| l == "bpf") {
+        Err(format!(
+            "bpf is not an active LSM ({lsm_list}): boot with lsm=...,bpf"
+        ))
+    } else {
+        probe(
+            aya::sys::is_program_supported(ProgramType::Lsm(LsmAttachType::Mac)),
+            "BPF LSM programs load and attach",
+            "BPF LSM programs are not supported",
+        )
+    };
+    checks.push(item("lsm", false, lsm));
+    checks.push(item(
+        "fentry",
+        false,
+        if privileged {
+            probe(
+                aya::sys::is_program_supported(ProgramType::Tracing),
+                "fentry/fexit programs load and attach",
+                "fentry/fexit are not supported",
+            )
+        } else {
+            Err("not probed: needs privilege".to_owned())
+        },
+    ));
+    let blockers: Vec<String> = checks
+        .iter()
+        .filter(|c| c.required && c.available != Some(true))
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
+    let (capture_path, reason) = if !blockers.is_empty() {
+        (
+            None,
+            format!("the daemon cannot run here: {}", blockers.join("; ")),
+        )
+    } else {
+        // Everything needed is there: prove it by loading and attaching every program.
+        match attach_all(tracefs.as_ref().map(|p| *p).unwrap_or_default()) {
+            Ok(n) => (
+                Some("tracepoints"),
+                format!(
+                    "tracepoints: {n} programs loaded, attached and detached just now. This build has \
+                     one capture path (classic and BTF tracepoints + ring buffer); it does not use \
+                     LSM or fentry even where they are available, so those lines are information only."
+                ),
+            ),
+            Err(e) => (None, format!("loading the capture path failed: {e:#}")),
+        }
+    };
+    Report {
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+        checks,
+        capture_path,
+        reason,
+    }
+}
+
+fn attach_all(tracefs: &str) -> Result<usize> {
+    let cfg = kernel::config(preflight::BTF_PATH, tracefs, std::process::id())?;
+    // The capture registers its ring buffer with the runtime, as in the daemon.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let (capture, _log) =
+            capture::Capture::start(cfg, &Watched::discover().directories(), 64 * 1024)?;
+        let n = capture.attached();
+        capture.detach();
+        Ok(n)
+    })
+}
+
+pub fn run(args: CheckArgs) -> Result<ExitCode> {
+    let report = inspect();
+    if args.json || !std::io::stdout().is_terminal() {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        let colour = text::colour_stdout();
+        let rows: Vec<[String; 3]> = report
+            .checks
+            .iter()
+            .map(|c| {
+                [
+                    format!("{}{}", c.name, if c.required { "" } else { " (unused)" }),
+                    match c.available {
+                        Some(true) => "yes",
+                        Some(false) => "no",
+                        None => "?",
+                    }
+                    .to_owned(),
+                    c.detail.clone(),
+                ]
+            })
+            .collect();
+        print!("kernel {}\n\n", report.kernel);
+        print!(
+            "{}",
+            text::render(
+                &["CAPABILITY", "AVAILABLE", "DETAIL"],
+                &rows,
+                |r, col, cell| {
+                    let c = &report.checks[r];
+                    if col == 1 && colour {
+                        let code = match (c.available, c.required) {
+                            (Some(true), _) => "32",
+                            (_, true) => "31",
+                            _ => "33",
+                        };
+                        format!("\x1b[{code}m{cell}\x1b[0m")
+                    } else {
+                        cell.to_owned()
+                    }
+                }
+            )
+        );
+        println!(
+            "\ncapture path: {}\n{}",
+            report.capture_path.unwrap_or("none"),
+            report.reason
+        );
+    }
+    Ok(if report.capture_path.is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}

@@ -1,0 +1,63 @@
+//! `detector scan`: the daemon's start-up sweep, on demand, for a hunter at a shell. Findings use
+//! the daemon's alert schema (one SIEM rule serves both).
+use std::{
+    io::{IsTerminal as _, Write as _},
+    path::Path,
+    process::ExitCode,
+};
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::{
+    alert::Clock,
+    cli::ScanArgs,
+    config,
+    correlate::{Correlator, Policy},
+    rules::config_change::Watched,
+    sweep::Only,
+    text,
+};
+
+pub fn run(args: ScanArgs) -> Result<ExitCode> {
+    let explicit = args.config.as_os_str() != config::DEFAULT_PATH;
+    let cfg = config::load(&args.config, explicit)?;
+    for pid in &args.pid {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            bail!("no process with pid {pid}");
+        }
+    }
+    let only = if args.pid.is_empty() {
+        Only::AllBut(std::process::id())
+    } else {
+        Only::Pids(&args.pid)
+    };
+    let mut correlator =
+        Correlator::new(Clock::new(), Watched::discover(), Policy::from_config(&cfg));
+    let (alerts, seen, unreadable) = correlator.sweep(only, Path::new("/etc"));
+    let mut out = std::io::stdout().lock();
+    if args.json || !std::io::stdout().is_terminal() {
+        for a in &alerts {
+            serde_json::to_writer(&mut out, a).context("writing findings")?;
+            out.write_all(b"\n").context("writing findings")?;
+        }
+    } else if !alerts.is_empty() {
+        out.write_all(text::table(&alerts, text::colour_stdout()).as_bytes())
+            .context("writing findings")?;
+    }
+    out.flush().context("writing findings")?;
+    let mut summary = format!(
+        "detector: scanned {seen} processes and the loader and PAM configuration: {} findings",
+        alerts.len()
+    );
+    if unreadable > 0 {
+        summary.push_str(&format!(
+            "; {unreadable} processes could not be read (run as root to read them all)"
+        ));
+    }
+    eprintln!("{summary}");
+    Ok(if alerts.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
