@@ -4,6 +4,7 @@
 //! what it installs), so that the README's two commands work on a fresh machine.
 mod bench;
 mod setup;
+mod vm;
 
 use std::{
     path::{Path, PathBuf},
@@ -31,7 +32,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// The whole test suite: format and lint checks, unit tests, root end-to-end tests.
+    /// The whole test suite: format and lint checks, unit tests, root end-to-end tests, and the
+    /// VM tests on Debian kernels 6.1 and 6.12 (skipped when a test filter is given).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -39,6 +41,14 @@ enum Cmd {
     },
     /// Build, then measure the in-kernel cost of detector's eBPF programs (markdown on stdout).
     Bench,
+    /// Build, then run the LD_PRELOAD atomic tests in qemu on Debian kernels (default: 6.1 and
+    /// 6.12); prints a kernel x test table, keeps the serial logs in target/vm-test/.
+    VmTest {
+        /// A kernel to test: 6.1 (linux-image-6.1.0-*-cloud-amd64) or 6.12
+        /// (linux-image-6.12.*+deb12-amd64); repeatable.
+        #[arg(long = "kernel", value_name = "VERSION")]
+        kernels: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -68,6 +78,11 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Test { args } => test(&root, &args),
         Cmd::Bench => bench::run(&root),
+        Cmd::VmTest { kernels } => {
+            build()?;
+            setup::ensure_vm()?;
+            vm::run(&root, &kernels)
+        }
     }
 }
 
@@ -104,10 +119,16 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         .env("DETECTOR_BIN", &bin)
         .status()
         .context("running cargo test")?;
+    // The VM tests run whatever the host tests said, so that one run reports everything.
+    let vm = if extra.is_empty() {
+        setup::ensure_vm().and_then(|()| vm::run(root, &[]))
+    } else {
+        Ok(())
+    };
     if !status.success() {
         bail!("tests failed");
     }
-    Ok(())
+    vm
 }
 
 fn cargo(args: &[&str]) -> Result<()> {

@@ -67,6 +67,26 @@ fn ensure_rust_src() -> Result<()> {
     run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))
 }
 
+/// What `cargo xtask vm-test` needs on top of the tests' packages.
+const VM_PACKAGES: &[(&[&str], &str)] = &[
+    (
+        &["qemu-system-x86"],
+        "to boot Debian kernels for the VM tests",
+    ),
+    (
+        &["busybox-static", "cpio"],
+        "to build the VM tests' initramfs",
+    ),
+];
+
+pub fn ensure_vm() -> Result<()> {
+    let mut apt = Apt::default();
+    for (packages, why) in VM_PACKAGES {
+        apt.install(packages, why)?;
+    }
+    Ok(())
+}
+
 #[derive(Default)]
 struct Apt {
     updated: bool,
