@@ -27,7 +27,9 @@ use detector_common::{
     LOADER_VALUE_HEAD, LOADER_VALUE_TAIL, LOADER_VALUE_TRUNCATED, LOADER_VARS,
 };
 
-use crate::shared::{config, current_task_and_ppid, is_self, kread, reserve, submit_flags};
+use crate::shared::{
+    config, current_task_and_ppid, is_self, kread, reserve, submit_flags, submit_urgent,
+};
 
 /// Upper bound on envp entries walked. The kernel allows ~2 MiB of strings plus pointers
 /// (at least 9 bytes each), so no real environment reaches this.
@@ -337,5 +339,5 @@ fn emit_loader_env(ppid: u32, var: u32, f: &Found, envp: u64, env_end: u64) {
         let from = value + value_len - LOADER_VALUE_TAIL as u64;
         let _ = unsafe { bpf_probe_read_user_buf(from as *const u8, &mut ev.tail) };
     }
-    entry.submit(submit_flags());
+    entry.submit(submit_urgent());
 }

@@ -21,7 +21,7 @@ use detector_common::{
 };
 
 use crate::{
-    shared::{config, current_task_and_ppid, is_self, kread, reserve, submit_flags},
+    shared::{config, current_task_and_ppid, is_self, kread, reserve, submit_urgent},
     vfs::{
         build_path, copy_path, dentry_inode, dentry_name, fd_file, inode_info, path_parts,
         SCRATCH_DIR, SCRATCH_PATH,
@@ -101,7 +101,7 @@ fn try_open_exit(ctx: &TracePointContext) -> Option<()> {
     ev.dir[0] = 0;
     ev.name[0] = 0;
     ev.name2[0] = 0;
-    entry.submit(submit_flags());
+    entry.submit(submit_urgent());
     Some(())
 }
 
@@ -122,7 +122,7 @@ fn proc_mem(ppid: u32, mnt: u64, dentry: u64) -> Option<()> {
     ev.path_off = off;
     ev._pad = 0;
     copy_path(SCRATCH_PATH, &mut ev.path);
-    entry.submit(submit_flags());
+    entry.submit(submit_urgent());
     Some(())
 }
 
@@ -324,6 +324,6 @@ fn string_op(op: u32, dfd: i64, name: u64, dfd2: i64, name2: u64) -> Option<()> 
             n2.as_ptr() as *const c_void,
         );
     }
-    entry.submit(submit_flags());
+    entry.submit(submit_urgent());
     Some(())
 }

@@ -6,7 +6,7 @@ use detector_common::{
     PTRACE_SEIZE, TAMPER_PROCESS_VM_WRITEV, TAMPER_PTRACE,
 };
 
-use crate::shared::{config, current_task_and_ppid, is_self, reserve, submit_flags};
+use crate::shared::{config, current_task_and_ppid, is_self, reserve, submit_urgent};
 
 const ARG0: usize = 16;
 
@@ -58,6 +58,6 @@ fn emit(op: u32, target: u32, request: u64, addr: u64) -> Option<()> {
     ev.path_off = 0;
     ev._pad = 0;
     ev.path[0] = 0;
-    entry.submit(submit_flags());
+    entry.submit(submit_urgent());
     Some(())
 }

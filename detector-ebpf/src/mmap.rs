@@ -18,7 +18,7 @@ use detector_common::{
 };
 
 use crate::{
-    shared::{config, current_task_and_ppid, is_self, kread, reserve, submit_flags},
+    shared::{config, current_task_and_ppid, is_self, kread, reserve, submit_flags, submit_urgent},
     vfs::{build_path, copy_path, fd_file, inode_info, path_parts, SCRATCH_PATH},
 };
 
@@ -132,7 +132,8 @@ fn report(
 ) -> Option<()> {
     let inode: u64 = unsafe { kread(file, cfg.file_f_inode).ok()? };
     let info = inode_info(cfg, inode);
-    if is_safe(&info) {
+    let safe = is_safe(&info);
+    if safe {
         let key = SeenKey {
             ino: info.ino,
             mtime_sec: info.mtime_sec,
@@ -159,6 +160,10 @@ fn report(
     ev.map_flags = map_flags;
     ev.path_off = off;
     copy_path(SCRATCH_PATH, &mut ev.path);
-    entry.submit(submit_flags());
+    entry.submit(if safe {
+        submit_flags()
+    } else {
+        submit_urgent()
+    });
     Some(())
 }

@@ -45,6 +45,14 @@ pub fn submit_flags() -> u64 {
     }
 }
 
+/// For the rare events that make an alert (a loader variable, a change to a watched file, a
+/// write into another process, a library from an unsafe place): wake the daemon now, so the
+/// alert does not wait for its drain timer.
+#[inline(always)]
+pub fn submit_urgent() -> u64 {
+    BPF_RB_FORCE_WAKEUP
+}
+
 #[inline(always)]
 pub fn count_lost(channel: Channel) {
     if let Some(n) = LOST.get_ptr_mut(channel as u32) {

@@ -103,10 +103,12 @@ fn register<T: std::os::fd::AsRawFd>(inner: T, what: &str) -> Result<AsyncFd<T>>
 }
 
 impl Capture {
+    /// Loads and attaches; without `syscalls`, only the scheduler tracepoints (exec, fork, exit).
     pub fn start(
         config: Config,
         watch_dirs: &[String],
         ring_bytes: u32,
+        syscalls: bool,
     ) -> Result<(Self, KernelLog)> {
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("EVENTS", ring_bytes)
@@ -148,7 +150,10 @@ impl Capture {
             }
         }
         let mut links: Vec<Box<dyn Send>> = Vec::new();
-        for t in TRACEPOINTS {
+        for t in TRACEPOINTS
+            .iter()
+            .filter(|t| syscalls || t.category != "syscalls")
+        {
             let prog: &mut TracePoint = ebpf
                 .program_mut(t.prog)
                 .ok_or_else(|| anyhow!("program {} missing", t.prog))?
@@ -181,8 +186,13 @@ impl Capture {
             links.push(Box::new(prog.take_link(id)?));
         }
         log::info!(
-            "capture path: tracepoints ({} attached; fentry/LSM not used)",
-            links.len()
+            "capture path: tracepoints ({} attached; fentry/LSM not used){}",
+            links.len(),
+            if syscalls {
+                ""
+            } else {
+                "; syscall channels off ([capture] syscalls = false): no mmap, file-change or memory-tamper capture"
+            }
         );
         let ring = RingBuf::try_from(
             ebpf.take_map("EVENTS")

@@ -224,7 +224,7 @@ fn attach_all(tracefs: &str) -> Result<usize> {
         .build()?;
     rt.block_on(async {
         let (capture, _log) =
-            capture::Capture::start(cfg, &Watched::discover().directories(), 64 * 1024)?;
+            capture::Capture::start(cfg, &Watched::discover().directories(), 64 * 1024, true)?;
         let n = capture.attached();
         capture.detach();
         Ok(n)

@@ -67,7 +67,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub loss_interval: u64,
     /// Size of the kernel-to-daemon ring buffer in KiB: a power of two, at least 64.
-    #[arg(long, value_name = "KIB", default_value_t = 8192, value_parser = ring_size)]
+    #[arg(long, value_name = "KIB", default_value_t = 4096, value_parser = ring_size)]
     pub ring_buffer_kib: u32,
 }
 

@@ -30,6 +30,7 @@ pub struct Config {
     #[serde(deserialize_with = "output")]
     pub output: Output,
     pub thresholds: Thresholds,
+    pub capture: CaptureCfg,
 }
 
 /// `[catalogue]`: credential-handling programs added to the built-in catalogue.
@@ -241,6 +242,21 @@ impl Default for Thresholds {
             aggregate_window_secs: 300,
             stats_interval_secs: 60,
         }
+    }
+}
+
+/// `[capture]`: which kernel channels the daemon attaches (read at start; a reload keeps them).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaptureCfg {
+    /// Attach the syscall tracepoints (mmap/mprotect, opens for write, renames, unlinks,
+    /// truncates, ptrace, process_vm_writev). Off: only the scheduler's exec, fork and exit.
+    pub syscalls: bool,
+}
+
+impl Default for CaptureCfg {
+    fn default() -> Self {
+        CaptureCfg { syscalls: true }
     }
 }
 

@@ -69,6 +69,13 @@ fn sinks(cfg: &Config, format: Format) -> Result<Fanout> {
     Ok(Fanout(out))
 }
 
+/// Hands the heap that start-up used and freed (BTF parsing, the /proc sweep's file reads) back
+/// to the kernel: glibc keeps freed memory for reuse, and the daemon's steady state needs little.
+fn release_free_memory() {
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe { libc::malloc_trim(0) };
+}
+
 /// A reload that failed: the running configuration stays, but its files are reopened all the
 /// same (SIGHUP is also logrotate's signal).
 fn keep_running_config(sinks: &mut Fanout, e: anyhow::Error) {
@@ -167,9 +174,18 @@ async fn serve(
     kcfg: detector_common::Config,
     explicit: bool,
 ) -> Result<ExitCode> {
+    // Before anything says "ready": a SIGHUP or SIGTERM sent as soon as the ready file appears
+    // must find its handler (SIGHUP's default action would kill the daemon).
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     let watched = Watched::discover();
-    let (mut capture, mut kernel_log) =
-        Capture::start(kcfg, &watched.directories(), args.ring_buffer_kib * 1024)?;
+    let (mut capture, mut kernel_log) = Capture::start(
+        kcfg,
+        &watched.directories(),
+        args.ring_buffer_kib * 1024,
+        cfg.capture.syscalls,
+    )?;
     let clock = Clock::new();
     let mut correlator = Correlator::new(clock, watched, Policy::from_config(&cfg));
     let (already, seen, unreadable) =
@@ -200,11 +216,9 @@ async fn serve(
     if let Err(e) = notify::notify("READY=1") {
         log::warn!("sd_notify: {e:#}");
     }
+    release_free_memory();
     log::info!("armed");
 
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sighup = signal(SignalKind::hangup())?;
     let mut loss_tick = tokio::time::interval(Duration::from_secs(args.loss_interval));
     let mut seen_lost = [0u64; CHANNELS as usize];
     let every = |secs: u64| {
@@ -225,12 +239,18 @@ async fn serve(
             r = kernel_log.flush() => r?,
             _ = loss_tick.tick() => report_loss(capture.lost()?, &mut seen_lost, false),
             _ = expire_tick.tick() => pipeline.borrow_mut().expire(false),
-            _ = stats_tick.tick(), if stats_secs > 0 => pipeline.borrow_mut().stats(&clock, &capture.lost()?),
+            _ = stats_tick.tick(), if stats_secs > 0 => {
+                pipeline.borrow_mut().stats(&clock, &capture.lost()?);
+                release_free_memory();
+            }
             _ = sighup.recv() => {
                 // A bad file keeps the running configuration; sinks reopen (logrotate).
                 match config::load(&args.config, explicit) {
                     Ok(new) => match sinks(&new, args.format) {
                         Ok(s) => {
+                            if new.capture != cfg.capture {
+                                log::warn!("reload: [capture] changes take effect at the next start");
+                            }
                             let mut p = pipeline.borrow_mut();
                             p.sinks = s;
                             p.correlator.set_policy(Policy::from_config(&new));

@@ -332,3 +332,36 @@ fn atomic_t1574_006_1_etc_ld_so_preload() {
     });
     d.stop();
 }
+
+/// `[capture] syscalls = false` (the low-overhead mode): exec-time preloads are still caught,
+/// the daemon says what it does not capture, and a dlopen from /dev/shm is not seen.
+#[test]
+fn without_syscall_channels_exec_preloads_are_still_caught() {
+    let dir = TempDir::new("lite");
+    let lib = gcc(&dir, "read_hook.c", "liblite.so", true);
+    let loadlib = gcc(&dir, "loadlib.c", "loadlib", false);
+    let cfg = write(&dir, "detector.toml", "[capture]\nsyscalls = false\n");
+    let d = Daemon::start_with(&["--config", &cfg]);
+    assert!(
+        d.stderr().contains("syscall channels off"),
+        "{}",
+        d.stderr()
+    );
+    trigger(Command::new("ssh").arg("-V").env("LD_PRELOAD", &lib));
+    let a = d.expect_alert("ssh preload without syscall channels", |a| {
+        s(a, "process.name") == "ssh" && s(a, "library.path") == lib.to_str().unwrap()
+    });
+    assert_eq!(s(&a, "severity"), "critical");
+    let shm = std::path::PathBuf::from(format!("/dev/shm/detector-lite-{}.so", std::process::id()));
+    std::fs::copy(&lib, &shm).unwrap();
+    let st = trigger(Command::new(&loadlib).arg("path").arg(&shm));
+    let _ = std::fs::remove_file(&shm);
+    assert!(st.success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        d.alerts_matching(|a| s(a, "library.path") == shm.to_str().unwrap())
+            .is_empty(),
+        "a mapping was captured with the syscall channels off"
+    );
+    d.stop();
+}

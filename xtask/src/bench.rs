@@ -18,6 +18,8 @@ use std::{
 };
 
 use anyhow::{bail, ensure, Context as _, Result};
+
+use crate::load;
 use aya::{
     programs::loaded_programs,
     sys::{enable_stats, Stats},
@@ -102,12 +104,340 @@ type Counters = BTreeMap<u32, (Duration, u64)>;
 
 pub fn run(root: &Path) -> Result<()> {
     super::build()?;
+    super::setup::ensure_bench()?;
     let tmp = TempDir::create()?;
-    let helper = compile_helper(&tmp.0)?;
     // Held for the whole run; the kernel turns the statistics off again when it is closed,
     // however this process ends (the bpf_stats_enabled sysctl is left alone).
     let _stats = enable_stats(Stats::RunTime).context("enabling BPF run-time statistics")?;
-    let mut daemon = Daemon::start(&root.join("target/release/detector"), &tmp.0)?;
+    let bin = root.join("target/release/detector");
+    println!("## Workloads, peers and budgets\n");
+    let budgets = workload_report(&bin, &tmp.0)?;
+    println!("## In-kernel cost per program\n");
+    program_costs(&bin, &tmp.0)?;
+    if !budgets.is_empty() {
+        bail!("budgets missed: {}", budgets.join("; "));
+    }
+    Ok(())
+}
+
+/// Alternating rounds without and with the detector (and peers), latency, memory; prints the
+/// tables and returns the budgets missed.
+fn workload_report(bin: &Path, dir: &Path) -> Result<Vec<String>> {
+    let t = load::compile(dir)?;
+    let works = load::workloads(&t);
+    let n = works.len();
+    let mut without: Vec<Vec<load::Took>> = vec![Vec::new(); n];
+    let mut again: Vec<Vec<load::Took>> = vec![Vec::new(); n];
+    let mut with: Vec<Vec<load::Took>> = vec![Vec::new(); n];
+    let mut with_lite: Vec<Vec<load::Took>> = vec![Vec::new(); n];
+    let lite_cfg = dir.join("lite.toml");
+    fs::write(&lite_cfg, "[capture]\nsyscalls = false\n")?;
+    let mut daemon_cpu_stat = vec![Duration::ZERO; n];
+    let mut daemon_cpu_sched = vec![Duration::ZERO; n];
+    let mut bpf_time = vec![Duration::ZERO; n];
+    let mut lost_lines = Vec::new();
+    for w in &works {
+        load::run_workload(&t, w)?; // warm-up
+    }
+    for round in 0..load::ROUNDS {
+        eprintln!("[bench] round {} of {}", round + 1, load::ROUNDS);
+        // Without, without again (the noise floor: the same thing twice), with.
+        for (i, w) in works.iter().enumerate() {
+            without[i].push(load::run_workload(&t, w)?);
+            again[i].push(load::run_workload(&t, w)?);
+        }
+        let mut daemon = Daemon::start(bin, dir)?;
+        thread::sleep(load::SETTLE);
+        let progs = daemon_programs(daemon.child.id())?;
+        let pid = daemon.child.id();
+        for (i, w) in works.iter().enumerate() {
+            let before = snapshot(&progs)?;
+            let (s0, c0) = load::cpu(pid)?;
+            with[i].push(load::run_workload(&t, w)?);
+            // Let the daemon drain what the workload queued before reading its CPU.
+            thread::sleep(Duration::from_millis(100));
+            let (s1, c1) = load::cpu(pid)?;
+            let after = snapshot(&progs)?;
+            daemon_cpu_stat[i] += s1.saturating_sub(s0);
+            daemon_cpu_sched[i] += c1.saturating_sub(c0);
+            bpf_time[i] += progs
+                .keys()
+                .map(|id| {
+                    let t0 = before.get(id).map(|c| c.0).unwrap_or_default();
+                    let t1 = after.get(id).map(|c| c.0).unwrap_or_default();
+                    t1.saturating_sub(t0)
+                })
+                .sum::<Duration>();
+        }
+        daemon.stop()?;
+        let log = fs::read_to_string(&daemon.stderr).unwrap_or_default();
+        // The exec storms again with the syscall channels off ([capture] syscalls = false).
+        let mut lite = Daemon::start_config(bin, dir, Some(&lite_cfg))?;
+        thread::sleep(load::SETTLE);
+        for (i, w) in works.iter().enumerate().filter(|(_, w)| w.is_exec()) {
+            let (_, c0) = load::cpu(lite.child.id())?;
+            let mut took = load::run_workload(&t, w)?;
+            thread::sleep(Duration::from_millis(100));
+            let (_, c1) = load::cpu(lite.child.id())?;
+            took.cpu += c1.saturating_sub(c0).as_secs_f64();
+            with_lite[i].push(took);
+        }
+        lite.stop()?;
+        lost_lines.extend(
+            log.lines()
+                .filter(|l| l.contains(" lost") && !l.contains(" 0 events lost"))
+                .map(str::to_owned),
+        );
+    }
+    let mut missed = Vec::new();
+    println!(
+        "{} rounds; each runs every workload without the detector twice, then with it (started\n\
+         afresh and left {} s to settle). Overheads are medians of the per-round ratios with /\n\
+         without: of wall time, and of CPU time (the workload's own user + system time, which\n\
+         includes the detector's programs, plus the daemon's CPU over the same interval). The\n\
+         noise floor is the same ratio for the two runs without: what the machine's jitter makes\n\
+         of doing nothing twice.\n",
+        load::ROUNDS,
+        load::SETTLE.as_secs()
+    );
+    println!("| workload | ops | without (s) | with (s) | wall overhead | noise floor | CPU overhead | noise floor | daemon CPU per op (stat / schedstat) | BPF time per op |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let mut exec_ops = 0u64;
+    let mut exec_cpu = Duration::ZERO;
+    let mut exec_cpu_stat = Duration::ZERO;
+    let mut overheads = Vec::new();
+    for (i, w) in works.iter().enumerate() {
+        let rounds = load::ROUNDS as f64;
+        let wall = |v: &[load::Took]| v.iter().map(|t| t.wall).collect::<Vec<_>>();
+        // The daemon's CPU per round is spread evenly over the rounds (it is read per workload
+        // over all rounds).
+        let daemon_round = daemon_cpu_sched[i].as_secs_f64() / rounds;
+        let cpu_with: Vec<f64> = with[i].iter().map(|t| t.cpu + daemon_round).collect();
+        let cpu = |v: &[load::Took]| v.iter().map(|t| t.cpu).collect::<Vec<_>>();
+        let overhead = load::paired_overhead(&wall(&without[i]), &wall(&with[i]));
+        let noise = load::paired_overhead(&wall(&without[i]), &wall(&again[i]));
+        let cpu_overhead = load::paired_overhead(&cpu(&without[i]), &cpu_with);
+        let cpu_noise = load::paired_overhead(&cpu(&without[i]), &cpu(&again[i]));
+        let a = load::median(&mut wall(&without[i]));
+        let b = load::median(&mut wall(&with[i]));
+        let ops = w.ops() * load::ROUNDS as u64;
+        let per = |d: Duration| d.as_nanos() as f64 / 1000.0 / ops as f64;
+        println!(
+            "| {} | {} {}s | {a:.3} | {b:.3} | {:+.1}% | {:+.1}% | {:+.1}% | {:+.1}% | {:.2} / {:.2} µs | {:.2} µs |",
+            w.name,
+            w.ops(),
+            w.unit,
+            overhead * 100.0,
+            noise * 100.0,
+            cpu_overhead * 100.0,
+            cpu_noise * 100.0,
+            per(daemon_cpu_stat[i]),
+            per(daemon_cpu_sched[i]),
+            per(bpf_time[i]),
+        );
+        overheads.push((overhead, cpu_overhead));
+        if w.is_exec() {
+            exec_ops += ops;
+            exec_cpu += daemon_cpu_sched[i];
+            exec_cpu_stat += daemon_cpu_stat[i];
+            if overhead > load::BUDGET_OVERHEAD {
+                missed.push(format!(
+                    "{}: overhead {:+.1}% > {:.0}%",
+                    w.name,
+                    overhead * 100.0,
+                    load::BUDGET_OVERHEAD * 100.0
+                ));
+            }
+        }
+    }
+    println!();
+    println!(
+        "The exec storms with the syscall channels off (`[capture] syscalls = false`: exec, fork\n\
+         and exit tracepoints only), same rounds:\n"
+    );
+    println!("| workload | wall overhead | CPU overhead (incl. daemon) |");
+    println!("| --- | ---: | ---: |");
+    let mut lite_overheads = vec![(0.0, 0.0); n];
+    for (i, w) in works.iter().enumerate().filter(|(_, w)| w.is_exec()) {
+        let wall = |v: &[load::Took]| v.iter().map(|t| t.wall).collect::<Vec<_>>();
+        let cpu = |v: &[load::Took]| v.iter().map(|t| t.cpu).collect::<Vec<_>>();
+        let o = load::paired_overhead(&wall(&without[i]), &wall(&with_lite[i]));
+        let c = load::paired_overhead(&cpu(&without[i]), &cpu(&with_lite[i]));
+        lite_overheads[i] = (o, c);
+        println!("| {} | {:+.1}% | {:+.1}% |", w.name, o * 100.0, c * 100.0);
+    }
+    let cpu_per_exec = exec_cpu.as_nanos() as f64 / 1000.0 / exec_ops.max(1) as f64;
+    let cpu_per_exec_stat = exec_cpu_stat.as_nanos() as f64 / 1000.0 / exec_ops.max(1) as f64;
+    println!();
+    println!(
+        "Daemon CPU per exec over both exec storms: {cpu_per_exec:.2} µs (schedstat), {cpu_per_exec_stat:.2} µs (stat utime+stime, 10 ms ticks)."
+    );
+    if cpu_per_exec > load::BUDGET_CPU_US_PER_EXEC {
+        missed.push(format!("daemon CPU {cpu_per_exec:.2} µs per exec"));
+    }
+    println!(
+        "Lost events: {}",
+        if lost_lines.is_empty() {
+            "none".to_owned()
+        } else {
+            lost_lines.join("; ")
+        }
+    );
+    if !lost_lines.is_empty() {
+        missed.push("events lost".into());
+    }
+
+    // Peers on the /bin/true exec storm.
+    let w = &works[1];
+    let mut base = Vec::new();
+    let mut peers: Vec<(&str, Vec<f64>, Duration, Option<String>)> = vec![
+        (
+            "bpftrace (execve env + exec mmap)",
+            Vec::new(),
+            Duration::ZERO,
+            None,
+        ),
+        ("auditd (execve rule)", Vec::new(), Duration::ZERO, None),
+    ];
+    for _ in 0..load::ROUNDS {
+        base.push(load::run_workload(&t, w)?.wall);
+        for (k, peer) in peers.iter_mut().enumerate() {
+            if peer.3.is_some() {
+                continue;
+            }
+            let started = if k == 0 {
+                load::Peer::bpftrace(dir)
+            } else {
+                load::Peer::auditd(dir)
+            };
+            match started {
+                Ok(p) => {
+                    let c0 = p.cpu();
+                    let wall = load::run_workload(&t, w);
+                    thread::sleep(Duration::from_millis(100));
+                    peer.2 += p.cpu().saturating_sub(c0);
+                    p.stop();
+                    peer.1.push(wall?.wall);
+                }
+                Err(e) => peer.3 = Some(format!("{e:#}")),
+            }
+        }
+    }
+    println!();
+    println!(
+        "Peers on the same workload ({}, {} execs), in the same run:\n",
+        w.name,
+        w.ops()
+    );
+    println!("| capture | overhead | its CPU per exec |");
+    println!("| --- | ---: | ---: |");
+    let det_cpu =
+        daemon_cpu_sched[1].as_nanos() as f64 / 1000.0 / (w.ops() * load::ROUNDS as u64) as f64;
+    println!(
+        "| detector (the table above) | {:+.1}% | {det_cpu:.2} µs |",
+        overheads[1].0 * 100.0
+    );
+    for (name, mut walls, cpu, err) in peers {
+        match err {
+            Some(e) => println!("| {name} | not run: {e} | |"),
+            None => {
+                let per = cpu.as_nanos() as f64 / 1000.0 / (w.ops() * walls.len() as u64) as f64;
+                let o = load::paired_overhead(&base[..walls.len()], &walls);
+                walls.clear();
+                println!("| {name} | {:+.1}% | {per:.2} µs |", o * 100.0);
+            }
+        }
+    }
+
+    // Detection latency.
+    let libm = [
+        "/usr/lib/x86_64-linux-gnu/libm.so.6",
+        "/lib/x86_64-linux-gnu/libm.so.6",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .context("libm not found")?;
+    let (mut lat, missing) = load::latency(&t, bin, libm, 2000)?;
+    let p50 = load::percentile(&mut lat, 0.5);
+    let p99 = load::percentile(&mut lat, 0.99);
+    println!();
+    println!(
+        "Detection latency, posix_spawn → alert line on the daemon's stdout (2000 execs with LD_PRELOAD={libm}, 2 ms apart): p50 {p50:.2} ms, p99 {p99:.2} ms, max {:.2} ms; {} of {} execs matched, {missing} without an alert.",
+        lat.last().copied().unwrap_or(f64::NAN),
+        lat.len(),
+        lat.len() as u64 + missing
+    );
+    if p99 > load::BUDGET_P99_MS || missing > 0 {
+        missed.push(format!("latency p99 {p99:.2} ms ({missing} missing)"));
+    }
+
+    // Memory after 100k short-lived processes.
+    let mut daemon = Daemon::start(bin, dir)?;
+    thread::sleep(load::SETTLE);
+    let (rss0, _) = load::memory(daemon.child.id())?;
+    let hundred_k = load::Workload {
+        per_worker: 50_000,
+        ..works[0].clone()
+    };
+    load::run_workload(&t, &hundred_k)?;
+    thread::sleep(Duration::from_millis(500));
+    let (rss, hwm) = load::memory(daemon.child.id())?;
+    daemon.stop()?;
+    println!();
+    println!(
+        "Daemon memory: {rss0:.1} MiB RSS when armed; after 100,000 short-lived processes {rss:.1} MiB RSS, peak (VmHWM) {hwm:.1} MiB."
+    );
+    if rss > load::BUDGET_RSS_MIB {
+        missed.push(format!("RSS {rss:.1} MiB after 100k processes"));
+    }
+    println!();
+    println!("| budget | limit | measured | verdict |");
+    println!("| --- | ---: | ---: | --- |");
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    for (i, w) in works.iter().enumerate().filter(|(_, w)| w.is_exec()) {
+        let (o, c) = overheads[i];
+        println!(
+            "| {} overhead (wall; CPU) | 3% | {:+.1}%; {:+.1}% | {} |",
+            w.name,
+            o * 100.0,
+            c * 100.0,
+            verdict(o <= load::BUDGET_OVERHEAD)
+        );
+    }
+    for (i, w) in works.iter().enumerate().filter(|(_, w)| w.is_exec()) {
+        let (o, c) = lite_overheads[i];
+        println!(
+            "| {} overhead, syscalls = false (wall; CPU) | 3% | {:+.1}%; {:+.1}% | {} |",
+            w.name,
+            o * 100.0,
+            c * 100.0,
+            verdict(o <= load::BUDGET_OVERHEAD)
+        );
+    }
+    println!(
+        "| daemon CPU per exec | 10 µs | {cpu_per_exec:.2} µs | {} |",
+        verdict(cpu_per_exec <= load::BUDGET_CPU_US_PER_EXEC)
+    );
+    println!(
+        "| lost events at the highest exec rate | 0 | {} | {} |",
+        lost_lines.len(),
+        verdict(lost_lines.is_empty())
+    );
+    println!(
+        "| RSS after 100k processes | 32 MiB | {rss:.1} MiB | {} |",
+        verdict(rss <= load::BUDGET_RSS_MIB)
+    );
+    println!(
+        "| detection latency p99 | 20 ms | {p99:.2} ms | {} |",
+        verdict(p99 <= load::BUDGET_P99_MS && missing == 0)
+    );
+    println!();
+    Ok(missed)
+}
+
+fn program_costs(bin: &Path, dir: &Path) -> Result<()> {
+    let helper = compile_helper(dir)?;
+    let mut daemon = Daemon::start(bin, dir)?;
     let progs = daemon_programs(daemon.child.id())?;
     ensure!(
         !progs.is_empty(),
@@ -196,16 +526,7 @@ pub fn run(root: &Path) -> Result<()> {
         rows.push((s.label, &all, total_runs, avg(total, s.execs)));
     }
 
-    let status = fs::read_to_string(format!("/proc/{}/status", daemon.child.id()))
-        .context("reading the daemon's /proc status")?;
-    let memory: Vec<String> = ["VmRSS:", "VmHWM:"]
-        .iter()
-        .filter_map(|key| status.lines().find(|l| l.starts_with(key)))
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
     daemon.stop()?;
-    let log = fs::read_to_string(&daemon.stderr).unwrap_or_default();
-    let alerts = fs::read_to_string(tmp.0.join("stdout")).map_or(0, |s| s.lines().count());
 
     println!("| scenario | program | runs | avg ns/run |");
     println!("| --- | --- | ---: | ---: |");
@@ -213,12 +534,6 @@ pub fn run(root: &Path) -> Result<()> {
         println!("| {scenario} | {prog} | {runs} | {ns} |");
     }
     println!();
-    println!("Daemon memory at the end: {}", memory.join(", "));
-    println!("Alerts written by the daemon: {alerts}");
-    println!("Event loss reported by the daemon at exit:");
-    for line in log.lines().filter(|l| l.contains(" lost")) {
-        println!("    {}", line.trim());
-    }
     Ok(())
 }
 
@@ -346,10 +661,20 @@ struct Daemon {
 
 impl Daemon {
     fn start(bin: &Path, dir: &Path) -> Result<Self> {
+        Self::start_config(bin, dir, None)
+    }
+
+    /// With `--config` when `config` is given.
+    fn start_config(bin: &Path, dir: &Path, config: Option<&Path>) -> Result<Self> {
         let ready = dir.join("ready");
+        let _ = fs::remove_file(&ready);
         let stderr = dir.join("stderr");
-        let child = Command::new(bin)
-            .arg("run")
+        let mut cmd = Command::new(bin);
+        cmd.arg("run");
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        let child = cmd
             .arg("--ready-file")
             .arg(&ready)
             .stdin(Stdio::null())

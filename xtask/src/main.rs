@@ -3,6 +3,7 @@
 //! Every command first makes sure the toolchain pieces are installed (idempotent, and it says
 //! what it installs), so that the README's two commands work on a fresh machine.
 mod bench;
+mod load;
 mod setup;
 mod vm;
 
@@ -39,7 +40,9 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Build, then measure the in-kernel cost of detector's eBPF programs (markdown on stdout).
+    /// Build, then measure what detector costs against its budgets: workloads with and without it
+    /// and with peers (bpftrace, auditd), latency, memory, per-program BPF cost (markdown on
+    /// stdout; exits non-zero when a budget is missed).
     Bench,
     /// Build, then run the LD_PRELOAD atomic tests in qemu on Debian kernels (default: 6.1 and
     /// 6.12); prints a kernel x test table, keeps the serial logs in target/vm-test/.

@@ -87,6 +87,20 @@ pub fn ensure_vm() -> Result<()> {
     Ok(())
 }
 
+/// The peers `cargo xtask bench` measures against.
+const BENCH_PACKAGES: &[(&[&str], &str)] = &[(
+    &["bpftrace", "auditd"],
+    "peers for the benchmark: a bpftrace capture and auditd with an execve rule",
+)];
+
+pub fn ensure_bench() -> Result<()> {
+    let mut apt = Apt::default();
+    for (packages, why) in BENCH_PACKAGES {
+        apt.install(packages, why)?;
+    }
+    Ok(())
+}
+
 #[derive(Default)]
 struct Apt {
     updated: bool,
@@ -134,11 +148,15 @@ fn ok(cmd: &str, args: &[&str]) -> bool {
 }
 
 fn say(msg: &str) {
-    println!("[setup] {msg}");
+    eprintln!("[setup] {msg}");
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    // Installers talk on stderr, so that commands printing results on stdout (bench) stay clean.
+    let status = cmd
+        .stdout(Stdio::from(std::io::stderr()))
+        .status()
+        .with_context(|| format!("running {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
     }

@@ -1,0 +1,581 @@
+//! The workload half of `cargo xtask bench`: what the detector costs the machine it watches,
+//! against the same workloads without it and with two peers, and whether it meets its budgets.
+//!
+//! Workloads (a small C helper, `bench_load`): exec storms (posix_spawn of a static binary and of
+//! /bin/true, two spawners at once, the highest exec rate this machine sustains), a dlopen/mmap
+//! storm (dlopen + dlclose of libm) and an open storm. Each runs without the detector and with it,
+//! alternating, `ROUNDS` times in one run, so the ratio holds on a noisy machine; the exec storm
+//! of /bin/true also runs under a bpftrace script doing the same capture and under auditd with an
+//! execve rule. Then the detection latency (exec to alert line) and the daemon's memory after
+//! 100k short-lived processes.
+use std::{
+    collections::HashMap,
+    fs::{self, File},
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    thread,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{bail, ensure, Context as _, Result};
+
+pub const ROUNDS: usize = 9;
+/// Seconds the daemon is left alone after it is armed (its start-up sweep hashes libraries).
+pub const SETTLE: Duration = Duration::from_secs(2);
+
+/// Budgets on the reference machine (2 cores), from issue 7.
+pub const BUDGET_OVERHEAD: f64 = 0.03;
+pub const BUDGET_CPU_US_PER_EXEC: f64 = 10.0;
+pub const BUDGET_RSS_MIB: f64 = 32.0;
+pub const BUDGET_P99_MS: f64 = 20.0;
+
+const HELPER_C: &str = r#"#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static long long now(clockid_t c) {
+    struct timespec t;
+    clock_gettime(c, &t);
+    return t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* bench_load spawn|latency|dlopen|open N WHAT [INTERVAL_US]
+ *   spawn    posix_spawn WHAT N times, one after the other
+ *   latency  the same with LD_PRELOAD=$BENCH_CHILD_PRELOAD for the children, INTERVAL_US apart,
+ *            printing "pid realtime_ns" for each spawn
+ *   dlopen   dlopen + dlclose WHAT N times
+ *   open     open + close WHAT N times
+ * Prints "elapsed_ns N" and "cpu_us N" (its own and its children's CPU) at the end. */
+int main(int argc, char **argv) {
+    if (argc < 4) {
+        fprintf(stderr, "usage: bench_load spawn|latency|dlopen|open N WHAT [INTERVAL_US]\n");
+        return 2;
+    }
+    const char *mode = argv[1], *what = argv[3];
+    long n = atol(argv[2]), interval = argc > 4 ? atol(argv[4]) : 0;
+    int latency = strcmp(mode, "latency") == 0;
+    long long t0 = now(CLOCK_MONOTONIC);
+    if (latency || strcmp(mode, "spawn") == 0) {
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+        posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+        char *args[] = {(char *)what, NULL};
+        char **env = environ;
+        if (latency) {
+            int k = 0;
+            while (environ[k]) k++;
+            env = calloc(k + 2, sizeof(char *));
+            memcpy(env, environ, k * sizeof(char *));
+            const char *lib = getenv("BENCH_CHILD_PRELOAD");
+            char *pre = malloc(strlen(lib ? lib : "") + 12);
+            sprintf(pre, "LD_PRELOAD=%s", lib ? lib : "");
+            env[k] = pre;
+        }
+        for (long i = 0; i < n; i++) {
+            pid_t pid;
+            long long t = now(CLOCK_REALTIME);
+            if (posix_spawn(&pid, what, &fa, NULL, args, env) != 0) { perror("posix_spawn"); return 1; }
+            int st;
+            if (waitpid(pid, &st, 0) < 0) { perror("waitpid"); return 1; }
+            if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+                fprintf(stderr, "%s failed (status %d)\n", what, st);
+                return 1;
+            }
+            if (latency) printf("%d %lld\n", pid, t);
+            if (interval) usleep(interval);
+        }
+    } else if (strcmp(mode, "dlopen") == 0) {
+        for (long i = 0; i < n; i++) {
+            void *h = dlopen(what, RTLD_NOW | RTLD_LOCAL);
+            if (!h) { fprintf(stderr, "dlopen: %s\n", dlerror()); return 1; }
+            dlclose(h);
+        }
+    } else if (strcmp(mode, "open") == 0) {
+        for (long i = 0; i < n; i++) {
+            int fd = open(what, O_RDONLY);
+            if (fd < 0) { perror(what); return 1; }
+            close(fd);
+        }
+    } else {
+        fprintf(stderr, "unknown mode %s\n", mode);
+        return 2;
+    }
+    printf("elapsed_ns %lld\n", now(CLOCK_MONOTONIC) - t0);
+    /* CPU of this process and its children, user + system (BPF programs run as system time of
+     * the process they trace). */
+    struct rusage self, kids;
+    getrusage(RUSAGE_SELF, &self);
+    getrusage(RUSAGE_CHILDREN, &kids);
+    long long us = (self.ru_utime.tv_sec + self.ru_stime.tv_sec + kids.ru_utime.tv_sec + kids.ru_stime.tv_sec) * 1000000LL
+        + self.ru_utime.tv_usec + self.ru_stime.tv_usec + kids.ru_utime.tv_usec + kids.ru_stime.tv_usec;
+    printf("cpu_us %lld\n", us);
+    return 0;
+}
+"#;
+
+/// A bpftrace script doing the detector's core capture: the new image's environment at exec
+/// (the first 64 strings: bpftrace cannot loop over all of them) and executable file mappings.
+const BPFTRACE_SCRIPT: &str = r#"
+tracepoint:syscalls:sys_enter_execve {
+  $e = args->envp;
+  $i = 0;
+  unroll(64) {
+    $p = *($e + $i * 8);
+    if ($p != 0) { @env[tid] = str($p); }
+    $i++;
+  }
+  delete(@env[tid]);
+  printf("exec %d %s\n", pid, str(args->filename));
+}
+tracepoint:syscalls:sys_enter_mmap /(args->prot & 4) && (int64)args->fd >= 0/ {
+  printf("mmap %d %d\n", pid, args->fd);
+}
+"#;
+
+/// One workload: `workers` copies of the helper at once.
+#[derive(Clone)]
+pub struct Workload {
+    pub name: &'static str,
+    pub mode: &'static str,
+    pub what: String,
+    pub per_worker: u64,
+    pub workers: u64,
+    /// What one operation is, for the per-operation figures.
+    pub unit: &'static str,
+}
+
+impl Workload {
+    pub fn ops(&self) -> u64 {
+        self.per_worker * self.workers
+    }
+    pub fn is_exec(&self) -> bool {
+        self.mode == "spawn"
+    }
+}
+
+pub struct Tools {
+    pub helper: PathBuf,
+    pub static_bin: PathBuf,
+    pub dir: PathBuf,
+}
+
+pub fn compile(dir: &Path) -> Result<Tools> {
+    let src = dir.join("bench_load.c");
+    fs::write(&src, HELPER_C)?;
+    let helper = dir.join("bench_load");
+    gcc(&["-O2", "-o"], &helper, &src, &["-ldl"])?;
+    let tsrc = dir.join("static_true.c");
+    fs::write(&tsrc, "int main(void) { return 0; }\n")?;
+    let static_bin = dir.join("static_true");
+    gcc(&["-O2", "-static", "-o"], &static_bin, &tsrc, &[])?;
+    Ok(Tools {
+        helper,
+        static_bin,
+        dir: dir.to_path_buf(),
+    })
+}
+
+fn gcc(flags: &[&str], out: &Path, src: &Path, libs: &[&str]) -> Result<()> {
+    let st = Command::new("gcc")
+        .args(flags)
+        .arg(out)
+        .arg(src)
+        .args(libs)
+        .status()
+        .context("running gcc")?;
+    ensure!(st.success(), "gcc failed on {}", src.display());
+    Ok(())
+}
+
+pub fn workloads(t: &Tools) -> Vec<Workload> {
+    vec![
+        Workload {
+            name: "exec storm, static binary",
+            mode: "spawn",
+            what: t.static_bin.display().to_string(),
+            per_worker: 3000,
+            workers: 2,
+            unit: "exec",
+        },
+        Workload {
+            name: "exec storm, /bin/true",
+            mode: "spawn",
+            what: "/bin/true".into(),
+            per_worker: 1500,
+            workers: 2,
+            unit: "exec",
+        },
+        Workload {
+            name: "dlopen/mmap storm (libm)",
+            mode: "dlopen",
+            what: "libm.so.6".into(),
+            per_worker: 15000,
+            workers: 1,
+            unit: "dlopen",
+        },
+        Workload {
+            name: "open storm (/etc/hostname)",
+            mode: "open",
+            what: "/etc/hostname".into(),
+            per_worker: 150000,
+            workers: 1,
+            unit: "open",
+        },
+    ]
+}
+
+/// What one run of a workload took: wall time, and CPU time of the spawners and everything
+/// they started (user + system; the detector's programs run as system time of the processes
+/// they trace).
+#[derive(Clone, Copy, Default)]
+pub struct Took {
+    pub wall: f64,
+    pub cpu: f64,
+}
+
+/// Runs `w` (all workers at once).
+pub fn run_workload(t: &Tools, w: &Workload) -> Result<Took> {
+    let start = Instant::now();
+    let children: Vec<Child> = (0..w.workers)
+        .map(|_| {
+            Command::new(&t.helper)
+                .args([w.mode, &w.per_worker.to_string(), &w.what])
+                .env_clear()
+                .envs(typical_env())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("starting the load helper")
+        })
+        .collect::<Result<_>>()?;
+    let mut cpu_us = 0.0;
+    for c in children {
+        let out = c.wait_with_output()?;
+        if !out.status.success() {
+            bail!(
+                "{} failed: {}",
+                w.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        cpu_us += String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("cpu_us "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+    }
+    Ok(Took {
+        wall: start.elapsed().as_secs_f64(),
+        cpu: cpu_us / 1e6,
+    })
+}
+
+/// A realistic environment (20 variables) for every spawned program.
+fn typical_env() -> Vec<(String, String)> {
+    let mut env = vec![
+        ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+        ("HOME".into(), "/root".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("TERM".into(), "xterm-256color".into()),
+    ];
+    env.extend((0..16).map(|i| (format!("BENCH_VAR{i:02}"), "v".repeat(20 + i))));
+    env
+}
+
+/// CPU time of a process so far: (from /proc/<pid>/stat utime+stime, from /proc/<pid>/schedstat).
+pub fn cpu(pid: u32) -> Result<(Duration, Duration)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let from_stat = Duration::from_nanos(ticks * 1_000_000_000 / hz);
+    let sched = fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap_or_default();
+    let ns: u64 = sched
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Ok((from_stat, Duration::from_nanos(ns)))
+}
+
+/// VmRSS and VmHWM in MiB.
+pub fn memory(pid: u32) -> Result<(f64, f64)> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    Ok((kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0))
+}
+
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[v.len() / 2]
+}
+
+/// Median of the per-round ratios b[i] / a[i], minus one: an overhead that a drift of the
+/// machine's speed over the run does not bias (each pair runs back to back).
+pub fn paired_overhead(a: &[f64], b: &[f64]) -> f64 {
+    let mut r: Vec<f64> = a.iter().zip(b).map(|(x, y)| y / x).collect();
+    median(&mut r) - 1.0
+}
+
+pub fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+/// Detection latency: `n` execs of /bin/true, `interval` apart, each with LD_PRELOAD of a system
+/// library (a low alert each; the daemon runs with aggregation off). Latency = the alert line
+/// read from the daemon's stdout minus the posix_spawn call. Returns the latencies in ms and
+/// how many execs had no alert.
+pub fn latency(t: &Tools, daemon_bin: &Path, lib: &str, n: u64) -> Result<(Vec<f64>, u64)> {
+    let cfg = t.dir.join("latency.toml");
+    fs::write(
+        &cfg,
+        "[thresholds]\naggregate_window_secs = 0\nstats_interval_secs = 0\n",
+    )?;
+    let ready = t.dir.join("latency.ready");
+    let _ = fs::remove_file(&ready);
+    let mut daemon = Command::new(daemon_bin)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdout(Stdio::piped())
+        .stderr(File::create(t.dir.join("latency.stderr"))?)
+        .spawn()?;
+    let arrivals: Arc<Mutex<Vec<(u32, u128)>>> = Arc::default();
+    let out = daemon.stdout.take().context("daemon stdout")?;
+    let a = arrivals.clone();
+    let lib_owned = lib.to_owned();
+    let reader = thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let at = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if v["library"]["path"] == lib_owned.as_str() {
+                if let Some(pid) = v["process"]["pid"].as_u64() {
+                    a.lock().unwrap().push((pid as u32, at));
+                }
+            }
+        }
+    });
+    let start = Instant::now();
+    while !ready.exists() {
+        ensure!(
+            start.elapsed() < Duration::from_secs(30),
+            "detector not armed"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let out = Command::new(&t.helper)
+        .args(["latency", &n.to_string(), "/bin/true", "2000"])
+        .env_clear()
+        .envs(typical_env())
+        .env("BENCH_CHILD_PRELOAD", lib)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "latency helper: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    daemon.wait()?;
+    let _ = reader.join();
+    let spawned: HashMap<u32, u128> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (pid, t) = l.split_once(' ')?;
+            Some((pid.parse().ok()?, t.parse().ok()?))
+        })
+        .collect();
+    let arrivals = arrivals.lock().unwrap();
+    let mut lat = Vec::new();
+    for (pid, at) in arrivals.iter() {
+        if let Some(t0) = spawned.get(pid) {
+            lat.push((at.saturating_sub(*t0)) as f64 / 1e6);
+        }
+    }
+    let missing = (spawned.len() as u64).saturating_sub(lat.len() as u64);
+    Ok((lat, missing))
+}
+
+/// A peer capture running while a workload runs.
+pub enum Peer {
+    Bpftrace(Child),
+    Auditd(Child),
+}
+
+impl Peer {
+    pub fn bpftrace(dir: &Path) -> Result<Peer> {
+        let script = dir.join("capture.bt");
+        fs::write(&script, BPFTRACE_SCRIPT)?;
+        let log = dir.join("bpftrace.out");
+        let mut child = Command::new("bpftrace")
+            .arg("-o")
+            .arg(&log)
+            .arg(&script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(dir.join("bpftrace.err"))?)
+            .spawn()
+            .context("starting bpftrace")?;
+        // It prints "Attaching N probes..." once attached.
+        let start = Instant::now();
+        loop {
+            if fs::read_to_string(&log).is_ok_and(|s| s.contains("Attaching")) {
+                thread::sleep(Duration::from_millis(300));
+                return Ok(Peer::Bpftrace(child));
+            }
+            if let Some(st) = child.try_wait()? {
+                bail!(
+                    "bpftrace exited ({st}): {}",
+                    fs::read_to_string(dir.join("bpftrace.err"))
+                        .unwrap_or_default()
+                        .trim()
+                );
+            }
+            ensure!(
+                start.elapsed() < Duration::from_secs(60),
+                "bpftrace did not attach"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn auditd(dir: &Path) -> Result<Peer> {
+        let conf = dir.join("auditd.conf");
+        let log = dir.join("audit.log");
+        // The package's configuration with the log in our directory (auditd refuses a minimal
+        // one, and says why only to syslog).
+        let stock =
+            fs::read_to_string("/etc/audit/auditd.conf").context("/etc/audit/auditd.conf")?;
+        let ours: String = stock
+            .lines()
+            .map(|l| {
+                if l.starts_with("log_file ") {
+                    format!("log_file = {}\n", log.display())
+                } else if l.starts_with("max_log_file ") {
+                    "max_log_file = 256\n".to_owned()
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        fs::write(&conf, ours)?;
+        fs::set_permissions(&conf, std::os::unix::fs::PermissionsExt::from_mode(0o640))?;
+        File::create(&log)?;
+        let child = Command::new("auditd")
+            .arg("-n")
+            .arg("-c")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(dir.join("auditd.err"))?)
+            .spawn()
+            .context("starting auditd")?;
+        thread::sleep(Duration::from_secs(1));
+        let mut peer = Peer::Auditd(child);
+        if let Peer::Auditd(c) = &mut peer {
+            if let Some(st) = c.try_wait()? {
+                bail!(
+                    "auditd exited ({st}): {}",
+                    fs::read_to_string(dir.join("auditd.err"))
+                        .unwrap_or_default()
+                        .trim()
+                );
+            }
+        }
+        let st = Command::new("auditctl")
+            .args([
+                "-a",
+                "always,exit",
+                "-F",
+                "arch=b64",
+                "-S",
+                "execve",
+                "-k",
+                "detector-bench",
+            ])
+            .stdout(Stdio::null())
+            .status()?;
+        ensure!(st.success(), "auditctl could not add the execve rule");
+        Ok(peer)
+    }
+
+    /// The peer's CPU so far (for auditd, with the kernel's kauditd thread).
+    pub fn cpu(&self) -> Duration {
+        match self {
+            Peer::Bpftrace(c) => cpu(c.id()).map(|c| c.1).unwrap_or_default(),
+            Peer::Auditd(c) => {
+                let own = cpu(c.id()).map(|c| c.1).unwrap_or_default();
+                own + kauditd_pid()
+                    .and_then(|p| cpu(p).ok())
+                    .map(|c| c.1)
+                    .unwrap_or_default()
+            }
+        }
+    }
+
+    pub fn stop(self) {
+        match self {
+            Peer::Bpftrace(mut c) => {
+                // SAFETY: kill(2) on our child.
+                unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
+                let _ = c.wait();
+            }
+            Peer::Auditd(mut c) => {
+                let _ = Command::new("auditctl")
+                    .args(["-D", "-k", "detector-bench"])
+                    .stdout(Stdio::null())
+                    .status();
+                // SAFETY: kill(2) on our child.
+                unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+fn kauditd_pid() -> Option<u32> {
+    fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        (fs::read_to_string(format!("/proc/{pid}/comm")).ok()?.trim() == "kauditd").then_some(pid)
+    })
+}
