@@ -141,9 +141,24 @@ fn workload_report(bin: &Path, dir: &Path) -> Result<Vec<String>> {
     }
     for round in 0..load::ROUNDS {
         eprintln!("[bench] round {} of {}", round + 1, load::ROUNDS);
-        // Without, without again (the noise floor: the same thing twice), with.
+        // Without; the exec storms with the syscall channels off; without again; with the
+        // default configuration. Each "with" follows its "without" directly (this machine's
+        // speed drifts over tens of seconds); the two "without" give the noise floor.
         for (i, w) in works.iter().enumerate() {
             without[i].push(load::run_workload(&t, w)?);
+        }
+        let mut lite = Daemon::start_config(bin, dir, Some(&lite_cfg))?;
+        thread::sleep(load::SETTLE);
+        for (i, w) in works.iter().enumerate().filter(|(_, w)| w.is_exec()) {
+            let (_, c0) = load::cpu(lite.child.id())?;
+            let mut took = load::run_workload(&t, w)?;
+            thread::sleep(Duration::from_millis(100));
+            let (_, c1) = load::cpu(lite.child.id())?;
+            took.cpu += c1.saturating_sub(c0).as_secs_f64();
+            with_lite[i].push(took);
+        }
+        lite.stop()?;
+        for (i, w) in works.iter().enumerate() {
             again[i].push(load::run_workload(&t, w)?);
         }
         let mut daemon = Daemon::start(bin, dir)?;
@@ -171,18 +186,6 @@ fn workload_report(bin: &Path, dir: &Path) -> Result<Vec<String>> {
         }
         daemon.stop()?;
         let log = fs::read_to_string(&daemon.stderr).unwrap_or_default();
-        // The exec storms again with the syscall channels off ([capture] syscalls = false).
-        let mut lite = Daemon::start_config(bin, dir, Some(&lite_cfg))?;
-        thread::sleep(load::SETTLE);
-        for (i, w) in works.iter().enumerate().filter(|(_, w)| w.is_exec()) {
-            let (_, c0) = load::cpu(lite.child.id())?;
-            let mut took = load::run_workload(&t, w)?;
-            thread::sleep(Duration::from_millis(100));
-            let (_, c1) = load::cpu(lite.child.id())?;
-            took.cpu += c1.saturating_sub(c0).as_secs_f64();
-            with_lite[i].push(took);
-        }
-        lite.stop()?;
         lost_lines.extend(
             log.lines()
                 .filter(|l| l.contains(" lost") && !l.contains(" 0 events lost"))
@@ -191,12 +194,13 @@ fn workload_report(bin: &Path, dir: &Path) -> Result<Vec<String>> {
     }
     let mut missed = Vec::new();
     println!(
-        "{} rounds; each runs every workload without the detector twice, then with it (started\n\
-         afresh and left {} s to settle). Overheads are medians of the per-round ratios with /\n\
-         without: of wall time, and of CPU time (the workload's own user + system time, which\n\
-         includes the detector's programs, plus the daemon's CPU over the same interval). The\n\
-         noise floor is the same ratio for the two runs without: what the machine's jitter makes\n\
-         of doing nothing twice.\n",
+        "{} rounds; each runs every workload without the detector, the exec storms with\n\
+         `[capture] syscalls = false`, every workload without the detector again, then with it\n\
+         (each detector started afresh and left {} s to settle). Overheads are medians of the\n\
+         per-round ratios with / the run without just before: of wall time, and of CPU time (the\n\
+         workload's own user + system time, which includes the detector's programs, plus the\n\
+         daemon's CPU over the same interval). The noise floor is the same ratio for the two runs\n\
+         without: what the machine's jitter makes of doing nothing twice.\n",
         load::ROUNDS,
         load::SETTLE.as_secs()
     );
@@ -214,11 +218,11 @@ fn workload_report(bin: &Path, dir: &Path) -> Result<Vec<String>> {
         let daemon_round = daemon_cpu_sched[i].as_secs_f64() / rounds;
         let cpu_with: Vec<f64> = with[i].iter().map(|t| t.cpu + daemon_round).collect();
         let cpu = |v: &[load::Took]| v.iter().map(|t| t.cpu).collect::<Vec<_>>();
-        let overhead = load::paired_overhead(&wall(&without[i]), &wall(&with[i]));
+        let overhead = load::paired_overhead(&wall(&again[i]), &wall(&with[i]));
         let noise = load::paired_overhead(&wall(&without[i]), &wall(&again[i]));
-        let cpu_overhead = load::paired_overhead(&cpu(&without[i]), &cpu_with);
+        let cpu_overhead = load::paired_overhead(&cpu(&again[i]), &cpu_with);
         let cpu_noise = load::paired_overhead(&cpu(&without[i]), &cpu(&again[i]));
-        let a = load::median(&mut wall(&without[i]));
+        let a = load::median(&mut wall(&again[i]));
         let b = load::median(&mut wall(&with[i]));
         let ops = w.ops() * load::ROUNDS as u64;
         let per = |d: Duration| d.as_nanos() as f64 / 1000.0 / ops as f64;
