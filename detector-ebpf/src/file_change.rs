@@ -151,18 +151,7 @@ fn ptr_arg(ctx: &TracePointContext, n: usize) -> u64 {
     arg::<u64>(ctx, n).unwrap_or(0)
 }
 
-#[tracepoint]
-pub fn sys_enter_renameat2(ctx: TracePointContext) -> u32 {
-    let (olddfd, old, newdfd, new) = (
-        fd_arg(&ctx, 0),
-        ptr_arg(&ctx, 1),
-        fd_arg(&ctx, 2),
-        ptr_arg(&ctx, 3),
-    );
-    let _ = string_op(FILE_OP_RENAME, olddfd, old, newdfd, new);
-    0
-}
-
+/// renameat and renameat2 (whose fifth argument, the flags, does not matter here).
 #[tracepoint]
 pub fn sys_enter_renameat(ctx: TracePointContext) -> u32 {
     let (olddfd, old, newdfd, new) = (

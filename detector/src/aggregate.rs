@@ -110,37 +110,10 @@ impl Aggregator {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
     use super::*;
-    use crate::alert::{Process, Severity};
 
     fn alert(pid: u32, ts: &str) -> Alert {
-        Alert {
-            timestamp: ts.into(),
-            dataset: crate::alert::DATASET_LIVE,
-            rule: "dynamic_linker_hijacking",
-            severity: Severity::Medium,
-            risk_score: 1,
-            detections: BTreeSet::from([Detection::PreloadEnv]),
-            mitre: vec![],
-            process: Process {
-                pid,
-                ppid: 1,
-                uid: 0,
-                comm: "true".into(),
-                exe: "/usr/bin/true".into(),
-                cmdline: "true".into(),
-            },
-            library: None,
-            preload: None,
-            file: None,
-            target: None,
-            config: None,
-            count: 1,
-            first_seen: ts.into(),
-            last_seen: ts.into(),
-        }
+        crate::alert::test_alert(pid, ts)
     }
 
     #[test]

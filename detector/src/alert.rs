@@ -304,6 +304,36 @@ impl Clock {
     }
 }
 
+/// A preload_env alert for `/usr/bin/true` with the given pid and timestamp, for tests.
+#[cfg(test)]
+pub fn test_alert(pid: u32, ts: &str) -> Alert {
+    Alert {
+        timestamp: ts.into(),
+        dataset: DATASET_LIVE,
+        rule: "dynamic_linker_hijacking",
+        severity: Severity::Medium,
+        risk_score: 1,
+        detections: BTreeSet::from([Detection::PreloadEnv]),
+        mitre: vec![T1574_006],
+        process: Process {
+            pid,
+            ppid: 1,
+            uid: 0,
+            comm: "true".into(),
+            exe: "/usr/bin/true".into(),
+            cmdline: "true".into(),
+        },
+        library: None,
+        preload: None,
+        file: None,
+        target: None,
+        config: None,
+        count: 1,
+        first_seen: ts.into(),
+        last_seen: ts.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

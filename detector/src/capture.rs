@@ -45,7 +45,7 @@ const TRACEPOINTS: &[Tp] = &[
     tp("sys_exit_open", "syscalls", "sys_exit_open", false),
     tp("sys_exit_open", "syscalls", "sys_exit_creat", false),
     tp(
-        "sys_enter_renameat2",
+        "sys_enter_renameat",
         "syscalls",
         "sys_enter_renameat2",
         true,

@@ -67,14 +67,11 @@ fn probe(r: Result<bool, impl std::error::Error>, yes: &str, no: &str) -> Result
 
 fn inspect() -> Report {
     let mut checks = Vec::new();
-    let privileged = preflight::check_privileges().is_ok();
-    checks.push(item(
-        "privilege",
-        true,
-        preflight::check_privileges()
-            .map(|()| "root, or CAP_BPF and CAP_PERFMON".to_owned())
-            .map_err(|e| e.to_string()),
-    ));
+    let privilege = preflight::check_privileges()
+        .map(|()| "root, or CAP_BPF and CAP_PERFMON".to_owned())
+        .map_err(|e| e.to_string());
+    let privileged = privilege.is_ok();
+    checks.push(item("privilege", true, privilege));
     let btf = btf_rs::Btf::from_file(preflight::BTF_PATH);
     checks.push(item(
         "btf",
@@ -111,13 +108,15 @@ fn inspect() -> Report {
         });
     }
     if let Ok(tracefs) = &tracefs {
-        let missing: Vec<String> = capture::tracepoints()
-            .filter(|(c, n, _)| !Path::new(tracefs).join("events").join(c).join(n).is_dir())
-            .map(|(c, n, req)| format!("{c}/{n}{}", if req { "" } else { " (optional)" }))
-            .collect();
-        let required_missing = capture::tracepoints()
-            .any(|(c, n, req)| req && !Path::new(tracefs).join("events").join(c).join(n).is_dir());
         let total = capture::tracepoints().count();
+        let absent: Vec<(&str, &str, bool)> = capture::tracepoints()
+            .filter(|(c, n, _)| !Path::new(tracefs).join("events").join(c).join(n).is_dir())
+            .collect();
+        let required_missing = absent.iter().any(|&(_, _, req)| req);
+        let missing: Vec<String> = absent
+            .iter()
+            .map(|(c, n, req)| format!("{c}/{n}{}", if *req { "" } else { " (optional)" }))
+            .collect();
         checks.push(item(
             "tracepoints",
             true,

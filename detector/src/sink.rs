@@ -407,7 +407,6 @@ impl Sink for Fanout {
 #[cfg(test)]
 mod tests {
     use std::{
-        collections::BTreeSet,
         io::Read as _,
         net::TcpListener,
         os::unix::fs::PermissionsExt as _,
@@ -419,35 +418,13 @@ mod tests {
     };
 
     use super::*;
-    use crate::alert::{Detection, Process, T1574_006};
 
     fn alert(severity: Severity) -> Alert {
-        Alert {
-            timestamp: "2026-11-23T09:13:13.595123Z".into(),
-            dataset: crate::alert::DATASET_LIVE,
-            rule: "dynamic_linker_hijacking",
-            severity,
-            risk_score: 1,
-            detections: BTreeSet::from([Detection::PreloadEnv]),
-            mitre: vec![T1574_006],
-            process: Process {
-                pid: 4242,
-                ppid: 1,
-                uid: 0,
-                comm: "true".into(),
-                exe: "/usr/bin/true".into(),
-                // Non-ASCII and a newline: the syslog MSG stays one ASCII line.
-                cmdline: "true café 🦀\nx".into(),
-            },
-            library: None,
-            preload: None,
-            file: None,
-            target: None,
-            config: None,
-            count: 1,
-            first_seen: "2026-11-23T09:13:13.595123Z".into(),
-            last_seen: "2026-11-23T09:13:13.595123Z".into(),
-        }
+        let mut a = crate::alert::test_alert(4242, "2026-11-23T09:13:13.595123Z");
+        a.severity = severity;
+        // Non-ASCII and a newline: the syslog MSG stays one ASCII line.
+        a.process.cmdline = "true café 🦀\nx".into();
+        a
     }
 
     struct Tmp(PathBuf);

@@ -70,6 +70,14 @@ fn object(a: &Alert) -> String {
     out
 }
 
+/// The alert's detection ids, as the JSON schema spells them.
+fn detection_ids(a: &Alert) -> Vec<String> {
+    a.detections
+        .iter()
+        .filter_map(|d| serde_json::to_value(d).ok()?.as_str().map(str::to_owned))
+        .collect()
+}
+
 fn who(a: &Alert) -> String {
     if a.process.is_none() {
         "-".to_owned()
@@ -82,16 +90,7 @@ fn who(a: &Alert) -> String {
 pub fn line(a: &Alert, colour: bool) -> String {
     let time = a.timestamp.get(11..23).unwrap_or(&a.timestamp);
     let sev = format!("{:<8}", severity_name(a.severity));
-    let detections: Vec<String> = a
-        .detections
-        .iter()
-        .map(|d| {
-            serde_json::to_value(d)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
-        })
-        .collect();
+    let detections = detection_ids(a);
     let mut out = format!(
         "{} {} {} {} {} [{}]",
         paint(colour, "2", time),
@@ -130,16 +129,7 @@ pub fn table(alerts: &[Alert], colour: bool) -> String {
                 } else {
                     a.process.comm.clone()
                 },
-                a.detections
-                    .iter()
-                    .map(|d| {
-                        serde_json::to_value(d)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_owned))
-                            .unwrap_or_default()
-                    })
-                    .collect::<Vec<_>>()
-                    .join(","),
+                detection_ids(a).join(","),
                 object(a),
             ]
         })

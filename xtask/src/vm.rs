@@ -244,27 +244,22 @@ fn candidates(version: &str) -> Result<Vec<String>> {
 }
 
 fn find_deb(dir: &Path, name: &str) -> Option<PathBuf> {
+    find_file(dir, |f| {
+        f.starts_with(&format!("{name}_")) && f.ends_with(".deb")
+    })
+}
+
+fn vmlinuz_in(dir: &Path) -> Option<PathBuf> {
+    find_file(&dir.join("boot"), |f| f.starts_with("vmlinuz-"))
+}
+
+/// The first entry of `dir` whose file name satisfies `pred`.
+fn find_file(dir: &Path, pred: impl Fn(&str) -> bool) -> Option<PathBuf> {
     fs::read_dir(dir)
         .ok()?
         .flatten()
         .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|f| f.to_str())
-                .is_some_and(|f| f.starts_with(&format!("{name}_")) && f.ends_with(".deb"))
-        })
-}
-
-fn vmlinuz_in(dir: &Path) -> Option<PathBuf> {
-    fs::read_dir(dir.join("boot"))
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|f| f.to_str())
-                .is_some_and(|f| f.starts_with("vmlinuz-"))
-        })
+        .find(|p| p.file_name().and_then(|f| f.to_str()).is_some_and(&pred))
 }
 
 /// Builds target/vm-test/initrd.gz from scratch (it holds this build's detector).
