@@ -17,7 +17,8 @@ pub enum EventKind {
     Mmap = 3,
     /// A watched loader or PAM file opened for write, renamed, unlinked. [`FileChangeEvent`].
     FileChange = 4,
-    /// A new process (fork/clone without CLONE_THREAD). [`ForkEvent`].
+    /// Retired: forks are not captured (user space learns a child from its events' `ppid`).
+    /// The number stays taken so that the others keep theirs.
     Fork = 5,
     /// A process exited (its thread-group leader). [`ExitEvent`].
     Exit = 6,
@@ -72,7 +73,7 @@ pub struct EventHeader {
     pub pid: u32,
     /// Thread id.
     pub tid: u32,
-    /// Thread group id of the real parent.
+    /// The real parent's thread group id (0 in exit events, which do not need it).
     pub ppid: u32,
     /// Real uid.
     pub uid: u32,
@@ -244,15 +245,6 @@ pub struct FileChangeEvent {
     pub name2: [u8; NAME_MAX],
 }
 
-/// `fork`/`clone` of a new process; the header is the parent's.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct ForkEvent {
-    pub hdr: EventHeader,
-    pub child_pid: u32,
-    pub _pad: u32,
-}
-
 /// A process's thread-group leader exited.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -306,8 +298,8 @@ pub struct Config {
     pub mm_env_start: u32,
     pub mm_env_end: u32,
     pub mm_start_stack: u32,
-    /// Offset of the `__data_loc char[] filename` field in `sched/sched_process_exec`.
-    pub tp_exec_filename: u32,
+    /// `struct linux_binprm`'s `filename`: the name the program was executed by.
+    pub bprm_filename: u32,
     pub task_files: u32,
     pub task_fs: u32,
     pub task_pid: u32,

@@ -1,6 +1,7 @@
 //! Capture channel: exec.
 //!
-//! `sched/sched_process_exec` fires once the new image is in place (so the exec succeeded, for
+//! `sched/sched_process_exec` (as a BTF tracepoint: the kernel hands the program its arguments
+//! directly instead of first formatting a trace record) fires once the new image is in place (so the exec succeeded, for
 //! execve and execveat alike) and before it runs a single user instruction: its argv and envp,
 //! laid out by the kernel on the new stack, cannot be changed under us. We walk the whole envp
 //! array with `bpf_loop` (no fixed cap on the number of strings), remember the last occurrence of
@@ -16,10 +17,9 @@ use aya_ebpf::{
         bpf_probe_read_kernel_str_bytes, bpf_probe_read_user, bpf_probe_read_user_buf,
         bpf_probe_read_user_str_bytes, generated::bpf_loop,
     },
-    macros::{map, tracepoint},
+    macros::{btf_tracepoint, map},
     maps::PerCpuArray,
-    programs::TracePointContext,
-    EbpfContext,
+    programs::BtfTracePointContext,
 };
 use detector_common::{
     Channel, Config, EventKind, ExecEvent, LoaderEnvEvent, LoaderVar, EXEC_ARGS_MAX,
@@ -77,15 +77,16 @@ struct Scan {
     found: [Found; LOADER_VARS],
 }
 
-#[tracepoint]
-pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
-    match try_exec(&ctx) {
-        Ok(()) => 0,
-        Err(_) => 1,
-    }
+/// `sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`; the
+/// program's name is short so that the kernel's 15-byte name tells it from `sched_exit`.
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sched_exec(ctx: BtfTracePointContext) -> i32 {
+    let bprm: u64 = ctx.arg::<*const u8>(2) as u64;
+    let _ = try_exec(bprm);
+    0
 }
 
-fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
+fn try_exec(bprm: u64) -> Result<(), i64> {
     let Some(cfg) = config() else { return Ok(()) };
     if is_self(cfg) {
         return Ok(());
@@ -119,7 +120,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
     unsafe { bpf_loop(MAX_ENV, env_step as *mut c_void, core::ptr::null_mut(), 0) };
     let scan = unsafe { (*buf).scan };
 
-    emit_exec(ctx, cfg, ppid, argc as u32, arg_start, arg_end, &scan);
+    emit_exec(bprm, cfg, ppid, argc as u32, arg_start, arg_end, &scan);
     for var in 0..LOADER_VARS {
         let f = scan.found[var];
         if f.count != 0 {
@@ -259,7 +260,7 @@ fn prefix_len(var: u32) -> u64 {
 }
 
 fn emit_exec(
-    ctx: &TracePointContext,
+    bprm: u64,
     cfg: &Config,
     ppid: u32,
     argc: u32,
@@ -283,10 +284,10 @@ fn emit_exec(
         ev.hdr.flags |= EXEC_ENV_INCOMPLETE;
     }
 
-    // __data_loc char[] filename: low 16 bits offset from the record start, high 16 length.
+    // The name the program was executed by (bprm->filename), as the classic tracepoint's
+    // `filename` field has it.
     ev.filename[0] = 0;
-    if let Ok(loc) = unsafe { ctx.read_at::<u32>(cfg.tp_exec_filename as usize) } {
-        let src = (ctx.as_ptr() as u64 + (loc & 0xffff) as u64) as *const u8;
+    if let Ok(src) = unsafe { kread::<*const u8>(bprm, cfg.bprm_filename) } {
         match unsafe { bpf_probe_read_kernel_str_bytes(src, &mut ev.filename) } {
             Ok(s) if s.len() + 1 >= EXEC_FILENAME_MAX => ev.hdr.flags |= EXEC_FILENAME_TRUNCATED,
             Ok(_) => {}

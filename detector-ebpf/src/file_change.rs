@@ -21,7 +21,10 @@ use detector_common::{
 };
 
 use crate::{
-    shared::{config, current_task_and_ppid, is_self, kread, reserve, submit_urgent},
+    shared::{
+        config, current_task, current_task_and_ppid, is_self, kread, ppid, reserve, submit_urgent,
+        tp_field,
+    },
     vfs::{
         build_path, copy_path, dentry_inode, dentry_name, fd_file, inode_info, path_parts,
         SCRATCH_DIR, SCRATCH_PATH,
@@ -42,8 +45,8 @@ const ARG0: usize = 16;
 const RET: usize = 16;
 
 #[inline(always)]
-fn arg<T>(ctx: &TracePointContext, n: usize) -> Option<T> {
-    unsafe { ctx.read_at::<T>(ARG0 + 8 * n).ok() }
+fn arg<T: Copy>(ctx: &TracePointContext, n: usize) -> Option<T> {
+    Some(tp_field::<T>(ctx, ARG0 + 8 * n))
 }
 
 // ---- opens -------------------------------------------------------------------------------
@@ -55,7 +58,7 @@ pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
 }
 
 fn try_open_exit(ctx: &TracePointContext) -> Option<()> {
-    let fd: i64 = unsafe { ctx.read_at(RET).ok()? };
+    let fd: i64 = tp_field(ctx, RET);
     if fd < 0 {
         return None;
     }
@@ -63,28 +66,39 @@ fn try_open_exit(ctx: &TracePointContext) -> Option<()> {
     if is_self(cfg) {
         return None;
     }
-    let (task, ppid) = current_task_and_ppid(cfg);
+    // Every successful open of every process comes here: reject with as few reads as
+    // possible (opened for write, then the parent directory's (dev, inode) in WATCH) before
+    // anything that only a reported open needs.
+    let task = current_task();
     let file = fd_file(cfg, task, fd as u64)?;
     let f_mode: u32 = unsafe { kread(file, cfg.file_f_mode).ok()? };
     if f_mode & FMODE_WRITE == 0 {
         return None;
     }
-    let (mnt, dentry) = path_parts(cfg, file + cfg.file_f_path as u64)?;
-    let info = inode_info(cfg, dentry_inode(cfg, dentry));
-    if info.fs_magic == PROC_SUPER_MAGIC {
+    let dentry: u64 = unsafe { kread(file + cfg.file_f_path as u64, cfg.path_dentry).ok()? };
+    let inode = dentry_inode(cfg, dentry);
+    let sb: u64 = unsafe { kread(inode, cfg.inode_i_sb).ok()? };
+    let magic: u64 = unsafe { kread(sb, cfg.sb_s_magic).ok()? };
+    if magic == PROC_SUPER_MAGIC {
         let name: [u8; 4] = dentry_name(cfg, dentry);
         if &name == b"mem\0" {
-            return proc_mem(ppid, mnt, dentry);
+            let (mnt, dentry) = path_parts(cfg, file + cfg.file_f_path as u64)?;
+            return proc_mem(ppid(cfg, task), mnt, dentry);
         }
         return None;
     }
     let parent: u64 = unsafe { kread(dentry, cfg.dentry_d_parent).ok()? };
-    if !watched(cfg, parent) {
-        return None;
-    }
+    let key = WatchKey {
+        ino: unsafe { kread(dentry_inode(cfg, parent), cfg.inode_i_ino).ok()? },
+        dev: unsafe { kread(sb, cfg.sb_s_dev).ok()? },
+        _pad: 0,
+    };
+    unsafe { WATCH.get(&key) }?;
+    let info = inode_info(cfg, inode);
+    let (mnt, dentry) = path_parts(cfg, file + cfg.file_f_path as u64)?;
     let (off, truncated) = build_path(mnt, dentry, SCRATCH_PATH)?;
     let Some(mut entry) =
-        reserve::<FileChangeEvent>(Channel::FileChange, EventKind::FileChange, ppid)
+        reserve::<FileChangeEvent>(Channel::FileChange, EventKind::FileChange, ppid(cfg, task))
     else {
         return None;
     };

@@ -6,22 +6,22 @@ use detector_common::{
     PTRACE_SEIZE, TAMPER_PROCESS_VM_WRITEV, TAMPER_PTRACE,
 };
 
-use crate::shared::{config, current_task_and_ppid, is_self, reserve, submit_urgent};
+use crate::shared::{config, current_task_and_ppid, is_self, reserve, submit_urgent, tp_field};
 
 const ARG0: usize = 16;
 
 /// `ptrace(request, pid, addr, data)`.
 #[tracepoint]
 pub fn sys_enter_ptrace(ctx: TracePointContext) -> u32 {
-    let request: u64 = unsafe { ctx.read_at(ARG0).unwrap_or(0) };
+    let request: u64 = tp_field(&ctx, ARG0);
     if !matches!(
         request,
         PTRACE_POKETEXT | PTRACE_POKEDATA | PTRACE_ATTACH | PTRACE_SEIZE
     ) {
         return 0;
     }
-    let pid: u64 = unsafe { ctx.read_at(ARG0 + 8).unwrap_or(0) };
-    let addr: u64 = unsafe { ctx.read_at(ARG0 + 16).unwrap_or(0) };
+    let pid: u64 = tp_field(&ctx, ARG0 + 8);
+    let addr: u64 = tp_field(&ctx, ARG0 + 16);
     let _ = emit(TAMPER_PTRACE, pid as u32, request, addr);
     0
 }
@@ -29,9 +29,9 @@ pub fn sys_enter_ptrace(ctx: TracePointContext) -> u32 {
 /// `process_vm_writev(pid, lvec, liovcnt, rvec, riovcnt, flags)`.
 #[tracepoint]
 pub fn sys_enter_process_vm_writev(ctx: TracePointContext) -> u32 {
-    let pid: u64 = unsafe { ctx.read_at(ARG0).unwrap_or(0) };
-    let rvec: u64 = unsafe { ctx.read_at(ARG0 + 24).unwrap_or(0) };
-    let riovcnt: u64 = unsafe { ctx.read_at(ARG0 + 32).unwrap_or(0) };
+    let pid: u64 = tp_field(&ctx, ARG0);
+    let rvec: u64 = tp_field(&ctx, ARG0 + 24);
+    let riovcnt: u64 = tp_field(&ctx, ARG0 + 32);
     // The first remote address written, when readable.
     let addr: u64 =
         unsafe { aya_ebpf::helpers::bpf_probe_read_user(rvec as *const u64).unwrap_or(0) };

@@ -18,7 +18,9 @@ use detector_common::{
 };
 
 use crate::{
-    shared::{config, current_task_and_ppid, is_self, kread, reserve, submit_flags, submit_urgent},
+    shared::{
+        config, current_task, is_self, kread, ppid, reserve, submit_flags, submit_urgent, tp_field,
+    },
     vfs::{build_path, copy_path, fd_file, inode_info, path_parts, SCRATCH_PATH},
 };
 
@@ -40,10 +42,10 @@ pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
 }
 
 fn try_mmap(ctx: &TracePointContext) -> Option<()> {
-    let prot: u64 = unsafe { ctx.read_at(ARG0 + 16).ok()? };
-    let flags: u64 = unsafe { ctx.read_at(ARG0 + 24).ok()? };
+    let prot: u64 = tp_field(ctx, ARG0 + 16);
+    let flags: u64 = tp_field(ctx, ARG0 + 24);
     // An int argument: only the low 32 bits of the register are meaningful.
-    let fd = unsafe { ctx.read_at::<u64>(ARG0 + 32).ok()? } as i32;
+    let fd = tp_field::<u64>(ctx, ARG0 + 32) as i32;
     if prot & PROT_EXEC == 0 || flags & MAP_ANONYMOUS != 0 || fd < 0 {
         return None;
     }
@@ -51,9 +53,9 @@ fn try_mmap(ctx: &TracePointContext) -> Option<()> {
     if is_self(cfg) {
         return None;
     }
-    let (task, ppid) = current_task_and_ppid(cfg);
+    let task = current_task();
     let file = fd_file(cfg, task, fd as u64)?;
-    report(cfg, ppid, file, MMAP_SOURCE_MMAP, prot as u32, flags as u32)
+    report(cfg, task, file, MMAP_SOURCE_MMAP, prot as u32, flags as u32)
 }
 
 struct VmaLookup {
@@ -68,8 +70,8 @@ pub fn sys_enter_mprotect(ctx: TracePointContext) -> u32 {
 }
 
 fn try_mprotect(ctx: &TracePointContext) -> Option<()> {
-    let start: u64 = unsafe { ctx.read_at(ARG0).ok()? };
-    let prot: u64 = unsafe { ctx.read_at(ARG0 + 16).ok()? };
+    let start: u64 = tp_field(ctx, ARG0);
+    let prot: u64 = tp_field(ctx, ARG0 + 16);
     if prot & PROT_EXEC == 0 {
         return None;
     }
@@ -94,8 +96,14 @@ fn try_mprotect(ctx: &TracePointContext) -> Option<()> {
     if found.file == 0 || found.already_exec != 0 {
         return None;
     }
-    let (_, ppid) = current_task_and_ppid(cfg);
-    report(cfg, ppid, found.file, MMAP_SOURCE_MPROTECT, prot as u32, 0)
+    report(
+        cfg,
+        current_task(),
+        found.file,
+        MMAP_SOURCE_MPROTECT,
+        prot as u32,
+        0,
+    )
 }
 
 #[inline(never)]
@@ -124,7 +132,7 @@ fn is_safe(f: &FileInfo) -> bool {
 #[inline(always)]
 fn report(
     cfg: &Config,
-    ppid: u32,
+    task: u64,
     file: u64,
     source: u32,
     prot: u32,
@@ -147,7 +155,8 @@ fn report(
     }
     let (mnt, dentry) = path_parts(cfg, file + cfg.file_f_path as u64)?;
     let (off, truncated) = build_path(mnt, dentry, SCRATCH_PATH)?;
-    let Some(mut entry) = reserve::<MmapEvent>(Channel::Mmap, EventKind::Mmap, ppid) else {
+    let Some(mut entry) = reserve::<MmapEvent>(Channel::Mmap, EventKind::Mmap, ppid(cfg, task))
+    else {
         return None;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };

@@ -6,6 +6,8 @@ use aya_ebpf::{
     },
     macros::map,
     maps::{ring_buf::RingBufEntry, Array, PerCpuArray, RingBuf},
+    programs::TracePointContext,
+    EbpfContext as _,
 };
 use detector_common::{Channel, Config, EventHeader, EventKind, CHANNELS};
 
@@ -61,6 +63,16 @@ pub fn count_lost(channel: Channel) {
     }
 }
 
+/// A field of a classic tracepoint's record, read directly: the verifier allows aligned loads
+/// from a tracepoint program's context, which costs a load where `read_at` (a
+/// `bpf_probe_read_kernel` call) costs a helper call. `off` must be a multiple of
+/// `size_of::<T>()` within the record, as every syscall argument and return value is.
+#[inline(always)]
+pub fn tp_field<T: Copy>(ctx: &TracePointContext, off: usize) -> T {
+    // SAFETY: the verifier checks the offset against the context's bounds and alignment.
+    unsafe { core::ptr::read((ctx.as_ptr() as *const u8).add(off) as *const T) }
+}
+
 /// Reads a kernel value at `base + off` (offsets come from BTF at start).
 #[inline(always)]
 pub unsafe fn kread<T>(base: u64, off: u32) -> Result<T, i64> {
@@ -70,13 +82,24 @@ pub unsafe fn kread<T>(base: u64, off: u32) -> Result<T, i64> {
 /// The current task, and the thread group id of its real parent.
 #[inline(always)]
 pub fn current_task_and_ppid(cfg: &Config) -> (u64, u32) {
-    let task = unsafe { bpf_get_current_task() };
-    let ppid = unsafe {
+    let task = current_task();
+    (task, ppid(cfg, task))
+}
+
+#[inline(always)]
+pub fn current_task() -> u64 {
+    unsafe { bpf_get_current_task() }
+}
+
+/// The thread group id of `task`'s real parent. Two reads: programs that mostly filter an
+/// event out call it only once they know they report it.
+#[inline(always)]
+pub fn ppid(cfg: &Config, task: u64) -> u32 {
+    unsafe {
         kread::<u64>(task, cfg.task_real_parent)
             .and_then(|parent| kread::<u32>(parent, cfg.task_tgid))
             .unwrap_or(0)
-    };
-    (task, ppid)
+    }
 }
 
 /// Reserves a `T` in the ring buffer and fills its header for the current task; counts a loss

@@ -33,9 +33,8 @@ const fn tp(prog: &'static str, category: &'static str, name: &'static str, requ
     }
 }
 
+/// Classic tracepoints: the syscall channels (syscall events are not BTF tracepoints).
 const TRACEPOINTS: &[Tp] = &[
-    // exec
-    tp("sched_process_exec", "sched", "sched_process_exec", true),
     // mmap
     tp("sys_enter_mmap", "syscalls", "sys_enter_mmap", true),
     tp("sys_enter_mprotect", "syscalls", "sys_enter_mprotect", true),
@@ -60,8 +59,6 @@ const TRACEPOINTS: &[Tp] = &[
     tp("sys_enter_unlinkat", "syscalls", "sys_enter_unlinkat", true),
     tp("sys_enter_unlink", "syscalls", "sys_enter_unlink", false),
     tp("sys_enter_truncate", "syscalls", "sys_enter_truncate", true),
-    // lifecycle (fork is a BTF tracepoint, below)
-    tp("sched_process_exit", "sched", "sched_process_exit", true),
     // mem_tamper
     tp("sys_enter_ptrace", "syscalls", "sys_enter_ptrace", true),
     tp(
@@ -72,8 +69,13 @@ const TRACEPOINTS: &[Tp] = &[
     ),
 ];
 
-/// BTF tracepoints (tp_btf): typed arguments, e.g. the child task of a fork.
-const BTF_TRACEPOINTS: &[&str] = &["sched_process_fork"];
+/// BTF tracepoints (tp_btf): (program, tracepoint). The kernel hands these programs the
+/// tracepoint's arguments as they are, without formatting a trace record first, which is the
+/// cheaper way to run on every exec and exit; exec (exec channel) and exit (lifecycle).
+const BTF_TRACEPOINTS: &[(&str, &str)] = &[
+    ("sched_exec", "sched_process_exec"),
+    ("sched_exit", "sched_process_exit"),
+];
 
 /// The tracepoints the programs attach to: (category, name, required).
 pub fn tracepoints() -> impl Iterator<Item = (&'static str, &'static str, bool)> {
@@ -81,8 +83,8 @@ pub fn tracepoints() -> impl Iterator<Item = (&'static str, &'static str, bool)>
 }
 
 /// The BTF tracepoints (tp_btf) the programs attach to.
-pub fn btf_tracepoints() -> &'static [&'static str] {
-    BTF_TRACEPOINTS
+pub fn btf_tracepoints() -> impl Iterator<Item = &'static str> {
+    BTF_TRACEPOINTS.iter().map(|(_, tp)| *tp)
 }
 
 pub struct Capture {
@@ -103,7 +105,7 @@ fn register<T: std::os::fd::AsRawFd>(inner: T, what: &str) -> Result<AsyncFd<T>>
 }
 
 impl Capture {
-    /// Loads and attaches; without `syscalls`, only the scheduler tracepoints (exec, fork, exit).
+    /// Loads and attaches; without `syscalls`, only the scheduler tracepoints (exec, exit).
     pub fn start(
         config: Config,
         watch_dirs: &[String],
@@ -150,10 +152,7 @@ impl Capture {
             }
         }
         let mut links: Vec<Box<dyn Send>> = Vec::new();
-        for t in TRACEPOINTS
-            .iter()
-            .filter(|t| syscalls || t.category != "syscalls")
-        {
+        for t in TRACEPOINTS.iter().filter(|_| syscalls) {
             let prog: &mut TracePoint = ebpf
                 .program_mut(t.prog)
                 .ok_or_else(|| anyhow!("program {} missing", t.prog))?
@@ -173,10 +172,10 @@ impl Capture {
             }
         }
         let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
-        for name in BTF_TRACEPOINTS {
+        for (prog_name, name) in BTF_TRACEPOINTS {
             let prog: &mut BtfTracePoint = ebpf
-                .program_mut(name)
-                .ok_or_else(|| anyhow!("program {name} missing"))?
+                .program_mut(prog_name)
+                .ok_or_else(|| anyhow!("program {prog_name} missing"))?
                 .try_into()?;
             prog.load(name, &btf)
                 .with_context(|| format!("loading tp_btf/{name} (verifier)"))?;

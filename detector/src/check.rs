@@ -134,8 +134,6 @@ fn inspect() -> Report {
     }
     if let Ok(btf) = &btf {
         let missing: Vec<&str> = capture::btf_tracepoints()
-            .iter()
-            .copied()
             .filter(|n| {
                 btf.resolve_ids_by_name(&format!("btf_trace_{n}"))
                     .map_or(true, |ids| ids.is_empty())
@@ -145,7 +143,10 @@ fn inspect() -> Report {
             "tp_btf",
             true,
             if missing.is_empty() {
-                Ok(format!("{} in BTF", capture::btf_tracepoints().join(", ")))
+                Ok(format!(
+                    "{} in BTF",
+                    capture::btf_tracepoints().collect::<Vec<_>>().join(", ")
+                ))
             } else {
                 Err(format!("not in BTF: {}", missing.join(", ")))
             },
@@ -192,7 +193,7 @@ fn inspect() -> Report {
         )
     } else {
         // Everything needed is there: prove it by loading and attaching every program.
-        match attach_all(tracefs.as_ref().map(|p| *p).unwrap_or_default()) {
+        match attach_all() {
             Ok(n) => (
                 Some("tracepoints"),
                 format!(
@@ -215,8 +216,8 @@ fn inspect() -> Report {
     }
 }
 
-fn attach_all(tracefs: &str) -> Result<usize> {
-    let cfg = kernel::config(preflight::BTF_PATH, tracefs, std::process::id())?;
+fn attach_all() -> Result<usize> {
+    let cfg = kernel::config(preflight::BTF_PATH, std::process::id())?;
     // The capture registers its ring buffer with the runtime, as in the daemon.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -35,8 +35,8 @@ const DRAIN_EVERY: Duration = Duration::from_millis(20);
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     let explicit = args.config.as_os_str() != config::DEFAULT_PATH;
     let cfg = config::load(&args.config, explicit)?;
-    let tracefs = preflight::check()?;
-    let kcfg = kernel::config(preflight::BTF_PATH, tracefs, std::process::id())?;
+    preflight::check()?;
+    let kcfg = kernel::config(preflight::BTF_PATH, std::process::id())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

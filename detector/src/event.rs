@@ -2,8 +2,8 @@
 use std::mem::size_of;
 
 use detector_common::{
-    EventHeader, EventKind, ExecEvent, ExitEvent, FileChangeEvent, FileInfo, ForkEvent,
-    LoaderEnvEvent, LoaderVar, MemTamperEvent, MmapEvent, EXEC_ARGS_TRUNCATED, EXEC_ENV_INCOMPLETE,
+    EventHeader, EventKind, ExecEvent, ExitEvent, FileChangeEvent, FileInfo, LoaderEnvEvent,
+    LoaderVar, MemTamperEvent, MmapEvent, EXEC_ARGS_TRUNCATED, EXEC_ENV_INCOMPLETE,
     EXEC_FILENAME_TRUNCATED, FILE_OP_OPEN_WRITE, FILE_OP_RENAME, FILE_OP_TRUNCATE, FILE_OP_UNLINK,
     HUGETLBFS_MAGIC, LOADER_VALUE_TRUNCATED, MMAP_SOURCE_MPROTECT, OVERLAYFS_MAGIC, PATH_TRUNCATED,
     RAMFS_MAGIC, TAMPER_PROCESS_VM_WRITEV, TAMPER_PROC_MEM, TAMPER_PTRACE, TMPFS_MAGIC,
@@ -113,12 +113,6 @@ pub struct FileChange {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fork {
-    pub hdr: Header,
-    pub child_pid: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exit {
     pub hdr: Header,
     pub exit_code: u32,
@@ -147,7 +141,6 @@ pub enum Event {
     LoaderEnv(LoaderEnv),
     Mmap(Mmap),
     FileChange(FileChange),
-    Fork(Fork),
     Exit(Exit),
     MemTamper(MemTamper),
 }
@@ -214,13 +207,20 @@ pub fn cstr(bytes: &[u8]) -> String {
 
 fn header(h: &EventHeader) -> Header {
     Header {
+        comm: cstr(&h.comm),
+        ..header_without_comm(h)
+    }
+}
+
+fn header_without_comm(h: &EventHeader) -> Header {
+    Header {
         ktime_ns: h.ktime_ns,
         pid: h.pid,
         tid: h.tid,
         ppid: h.ppid,
         uid: h.uid,
         gid: h.gid,
-        comm: cstr(&h.comm),
+        comm: String::new(),
     }
 }
 
@@ -323,17 +323,15 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
                 paths,
             }))
         }
-        Some(EventKind::Fork) => {
-            let e: ForkEvent = read(buf, kind)?;
-            Ok(Event::Fork(Fork {
-                hdr: header(&e.hdr),
-                child_pid: e.child_pid,
-            }))
-        }
         Some(EventKind::Exit) => {
             let e: ExitEvent = read(buf, kind)?;
+            // One per process: only its pid and time are used, so its name is not copied.
+            let hdr = Header {
+                comm: String::new(),
+                ..header_without_comm(&e.hdr)
+            };
             Ok(Event::Exit(Exit {
-                hdr: header(&e.hdr),
+                hdr,
                 exit_code: e.exit_code,
             }))
         }
@@ -362,7 +360,7 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
                 addr: e.addr,
             }))
         }
-        None => Err(DecodeError::UnknownKind(kind)),
+        Some(EventKind::Fork) | None => Err(DecodeError::UnknownKind(kind)),
     }
 }
 
@@ -407,6 +405,12 @@ pub mod tests {
         let block: Vec<u8> = args.iter().flat_map(|a| a.bytes().chain([0])).collect();
         e.args[..block.len()].copy_from_slice(&block);
         e.args_len = block.len() as u32;
+        e
+    }
+
+    /// `e` as the kernel reports it for a child of `ppid`.
+    pub fn child_of(ppid: u32, mut e: ExecEvent) -> ExecEvent {
+        e.hdr.ppid = ppid;
         e
     }
 

@@ -1,13 +1,12 @@
 //! Facts about the running kernel handed to the eBPF programs: struct member offsets read from
-//! its BTF (Rust eBPF gets no CO-RE relocations) and tracepoint field offsets read from tracefs.
-use std::{fs, path::Path};
+//! its BTF (Rust eBPF gets no CO-RE relocations).
 
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{anyhow, bail, Result};
 use btf_rs::{Btf, Type};
 use detector_common::Config;
 
 /// Builds the programs' [`Config`] for this kernel.
-pub fn config(btf_path: &str, tracefs: &str, self_tgid: u32) -> Result<Config> {
+pub fn config(btf_path: &str, self_tgid: u32) -> Result<Config> {
     let btf =
         Btf::from_file(btf_path).map_err(|e| anyhow!("reading kernel BTF {btf_path}: {e}"))?;
     let off = |s: &str, m: &str| member_offset(&btf, s, m);
@@ -22,7 +21,7 @@ pub fn config(btf_path: &str, tracefs: &str, self_tgid: u32) -> Result<Config> {
         mm_env_start: off("mm_struct", "env_start")?,
         mm_env_end: off("mm_struct", "env_end")?,
         mm_start_stack: off("mm_struct", "start_stack")?,
-        tp_exec_filename: tracepoint_field_offset(tracefs, "sched/sched_process_exec", "filename")?,
+        bprm_filename: off("linux_binprm", "filename")?,
         task_files: off("task_struct", "files")?,
         task_fs: off("task_struct", "fs")?,
         task_pid: off("task_struct", "pid")?,
@@ -101,46 +100,9 @@ fn find_member(btf: &Btf, s: &btf_rs::Struct, member: &str) -> Result<Option<u32
     Ok(None)
 }
 
-/// Offset of `field` in a tracepoint record, from `events/<tracepoint>/format`.
-pub fn tracepoint_field_offset(tracefs: &str, tracepoint: &str, field: &str) -> Result<u32> {
-    let path = Path::new(tracefs)
-        .join("events")
-        .join(tracepoint)
-        .join("format");
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    parse_format_offset(&text, field).ok_or_else(|| anyhow!("{}: no field {field}", path.display()))
-}
-
-fn parse_format_offset(format: &str, field: &str) -> Option<u32> {
-    format.lines().find_map(|line| {
-        let mut parts = line.trim().split(';').map(str::trim);
-        let decl = parts.next()?.strip_prefix("field:")?;
-        let name = decl.rsplit([' ', '*']).next()?;
-        let name = name.split('[').next()?;
-        if name != field {
-            return None;
-        }
-        parts.find_map(|p| p.strip_prefix("offset:")?.parse().ok())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const EXEC_FORMAT: &str = "name: sched_process_exec\nID: 318\nformat:\n\
-        \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\
-        \tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n\
-        \tfield:__data_loc char[] filename;\toffset:8;\tsize:4;\tsigned:0;\n\
-        \tfield:pid_t pid;\toffset:12;\tsize:4;\tsigned:1;\n";
-
-    #[test]
-    fn tracepoint_format_offsets() {
-        assert_eq!(parse_format_offset(EXEC_FORMAT, "filename"), Some(8));
-        assert_eq!(parse_format_offset(EXEC_FORMAT, "pid"), Some(12));
-        assert_eq!(parse_format_offset(EXEC_FORMAT, "common_pid"), Some(4));
-        assert_eq!(parse_format_offset(EXEC_FORMAT, "nope"), None);
-    }
 
     #[test]
     fn btf_offsets_of_this_kernel() {
@@ -158,5 +120,6 @@ mod tests {
         let len = member_offset(&btf, "qstr", "len").unwrap();
         assert!(len == 0 || len == 4, "qstr.len at {len}");
         assert!(member_offset(&btf, "inode", "i_nlink").is_ok());
+        assert!(member_offset(&btf, "linux_binprm", "filename").is_ok());
     }
 }

@@ -1,12 +1,17 @@
 //! The process table: what each live process is (from its exec, or from /proc for processes
-//! that were there before us), kept across fork and forgotten some time after exit.
-use std::collections::{hash_map::Entry, HashMap, HashSet, VecDeque};
+//! that were there before us), forgotten some time after exit. Forks are not captured: a
+//! process first seen through an event of its own (it forked and has not exec'd) is its
+//! parent's copy, the parent being the event's `ppid`.
+use std::{
+    collections::{hash_map::Entry, HashMap, HashSet, VecDeque},
+    hash::{BuildHasherDefault, Hasher},
+};
 
 use detector_common::LoaderVar;
 
 use crate::{
     alert::{Ancestor, Process},
-    event::{Exec, Exit, Fork, Header},
+    event::{Exec, Exit, Header},
     sweep::Seen,
 };
 
@@ -16,6 +21,26 @@ const EXITED_TTL_NS: u64 = 30_000_000_000;
 const EXITED_KEPT: usize = 4096;
 /// Live processes tracked at most (a fork bomb must not eat the daemon's memory).
 const LIVE_MAX: usize = 65536;
+
+/// Pids are small integers the kernel hands out, not attacker-chosen keys: a multiplicative
+/// hash is enough, and the table is updated on every exec and exit (SipHash showed in the
+/// daemon's profile).
+#[derive(Default)]
+pub struct PidHasher(u64);
+
+impl Hasher for PidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct ProcInfo {
@@ -34,18 +59,19 @@ pub struct ProcInfo {
 
 #[derive(Default)]
 pub struct ProcessTable {
-    procs: HashMap<u32, ProcInfo>,
+    procs: HashMap<u32, ProcInfo, BuildHasherDefault<PidHasher>>,
     /// (pid, kernel time of its exit), oldest first.
     exited: VecDeque<(u32, u64)>,
 }
 
 impl ProcessTable {
     pub fn on_exec(&mut self, e: &Exec) {
-        // The environment survives exec only when it still carries LD_PRELOAD.
+        // The environment survives exec only when it still carries LD_PRELOAD. It came from
+        // this process's previous image (exec after exec), else from the parent it forked from.
         let has_preload = e.loader_vars & (1 << LoaderVar::LdPreload as u32) != 0;
         let inherited = self
-            .procs
-            .get(&e.hdr.pid)
+            .live(e.hdr.pid)
+            .or_else(|| self.live(e.hdr.ppid))
             .and_then(|i| i.preload_origin.clone());
         let info = ProcInfo {
             ppid: e.hdr.ppid,
@@ -100,16 +126,26 @@ impl ProcessTable {
         self.insert(p.pid, info);
     }
 
-    pub fn on_fork(&mut self, f: &Fork) {
-        let mut child = self
-            .procs
-            .get(&f.hdr.pid)
-            .cloned()
-            .unwrap_or_else(|| from_header(&f.hdr));
-        child.ppid = f.hdr.pid;
-        child.alerted.clear();
-        child.exited_at = None;
-        self.insert(f.child_pid, child);
+    /// `pid`'s entry unless that process has exited (its pid may be reused).
+    fn live(&self, pid: u32) -> Option<&ProcInfo> {
+        self.procs.get(&pid).filter(|i| i.exited_at.is_none())
+    }
+
+    /// A process not seen before: a fork of a known parent that has not exec'd is the parent's
+    /// copy; anything else is read from /proc.
+    fn learn(&self, hdr: &Header) -> ProcInfo {
+        match self.live(hdr.ppid) {
+            Some(parent) if hdr.ppid != 0 => ProcInfo {
+                ppid: hdr.ppid,
+                uid: hdr.uid,
+                comm: hdr.comm.clone(),
+                exe: parent.exe.clone(),
+                cmdline: parent.cmdline.clone(),
+                preload_origin: parent.preload_origin.clone(),
+                ..Default::default()
+            },
+            _ => from_proc(hdr),
+        }
     }
 
     pub fn on_exit(&mut self, x: &Exit) {
@@ -153,7 +189,21 @@ impl ProcessTable {
 
     /// The process as an alert names it; from /proc when we never saw its exec.
     pub fn process(&mut self, hdr: &Header) -> Process {
-        let info = self.procs.entry(hdr.pid).or_insert_with(|| from_proc(hdr));
+        if !self.procs.contains_key(&hdr.pid) {
+            let info = self.learn(hdr);
+            self.insert(hdr.pid, info);
+        }
+        let Some(info) = self.procs.get(&hdr.pid) else {
+            // The table is full of live processes: name it from what the event says.
+            return Process {
+                pid: hdr.pid,
+                ppid: hdr.ppid,
+                uid: hdr.uid,
+                comm: hdr.comm.clone(),
+                exe: String::new(),
+                cmdline: String::new(),
+            };
+        };
         Process {
             pid: hdr.pid,
             ppid: if hdr.ppid != 0 { hdr.ppid } else { info.ppid },
@@ -242,7 +292,7 @@ mod tests {
     }
 
     #[test]
-    fn fork_inherits_then_exec_replaces() {
+    fn a_forked_child_is_its_parents_copy_until_it_execs() {
         let mut t = ProcessTable::default();
         let exec = Exec {
             hdr: hdr(4_000_001, 1, "bash"),
@@ -256,10 +306,7 @@ mod tests {
             loader_vars: 0,
         };
         t.on_exec(&exec);
-        t.on_fork(&Fork {
-            hdr: hdr(4_000_001, 1, "bash"),
-            child_pid: 4_000_002,
-        });
+        // The child's first event (no exec of its own): learnt from its parent.
         let child = t.process(&hdr(4_000_002, 4_000_001, "bash"));
         assert_eq!(child.exe, "/usr/bin/bash");
         assert_eq!(child.ppid, 4_000_001);
@@ -271,16 +318,21 @@ mod tests {
         });
         // Still known for late events.
         assert_eq!(t.process(&hdr(4_000_002, 0, "bash")).exe, "/usr/bin/bash");
+        // Its exec replaces it.
+        t.on_exec(&Exec {
+            hdr: hdr(4_000_003, 4_000_001, "cat"),
+            filename: "/usr/bin/cat".into(),
+            argv: vec!["cat".into()],
+            ..exec
+        });
+        assert_eq!(t.process(&hdr(4_000_003, 0, "cat")).exe, "/usr/bin/cat");
     }
 
     #[test]
     fn exited_processes_expire_after_the_ttl() {
         let mut t = ProcessTable::default();
         for (i, pid) in [4_000_010u32, 4_000_011].into_iter().enumerate() {
-            t.on_fork(&Fork {
-                hdr: hdr(4_000_001, 1, "bash"),
-                child_pid: pid,
-            });
+            t.process(&hdr(pid, 1, "bash"));
             let mut h = hdr(pid, 4_000_001, "bash");
             h.ktime_ns = 1 + i as u64 * 1000;
             t.on_exit(&Exit {

@@ -22,6 +22,10 @@ const PROGRAMS_KEPT: usize = 4096;
 /// The file's current list (re-read whenever its inode, size or mtime changes).
 pub struct PreloadFile {
     path: PathBuf,
+    /// When (CLOCK_BOOTTIME, the kernel events' clock) the file was last looked at. An event
+    /// older than that is judged by what was seen then, which is newer than the event: at a
+    /// high exec rate the daemon reads events in batches, and one stat serves a whole batch.
+    checked_at: Option<u64>,
     version: Option<(u64, u64, u64, i64, i64)>,
     libs: Vec<String>,
     value: String,
@@ -33,6 +37,7 @@ impl PreloadFile {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         PreloadFile {
             path: path.into(),
+            checked_at: None,
             version: None,
             libs: Vec::new(),
             value: String::new(),
@@ -40,7 +45,15 @@ impl PreloadFile {
         }
     }
 
-    fn refresh(&mut self) {
+    /// Brings the list up to date for an event at `ktime_ns` (0: now).
+    fn refresh(&mut self, ktime_ns: u64) {
+        if self
+            .checked_at
+            .is_some_and(|t| t > ktime_ns && ktime_ns != 0)
+        {
+            return;
+        }
+        self.checked_at = Some(boottime_ns());
         let meta = std::fs::metadata(&self.path).ok();
         let version = meta
             .as_ref()
@@ -57,7 +70,7 @@ impl PreloadFile {
 
     /// The libraries a new image of `exec` gets from the file (none for static programs).
     pub fn on_exec(&mut self, process: &Process, exec: &Exec) -> Vec<Finding> {
-        self.refresh();
+        self.refresh(exec.hdr.ktime_ns);
         if self.libs.is_empty() || !self.is_dynamic(&exec.filename) {
             return Vec::new();
         }
@@ -74,7 +87,7 @@ impl PreloadFile {
 
     /// `lib`, mapped in `process`, if the file lists it.
     pub fn on_mapped(&mut self, ktime_ns: u64, process: &Process, lib: Library) -> Option<Finding> {
-        self.refresh();
+        self.refresh(ktime_ns);
         if !self.libs.contains(&lib.path) {
             return None;
         }
@@ -109,6 +122,16 @@ impl PreloadFile {
         self.dynamic.insert(exe.to_owned(), (mtime, dynamic));
         dynamic
     }
+}
+
+fn boottime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The names in the file as glibc reads them: separated by white space or colons.
