@@ -345,6 +345,19 @@ pub fn paired_overhead(a: &[f64], b: &[f64]) -> f64 {
     median(&mut r) - 1.0
 }
 
+/// A distribution-free ~95 % confidence interval of the median of the per-round ratios
+/// b[i] / a[i] (order statistics k and n-1-k with k = ⌊n/2 − 0.98·√n⌋), minus one.
+pub fn paired_overhead_ci(a: &[f64], b: &[f64]) -> (f64, f64) {
+    let mut r: Vec<f64> = a.iter().zip(b).map(|(x, y)| y / x).collect();
+    r.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    if r.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let n = r.len() as f64;
+    let k = (n / 2.0 - 0.98 * n.sqrt()).floor().max(0.0) as usize;
+    (r[k] - 1.0, r[r.len() - 1 - k] - 1.0)
+}
+
 pub fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     if v.is_empty() {
@@ -444,8 +457,19 @@ pub enum Peer {
 
 impl Peer {
     pub fn bpftrace(dir: &Path) -> Result<Peer> {
+        Self::bpftrace_script(dir, BPFTRACE_SCRIPT)
+    }
+
+    /// An empty program on a syscall nobody calls: what turning syscall tracing on costs every
+    /// other syscall by itself (the kernel then sends every syscall of every process through its
+    /// tracing entry and exit path), with no program of ours running.
+    pub fn syscall_tracing_alone(dir: &Path) -> Result<Peer> {
+        Self::bpftrace_script(dir, "tracepoint:syscalls:sys_enter_swapon { }\n")
+    }
+
+    fn bpftrace_script(dir: &Path, text: &str) -> Result<Peer> {
         let script = dir.join("capture.bt");
-        fs::write(&script, BPFTRACE_SCRIPT)?;
+        fs::write(&script, text)?;
         let log = dir.join("bpftrace.out");
         let mut child = Command::new("bpftrace")
             .arg("-o")
