@@ -333,6 +333,13 @@ pub struct Config {
     pub fs_pwd: u32,
     pub vma_vm_file: u32,
     pub vma_vm_flags: u32,
+    /// This architecture's `openat` syscall number, and the offset in `struct pt_regs` of a
+    /// syscall's third argument (0: unknown, the open programs then skip their flags check).
+    pub openat_nr: u32,
+    pub regs_arg2: u32,
+    /// Non-zero when `mm_struct`'s start_stack, arg_start, arg_end, env_start, env_end are
+    /// adjacent, in that order (they are read with one call then).
+    pub mm_stack_args_adjacent: u32,
     pub _pad: u32,
 }
 

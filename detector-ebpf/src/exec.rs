@@ -93,10 +93,21 @@ fn try_exec(bprm: u64) -> Result<(), i64> {
     }
     let (task, ppid) = current_task_and_ppid(cfg);
     let mm: u64 = unsafe { kread(task, cfg.task_mm)? };
-    let arg_start: u64 = unsafe { kread(mm, cfg.mm_arg_start)? };
-    let arg_end: u64 = unsafe { kread(mm, cfg.mm_arg_end)? };
-    let env_end: u64 = unsafe { kread(mm, cfg.mm_env_end)? };
-    let start_stack: u64 = unsafe { kread(mm, cfg.mm_start_stack)? };
+    // start_stack, arg_start, arg_end, env_start, env_end: one read where they are adjacent
+    // (user space checked this kernel's layout), five helper calls otherwise.
+    let (start_stack, arg_start, arg_end, env_end) = if cfg.mm_stack_args_adjacent != 0 {
+        let f: [u64; 5] = unsafe { kread(mm, cfg.mm_start_stack)? };
+        (f[0], f[1], f[2], f[4])
+    } else {
+        unsafe {
+            (
+                kread(mm, cfg.mm_start_stack)?,
+                kread(mm, cfg.mm_arg_start)?,
+                kread(mm, cfg.mm_arg_end)?,
+                kread(mm, cfg.mm_env_end)?,
+            )
+        }
+    };
     // The new stack: argc, argv[argc], NULL, envp[], NULL.
     let argc: u64 =
         unsafe { bpf_probe_read_user(start_stack as *const u64).map_err(|e| e as i64)? };

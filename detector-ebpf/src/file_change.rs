@@ -9,7 +9,10 @@
 //! directory is resolved in the kernel for user space.
 use aya_ebpf::{
     cty::c_void,
-    helpers::{bpf_probe_read_user_str_bytes, generated::bpf_probe_read_kernel},
+    helpers::{
+        bpf_probe_read_user_str_bytes,
+        generated::{bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_task_pt_regs},
+    },
     macros::{map, tracepoint},
     maps::{HashMap, PerCpuArray},
     programs::TracePointContext,
@@ -40,6 +43,10 @@ pub static WATCH: HashMap<WatchKey, u32> = HashMap::with_max_entries(64, 0);
 static NAMES: PerCpuArray<[u8; NAME_MAX]> = PerCpuArray::with_max_entries(2, 0);
 
 const FMODE_WRITE: u32 = 0x2;
+const O_ACCMODE: u64 = 0o3;
+const O_RDONLY: u64 = 0;
+/// `sys_exit_*` records: 8 bytes of common fields, the syscall number, then the return value.
+const SYSCALL_NR: usize = 8;
 const AT_FDCWD: i64 = -100;
 const ARG0: usize = 16;
 const RET: usize = 16;
@@ -68,7 +75,15 @@ fn try_open_exit(ctx: &TracePointContext) -> Option<()> {
     }
     // Every successful open of every process comes here: reject with as few reads as
     // possible (opened for write, then the parent directory's (dev, inode) in WATCH) before
-    // anything that only a reported open needs.
+    // anything that only a reported open needs. An openat's flags are still in the task's
+    // saved registers: one read rejects a read-only open, the common case.
+    if cfg.regs_arg2 != 0 && tp_field::<i32>(ctx, SYSCALL_NR) as u32 == cfg.openat_nr {
+        let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf() as *mut _) } as u64;
+        let flags: u64 = unsafe { kread(regs, cfg.regs_arg2).ok()? };
+        if flags & O_ACCMODE == O_RDONLY {
+            return None;
+        }
+    }
     let task = current_task();
     let file = fd_file(cfg, task, fd as u64)?;
     let f_mode: u32 = unsafe { kread(file, cfg.file_f_mode).ok()? };
@@ -93,7 +108,7 @@ fn try_open_exit(ctx: &TracePointContext) -> Option<()> {
         dev: unsafe { kread(sb, cfg.sb_s_dev).ok()? },
         _pad: 0,
     };
-    unsafe { WATCH.get(&key) }?;
+    unsafe { WATCH.get(key) }?;
     let info = inode_info(cfg, inode);
     let (mnt, dentry) = path_parts(cfg, file + cfg.file_f_path as u64)?;
     let (off, truncated) = build_path(mnt, dentry, SCRATCH_PATH)?;

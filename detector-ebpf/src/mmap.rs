@@ -139,18 +139,23 @@ fn report(
     map_flags: u32,
 ) -> Option<()> {
     let inode: u64 = unsafe { kread(file, cfg.file_f_inode).ok()? };
+    // The seen-cache first, with only the reads its key needs: ld.so maps the same system
+    // libraries into every process. Only safe files are in it.
+    let key = unsafe {
+        let sb: u64 = kread(inode, cfg.inode_i_sb).ok()?;
+        SeenKey {
+            ino: kread(inode, cfg.inode_i_ino).ok()?,
+            mtime_sec: kread(inode, cfg.inode_i_mtime).ok()?,
+            dev: kread(sb, cfg.sb_s_dev).ok()?,
+            _pad: 0,
+        }
+    };
+    if unsafe { SEEN.get(&key) }.is_some() {
+        return None;
+    }
     let info = inode_info(cfg, inode);
     let safe = is_safe(&info);
     if safe {
-        let key = SeenKey {
-            ino: info.ino,
-            mtime_sec: info.mtime_sec,
-            dev: info.dev,
-            _pad: 0,
-        };
-        if unsafe { SEEN.get(&key) }.is_some() {
-            return None;
-        }
         let _ = SEEN.insert(&key, &1, 0);
     }
     let (mnt, dentry) = path_parts(cfg, file + cfg.file_f_path as u64)?;

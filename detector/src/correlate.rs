@@ -112,6 +112,12 @@ impl Correlator {
         let findings: Vec<Finding> = match &event {
             Event::Exec(exec) => {
                 self.procs.on_exec(exec);
+                // Most execs concern no rule: the process is only copied out for one that does.
+                if !rules::loader_argv::is_loader(&exec.filename)
+                    && !self.preload_file.lists_libraries(exec.hdr.ktime_ns)
+                {
+                    return Vec::new();
+                }
                 let p = self.procs.process(&exec.hdr);
                 let mut found = rules::loader_argv::evaluate(&self.policy.catalogue, &p, exec);
                 found.extend(self.preload_file.on_exec(&p, exec));

@@ -10,6 +10,18 @@ pub fn config(btf_path: &str, self_tgid: u32) -> Result<Config> {
     let btf =
         Btf::from_file(btf_path).map_err(|e| anyhow!("reading kernel BTF {btf_path}: {e}"))?;
     let off = |s: &str, m: &str| member_offset(&btf, s, m);
+    let stack_args = [
+        "start_stack",
+        "arg_start",
+        "arg_end",
+        "env_start",
+        "env_end",
+    ]
+    .map(|m| off("mm_struct", m).ok());
+    let adjacent = stack_args
+        .iter()
+        .enumerate()
+        .all(|(i, o)| matches!((o, stack_args[0]), (Some(o), Some(s)) if *o == s + 8 * i as u32));
     Ok(Config {
         ready: 1,
         self_tgid,
@@ -58,8 +70,23 @@ pub fn config(btf_path: &str, self_tgid: u32) -> Result<Config> {
         fs_pwd: off("fs_struct", "pwd")?,
         vma_vm_file: off("vm_area_struct", "vm_file")?,
         vma_vm_flags: off("vm_area_struct", "vm_flags")?,
+        openat_nr: libc::SYS_openat as u32,
+        regs_arg2: third_syscall_arg(&btf),
+        mm_stack_args_adjacent: adjacent as u32,
         _pad: 0,
     })
+}
+
+/// Where `struct pt_regs` keeps a syscall's third argument on this architecture (0 when this
+/// build does not know).
+fn third_syscall_arg(btf: &Btf) -> u32 {
+    if cfg!(target_arch = "x86_64") {
+        member_offset(btf, "pt_regs", "dx").unwrap_or(0)
+    } else if cfg!(target_arch = "aarch64") {
+        member_offset(btf, "user_pt_regs", "regs").map_or(0, |o| o + 16)
+    } else {
+        0
+    }
 }
 
 /// Byte offset of `member` in `struct name`, looking through anonymous structs and unions.
@@ -121,5 +148,12 @@ mod tests {
         assert!(len == 0 || len == 4, "qstr.len at {len}");
         assert!(member_offset(&btf, "inode", "i_nlink").is_ok());
         assert!(member_offset(&btf, "linux_binprm", "filename").is_ok());
+        let cfg = config(crate::preflight::BTF_PATH, 1).unwrap();
+        assert_eq!(
+            cfg.mm_stack_args_adjacent, 1,
+            "mm_struct's stack and args are adjacent"
+        );
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(cfg.regs_arg2, 96, "pt_regs.dx, as the x86_64 ABI has it");
     }
 }

@@ -464,7 +464,12 @@ impl Peer {
     /// other syscall by itself (the kernel then sends every syscall of every process through its
     /// tracing entry and exit path), with no program of ours running.
     pub fn syscall_tracing_alone(dir: &Path) -> Result<Peer> {
-        Self::bpftrace_script(dir, "tracepoint:syscalls:sys_enter_swapon { }\n")
+        Self::empty_program_on(dir, "syscalls:sys_enter_swapon")
+    }
+
+    /// An empty bpftrace program on a classic tracepoint.
+    pub fn empty_program_on(dir: &Path, tracepoint: &str) -> Result<Peer> {
+        Self::bpftrace_script(dir, &format!("tracepoint:{tracepoint} {{ }}\n"))
     }
 
     fn bpftrace_script(dir: &Path, text: &str) -> Result<Peer> {

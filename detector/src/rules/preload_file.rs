@@ -68,6 +68,12 @@ impl PreloadFile {
         self.libs = parse(&self.value);
     }
 
+    /// Whether the file lists libraries, as of an event at `ktime_ns`.
+    pub fn lists_libraries(&mut self, ktime_ns: u64) -> bool {
+        self.refresh(ktime_ns);
+        !self.libs.is_empty()
+    }
+
     /// The libraries a new image of `exec` gets from the file (none for static programs).
     pub fn on_exec(&mut self, process: &Process, exec: &Exec) -> Vec<Finding> {
         self.refresh(exec.hdr.ktime_ns);
