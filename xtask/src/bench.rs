@@ -99,8 +99,14 @@ struct Scenario<'a> {
 /// storm) with an empty bpftrace program on `sys_exit_openat` against without, in ns per open
 /// (median of the paired differences of CPU time).
 fn dispatch_cost(t: &load::Tools, dir: &Path, w: &load::Workload) -> Result<f64> {
+    // Three times the storm: the effect is a few hundred ns per open.
+    let w = &load::Workload {
+        per_worker: w.per_worker * 3,
+        ..w.clone()
+    };
     let mut per_op = Vec::new();
     for _ in 0..load::ROUNDS {
+        thread::sleep(load::SETTLE);
         let a = load::run_workload(t, w)?;
         let peer = load::Peer::empty_program_on(dir, "syscalls:sys_exit_openat")?;
         let b = load::run_workload(t, w);
@@ -182,8 +188,13 @@ fn workload_report(bin: &Path, dir: &Path) -> Result<Vec<String>> {
         // Without; the exec storms with the syscall channels off; without again; with the
         // default configuration. Each "with" follows its "without" directly (this machine's
         // speed drifts over tens of seconds); the two "without" give the noise floor.
+        // Every block of runs starts after the same pause, and every run is followed by the
+        // same 100 ms, with or without a detector: a run right after an idle spell is not the
+        // same as one right after a busy one on this VM.
+        thread::sleep(load::SETTLE);
         for (i, w) in works.iter().enumerate() {
             without[i].push(load::run_workload(&t, w)?);
+            thread::sleep(Duration::from_millis(100));
         }
         let mut lite = Daemon::start_config(bin, dir, Some(&lite_cfg))?;
         thread::sleep(load::SETTLE);
@@ -196,8 +207,10 @@ fn workload_report(bin: &Path, dir: &Path) -> Result<Vec<String>> {
             with_lite[i].push(took);
         }
         lite.stop()?;
+        thread::sleep(load::SETTLE);
         for (i, w) in works.iter().enumerate() {
             again[i].push(load::run_workload(&t, w)?);
+            thread::sleep(Duration::from_millis(100));
         }
         let mut daemon = Daemon::start(bin, dir)?;
         thread::sleep(load::SETTLE);
@@ -381,6 +394,7 @@ fn workload_report(bin: &Path, dir: &Path) -> Result<Vec<String>> {
         ),
     ];
     for _ in 0..load::ROUNDS {
+        thread::sleep(load::SETTLE);
         base.push(load::run_workload(&t, w)?);
         for (k, peer) in peers.iter_mut().enumerate() {
             if peer.3.is_some() {
@@ -705,7 +719,8 @@ fn find(progs: &BTreeMap<u32, Prog>, name: &str) -> Result<u32> {
     let ids: Vec<u32> = progs
         .iter()
         .filter(|(_, p)| match &p.tracepoints[..] {
-            [] => p.name == short || p.name == name,
+            _ if p.name == name => true,
+            [] => p.name == short,
             tps => tps.iter().any(|t| t == name),
         })
         .map(|(&id, _)| id)
