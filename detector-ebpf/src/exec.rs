@@ -128,7 +128,14 @@ fn try_exec(bprm: u64) -> Result<(), i64> {
             count: 0,
         }; LOADER_VARS],
     };
-    unsafe { bpf_loop(MAX_ENV, env_step as *mut c_void, core::ptr::null_mut(), 0) };
+    unsafe {
+        bpf_loop(
+            MAX_ENV / STEPS_PER_CALL,
+            env_steps as *mut c_void,
+            core::ptr::null_mut(),
+            0,
+        )
+    };
     let scan = unsafe { (*buf).scan };
 
     emit_exec(bprm, cfg, ppid, argc as u32, arg_start, arg_end, &scan);
@@ -141,9 +148,25 @@ fn try_exec(bprm: u64) -> Result<(), i64> {
     Ok(())
 }
 
-/// One envp entry: stop at NULL, note loader variables.
+/// Envp entries per `bpf_loop` callback: the call costs about as much as judging an entry.
+const STEPS_PER_CALL: u32 = 4;
+
+/// Envp entries `STEPS_PER_CALL * group ..`: stop at NULL, note loader variables.
 #[inline(never)]
-unsafe extern "C" fn env_step(index: u32, _ctx: *mut c_void) -> i64 {
+unsafe extern "C" fn env_steps(group: u32, _ctx: *mut c_void) -> i64 {
+    let mut k = 0;
+    while k < STEPS_PER_CALL {
+        if unsafe { env_step(group * STEPS_PER_CALL + k) } != 0 {
+            return 1;
+        }
+        k += 1;
+    }
+    0
+}
+
+/// One envp entry: 1 to stop (the NULL at the end, or unreadable), 0 to go on.
+#[inline(always)]
+unsafe fn env_step(index: u32) -> i64 {
     let Some(buf) = ENVBUF.get_ptr_mut(0) else {
         return 1;
     };

@@ -250,7 +250,7 @@ impl Default for Thresholds {
 #[serde(default, deny_unknown_fields)]
 pub struct CaptureCfg {
     /// Attach the syscall tracepoints (mmap/mprotect, opens for write, renames, unlinks,
-    /// truncates, ptrace, process_vm_writev). Off: only the scheduler's exec, fork and exit.
+    /// truncates, ptrace, process_vm_writev). Off: only the scheduler's exec and exit.
     pub syscalls: bool,
 }
 

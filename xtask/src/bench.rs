@@ -19,7 +19,7 @@ use std::{
 
 use anyhow::{bail, ensure, Context as _, Result};
 
-use crate::load;
+use crate::{dispatch, load};
 use aya::{
     programs::loaded_programs,
     sys::{enable_stats, Stats},
@@ -94,28 +94,6 @@ struct Scenario<'a> {
     paused: bool,
 }
 
-/// The kernel's cost around one run of a program on a classic syscall tracepoint (the trace
-/// record built for it, the call), which BPF run-time statistics do not include: `w` (the open
-/// storm) with an empty bpftrace program on `sys_exit_openat` against without, in ns per open
-/// (median of the paired differences of CPU time).
-fn dispatch_cost(t: &load::Tools, dir: &Path, w: &load::Workload) -> Result<f64> {
-    // Three times the storm: the effect is a few hundred ns per open.
-    let w = &load::Workload {
-        per_worker: w.per_worker * 3,
-        ..w.clone()
-    };
-    let mut per_op = Vec::new();
-    for _ in 0..load::ROUNDS {
-        thread::sleep(load::SETTLE);
-        let a = load::run_workload(t, w)?;
-        let peer = load::Peer::empty_program_on(dir, "syscalls:sys_exit_openat")?;
-        let b = load::run_workload(t, w);
-        peer.stop();
-        per_op.push((b?.cpu - a.cpu) * 1e9 / w.ops() as f64);
-    }
-    Ok(load::median(&mut per_op).max(0.0))
-}
-
 /// What the detector costs a workload.
 struct Overhead {
     /// Median paired ratio with/without, minus one: wall time, and CPU time.
@@ -145,7 +123,7 @@ struct Prog {
 /// Cumulative (run time, run count) per program id.
 type Counters = BTreeMap<u32, (Duration, u64)>;
 
-pub fn run(root: &Path) -> Result<()> {
+pub fn run(root: &Path, dispatch_only: bool) -> Result<()> {
     super::build()?;
     super::setup::ensure_bench()?;
     let tmp = TempDir::create()?;
@@ -154,7 +132,18 @@ pub fn run(root: &Path) -> Result<()> {
     let _stats = enable_stats(Stats::RunTime).context("enabling BPF run-time statistics")?;
     let bin = root.join("target/release/detector");
     println!("## Workloads, peers and budgets\n");
-    let budgets = workload_report(&bin, &tmp.0)?;
+    let d = dispatch::measure(root)?;
+    println!(
+        "Kernel work around each run of a program on a classic syscall tracepoint (not in the\n\
+         programs' run time): {:.0} ns [95% CI {:.0}..{:.0}] per run (`dispatch.rs`: the open\n\
+         program attached and detached between {} alternating chunks of opens; its own run\n\
+         time, {:.0} ns per run, subtracted).\n",
+        d.ns, d.ci.0, d.ci.1, 160, d.program_ns
+    );
+    if dispatch_only {
+        return Ok(());
+    }
+    let budgets = workload_report(&bin, &tmp.0, d.ns.max(0.0))?;
     println!("## In-kernel cost per program\n");
     program_costs(&bin, &tmp.0)?;
     if !budgets.is_empty() {
@@ -165,7 +154,7 @@ pub fn run(root: &Path) -> Result<()> {
 
 /// Alternating rounds without and with the detector (and peers), latency, memory; prints the
 /// tables and returns the budgets missed.
-fn workload_report(bin: &Path, dir: &Path) -> Result<Vec<String>> {
+fn workload_report(bin: &Path, dir: &Path, dispatch_ns: f64) -> Result<Vec<String>> {
     let t = load::compile(dir)?;
     let works = load::workloads(&t);
     let n = works.len();
@@ -251,7 +240,6 @@ fn workload_report(bin: &Path, dir: &Path) -> Result<Vec<String>> {
                 .map(str::to_owned),
         );
     }
-    let dispatch_ns = dispatch_cost(&t, dir, &works[3])?;
     let mut missed = Vec::new();
     println!(
         "{} rounds; each runs every workload without the detector, the exec storms with\n\
@@ -264,9 +252,8 @@ fn workload_report(bin: &Path, dir: &Path) -> Result<Vec<String>> {
          **Accounted** is what the detector itself spends, as a share of the workload's CPU without\n\
          it: its programs' run time (BPF statistics), the kernel's work around each run that the\n\
          statistics leave out (building the tracepoint record and calling the program: {dispatch_ns:.0} ns\n\
-         per run, measured in this run as an empty bpftrace program on `sys_exit_openat` during\n\
-         the open storm, and charged to every run of every program, though the BTF tracepoints\n\
-         build no record), and the daemon's CPU. On this VM single runs vary by ±15 %, so the\n\
+         per run, measured above, and charged to every run of every program, though the BTF\n\
+         tracepoints build no record), and the daemon's CPU. On this VM single runs vary by ±15 %, so the\n\
          measured overhead's confidence interval is wider than the budget; accounted is the\n\
          figure the budget is judged on, provided the measured interval reaches into it.\n",
         load::ROUNDS,

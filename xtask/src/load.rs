@@ -452,7 +452,9 @@ pub fn latency(t: &Tools, daemon_bin: &Path, lib: &str, n: u64) -> Result<(Vec<f
 /// A peer capture running while a workload runs.
 pub enum Peer {
     Bpftrace(Child),
-    Auditd(Child),
+    /// auditd, and whether the kernel's audit was enabled before it (auditd enables it and
+    /// leaves it so, which would tax every later syscall of the machine).
+    Auditd(Child, bool),
 }
 
 impl Peer {
@@ -530,6 +532,10 @@ impl Peer {
         fs::write(&conf, ours)?;
         fs::set_permissions(&conf, std::os::unix::fs::PermissionsExt::from_mode(0o640))?;
         File::create(&log)?;
+        let status = Command::new("auditctl").arg("-s").output()?;
+        let was_enabled = !String::from_utf8_lossy(&status.stdout)
+            .lines()
+            .any(|l| l.trim() == "enabled 0");
         let child = Command::new("auditd")
             .arg("-n")
             .arg("-c")
@@ -540,8 +546,8 @@ impl Peer {
             .spawn()
             .context("starting auditd")?;
         thread::sleep(Duration::from_secs(1));
-        let mut peer = Peer::Auditd(child);
-        if let Peer::Auditd(c) = &mut peer {
+        let mut peer = Peer::Auditd(child, was_enabled);
+        if let Peer::Auditd(c, _) = &mut peer {
             if let Some(st) = c.try_wait()? {
                 bail!(
                     "auditd exited ({st}): {}",
@@ -572,7 +578,7 @@ impl Peer {
     pub fn cpu(&self) -> Duration {
         match self {
             Peer::Bpftrace(c) => cpu(c.id()).map(|c| c.1).unwrap_or_default(),
-            Peer::Auditd(c) => {
+            Peer::Auditd(c, _) => {
                 let own = cpu(c.id()).map(|c| c.1).unwrap_or_default();
                 own + kauditd_pid()
                     .and_then(|p| cpu(p).ok())
@@ -589,7 +595,7 @@ impl Peer {
                 unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
                 let _ = c.wait();
             }
-            Peer::Auditd(mut c) => {
+            Peer::Auditd(mut c, was_enabled) => {
                 let _ = Command::new("auditctl")
                     .args(["-D", "-k", "detector-bench"])
                     .stdout(Stdio::null())
@@ -597,6 +603,12 @@ impl Peer {
                 // SAFETY: kill(2) on our child.
                 unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
                 let _ = c.wait();
+                if !was_enabled {
+                    let _ = Command::new("auditctl")
+                        .args(["-e", "0"])
+                        .stdout(Stdio::null())
+                        .status();
+                }
             }
         }
     }

@@ -3,6 +3,7 @@
 //! Every command first makes sure the toolchain pieces are installed (idempotent, and it says
 //! what it installs), so that the README's two commands work on a fresh machine.
 mod bench;
+mod dispatch;
 mod load;
 mod setup;
 mod vm;
@@ -43,7 +44,11 @@ enum Cmd {
     /// Build, then measure what detector costs against its budgets: workloads with and without it
     /// and with peers (bpftrace, auditd), latency, memory, per-program BPF cost (markdown on
     /// stdout; exits non-zero when a budget is missed).
-    Bench,
+    Bench {
+        /// Only the kernel's dispatch cost per classic-tracepoint program run (about 30 s).
+        #[arg(long)]
+        dispatch_only: bool,
+    },
     /// Build, then run the LD_PRELOAD atomic tests in qemu on Debian kernels (default: 6.1 and
     /// 6.12); prints a kernel x test table, keeps the serial logs in target/vm-test/.
     VmTest {
@@ -80,7 +85,7 @@ fn run(cli: Cli) -> Result<()> {
             std::process::exit(status.code().unwrap_or(1));
         }
         Cmd::Test { args } => test(&root, &args),
-        Cmd::Bench => bench::run(&root),
+        Cmd::Bench { dispatch_only } => bench::run(&root, dispatch_only),
         Cmd::VmTest { kernels } => {
             build()?;
             setup::ensure_vm()?;
