@@ -19,6 +19,12 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
 #[map]
 pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 
+/// 1 while the daemon sleeps until the next event (its drain timer stopped because the ring
+/// was empty): the next submit wakes it and clears this. Written by both sides; a race costs
+/// at most one wake-up too many.
+#[map]
+pub static READER_IDLE: Array<u32> = Array::with_max_entries(1, 0);
+
 /// Events dropped because the ring buffer was full, per channel.
 #[map]
 pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(CHANNELS, 0);
@@ -41,10 +47,18 @@ const WAKEUP_AT: u64 = 256 * 1024;
 #[inline(always)]
 pub fn submit_flags() -> u64 {
     if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_AT {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
+        return BPF_RB_FORCE_WAKEUP;
     }
+    if let Some(idle) = READER_IDLE.get_ptr_mut(0) {
+        // SAFETY: a map value; a concurrent writer at worst repeats the wake-up.
+        unsafe {
+            if *idle != 0 {
+                *idle = 0;
+                return BPF_RB_FORCE_WAKEUP;
+            }
+        }
+    }
+    BPF_RB_NO_WAKEUP
 }
 
 /// For the rare events that make an alert (a loader variable, a change to a watched file, a

@@ -94,6 +94,7 @@ pub struct Capture {
     links: Vec<Box<dyn Send>>,
     ring: AsyncFd<RingBuf<MapData>>,
     lost: PerCpuArray<MapData, u64>,
+    reader_idle: Array<MapData, u32>,
 }
 
 /// The programs' own log lines (aya-log), forwarded to our logger.
@@ -201,6 +202,10 @@ impl Capture {
             ebpf.take_map("LOST")
                 .ok_or_else(|| anyhow!("map LOST missing"))?,
         )?;
+        let reader_idle = Array::try_from(
+            ebpf.take_map("READER_IDLE")
+                .ok_or_else(|| anyhow!("map READER_IDLE missing"))?,
+        )?;
         let ring = register(ring, "the ring buffer")?;
         Ok((
             Capture {
@@ -208,6 +213,7 @@ impl Capture {
                 links,
                 ring,
                 lost,
+                reader_idle,
             },
             KernelLog(logger),
         ))
@@ -233,13 +239,25 @@ impl Capture {
         Ok(())
     }
 
-    /// Reads whatever is queued without waiting. The programs wake the daemon only when the
-    /// ring fills up (a wake-up per event is costly), so the daemon drains on a short timer too.
-    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) {
+    /// Reads whatever is queued without waiting; returns how many records. The programs wake
+    /// the daemon only for alert-making events, when the ring fills up, or when the daemon said
+    /// it is idle (a wake-up per event is costly), so the daemon drains on a short timer too.
+    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
         let ring = self.ring.get_mut();
+        let mut n = 0;
         while let Some(item) = ring.next() {
             f(&item);
+            n += 1;
         }
+        n
+    }
+
+    /// Tells the programs whether the daemon's drain timer is stopped (then the next event
+    /// wakes it) or running (then only alert-making events and a filling ring do).
+    pub fn set_reader_idle(&mut self, idle: bool) -> Result<()> {
+        self.reader_idle
+            .set(0, idle as u32, 0)
+            .context("writing READER_IDLE")
     }
 
     /// Detaches every program, all at once.

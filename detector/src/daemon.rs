@@ -28,8 +28,10 @@ use crate::{
     text::TextLines,
 };
 
-/// How often the ring buffer is drained when no wake-up came (the programs wake the daemon only
-/// when a lot is queued): the most an alert waits.
+/// How often the ring buffer is drained while events flow (the programs then wake the daemon
+/// only for alert-making events or when a lot is queued): the most any other event waits. When
+/// a drain finds nothing the timer stops and the next event wakes the daemon, so that an idle
+/// daemon does not wake 50 times a second.
 const DRAIN_EVERY: Duration = Duration::from_millis(20);
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
@@ -228,17 +230,45 @@ async fn serve(
     };
     let mut drain = tokio::time::interval(DRAIN_EVERY);
     drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut draining = true;
     let mut expire_tick = every(1);
     let mut stats_secs = cfg.thresholds.stats_interval_secs;
     let mut stats_tick = every(stats_secs);
     stats_tick.reset();
     loop {
         tokio::select! {
-            r = capture.read(|raw| pipeline.borrow_mut().on_raw(raw)) => r?,
-            _ = drain.tick() => capture.drain(|raw| pipeline.borrow_mut().on_raw(raw)),
+            r = capture.read(|raw| pipeline.borrow_mut().on_raw(raw)) => {
+                r?;
+                if !draining {
+                    draining = true;
+                    capture.set_reader_idle(false)?;
+                    drain.reset();
+                }
+            }
+            _ = drain.tick(), if draining => {
+                if capture.drain(|raw| pipeline.borrow_mut().on_raw(raw)) == 0 {
+                    // Nothing came: stop the timer. An event that arrives before the programs
+                    // see the flag is caught by the second look.
+                    capture.set_reader_idle(true)?;
+                    if capture.drain(|raw| pipeline.borrow_mut().on_raw(raw)) == 0 {
+                        draining = false;
+                    } else {
+                        capture.set_reader_idle(false)?;
+                    }
+                }
+            }
             r = kernel_log.flush() => r?,
             _ = loss_tick.tick() => report_loss(capture.lost()?, &mut seen_lost, false),
-            _ = expire_tick.tick() => pipeline.borrow_mut().expire(false),
+            _ = expire_tick.tick() => {
+                pipeline.borrow_mut().expire(false);
+                // An event reserved just before the flag was set and submitted just after the
+                // second look sends no wake-up: it waits for the next event, or this, a second.
+                if !draining && capture.drain(|raw| pipeline.borrow_mut().on_raw(raw)) > 0 {
+                    draining = true;
+                    capture.set_reader_idle(false)?;
+                    drain.reset();
+                }
+            }
             _ = stats_tick.tick(), if stats_secs > 0 => {
                 pipeline.borrow_mut().stats(&clock, &capture.lost()?);
                 release_free_memory();
