@@ -302,7 +302,6 @@ pub struct Config {
     pub bprm_filename: u32,
     pub task_files: u32,
     pub task_fs: u32,
-    pub task_pid: u32,
     pub task_exit_code: u32,
     pub files_fdt: u32,
     pub fdt_fd: u32,

@@ -36,7 +36,6 @@ pub fn config(btf_path: &str, self_tgid: u32) -> Result<Config> {
         bprm_filename: off("linux_binprm", "filename")?,
         task_files: off("task_struct", "files")?,
         task_fs: off("task_struct", "fs")?,
-        task_pid: off("task_struct", "pid")?,
         task_exit_code: off("task_struct", "exit_code")?,
         files_fdt: off("files_struct", "fdt")?,
         fdt_fd: off("fdtable", "fd")?,

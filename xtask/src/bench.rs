@@ -215,22 +215,12 @@ fn workload_report(bin: &Path, dir: &Path, dispatch_ns: f64) -> Result<Vec<Strin
             let after = snapshot(&progs)?;
             daemon_cpu_stat[i] += s1.saturating_sub(s0);
             daemon_cpu_sched[i] += c1.saturating_sub(c0);
-            bpf_time[i] += progs
-                .keys()
-                .map(|id| {
-                    let t0 = before.get(id).map(|c| c.0).unwrap_or_default();
-                    let t1 = after.get(id).map(|c| c.0).unwrap_or_default();
-                    t1.saturating_sub(t0)
-                })
-                .sum::<Duration>();
-            bpf_runs[i] += progs
-                .keys()
-                .map(|id| {
-                    let n0 = before.get(id).map(|c| c.1).unwrap_or_default();
-                    let n1 = after.get(id).map(|c| c.1).unwrap_or_default();
-                    n1.saturating_sub(n0)
-                })
-                .sum::<u64>();
+            for id in progs.keys() {
+                let (t0, n0) = before.get(id).copied().unwrap_or_default();
+                let (t1, n1) = after.get(id).copied().unwrap_or_default();
+                bpf_time[i] += t1.saturating_sub(t0);
+                bpf_runs[i] += n1.saturating_sub(n0);
+            }
         }
         daemon.stop()?;
         let log = fs::read_to_string(&daemon.stderr).unwrap_or_default();
