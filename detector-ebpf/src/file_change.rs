@@ -103,12 +103,10 @@ fn try_open_exit(ctx: &TracePointContext) -> Option<()> {
         return None;
     }
     let parent: u64 = unsafe { kread(dentry, cfg.dentry_d_parent).ok()? };
-    let key = WatchKey {
-        ino: unsafe { kread(dentry_inode(cfg, parent), cfg.inode_i_ino).ok()? },
-        dev: unsafe { kread(sb, cfg.sb_s_dev).ok()? },
-        _pad: 0,
-    };
-    unsafe { WATCH.get(key) }?;
+    // The parent is on the file's filesystem (a mount root is its own parent).
+    if !is_watched(cfg, dentry_inode(cfg, parent), sb) {
+        return None;
+    }
     let info = inode_info(cfg, inode);
     let (mnt, dentry) = path_parts(cfg, file + cfg.file_f_path as u64)?;
     let (off, truncated) = build_path(mnt, dentry, SCRATCH_PATH)?;
@@ -155,15 +153,26 @@ fn proc_mem(ppid: u32, mnt: u64, dentry: u64) -> Option<()> {
     Some(())
 }
 
+/// Whether the directory `dir_inode`, on the filesystem of super block `sb`, is in WATCH: two
+/// reads for its (dev, inode).
+#[inline(always)]
+fn is_watched(cfg: &Config, dir_inode: u64, sb: u64) -> bool {
+    let key = unsafe {
+        match (kread(dir_inode, cfg.inode_i_ino), kread(sb, cfg.sb_s_dev)) {
+            (Ok(ino), Ok(dev)) => WatchKey { ino, dev, _pad: 0 },
+            _ => return false,
+        }
+    };
+    unsafe { WATCH.get(key) }.is_some()
+}
+
 #[inline(always)]
 fn watched(cfg: &Config, dir_dentry: u64) -> bool {
-    let info = inode_info(cfg, dentry_inode(cfg, dir_dentry));
-    let key = WatchKey {
-        ino: info.ino,
-        dev: info.dev,
-        _pad: 0,
-    };
-    unsafe { WATCH.get(&key) }.is_some()
+    let inode = dentry_inode(cfg, dir_dentry);
+    match unsafe { kread::<u64>(inode, cfg.inode_i_sb) } {
+        Ok(sb) => is_watched(cfg, inode, sb),
+        Err(_) => false,
+    }
 }
 
 // ---- renames, unlinks, truncates ------------------------------------------------------------

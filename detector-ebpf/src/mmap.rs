@@ -21,7 +21,7 @@ use crate::{
     shared::{
         config, current_task, is_self, kread, ppid, reserve, submit_flags, submit_urgent, tp_field,
     },
-    vfs::{build_path, copy_path, fd_file, inode_info, path_parts, SCRATCH_PATH},
+    vfs::{build_path, copy_path, fd_file, inode_id, inode_info_of, path_parts, SCRATCH_PATH},
 };
 
 const PROT_EXEC: u64 = 0x4;
@@ -141,19 +141,17 @@ fn report(
     let inode: u64 = unsafe { kread(file, cfg.file_f_inode).ok()? };
     // The seen-cache first, with only the reads its key needs: ld.so maps the same system
     // libraries into every process. Only safe files are in it.
-    let key = unsafe {
-        let sb: u64 = kread(inode, cfg.inode_i_sb).ok()?;
-        SeenKey {
-            ino: kread(inode, cfg.inode_i_ino).ok()?,
-            mtime_sec: kread(inode, cfg.inode_i_mtime).ok()?,
-            dev: kread(sb, cfg.sb_s_dev).ok()?,
-            _pad: 0,
-        }
+    let id = inode_id(cfg, inode);
+    let key = SeenKey {
+        ino: id.ino,
+        mtime_sec: id.mtime_sec,
+        dev: id.dev,
+        _pad: 0,
     };
     if unsafe { SEEN.get(&key) }.is_some() {
         return None;
     }
-    let info = inode_info(cfg, inode);
+    let info = inode_info_of(cfg, inode, &id);
     let safe = is_safe(&info);
     if safe {
         let _ = SEEN.insert(&key, &1, 0);

@@ -54,21 +54,55 @@ pub fn path_parts(cfg: &Config, path: u64) -> Option<(u64, u64)> {
     }
 }
 
+/// What identifies a version of a file (inode number, mtime, device), and its super block
+/// (0 when unreadable); unreadable fields are 0.
+pub struct InodeId {
+    pub ino: u64,
+    pub mtime_sec: i64,
+    pub dev: u32,
+    pub sb: u64,
+}
+
+#[inline(always)]
+pub fn inode_id(cfg: &Config, inode: u64) -> InodeId {
+    unsafe {
+        let sb: u64 = kread(inode, cfg.inode_i_sb).unwrap_or(0);
+        InodeId {
+            ino: kread(inode, cfg.inode_i_ino).unwrap_or(0),
+            mtime_sec: kread(inode, cfg.inode_i_mtime).unwrap_or(0),
+            dev: if sb != 0 {
+                kread(sb, cfg.sb_s_dev).unwrap_or(0)
+            } else {
+                0
+            },
+            sb,
+        }
+    }
+}
+
 #[inline(always)]
 pub fn inode_info(cfg: &Config, inode: u64) -> FileInfo {
-    let mut f = FileInfo::default();
     if inode == 0 {
-        return f;
+        return FileInfo::default();
     }
+    inode_info_of(cfg, inode, &inode_id(cfg, inode))
+}
+
+/// `inode_info` for an inode whose identity was already read.
+#[inline(always)]
+pub fn inode_info_of(cfg: &Config, inode: u64, id: &InodeId) -> FileInfo {
+    let mut f = FileInfo {
+        ino: id.ino,
+        mtime_sec: id.mtime_sec,
+        dev: id.dev,
+        ..FileInfo::default()
+    };
     unsafe {
-        f.ino = kread(inode, cfg.inode_i_ino).unwrap_or(0);
-        f.mtime_sec = kread(inode, cfg.inode_i_mtime).unwrap_or(0);
         f.mode = kread::<u16>(inode, cfg.inode_i_mode).unwrap_or(0) as u32;
         f.uid = kread(inode, cfg.inode_i_uid).unwrap_or(0);
         f.nlink = kread(inode, cfg.inode_i_nlink).unwrap_or(0);
-        if let Ok(sb) = kread::<u64>(inode, cfg.inode_i_sb) {
-            f.dev = kread(sb, cfg.sb_s_dev).unwrap_or(0);
-            f.fs_magic = kread(sb, cfg.sb_s_magic).unwrap_or(0);
+        if id.sb != 0 {
+            f.fs_magic = kread(id.sb, cfg.sb_s_magic).unwrap_or(0);
         }
     }
     f

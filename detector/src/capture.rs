@@ -252,6 +252,21 @@ impl Capture {
         n
     }
 
+    /// A timed drain; when it finds nothing, tells the programs to wake the daemon on the next
+    /// event and returns false (the caller stops its timer). An event that came before the
+    /// programs saw the flag is caught by a second look.
+    pub fn drain_or_idle(&mut self, mut f: impl FnMut(&[u8])) -> Result<bool> {
+        if self.drain(&mut f) > 0 {
+            return Ok(true);
+        }
+        self.set_reader_idle(true)?;
+        if self.drain(&mut f) == 0 {
+            return Ok(false);
+        }
+        self.set_reader_idle(false)?;
+        Ok(true)
+    }
+
     /// Tells the programs whether the daemon's drain timer is stopped (then the next event
     /// wakes it) or running (then only alert-making events and a filling ring do).
     pub fn set_reader_idle(&mut self, idle: bool) -> Result<()> {

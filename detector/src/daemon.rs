@@ -170,6 +170,20 @@ impl Pipeline {
     }
 }
 
+/// Events came while the drain timer was stopped: run it again (and tell the programs).
+fn resume(
+    draining: &mut bool,
+    drain: &mut tokio::time::Interval,
+    capture: &mut Capture,
+) -> Result<()> {
+    if !*draining {
+        *draining = true;
+        capture.set_reader_idle(false)?;
+        drain.reset();
+    }
+    Ok(())
+}
+
 async fn serve(
     args: RunArgs,
     cfg: Config,
@@ -239,23 +253,10 @@ async fn serve(
         tokio::select! {
             r = capture.read(|raw| pipeline.borrow_mut().on_raw(raw)) => {
                 r?;
-                if !draining {
-                    draining = true;
-                    capture.set_reader_idle(false)?;
-                    drain.reset();
-                }
+                resume(&mut draining, &mut drain, &mut capture)?;
             }
             _ = drain.tick(), if draining => {
-                if capture.drain(|raw| pipeline.borrow_mut().on_raw(raw)) == 0 {
-                    // Nothing came: stop the timer. An event that arrives before the programs
-                    // see the flag is caught by the second look.
-                    capture.set_reader_idle(true)?;
-                    if capture.drain(|raw| pipeline.borrow_mut().on_raw(raw)) == 0 {
-                        draining = false;
-                    } else {
-                        capture.set_reader_idle(false)?;
-                    }
-                }
+                draining = capture.drain_or_idle(|raw| pipeline.borrow_mut().on_raw(raw))?;
             }
             r = kernel_log.flush() => r?,
             _ = loss_tick.tick() => report_loss(capture.lost()?, &mut seen_lost, false),
@@ -264,9 +265,7 @@ async fn serve(
                 // An event reserved just before the flag was set and submitted just after the
                 // second look sends no wake-up: it waits for the next event, or this, a second.
                 if !draining && capture.drain(|raw| pipeline.borrow_mut().on_raw(raw)) > 0 {
-                    draining = true;
-                    capture.set_reader_idle(false)?;
-                    drain.reset();
+                    resume(&mut draining, &mut drain, &mut capture)?;
                 }
             }
             _ = stats_tick.tick(), if stats_secs > 0 => {

@@ -10,29 +10,33 @@ pub fn config(btf_path: &str, self_tgid: u32) -> Result<Config> {
     let btf =
         Btf::from_file(btf_path).map_err(|e| anyhow!("reading kernel BTF {btf_path}: {e}"))?;
     let off = |s: &str, m: &str| member_offset(&btf, s, m);
-    let stack_args = [
+    // start_stack, arg_start, arg_end, env_start, env_end: the exec program reads them with one
+    // call when they are adjacent, in that order.
+    let [start_stack, arg_start, arg_end, env_start, env_end] = [
         "start_stack",
         "arg_start",
         "arg_end",
         "env_start",
         "env_end",
     ]
-    .map(|m| off("mm_struct", m).ok());
-    let adjacent = stack_args
+    .map(|m| off("mm_struct", m));
+    let (start_stack, arg_start, arg_end, env_start, env_end) =
+        (start_stack?, arg_start?, arg_end?, env_start?, env_end?);
+    let adjacent = [arg_start, arg_end, env_start, env_end]
         .iter()
         .enumerate()
-        .all(|(i, o)| matches!((o, stack_args[0]), (Some(o), Some(s)) if *o == s + 8 * i as u32));
+        .all(|(i, &o)| o == start_stack + 8 * (i as u32 + 1));
     Ok(Config {
         ready: 1,
         self_tgid,
         task_real_parent: off("task_struct", "real_parent")?,
         task_tgid: off("task_struct", "tgid")?,
         task_mm: off("task_struct", "mm")?,
-        mm_arg_start: off("mm_struct", "arg_start")?,
-        mm_arg_end: off("mm_struct", "arg_end")?,
-        mm_env_start: off("mm_struct", "env_start")?,
-        mm_env_end: off("mm_struct", "env_end")?,
-        mm_start_stack: off("mm_struct", "start_stack")?,
+        mm_arg_start: arg_start,
+        mm_arg_end: arg_end,
+        mm_env_start: env_start,
+        mm_env_end: env_end,
+        mm_start_stack: start_stack,
         bprm_filename: off("linux_binprm", "filename")?,
         task_files: off("task_struct", "files")?,
         task_fs: off("task_struct", "fs")?,

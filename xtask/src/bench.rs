@@ -138,7 +138,11 @@ pub fn run(root: &Path, dispatch_only: bool) -> Result<()> {
          programs' run time): {:.0} ns [95% CI {:.0}..{:.0}] per run (`dispatch.rs`: the open\n\
          program attached and detached between {} alternating chunks of opens; its own run\n\
          time, {:.0} ns per run, subtracted).\n",
-        d.ns, d.ci.0, d.ci.1, 160, d.program_ns
+        d.ns,
+        d.ci.0,
+        d.ci.1,
+        dispatch::CHUNKS,
+        d.program_ns
     );
     if dispatch_only {
         return Ok(());

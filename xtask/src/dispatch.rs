@@ -17,7 +17,7 @@ use aya::{
 
 use crate::load;
 
-const CHUNKS: usize = 160;
+pub const CHUNKS: usize = 160;
 const OPENS_PER_CHUNK: usize = 20_000;
 
 /// Dispatch cost per run in ns, with a ~95 % confidence interval.
@@ -70,14 +70,13 @@ pub fn measure(root: &Path) -> Result<Dispatch> {
         }
     }
     let program_ns = run_time.as_nanos() as f64 / runs.max(1) as f64;
-    // Paired per open: (on - off) / off, as a ratio, so that the helpers in `load` apply.
-    let base: f64 = load::median(&mut off.clone());
-    let added = |a: &[f64], b: &[f64]| load::paired_overhead(a, b) * base;
-    let ns = added(&off, &on) - program_ns;
+    // The paired ratios on/off (the helpers in `load`), turned back into ns per open.
+    let base = load::median(&mut off.clone());
+    let per_run = |ratio_minus_one: f64| ratio_minus_one * base - program_ns;
     let (lo, hi) = load::paired_overhead_ci(&off, &on);
     Ok(Dispatch {
-        ns,
-        ci: (lo * base - program_ns, hi * base - program_ns),
+        ns: per_run(load::paired_overhead(&off, &on)),
+        ci: (per_run(lo), per_run(hi)),
         program_ns,
     })
 }

@@ -495,12 +495,7 @@ impl Peer {
                 return Ok(Peer::Bpftrace(child));
             }
             if let Some(st) = child.try_wait()? {
-                bail!(
-                    "bpftrace exited ({st}): {}",
-                    fs::read_to_string(dir.join("bpftrace.err"))
-                        .unwrap_or_default()
-                        .trim()
-                );
+                return Err(exited("bpftrace", st, &dir.join("bpftrace.err")));
             }
             ensure!(
                 start.elapsed() < Duration::from_secs(60),
@@ -536,7 +531,7 @@ impl Peer {
         let was_enabled = !String::from_utf8_lossy(&status.stdout)
             .lines()
             .any(|l| l.trim() == "enabled 0");
-        let child = Command::new("auditd")
+        let mut child = Command::new("auditd")
             .arg("-n")
             .arg("-c")
             .arg(dir)
@@ -546,17 +541,10 @@ impl Peer {
             .spawn()
             .context("starting auditd")?;
         thread::sleep(Duration::from_secs(1));
-        let mut peer = Peer::Auditd(child, was_enabled);
-        if let Peer::Auditd(c, _) = &mut peer {
-            if let Some(st) = c.try_wait()? {
-                bail!(
-                    "auditd exited ({st}): {}",
-                    fs::read_to_string(dir.join("auditd.err"))
-                        .unwrap_or_default()
-                        .trim()
-                );
-            }
+        if let Some(st) = child.try_wait()? {
+            return Err(exited("auditd", st, &dir.join("auditd.err")));
         }
+        let peer = Peer::Auditd(child, was_enabled);
         let st = Command::new("auditctl")
             .args([
                 "-a",
@@ -612,6 +600,14 @@ impl Peer {
             }
         }
     }
+}
+
+/// A peer that stopped before it was ready, with what it said on stderr.
+fn exited(name: &str, status: std::process::ExitStatus, stderr: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{name} exited ({status}): {}",
+        fs::read_to_string(stderr).unwrap_or_default().trim()
+    )
 }
 
 fn kauditd_pid() -> Option<u32> {

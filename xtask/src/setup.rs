@@ -80,11 +80,7 @@ const VM_PACKAGES: &[(&[&str], &str)] = &[
 ];
 
 pub fn ensure_vm() -> Result<()> {
-    let mut apt = Apt::default();
-    for (packages, why) in VM_PACKAGES {
-        apt.install(packages, why)?;
-    }
-    Ok(())
+    ensure_all(VM_PACKAGES)
 }
 
 /// The peers `cargo xtask bench` measures against.
@@ -94,8 +90,12 @@ const BENCH_PACKAGES: &[(&[&str], &str)] = &[(
 )];
 
 pub fn ensure_bench() -> Result<()> {
+    ensure_all(BENCH_PACKAGES)
+}
+
+fn ensure_all(list: &[(&[&str], &str)]) -> Result<()> {
     let mut apt = Apt::default();
-    for (packages, why) in BENCH_PACKAGES {
+    for (packages, why) in list {
         apt.install(packages, why)?;
     }
     Ok(())
