@@ -285,7 +285,7 @@ pub struct MemTamperEvent {
 /// Struct offsets come from the running kernel's BTF, never from one build's headers.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Config {
+pub struct KernelConfig {
     /// Non-zero once user space filled this in; programs do nothing before.
     pub ready: u32,
     /// The daemon's own tgid: its events are dropped in the kernel.
@@ -365,7 +365,7 @@ pub struct WatchKey {
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: all are repr(C) plain data with no padding-dependent invariants.
-    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::KernelConfig {}
     unsafe impl aya::Pod for super::SeenKey {}
     unsafe impl aya::Pod for super::WatchKey {}
 }

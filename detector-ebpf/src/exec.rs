@@ -22,7 +22,7 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use detector_common::{
-    Channel, Config, EventKind, ExecEvent, LoaderEnvEvent, LoaderVar, EXEC_ARGS_MAX,
+    Channel, EventKind, ExecEvent, KernelConfig, LoaderEnvEvent, LoaderVar, EXEC_ARGS_MAX,
     EXEC_ARGS_TRUNCATED, EXEC_ENV_INCOMPLETE, EXEC_FILENAME_MAX, EXEC_FILENAME_TRUNCATED,
     LOADER_VALUE_HEAD, LOADER_VALUE_TAIL, LOADER_VALUE_TRUNCATED, LOADER_VARS,
 };
@@ -295,7 +295,7 @@ fn prefix_len(var: u32) -> u64 {
 
 fn emit_exec(
     bprm: u64,
-    cfg: &Config,
+    cfg: &KernelConfig,
     ppid: u32,
     argc: u32,
     arg_start: u64,

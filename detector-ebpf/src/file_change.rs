@@ -18,7 +18,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use detector_common::{
-    Channel, Config, EventKind, FileChangeEvent, MemTamperEvent, WatchKey, DIR_TRUNCATED,
+    Channel, EventKind, FileChangeEvent, KernelConfig, MemTamperEvent, WatchKey, DIR_TRUNCATED,
     FILE_OP_OPEN_WRITE, FILE_OP_RENAME, FILE_OP_TRUNCATE, FILE_OP_UNLINK, NAME_MAX, PATH_TRUNCATED,
     PROC_SUPER_MAGIC, TAMPER_PROC_MEM,
 };
@@ -156,7 +156,7 @@ fn proc_mem(ppid: u32, mnt: u64, dentry: u64) -> Option<()> {
 /// Whether the directory `dir_inode`, on the filesystem of super block `sb`, is in WATCH: two
 /// reads for its (dev, inode).
 #[inline(always)]
-fn is_watched(cfg: &Config, dir_inode: u64, sb: u64) -> bool {
+fn is_watched(cfg: &KernelConfig, dir_inode: u64, sb: u64) -> bool {
     let key = unsafe {
         match (kread(dir_inode, cfg.inode_i_ino), kread(sb, cfg.sb_s_dev)) {
             (Ok(ino), Ok(dev)) => WatchKey { ino, dev, _pad: 0 },
@@ -167,7 +167,7 @@ fn is_watched(cfg: &Config, dir_inode: u64, sb: u64) -> bool {
 }
 
 #[inline(always)]
-fn watched(cfg: &Config, dir_dentry: u64) -> bool {
+fn watched(cfg: &KernelConfig, dir_dentry: u64) -> bool {
     let inode = dentry_inode(cfg, dir_dentry);
     match unsafe { kread::<u64>(inode, cfg.inode_i_sb) } {
         Ok(sb) => is_watched(cfg, inode, sb),
@@ -267,7 +267,7 @@ fn interesting_absolute(n: &[u8; NAME_MAX]) -> bool {
 
 /// The (vfsmount, dentry) a relative name is resolved against.
 #[inline(always)]
-fn base_dir(cfg: &Config, task: u64, dfd: i64) -> Option<(u64, u64)> {
+fn base_dir(cfg: &KernelConfig, task: u64, dfd: i64) -> Option<(u64, u64)> {
     if dfd == AT_FDCWD {
         let fs: u64 = unsafe { kread(task, cfg.task_fs).ok()? };
         path_parts(cfg, fs + cfg.fs_pwd as u64)
@@ -280,7 +280,7 @@ fn base_dir(cfg: &Config, task: u64, dfd: i64) -> Option<(u64, u64)> {
 }
 
 #[inline(always)]
-fn watched_base(cfg: &Config, task: u64, dfd: i64) -> Option<(u64, u64)> {
+fn watched_base(cfg: &KernelConfig, task: u64, dfd: i64) -> Option<(u64, u64)> {
     let (m, d) = base_dir(cfg, task, dfd)?;
     if watched(cfg, d) {
         Some((m, d))

@@ -13,8 +13,8 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use detector_common::{
-    Channel, Config, EventKind, FileInfo, MmapEvent, SeenKey, HUGETLBFS_MAGIC, MMAP_SOURCE_MMAP,
-    MMAP_SOURCE_MPROTECT, PATH_TRUNCATED, RAMFS_MAGIC, TMPFS_MAGIC,
+    Channel, EventKind, FileInfo, KernelConfig, MmapEvent, SeenKey, HUGETLBFS_MAGIC,
+    MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT, PATH_TRUNCATED, RAMFS_MAGIC, TMPFS_MAGIC,
 };
 
 use crate::{
@@ -131,7 +131,7 @@ fn is_safe(f: &FileInfo) -> bool {
 
 #[inline(always)]
 fn report(
-    cfg: &Config,
+    cfg: &KernelConfig,
     task: u64,
     file: u64,
     source: u32,

@@ -9,7 +9,7 @@ use aya_ebpf::{
     programs::TracePointContext,
     EbpfContext as _,
 };
-use detector_common::{Channel, Config, EventHeader, EventKind, CHANNELS};
+use detector_common::{Channel, EventHeader, EventKind, KernelConfig, CHANNELS};
 
 /// All events, every channel, in order per CPU. User space may resize it at load.
 #[map]
@@ -17,7 +17,7 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
 
 /// Kernel facts and the daemon's pid, written by user space before attaching.
 #[map]
-pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+pub static CONFIG: Array<KernelConfig> = Array::with_max_entries(1, 0);
 
 /// 1 while the daemon sleeps until the next event (its drain timer stopped because the ring
 /// was empty): the next submit wakes it and clears this. Written by both sides; a race costs
@@ -30,7 +30,7 @@ pub static READER_IDLE: Array<u32> = Array::with_max_entries(1, 0);
 pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(CHANNELS, 0);
 
 #[inline(always)]
-pub fn config() -> Option<&'static Config> {
+pub fn config() -> Option<&'static KernelConfig> {
     match CONFIG.get(0) {
         Some(c) if c.ready != 0 => Some(c),
         _ => None,
@@ -95,7 +95,7 @@ pub unsafe fn kread<T>(base: u64, off: u32) -> Result<T, i64> {
 
 /// The current task, and the thread group id of its real parent.
 #[inline(always)]
-pub fn current_task_and_ppid(cfg: &Config) -> (u64, u32) {
+pub fn current_task_and_ppid(cfg: &KernelConfig) -> (u64, u32) {
     let task = current_task();
     (task, ppid(cfg, task))
 }
@@ -108,7 +108,7 @@ pub fn current_task() -> u64 {
 /// The thread group id of `task`'s real parent. Two reads: programs that mostly filter an
 /// event out call it only once they know they report it.
 #[inline(always)]
-pub fn ppid(cfg: &Config, task: u64) -> u32 {
+pub fn ppid(cfg: &KernelConfig, task: u64) -> u32 {
     unsafe {
         kread::<u64>(task, cfg.task_real_parent)
             .and_then(|parent| kread::<u32>(parent, cfg.task_tgid))
@@ -156,6 +156,6 @@ fn fill_header(hdr: &mut EventHeader, kind: EventKind, ppid: u32) {
 
 /// True when the current process is the daemon itself.
 #[inline(always)]
-pub fn is_self(cfg: &Config) -> bool {
+pub fn is_self(cfg: &KernelConfig) -> bool {
     (bpf_get_current_pid_tgid() >> 32) as u32 == cfg.self_tgid
 }

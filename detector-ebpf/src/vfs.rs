@@ -1,13 +1,13 @@
 //! Kernel file helpers shared by the channels: fd → struct file, what an inode is, and the
 //! path of a dentry, built in the kernel (a process may be gone before user space looks).
-//! Every struct offset comes from the running kernel's BTF through `Config`.
+//! Every struct offset comes from the running kernel's BTF through `KernelConfig`.
 use aya_ebpf::{
     cty::c_void,
     helpers::generated::{bpf_loop, bpf_probe_read_kernel},
     macros::map,
     maps::PerCpuArray,
 };
-use detector_common::{Config, FileInfo, PATH_BUF};
+use detector_common::{FileInfo, KernelConfig, PATH_BUF};
 
 use crate::shared::{config, kread};
 
@@ -26,7 +26,7 @@ pub const SCRATCH_DIR: u32 = 1;
 
 /// The `struct file *` behind `fd` in the current task.
 #[inline(always)]
-pub fn fd_file(cfg: &Config, task: u64, fd: u64) -> Option<u64> {
+pub fn fd_file(cfg: &KernelConfig, task: u64, fd: u64) -> Option<u64> {
     unsafe {
         let files: u64 = kread(task, cfg.task_files).ok()?;
         let fdt: u64 = kread(files, cfg.files_fdt).ok()?;
@@ -46,7 +46,7 @@ pub fn fd_file(cfg: &Config, task: u64, fd: u64) -> Option<u64> {
 
 /// (vfsmount, dentry) of a `struct path` at `path`.
 #[inline(always)]
-pub fn path_parts(cfg: &Config, path: u64) -> Option<(u64, u64)> {
+pub fn path_parts(cfg: &KernelConfig, path: u64) -> Option<(u64, u64)> {
     unsafe {
         let mnt: u64 = kread(path, cfg.path_mnt).ok()?;
         let dentry: u64 = kread(path, cfg.path_dentry).ok()?;
@@ -64,7 +64,7 @@ pub struct InodeId {
 }
 
 #[inline(always)]
-pub fn inode_id(cfg: &Config, inode: u64) -> InodeId {
+pub fn inode_id(cfg: &KernelConfig, inode: u64) -> InodeId {
     unsafe {
         let sb: u64 = kread(inode, cfg.inode_i_sb).unwrap_or(0);
         InodeId {
@@ -81,7 +81,7 @@ pub fn inode_id(cfg: &Config, inode: u64) -> InodeId {
 }
 
 #[inline(always)]
-pub fn inode_info(cfg: &Config, inode: u64) -> FileInfo {
+pub fn inode_info(cfg: &KernelConfig, inode: u64) -> FileInfo {
     if inode == 0 {
         return FileInfo::default();
     }
@@ -90,7 +90,7 @@ pub fn inode_info(cfg: &Config, inode: u64) -> FileInfo {
 
 /// `inode_info` for an inode whose identity was already read.
 #[inline(always)]
-pub fn inode_info_of(cfg: &Config, inode: u64, id: &InodeId) -> FileInfo {
+pub fn inode_info_of(cfg: &KernelConfig, inode: u64, id: &InodeId) -> FileInfo {
     let mut f = FileInfo {
         ino: id.ino,
         mtime_sec: id.mtime_sec,
@@ -109,13 +109,13 @@ pub fn inode_info_of(cfg: &Config, inode: u64, id: &InodeId) -> FileInfo {
 }
 
 #[inline(always)]
-pub fn dentry_inode(cfg: &Config, dentry: u64) -> u64 {
+pub fn dentry_inode(cfg: &KernelConfig, dentry: u64) -> u64 {
     unsafe { kread(dentry, cfg.dentry_d_inode).unwrap_or(0) }
 }
 
 /// The first `N` bytes of a dentry's name (zero-padded).
 #[inline(always)]
-pub fn dentry_name<const N: usize>(cfg: &Config, dentry: u64) -> [u8; N] {
+pub fn dentry_name<const N: usize>(cfg: &KernelConfig, dentry: u64) -> [u8; N] {
     let mut out = [0u8; N];
     unsafe {
         if let Ok(name) = kread::<u64>(dentry, cfg.dentry_d_name + cfg.qstr_name) {

@@ -1,4 +1,4 @@
-//! Configuration: /etc/detector/detector.toml (issue 4).
+//! Configuration: /etc/detector/detector.toml.
 //!
 //! The file is TOML; every table and key is optional and a missing key takes its default
 //! (`Config::default()`), so an empty file is a valid configuration. Unknown keys are errors
@@ -25,7 +25,7 @@ pub const DEFAULT_PATH: &str = "/etc/detector/detector.toml";
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    pub catalogue: Catalogue,
+    pub catalogue: CatalogueSection,
     pub allow: Allow,
     #[serde(deserialize_with = "output")]
     pub output: Output,
@@ -36,7 +36,7 @@ pub struct Config {
 /// `[catalogue]`: credential-handling programs added to the built-in catalogue.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct Catalogue {
+pub struct CatalogueSection {
     /// Executable basenames ("vault") or absolute paths ("/opt/corp/bin/authd").
     #[serde(deserialize_with = "program_names")]
     pub extra: Vec<String>,

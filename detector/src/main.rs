@@ -1,30 +1,15 @@
-//! detector: catches credential theft through shared-object hooking (T1056.004, T1574.006).
+//! detector: catches credential theft through shared-object hooking (T1056.004, T1574.006,
+//! T1556.003).
 //!
-//! The pipeline, one way: capture (kernel, `capture`) → decode (`event`) → enrich (`library`)
-//! → correlate (`correlate`, `rules`) → alert (`alert`) → sink (`sink`).
-mod aggregate;
-mod alert;
-mod analyze;
+//! The folders are the pipeline, one way: `capture` (kernel programs, decoding) → `engine`
+//! (process table, rules, enrichment, policy) → `output` (alert schema, aggregation, sinks);
+//! `cmd` holds the subcommands that drive it.
 mod capture;
-mod check;
 mod cli;
+mod cmd;
 mod config;
-mod correlate;
-mod credential;
-mod daemon;
-mod elf;
-mod event;
-mod kernel;
-mod library;
-mod loader_env;
-mod notify;
-mod preflight;
-mod process;
-mod rules;
-mod scan;
-mod sink;
-mod sweep;
-mod text;
+mod engine;
+mod output;
 
 use std::process::ExitCode;
 
@@ -36,10 +21,10 @@ fn main() -> ExitCode {
         .target(env_logger::Target::Stderr)
         .init();
     let result = match cli.command {
-        cli::Command::Run(args) => daemon::run(args),
-        cli::Command::Scan(args) => scan::run(args),
-        cli::Command::Analyze(args) => analyze::run(args),
-        cli::Command::Check(args) => check::run(args),
+        cli::Command::Run(args) => cmd::run::run(args),
+        cli::Command::Scan(args) => cmd::scan::run(args),
+        cli::Command::Analyze(args) => cmd::analyze::run(args),
+        cli::Command::Check(args) => cmd::check::run(args),
         cli::Command::Completions(args) => {
             cli::completions(&args);
             Ok(ExitCode::SUCCESS)

@@ -25,7 +25,7 @@ pub const ROUNDS: usize = 9;
 /// Seconds the daemon is left alone after it is armed (its start-up sweep hashes libraries).
 pub const SETTLE: Duration = Duration::from_secs(2);
 
-/// Budgets on the reference machine (2 cores), from issue 7.
+/// Budgets on the reference machine (2 cores).
 pub const BUDGET_OVERHEAD: f64 = 0.03;
 pub const BUDGET_CPU_US_PER_EXEC: f64 = 10.0;
 pub const BUDGET_RSS_MIB: f64 = 32.0;

@@ -2,8 +2,8 @@
 //! SEIZE; process_vm_writev; /proc/<pid>/mem opened for write) — inline hooking on Linux.
 use super::Finding;
 use crate::{
-    alert::{Detection, Process, Target, T1055_008, T1055_009},
-    event::{MemTamper, TamperOp},
+    capture::decode::{MemTamper, TamperOp},
+    output::alert::{Detection, Process, Target, T1055_008, T1055_009},
 };
 
 pub fn evaluate(process: &Process, target: Option<Process>, t: &MemTamper) -> Option<Finding> {

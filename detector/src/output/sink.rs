@@ -13,7 +13,7 @@ use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::alert::{Alert, Severity};
+use crate::output::alert::{Alert, Severity};
 
 pub trait Sink {
     fn emit(&mut self, alert: &Alert) -> Result<()>;
@@ -420,7 +420,7 @@ mod tests {
     use super::*;
 
     fn alert(severity: Severity) -> Alert {
-        let mut a = crate::alert::test_alert(4242, "2026-11-23T09:13:13.595123Z");
+        let mut a = crate::output::alert::test_alert(4242, "2026-11-23T09:13:13.595123Z");
         a.severity = severity;
         // Non-ASCII and a newline: the syslog MSG stays one ASCII line.
         a.process.cmdline = "true café 🦀\nx".into();

@@ -3,10 +3,10 @@
 
 use anyhow::{anyhow, bail, Result};
 use btf_rs::{Btf, Type};
-use detector_common::Config;
+use detector_common::KernelConfig;
 
-/// Builds the programs' [`Config`] for this kernel.
-pub fn config(btf_path: &str, self_tgid: u32) -> Result<Config> {
+/// Builds the programs' [`KernelConfig`] for this kernel.
+pub fn config(btf_path: &str, self_tgid: u32) -> Result<KernelConfig> {
     let btf =
         Btf::from_file(btf_path).map_err(|e| anyhow!("reading kernel BTF {btf_path}: {e}"))?;
     let off = |s: &str, m: &str| member_offset(&btf, s, m);
@@ -26,7 +26,7 @@ pub fn config(btf_path: &str, self_tgid: u32) -> Result<Config> {
         .iter()
         .enumerate()
         .all(|(i, &o)| o == start_stack + 8 * (i as u32 + 1));
-    Ok(Config {
+    Ok(KernelConfig {
         ready: 1,
         self_tgid,
         task_real_parent: off("task_struct", "real_parent")?,
@@ -137,8 +137,11 @@ mod tests {
     #[test]
     fn btf_offsets_of_this_kernel() {
         // Needs no privilege: /sys/kernel/btf/vmlinux is world-readable.
-        let Ok(btf) = Btf::from_file(crate::preflight::BTF_PATH) else {
-            eprintln!("skipped: no kernel BTF at {}", crate::preflight::BTF_PATH);
+        let Ok(btf) = Btf::from_file(crate::capture::preflight::BTF_PATH) else {
+            eprintln!(
+                "skipped: no kernel BTF at {}",
+                crate::capture::preflight::BTF_PATH
+            );
             return;
         };
         let arg_start = member_offset(&btf, "mm_struct", "arg_start").unwrap();
@@ -151,7 +154,7 @@ mod tests {
         assert!(len == 0 || len == 4, "qstr.len at {len}");
         assert!(member_offset(&btf, "inode", "i_nlink").is_ok());
         assert!(member_offset(&btf, "linux_binprm", "filename").is_ok());
-        let cfg = config(crate::preflight::BTF_PATH, 1).unwrap();
+        let cfg = config(crate::capture::preflight::BTF_PATH, 1).unwrap();
         assert_eq!(
             cfg.mm_stack_args_adjacent, 1,
             "mm_struct's stack and args are adjacent"

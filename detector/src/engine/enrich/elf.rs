@@ -1,4 +1,4 @@
-//! Library analysis: SHA-256, interposed credential APIs, constructors (issue 4).
+//! Library analysis: SHA-256, interposed credential APIs, constructors.
 //!
 //! [`analyze`] reads a shared object once, hashes it and lists the credential-handling
 //! functions it *defines* in its dynamic symbol table: a library that defines `read`,

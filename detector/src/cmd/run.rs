@@ -14,18 +14,20 @@ use serde_json::json;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
-    aggregate::Aggregator,
-    alert::{Alert, Clock},
-    capture::{report_loss, Capture},
+    capture::btf,
+    capture::decode::decode,
+    capture::load::{report_loss, Capture},
+    capture::preflight,
     cli::{Format, RunArgs},
+    cmd::notify,
     config::{self, Config, SyslogTarget},
-    correlate::{Correlator, Policy},
-    event::decode,
-    kernel, notify, preflight,
-    rules::config_change::Watched,
-    sink::{Fanout, FileSink, JsonLines, Sink, SyslogAddr, SyslogSink},
-    sweep::Only,
-    text::TextLines,
+    engine::correlate::{Correlator, Policy},
+    engine::rules::config_change::Watched,
+    engine::sweep::Only,
+    output::aggregate::Aggregator,
+    output::alert::{Alert, Clock},
+    output::sink::{Fanout, FileSink, JsonLines, Sink, SyslogAddr, SyslogSink},
+    output::text::TextLines,
 };
 
 /// How often the ring buffer is drained while events flow (the programs then wake the daemon
@@ -38,7 +40,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let explicit = args.config.as_os_str() != config::DEFAULT_PATH;
     let cfg = config::load(&args.config, explicit)?;
     preflight::check()?;
-    let kcfg = kernel::config(preflight::BTF_PATH, std::process::id())?;
+    let kcfg = btf::config(preflight::BTF_PATH, std::process::id())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -187,7 +189,7 @@ fn resume(
 async fn serve(
     args: RunArgs,
     cfg: Config,
-    kcfg: detector_common::Config,
+    kcfg: detector_common::KernelConfig,
     explicit: bool,
 ) -> Result<ExitCode> {
     // Before anything says "ready": a SIGHUP or SIGTERM sent as soon as the ready file appears

@@ -5,14 +5,14 @@ use std::path::Path;
 use detector_common::LoaderVar;
 
 use crate::{
-    alert::{Alert, Clock, Detection, Severity},
+    capture::decode::Event,
     config::Config,
-    credential::Catalogue,
-    elf::{ElfCache, DEFAULT_CACHE_CAPACITY},
-    event::Event,
-    process::ProcessTable,
-    rules::{self, config_change::Watched, preload_file::PreloadFile, Finding},
-    sweep,
+    engine::credential::Catalogue,
+    engine::enrich::elf::{ElfCache, DEFAULT_CACHE_CAPACITY},
+    engine::process::ProcessTable,
+    engine::rules::{self, config_change::Watched, preload_file::PreloadFile, Finding},
+    engine::sweep,
+    output::alert::{Alert, Clock, Detection, Severity},
 };
 
 /// What the configuration decides: which programs handle credentials, what never alerts, and
@@ -209,7 +209,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::event::{decode, tests::*};
+    use crate::capture::decode::{decode, tests::*};
 
     fn run(events: Vec<Vec<u8>>) -> Vec<Alert> {
         run_with(Policy::default(), events)

@@ -10,9 +10,9 @@ use std::{
 use detector_common::LoaderVar;
 
 use crate::{
-    alert::{Ancestor, Process},
-    event::{Exec, Exit, Header},
-    sweep::Seen,
+    capture::decode::{Exec, Exit, Header},
+    engine::sweep::Seen,
+    output::alert::{Ancestor, Process},
 };
 
 /// Exited processes are kept for late events (events of one process can arrive after its exit

@@ -11,12 +11,12 @@ pub mod unsafe_library;
 use std::collections::BTreeSet;
 
 use crate::{
-    alert::{
-        Alert, Clock, ConfigLine, Detection, FileChange, Preload, Process, Severity, Target,
+    engine::credential::Catalogue,
+    engine::library::Library,
+    output::alert::{
+        Alert, ChangedFile, Clock, ConfigLine, Detection, Preload, Process, Severity, Target,
         DATASET_LIVE, DATASET_SWEEP, T1056_004, T1556_003, T1574_006,
     },
-    credential::Catalogue,
-    library::Library,
 };
 
 /// What a rule found; `finish` adds what follows from it and scores it.
@@ -26,7 +26,7 @@ pub struct Finding {
     pub detections: BTreeSet<Detection>,
     pub library: Option<Library>,
     pub preload: Option<Preload>,
-    pub file: Option<FileChange>,
+    pub file: Option<ChangedFile>,
     pub target: Option<Target>,
     pub config: Option<ConfigLine>,
     /// Techniques beyond those the detections imply.

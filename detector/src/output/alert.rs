@@ -6,7 +6,7 @@ use std::{
 
 use serde::Serialize;
 
-use crate::library::Library;
+use crate::engine::library::Library;
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
@@ -112,10 +112,10 @@ pub struct Ancestor {
 
 /// A watched file that changed.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct FileChange {
+pub struct ChangedFile {
     /// The watched path.
     pub path: String,
-    pub operation: crate::event::FileOp,
+    pub operation: crate::capture::decode::FileOp,
     /// Every path the operation named (a rename's source and destination).
     pub paths: Vec<String>,
 }
@@ -137,7 +137,7 @@ pub struct Target {
     pub comm: String,
     #[serde(rename = "executable")]
     pub exe: String,
-    pub operation: crate::event::TamperOp,
+    pub operation: crate::capture::decode::TamperOp,
     /// The ptrace request (for ptrace).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request: Option<u64>,
@@ -157,7 +157,7 @@ pub struct Alert {
     pub process: Process,
     pub library: Option<Library>,
     pub preload: Option<Preload>,
-    pub file: Option<FileChange>,
+    pub file: Option<ChangedFile>,
     pub target: Option<Target>,
     pub config: Option<ConfigLine>,
     /// Times this alert was seen (same rule, program, library or file, detections) within the
@@ -228,7 +228,7 @@ impl Serialize for Alert {
             #[serde(skip_serializing_if = "Option::is_none")]
             preload: Option<&'a Preload>,
             #[serde(skip_serializing_if = "Option::is_none")]
-            file: Option<&'a FileChange>,
+            file: Option<&'a ChangedFile>,
             #[serde(skip_serializing_if = "Option::is_none")]
             target: Option<&'a Target>,
             #[serde(skip_serializing_if = "Option::is_none")]

@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::alert::{Alert, Detection};
+use crate::output::alert::{Alert, Detection};
 
 /// Open windows kept at most; past it the oldest close early.
 const OPEN_MAX: usize = 10_000;
@@ -113,7 +113,7 @@ mod tests {
     use super::*;
 
     fn alert(pid: u32, ts: &str) -> Alert {
-        crate::alert::test_alert(pid, ts)
+        crate::output::alert::test_alert(pid, ts)
     }
 
     #[test]

@@ -6,8 +6,8 @@ use anyhow::{Context as _, Result};
 use serde_json::Value;
 
 use crate::{
-    alert::{Alert, Severity},
-    sink::Sink,
+    output::alert::{Alert, Severity},
+    output::sink::Sink,
 };
 
 /// Whether stdout gets colour.

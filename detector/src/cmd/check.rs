@@ -10,7 +10,10 @@ use aya::{
 };
 use serde::Serialize;
 
-use crate::{capture, cli::CheckArgs, kernel, preflight, rules::config_change::Watched, text};
+use crate::{
+    capture::btf, capture::load, capture::preflight, cli::CheckArgs,
+    engine::rules::config_change::Watched, output::text,
+};
 
 #[derive(Serialize)]
 struct Item {
@@ -108,8 +111,8 @@ fn inspect() -> Report {
         });
     }
     if let Ok(tracefs) = &tracefs {
-        let total = capture::tracepoints().count();
-        let absent: Vec<(&str, &str, bool)> = capture::tracepoints()
+        let total = load::tracepoints().count();
+        let absent: Vec<(&str, &str, bool)> = load::tracepoints()
             .filter(|(c, n, _)| !Path::new(tracefs).join("events").join(c).join(n).is_dir())
             .collect();
         let required_missing = absent.iter().any(|&(_, _, req)| req);
@@ -133,7 +136,7 @@ fn inspect() -> Report {
         ));
     }
     if let Ok(btf) = &btf {
-        let missing: Vec<&str> = capture::btf_tracepoints()
+        let missing: Vec<&str> = load::btf_tracepoints()
             .filter(|n| {
                 btf.resolve_ids_by_name(&format!("btf_trace_{n}"))
                     .map_or(true, |ids| ids.is_empty())
@@ -145,7 +148,7 @@ fn inspect() -> Report {
             if missing.is_empty() {
                 Ok(format!(
                     "{} in BTF",
-                    capture::btf_tracepoints().collect::<Vec<_>>().join(", ")
+                    load::btf_tracepoints().collect::<Vec<_>>().join(", ")
                 ))
             } else {
                 Err(format!("not in BTF: {}", missing.join(", ")))
@@ -217,14 +220,14 @@ fn inspect() -> Report {
 }
 
 fn attach_all() -> Result<usize> {
-    let cfg = kernel::config(preflight::BTF_PATH, std::process::id())?;
+    let cfg = btf::config(preflight::BTF_PATH, std::process::id())?;
     // The capture registers its ring buffer with the runtime, as in the daemon.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         let (capture, _log) =
-            capture::Capture::start(cfg, &Watched::discover().directories(), 64 * 1024, true)?;
+            load::Capture::start(cfg, &Watched::discover().directories(), 64 * 1024, true)?;
         let n = capture.attached();
         capture.detach();
         Ok(n)

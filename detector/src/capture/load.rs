@@ -9,7 +9,7 @@ use aya::{
     programs::{BtfTracePoint, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
-use detector_common::{Config, WatchKey, CHANNELS, CHANNEL_NAMES};
+use detector_common::{KernelConfig, WatchKey, CHANNELS, CHANNEL_NAMES};
 use tokio::io::unix::AsyncFd;
 
 type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
@@ -108,7 +108,7 @@ fn register<T: std::os::fd::AsRawFd>(inner: T, what: &str) -> Result<AsyncFd<T>>
 impl Capture {
     /// Loads and attaches; without `syscalls`, only the scheduler tracepoints (exec, exit).
     pub fn start(
-        config: Config,
+        config: KernelConfig,
         watch_dirs: &[String],
         ring_bytes: u32,
         syscalls: bool,
@@ -127,7 +127,7 @@ impl Capture {
                 None
             }
         };
-        let mut cfg: Array<_, Config> = Array::try_from(
+        let mut cfg: Array<_, KernelConfig> = Array::try_from(
             ebpf.map_mut("CONFIG")
                 .ok_or_else(|| anyhow!("map CONFIG missing"))?,
         )?;

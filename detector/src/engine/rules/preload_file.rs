@@ -9,10 +9,10 @@ use std::{
 
 use super::Finding;
 use crate::{
-    alert::{Detection, Preload, PreloadSource, Process},
-    elf,
-    event::{Exec, Mmap},
-    library::Library,
+    capture::decode::{Exec, Mmap},
+    engine::enrich::elf,
+    engine::library::Library,
+    output::alert::{Detection, Preload, PreloadSource, Process},
 };
 
 pub const PATH: &str = "/etc/ld.so.preload";

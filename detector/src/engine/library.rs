@@ -4,7 +4,7 @@ use std::{fs, os::unix::fs::MetadataExt as _, path::Path};
 
 use serde::Serialize;
 
-use crate::event::File;
+use crate::capture::decode::File;
 
 /// Directories where the distribution's root-owned libraries live.
 const SYSTEM_DIRS: &[&str] = &[

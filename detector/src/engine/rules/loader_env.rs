@@ -4,10 +4,10 @@ use detector_common::LoaderVar;
 
 use super::Finding;
 use crate::{
-    alert::{Detection, Preload, PreloadSource, Process},
-    event::LoaderEnv,
-    library::Library,
-    loader_env::{split_list, split_truncated},
+    capture::decode::LoaderEnv,
+    engine::library::Library,
+    engine::loader_vars::{split_list, split_truncated},
+    output::alert::{Detection, Preload, PreloadSource, Process},
 };
 
 pub fn evaluate(process: &Process, env: &LoaderEnv) -> Vec<Finding> {

@@ -2,9 +2,9 @@
 //! a file not owned by root or writable by others, a tmpfs, a memfd, a deleted file.
 use super::Finding;
 use crate::{
-    alert::{Detection, Process},
-    event::Mmap,
-    library::Library,
+    capture::decode::Mmap,
+    engine::library::Library,
+    output::alert::{Detection, Process},
 };
 
 pub fn evaluate(process: &Process, m: &Mmap) -> Option<Finding> {

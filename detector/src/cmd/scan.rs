@@ -9,13 +9,13 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 
 use crate::{
-    alert::Clock,
     cli::ScanArgs,
     config,
-    correlate::{Correlator, Policy},
-    rules::config_change::Watched,
-    sweep::Only,
-    text,
+    engine::correlate::{Correlator, Policy},
+    engine::rules::config_change::Watched,
+    engine::sweep::Only,
+    output::alert::Clock,
+    output::text,
 };
 
 pub fn run(args: ScanArgs) -> Result<ExitCode> {

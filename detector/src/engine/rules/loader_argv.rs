@@ -2,11 +2,11 @@
 //! libraries are on its command line, not in the environment.
 use super::Finding;
 use crate::{
-    alert::{Detection, Preload, PreloadSource, Process},
-    credential::Catalogue,
-    event::Exec,
-    library::Library,
-    loader_env::split_list,
+    capture::decode::Exec,
+    engine::credential::Catalogue,
+    engine::library::Library,
+    engine::loader_vars::split_list,
+    output::alert::{Detection, Preload, PreloadSource, Process},
 };
 use detector_common::LoaderVar;
 

@@ -10,7 +10,7 @@ use std::{
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 
-use crate::{cli::AnalyzeArgs, elf, text};
+use crate::{cli::AnalyzeArgs, engine::enrich::elf, output::text};
 
 #[derive(Serialize)]
 struct Report {

@@ -2,8 +2,8 @@
 //! (opened for write, renamed onto or away, unlinked, truncated).
 use super::Finding;
 use crate::{
-    alert::{Detection, FileChange, Process, Severity},
-    event,
+    capture::decode,
+    output::alert::{ChangedFile, Detection, Process, Severity},
 };
 
 /// The loader binaries, as real paths (symlinks resolved at start).
@@ -77,14 +77,14 @@ impl Watched {
     }
 }
 
-pub fn evaluate(watched: &Watched, process: &Process, c: &event::FileChange) -> Option<Finding> {
+pub fn evaluate(watched: &Watched, process: &Process, c: &decode::FileChange) -> Option<Finding> {
     let (path, (detection, severity)) = c
         .paths
         .iter()
         .find_map(|p| watched.classify(p).map(|k| (p.clone(), k)))?;
     let mut f = Finding::new(c.hdr.ktime_ns, process.clone(), detection);
     f.floor = severity;
-    f.file = Some(FileChange {
+    f.file = Some(ChangedFile {
         path,
         operation: c.op,
         paths: c.paths.clone(),

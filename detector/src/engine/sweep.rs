@@ -13,11 +13,11 @@ use std::{
 use detector_common::LoaderVar;
 
 use crate::{
-    alert::{ConfigLine, Detection, Preload, PreloadSource, Process, Severity},
-    event::{Header, LoaderEnv},
-    library::Library,
-    loader_env::last_value,
-    rules::{self, preload_file::PreloadFile, Finding},
+    capture::decode::{Header, LoaderEnv},
+    engine::library::Library,
+    engine::loader_vars::last_value,
+    engine::rules::{self, preload_file::PreloadFile, Finding},
+    output::alert::{ConfigLine, Detection, Preload, PreloadSource, Process, Severity},
 };
 
 /// Kernel threads have no environment or user-space mappings (include/linux/sched.h).

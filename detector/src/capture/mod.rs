@@ -1,0 +1,7 @@
+//! Capture: the kernel side of the pipeline. Preflight checks what the machine offers, the BTF
+//! offsets tell the programs where kernel struct members are, `load` attaches the embedded eBPF
+//! object and yields raw ring-buffer records, and `decode` turns them into typed events.
+pub mod btf;
+pub mod decode;
+pub mod load;
+pub mod preflight;

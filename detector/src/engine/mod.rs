@@ -1,0 +1,11 @@
+//! The engine: the process table, correlation of events into findings by the rules, enrichment
+//! of what they name (library files: hash, ELF analysis), and the policy that turns findings into
+//! alerts.
+pub mod correlate;
+pub mod credential;
+pub mod enrich;
+pub mod library;
+pub mod loader_vars;
+pub mod process;
+pub mod rules;
+pub mod sweep;
