@@ -5,57 +5,104 @@
 //! string did not fit, a `*_TRUNCATED` flag says so. Nothing is cut silently.
 #![no_std]
 
-/// Stable numeric event kinds. Never renumber: add new kinds at the end.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventKind {
-    /// A successful exec (new image in place). [`ExecEvent`].
-    Exec = 1,
-    /// A dynamic-loader variable found in the new image's environment. [`LoaderEnvEvent`].
-    LoaderEnv = 2,
-    /// A file mapped executable (mmap with PROT_EXEC, or mprotect adding it). [`MmapEvent`].
-    Mmap = 3,
-    /// A watched loader or PAM file opened for write, renamed, unlinked. [`FileChangeEvent`].
-    FileChange = 4,
-    /// Retired: forks are not captured (user space learns a child from its events' `ppid`).
-    /// The number stays taken so that the others keep theirs.
-    Fork = 5,
-    /// A process exited (its thread-group leader). [`ExitEvent`].
-    Exit = 6,
-    /// Another process's memory written or attached to. [`MemTamperEvent`].
-    MemTamper = 7,
+/// Declares the capture channels and the event kinds from one table: the enums, their stable
+/// numbers, their names (stats keys, logs) and the dense indexes user space counts by.
+macro_rules! event_table {
+    (
+        channels { $($(#[$cm:meta])* $chan:ident = $cn:literal, $cname:literal;)+ }
+        kinds { $($(#[$km:meta])* $kind:ident = $kn:literal, $kname:literal, $kchan:ident;)+ }
+    ) => {
+        /// Capture channels: each eBPF program belongs to one; the per-channel counters (`LOST`,
+        /// `READ_ERRORS`) are indexed by it.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Channel {
+            $($(#[$cm])* $chan = $cn,)+
+        }
+
+        impl Channel {
+            pub const ALL: [Channel; CHANNELS as usize] = [$(Channel::$chan,)+];
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Channel::$chan => $cname,)+
+                }
+            }
+            pub const fn index(self) -> usize {
+                self as usize
+            }
+        }
+
+        /// Number of capture channels (entries of each per-channel counter map).
+        pub const CHANNELS: u32 = [$($cn,)+].len() as u32;
+
+        /// Stable numeric event kinds. Never renumber: a retired kind's number stays unused.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum EventKind {
+            $($(#[$km])* $kind = $kn,)+
+        }
+
+        impl EventKind {
+            pub const ALL: [EventKind; EVENT_KINDS] = [$(EventKind::$kind,)+];
+            pub const fn from_u32(v: u32) -> Option<Self> {
+                match v {
+                    $($kn => Some(EventKind::$kind),)+
+                    _ => None,
+                }
+            }
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(EventKind::$kind => $kname,)+
+                }
+            }
+            /// The channel whose counters account for this kind.
+            pub const fn channel(self) -> Channel {
+                match self {
+                    $(EventKind::$kind => Channel::$kchan,)+
+                }
+            }
+            /// A dense index, 0..EVENT_KINDS, for per-kind counters.
+            pub const fn index(self) -> usize {
+                let mut i = 0;
+                while i < EVENT_KINDS {
+                    if EventKind::ALL[i] as u32 == self as u32 {
+                        return i;
+                    }
+                    i += 1;
+                }
+                unreachable!()
+            }
+        }
+
+        /// Number of event kinds.
+        pub const EVENT_KINDS: usize = [$($kn,)+].len();
+    };
 }
 
-impl EventKind {
-    pub const fn from_u32(v: u32) -> Option<Self> {
-        match v {
-            1 => Some(Self::Exec),
-            2 => Some(Self::LoaderEnv),
-            3 => Some(Self::Mmap),
-            4 => Some(Self::FileChange),
-            5 => Some(Self::Fork),
-            6 => Some(Self::Exit),
-            7 => Some(Self::MemTamper),
-            _ => None,
-        }
+event_table! {
+    channels {
+        Exec = 0, "exec";
+        Mmap = 1, "mmap";
+        FileChange = 2, "file_change";
+        Lifecycle = 3, "lifecycle";
+        MemTamper = 4, "mem_tamper";
+    }
+    kinds {
+        /// A successful exec (new image in place). [`ExecEvent`].
+        Exec = 1, "exec", Exec;
+        /// A dynamic-loader variable found in the new image's environment. [`LoaderEnvEvent`].
+        LoaderEnv = 2, "loader_env", Exec;
+        /// A file mapped executable (mmap with PROT_EXEC, or mprotect adding it). [`MmapEvent`].
+        Mmap = 3, "mmap", Mmap;
+        /// A watched loader or PAM file opened for write, renamed, unlinked. [`FileChangeEvent`].
+        FileChange = 4, "file_change", FileChange;
+        // 5 is retired (forks were a kind of their own; a child is learnt from its events' ppid).
+        /// A process exited (its thread-group leader). [`ExitEvent`].
+        Exit = 6, "exit", Lifecycle;
+        /// Another process's memory written or attached to. [`MemTamperEvent`].
+        MemTamper = 7, "mem_tamper", MemTamper;
     }
 }
-
-/// Capture channels, used to index the per-channel loss counters (`LOST` map).
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Channel {
-    Exec = 0,
-    Mmap = 1,
-    FileChange = 2,
-    Lifecycle = 3,
-    MemTamper = 4,
-}
-
-/// Number of entries in the `LOST` per-CPU array.
-pub const CHANNELS: u32 = 5;
-pub const CHANNEL_NAMES: [&str; CHANNELS as usize] =
-    ["exec", "mmap", "file_change", "lifecycle", "mem_tamper"];
 
 pub const COMM_LEN: usize = 16;
 
@@ -368,4 +415,21 @@ mod pod {
     unsafe impl aya::Pod for super::KernelConfig {}
     unsafe impl aya::Pod for super::SeenKey {}
     unsafe impl aya::Pod for super::WatchKey {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_and_index_densely() {
+        for (i, k) in EventKind::ALL.iter().enumerate() {
+            assert_eq!(EventKind::from_u32(*k as u32), Some(*k));
+            assert_eq!(k.index(), i);
+        }
+        assert_eq!(EventKind::from_u32(5), None, "5 is retired");
+        for (i, c) in Channel::ALL.iter().enumerate() {
+            assert_eq!(c.index(), i);
+        }
+    }
 }

@@ -22,7 +22,7 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use detector_common::{
-    Channel, EventKind, ExecEvent, KernelConfig, LoaderEnvEvent, LoaderVar, EXEC_ARGS_MAX,
+    EventKind, ExecEvent, KernelConfig, LoaderEnvEvent, LoaderVar, EXEC_ARGS_MAX,
     EXEC_ARGS_TRUNCATED, EXEC_ENV_INCOMPLETE, EXEC_FILENAME_MAX, EXEC_FILENAME_TRUNCATED,
     LOADER_VALUE_HEAD, LOADER_VALUE_TAIL, LOADER_VALUE_TRUNCATED, LOADER_VARS,
 };
@@ -302,7 +302,7 @@ fn emit_exec(
     arg_end: u64,
     scan: &Scan,
 ) {
-    let Some(mut entry) = reserve::<ExecEvent>(Channel::Exec, EventKind::Exec, ppid) else {
+    let Some(mut entry) = reserve::<ExecEvent>(EventKind::Exec, ppid) else {
         return;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
@@ -348,8 +348,7 @@ fn emit_exec(
 }
 
 fn emit_loader_env(ppid: u32, var: u32, f: &Found, envp: u64, env_end: u64) {
-    let Some(mut entry) = reserve::<LoaderEnvEvent>(Channel::Exec, EventKind::LoaderEnv, ppid)
-    else {
+    let Some(mut entry) = reserve::<LoaderEnvEvent>(EventKind::LoaderEnv, ppid) else {
         return;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };

@@ -18,7 +18,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use detector_common::{
-    Channel, EventKind, FileChangeEvent, KernelConfig, MemTamperEvent, WatchKey, DIR_TRUNCATED,
+    EventKind, FileChangeEvent, KernelConfig, MemTamperEvent, WatchKey, DIR_TRUNCATED,
     FILE_OP_OPEN_WRITE, FILE_OP_RENAME, FILE_OP_TRUNCATE, FILE_OP_UNLINK, NAME_MAX, PATH_TRUNCATED,
     PROC_SUPER_MAGIC, TAMPER_PROC_MEM,
 };
@@ -110,9 +110,7 @@ fn try_open_exit(ctx: &TracePointContext) -> Option<()> {
     let info = inode_info(cfg, inode);
     let (mnt, dentry) = path_parts(cfg, file + cfg.file_f_path as u64)?;
     let (off, truncated) = build_path(mnt, dentry, SCRATCH_PATH)?;
-    let Some(mut entry) =
-        reserve::<FileChangeEvent>(Channel::FileChange, EventKind::FileChange, ppid(cfg, task))
-    else {
+    let Some(mut entry) = reserve::<FileChangeEvent>(EventKind::FileChange, ppid(cfg, task)) else {
         return None;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
@@ -134,8 +132,7 @@ fn try_open_exit(ctx: &TracePointContext) -> Option<()> {
 
 fn proc_mem(ppid: u32, mnt: u64, dentry: u64) -> Option<()> {
     let (off, truncated) = build_path(mnt, dentry, SCRATCH_PATH)?;
-    let Some(mut entry) = reserve::<MemTamperEvent>(Channel::MemTamper, EventKind::MemTamper, ppid)
-    else {
+    let Some(mut entry) = reserve::<MemTamperEvent>(EventKind::MemTamper, ppid) else {
         return None;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
@@ -320,9 +317,7 @@ fn string_op(op: u32, dfd: i64, name: u64, dfd2: i64, name2: u64) -> Option<()> 
         dir_off = off;
         dir_truncated = t;
     }
-    let Some(mut entry) =
-        reserve::<FileChangeEvent>(Channel::FileChange, EventKind::FileChange, ppid)
-    else {
+    let Some(mut entry) = reserve::<FileChangeEvent>(EventKind::FileChange, ppid) else {
         return None;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };

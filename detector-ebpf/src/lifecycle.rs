@@ -3,7 +3,7 @@
 //! parent (`ppid`), which is all user space needs to learn a child it has not seen exec
 //! (a fork costs ~1.5 µs of eBPF and a daemon wake-up's worth of work otherwise).
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
-use detector_common::{Channel, EventKind, ExitEvent};
+use detector_common::{EventKind, ExitEvent};
 
 use crate::shared::{config, current_task, is_self, kread, reserve, submit_flags};
 
@@ -22,7 +22,7 @@ fn try_exit() -> Option<()> {
     }
     // User space needs only which process and when: no parent lookup.
     let task = current_task();
-    let Some(mut entry) = reserve::<ExitEvent>(Channel::Lifecycle, EventKind::Exit, 0) else {
+    let Some(mut entry) = reserve::<ExitEvent>(EventKind::Exit, 0) else {
         return None;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };

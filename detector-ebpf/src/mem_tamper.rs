@@ -2,8 +2,8 @@
 //! SEIZE and process_vm_writev. (`/proc/<pid>/mem` opened for write is seen by file_change.)
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use detector_common::{
-    Channel, EventKind, MemTamperEvent, PTRACE_ATTACH, PTRACE_POKEDATA, PTRACE_POKETEXT,
-    PTRACE_SEIZE, TAMPER_PROCESS_VM_WRITEV, TAMPER_PTRACE,
+    EventKind, MemTamperEvent, PTRACE_ATTACH, PTRACE_POKEDATA, PTRACE_POKETEXT, PTRACE_SEIZE,
+    TAMPER_PROCESS_VM_WRITEV, TAMPER_PTRACE,
 };
 
 use crate::shared::{config, current_task_and_ppid, is_self, reserve, submit_urgent, tp_field};
@@ -46,8 +46,7 @@ fn emit(op: u32, target: u32, request: u64, addr: u64) -> Option<()> {
         return None;
     }
     let (_, ppid) = current_task_and_ppid(cfg);
-    let Some(mut entry) = reserve::<MemTamperEvent>(Channel::MemTamper, EventKind::MemTamper, ppid)
-    else {
+    let Some(mut entry) = reserve::<MemTamperEvent>(EventKind::MemTamper, ppid) else {
         return None;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };

@@ -13,8 +13,8 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use detector_common::{
-    Channel, EventKind, FileInfo, KernelConfig, MmapEvent, SeenKey, HUGETLBFS_MAGIC,
-    MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT, PATH_TRUNCATED, RAMFS_MAGIC, TMPFS_MAGIC,
+    EventKind, FileInfo, KernelConfig, MmapEvent, SeenKey, HUGETLBFS_MAGIC, MMAP_SOURCE_MMAP,
+    MMAP_SOURCE_MPROTECT, PATH_TRUNCATED, RAMFS_MAGIC, TMPFS_MAGIC,
 };
 
 use crate::{
@@ -158,8 +158,7 @@ fn report(
     }
     let (mnt, dentry) = path_parts(cfg, file + cfg.file_f_path as u64)?;
     let (off, truncated) = build_path(mnt, dentry, SCRATCH_PATH)?;
-    let Some(mut entry) = reserve::<MmapEvent>(Channel::Mmap, EventKind::Mmap, ppid(cfg, task))
-    else {
+    let Some(mut entry) = reserve::<MmapEvent>(EventKind::Mmap, ppid(cfg, task)) else {
         return None;
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };

@@ -119,13 +119,9 @@ pub fn ppid(cfg: &KernelConfig, task: u64) -> u32 {
 /// Reserves a `T` in the ring buffer and fills its header for the current task; counts a loss
 /// for `channel` when the ring is full.
 #[inline(always)]
-pub fn reserve<T: 'static>(
-    channel: Channel,
-    kind: EventKind,
-    ppid: u32,
-) -> Option<RingBufEntry<T>> {
+pub fn reserve<T: 'static>(kind: EventKind, ppid: u32) -> Option<RingBufEntry<T>> {
     let Some(mut entry) = EVENTS.reserve::<T>(0) else {
-        count_lost(channel);
+        count_lost(kind.channel());
         return None;
     };
     // SAFETY: every event type is repr(C) and starts with an EventHeader.

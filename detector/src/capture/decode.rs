@@ -145,6 +145,19 @@ pub enum Event {
     MemTamper(MemTamper),
 }
 
+impl Event {
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::Exec(_) => EventKind::Exec,
+            Event::LoaderEnv(_) => EventKind::LoaderEnv,
+            Event::Mmap(_) => EventKind::Mmap,
+            Event::FileChange(_) => EventKind::FileChange,
+            Event::Exit(_) => EventKind::Exit,
+            Event::MemTamper(_) => EventKind::MemTamper,
+        }
+    }
+}
+
 /// A syscall name made absolute: as is when it starts with '/', else joined to `dir`.
 fn absolute(dir: &str, name: &str) -> String {
     if name.starts_with('/') || dir.is_empty() {
@@ -360,7 +373,7 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
                 addr: e.addr,
             }))
         }
-        Some(EventKind::Fork) | None => Err(DecodeError::UnknownKind(kind)),
+        None => Err(DecodeError::UnknownKind(kind)),
     }
 }
 

@@ -9,7 +9,7 @@ use aya::{
     programs::{BtfTracePoint, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
-use detector_common::{KernelConfig, WatchKey, CHANNELS, CHANNEL_NAMES};
+use detector_common::{Channel, KernelConfig, WatchKey, CHANNELS};
 use tokio::io::unix::AsyncFd;
 
 type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
@@ -318,17 +318,17 @@ pub fn report_loss(
     seen: &mut [u64; CHANNELS as usize],
     at_exit: bool,
 ) {
-    for (i, (n, s)) in now.iter().zip(seen.iter_mut()).enumerate() {
+    for ((n, s), channel) in now.iter().zip(seen.iter_mut()).zip(Channel::ALL) {
         if n > s {
             log::warn!(
                 "lost {} {} events (ring buffer full); {} lost in total",
                 n - *s,
-                CHANNEL_NAMES[i],
+                channel.name(),
                 n
             );
             *s = *n;
         } else if at_exit {
-            log::info!("{} events lost on channel {}", n, CHANNEL_NAMES[i]);
+            log::info!("{} events lost on channel {}", n, channel.name());
         }
     }
 }

@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use detector_common::{CHANNELS, CHANNEL_NAMES};
+use detector_common::{Channel, EventKind, CHANNELS, EVENT_KINDS};
 use serde_json::json;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -94,8 +94,8 @@ struct Pipeline {
     correlator: Correlator,
     aggregator: Aggregator,
     sinks: Fanout,
-    /// Events decoded per kind (index: EventKind - 1), alerts emitted, repeats folded.
-    events: [u64; 7],
+    /// Events decoded per kind (index: `EventKind::index`), alerts emitted.
+    events: [u64; EVENT_KINDS],
     alerts: u64,
     error: Option<anyhow::Error>,
 }
@@ -104,10 +104,7 @@ impl Pipeline {
     fn on_raw(&mut self, raw: &[u8]) {
         match decode(raw) {
             Ok(event) => {
-                let kind = raw.first().map(|&k| k as usize).unwrap_or(0);
-                if (1..=self.events.len()).contains(&kind) {
-                    self.events[kind - 1] += 1;
-                }
+                self.events[event.kind().index()] += 1;
                 for alert in self.correlator.handle(event) {
                     self.admit(alert);
                 }
@@ -139,24 +136,15 @@ impl Pipeline {
     }
 
     fn stats(&mut self, clock: &Clock, lost: &[u64; CHANNELS as usize]) {
-        const KINDS: [&str; 7] = [
-            "exec",
-            "loader_env",
-            "mmap",
-            "file_change",
-            "fork",
-            "exit",
-            "mem_tamper",
-        ];
-        let events: serde_json::Map<_, _> = KINDS
+        let events: serde_json::Map<_, _> = EventKind::ALL
             .iter()
             .zip(self.events)
-            .map(|(k, n)| (k.to_string(), json!(n)))
+            .map(|(k, n)| (k.name().to_string(), json!(n)))
             .collect();
-        let lost: serde_json::Map<_, _> = CHANNEL_NAMES
+        let lost: serde_json::Map<_, _> = Channel::ALL
             .iter()
             .zip(lost)
-            .map(|(k, n)| (k.to_string(), json!(n)))
+            .map(|(c, n)| (c.name().to_string(), json!(n)))
             .collect();
         let record = json!({
             "@timestamp": clock.rfc3339_now(),
@@ -216,7 +204,7 @@ async fn serve(
         correlator,
         aggregator: Aggregator::new(Duration::from_secs(cfg.thresholds.aggregate_window_secs)),
         sinks: sinks(&cfg, args.format)?,
-        events: [0; 7],
+        events: [0; EVENT_KINDS],
         alerts: 0,
         error: None,
     });
