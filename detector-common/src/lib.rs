@@ -242,6 +242,49 @@ pub struct FileInfo {
     pub fs_magic: u64,
 }
 
+/// `FileInfo::unsafe_facts` bits: why a file is not one only root controls.
+pub const UNSAFE_UNLINKED: u32 = 1 << 0;
+pub const UNSAFE_MEMORY_FS: u32 = 1 << 1;
+pub const UNSAFE_NOT_ROOT_OWNED: u32 = 1 << 2;
+pub const UNSAFE_WRITABLE_BY_OTHERS: u32 = 1 << 3;
+
+impl FileInfo {
+    /// Why only root might not control this file (`UNSAFE_*` bits): deleted or a memfd, on a
+    /// memory filesystem, not owned by root, writable by group or others. One definition for
+    /// the kernel (which skips files with none after their first mapping) and user space (which
+    /// names them in `library.unsafe_reasons`).
+    #[inline(always)]
+    pub const fn unsafe_facts(&self) -> u32 {
+        let mut bits = 0;
+        if self.nlink == 0 {
+            bits |= UNSAFE_UNLINKED;
+        }
+        if self.on_memory_fs() {
+            bits |= UNSAFE_MEMORY_FS;
+        }
+        if self.uid != 0 {
+            bits |= UNSAFE_NOT_ROOT_OWNED;
+        }
+        if self.mode & 0o022 != 0 {
+            bits |= UNSAFE_WRITABLE_BY_OTHERS;
+        }
+        bits
+    }
+
+    /// A plain, linked file that only root can have put there or changed.
+    #[inline(always)]
+    pub const fn only_root_controls(&self) -> bool {
+        self.unsafe_facts() == 0
+    }
+
+    #[inline(always)]
+    pub const fn on_memory_fs(&self) -> bool {
+        self.fs_magic == TMPFS_MAGIC
+            || self.fs_magic == RAMFS_MAGIC
+            || self.fs_magic == HUGETLBFS_MAGIC
+    }
+}
+
 pub const TMPFS_MAGIC: u64 = 0x0102_1994;
 pub const RAMFS_MAGIC: u64 = 0x8584_58f6;
 pub const HUGETLBFS_MAGIC: u64 = 0x9584_58f6;

@@ -13,8 +13,8 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use detector_common::{
-    EventKind, FileInfo, KernelConfig, MmapEvent, SeenKey, HUGETLBFS_MAGIC, MMAP_SOURCE_MMAP,
-    MMAP_SOURCE_MPROTECT, PATH_TRUNCATED, RAMFS_MAGIC, TMPFS_MAGIC,
+    EventKind, FileInfo, KernelConfig, MmapEvent, SeenKey, MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT,
+    PATH_TRUNCATED,
 };
 
 use crate::{
@@ -118,17 +118,6 @@ unsafe extern "C" fn vma_found(_task: *mut c_void, vma: *mut c_void, ctx: *mut c
     0
 }
 
-/// Only root can have put this file there or changed it, and it is a plain, linked file.
-#[inline(always)]
-fn is_safe(f: &FileInfo) -> bool {
-    f.uid == 0
-        && f.mode & 0o022 == 0
-        && f.nlink != 0
-        && f.fs_magic != TMPFS_MAGIC
-        && f.fs_magic != RAMFS_MAGIC
-        && f.fs_magic != HUGETLBFS_MAGIC
-}
-
 #[inline(always)]
 fn report(
     cfg: &KernelConfig,
@@ -152,7 +141,7 @@ fn report(
         return None;
     }
     let info = inode_info_of(cfg, inode, &id);
-    let safe = is_safe(&info);
+    let safe = info.only_root_controls();
     if safe {
         let _ = SEEN.insert(&key, &1, 0);
     }

@@ -78,12 +78,6 @@ impl File {
     pub fn is_deleted(&self) -> bool {
         self.info.nlink == 0 && !self.is_memfd()
     }
-    pub fn on_memory_fs(&self) -> bool {
-        matches!(
-            self.info.fs_magic,
-            TMPFS_MAGIC | RAMFS_MAGIC | HUGETLBFS_MAGIC
-        )
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

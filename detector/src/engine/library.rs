@@ -4,6 +4,10 @@ use std::{fs, os::unix::fs::MetadataExt as _, path::Path};
 
 use serde::Serialize;
 
+use detector_common::{
+    UNSAFE_MEMORY_FS, UNSAFE_NOT_ROOT_OWNED, UNSAFE_UNLINKED, UNSAFE_WRITABLE_BY_OTHERS,
+};
+
 use crate::capture::decode::File;
 
 /// Directories where the distribution's root-owned libraries live.
@@ -119,18 +123,19 @@ impl Library {
                 lib.unsafe_reasons.push(r);
             }
         };
+        let facts = f.info.unsafe_facts();
         if f.is_memfd() {
             add("memfd");
-        } else if f.is_deleted() {
+        } else if facts & UNSAFE_UNLINKED != 0 {
             add("deleted");
         }
-        if f.on_memory_fs() {
+        if facts & UNSAFE_MEMORY_FS != 0 {
             add("tmpfs");
         }
-        if f.info.uid != 0 {
+        if facts & UNSAFE_NOT_ROOT_OWNED != 0 {
             add("owned_by_non_root");
         }
-        if f.info.mode & 0o022 != 0 {
+        if facts & UNSAFE_WRITABLE_BY_OTHERS != 0 {
             add("group_or_world_writable");
         }
         lib
