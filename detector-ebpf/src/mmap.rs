@@ -13,7 +13,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use detector_common::{
-    EventKind, FileInfo, KernelConfig, MmapEvent, SeenKey, MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT,
+    EventKind, KernelConfig, MmapEvent, SeenKey, MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT,
     PATH_TRUNCATED,
 };
 

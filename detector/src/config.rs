@@ -31,6 +31,7 @@ pub struct Config {
     pub output: Output,
     pub thresholds: Thresholds,
     pub capture: CaptureCfg,
+    pub enrichment: EnrichmentCfg,
 }
 
 /// `[catalogue]`: credential-handling programs added to the built-in catalogue.
@@ -257,6 +258,30 @@ pub struct CaptureCfg {
 impl Default for CaptureCfg {
     fn default() -> Self {
         CaptureCfg { syscalls: true }
+    }
+}
+
+/// `[enrichment]`: reading the files alerts name (hash, ELF analysis), off the reader's path.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnrichmentCfg {
+    /// A file bigger than this is analysed (headers and tables) but not hashed; its alert says
+    /// so in `library.enrichment_skipped`.
+    pub hash_budget_mib: u64,
+    /// An alert waits at most this long for its file's analysis, then goes out without it.
+    pub deadline_ms: u64,
+    /// Threads reading other processes' files; alerts about credential processes have a
+    /// thread of their own besides.
+    pub workers: usize,
+}
+
+impl Default for EnrichmentCfg {
+    fn default() -> Self {
+        EnrichmentCfg {
+            hash_budget_mib: 64,
+            deadline_ms: 3000,
+            workers: 1,
+        }
     }
 }
 

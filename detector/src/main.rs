@@ -10,6 +10,7 @@ mod cmd;
 mod config;
 mod engine;
 mod output;
+mod stats;
 
 use std::process::ExitCode;
 

@@ -1,33 +1,51 @@
-//! `detector run`: the daemon's pipeline, start to end: capture → decode → correlate (enrich,
-//! rules, policy) → aggregate → sinks; plus configuration reload, loss and stats reports.
+//! `detector run`: the daemon. Its stages, each on its own thread, joined by bounded queues:
+//!
+//! - reader (this thread): drains the ring buffer, decodes, keeps the process table and the
+//!   order of events, runs the rules ([`Correlator`]); it never waits: a full queue is counted
+//!   and reported in the stats record;
+//! - policy and aggregation ([`policy_stage`]), with the enrichment pool beside it;
+//! - outputs ([`output::stage`]).
+//!
+//! Plus configuration reload, loss and stats reports.
 use std::{
-    cell::RefCell,
     fs::OpenOptions,
     path::Path,
     process::ExitCode,
-    time::{Duration, Instant},
+    sync::{
+        mpsc::{SyncSender, TrySendError},
+        Arc,
+    },
+    time::Duration,
 };
 
 use anyhow::{Context as _, Result};
-use detector_common::{Channel, EventKind, CHANNELS, EVENT_KINDS};
-use serde_json::json;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
-    capture::btf,
-    capture::decode::decode,
-    capture::load::{report_loss, Capture},
-    capture::preflight,
+    capture::{
+        btf,
+        decode::decode,
+        load::{report_loss, Capture},
+        preflight,
+    },
     cli::{Format, RunArgs},
     cmd::notify,
     config::{self, Config, SyslogTarget},
-    engine::correlate::{Correlator, Policy},
-    engine::rules::config_change::Watched,
-    engine::sweep::Only,
-    output::aggregate::Aggregator,
-    output::alert::{Alert, Clock},
-    output::sink::{Fanout, FileSink, JsonLines, Sink, SyslogAddr, SyslogSink},
-    output::text::TextLines,
+    engine::{
+        correlate::Correlator,
+        policy::Policy,
+        policy_stage::{self, Settings, ToPolicy},
+        rules::{config_change::Watched, Finding},
+        sweep::Only,
+    },
+    output::{
+        self,
+        alert::Clock,
+        sink::{Fanout, FileSink, JsonLines, Sink, SyslogAddr, SyslogSink},
+        stage::ToOutput,
+        text::TextLines,
+    },
+    stats::{add, Counters, KernelCounts},
 };
 
 /// How often the ring buffer is drained while events flow (the programs then wake the daemon
@@ -35,6 +53,13 @@ use crate::{
 /// a drain finds nothing the timer stops and the next event wakes the daemon, so that an idle
 /// daemon does not wake 50 times a second.
 const DRAIN_EVERY: Duration = Duration::from_millis(20);
+
+/// Findings waiting for the policy stage; at about 1 KiB each, 4 MiB at most.
+const POLICY_QUEUE: usize = 4096;
+/// Alerts waiting for the outputs.
+const OUTPUT_QUEUE: usize = 4096;
+/// Files waiting for analysis, per lane.
+const ENRICH_LANE: usize = 1024;
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     let explicit = args.config.as_os_str() != config::DEFAULT_PATH;
@@ -80,83 +105,52 @@ fn release_free_memory() {
     unsafe { libc::malloc_trim(0) };
 }
 
-/// A reload that failed: the running configuration stays, but its files are reopened all the
-/// same (SIGHUP is also logrotate's signal).
-fn keep_running_config(sinks: &mut Fanout, e: anyhow::Error) {
-    log::error!("reload: keeping the running configuration: {e:#}");
-    if let Err(e) = sinks.reopen() {
-        log::error!("reopening outputs: {e:#}");
+fn settings(cfg: &Config) -> Settings {
+    Settings {
+        deadline: Duration::from_millis(cfg.enrichment.deadline_ms),
+        workers: cfg.enrichment.workers.max(1),
+        lane_capacity: ENRICH_LANE,
+        hash_budget: cfg.enrichment.hash_budget_mib.saturating_mul(1024 * 1024),
+        aggregate_window: Duration::from_secs(cfg.thresholds.aggregate_window_secs),
     }
 }
 
-/// Everything the event loop updates.
-struct Pipeline {
+/// The reader's state: the rules and the queue to the policy stage.
+struct Reader {
     correlator: Correlator,
-    aggregator: Aggregator,
-    sinks: Fanout,
-    /// Events decoded per kind (index: `EventKind::index`), alerts emitted.
-    events: [u64; EVENT_KINDS],
-    alerts: u64,
-    error: Option<anyhow::Error>,
+    to_policy: SyncSender<ToPolicy>,
+    counters: Arc<Counters>,
 }
 
-impl Pipeline {
+impl Reader {
     fn on_raw(&mut self, raw: &[u8]) {
         match decode(raw) {
             Ok(event) => {
-                self.events[event.kind().index()] += 1;
-                for alert in self.correlator.handle(event) {
-                    self.admit(alert);
+                add(&self.counters.events[event.kind().index()]);
+                for f in self.correlator.handle(event) {
+                    self.pass(f);
                 }
             }
-            Err(e) => log::warn!("dropped a malformed event: {e}"),
+            Err(e) => {
+                add(&self.counters.malformed);
+                log::warn!("dropped a malformed event: {e}");
+            }
         }
     }
 
-    fn admit(&mut self, alert: Alert) {
-        if let Some(alert) = self.aggregator.admit(alert, Instant::now()) {
-            self.emit(&alert);
+    fn pass(&self, f: Finding) {
+        match self.to_policy.try_send(ToPolicy::Finding(Box::new(f))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => add(&self.counters.dropped_findings),
+            Err(TrySendError::Disconnected(_)) => {}
         }
     }
+}
 
-    fn emit(&mut self, alert: &Alert) {
-        self.alerts += 1;
-        if let Err(e) = self.sinks.emit(alert) {
-            self.error.get_or_insert(e);
-        }
-    }
-
-    fn expire(&mut self, all: bool) {
-        for summary in self
-            .aggregator
-            .expire(if all { None } else { Some(Instant::now()) })
-        {
-            self.emit(&summary);
-        }
-    }
-
-    fn stats(&mut self, clock: &Clock, lost: &[u64; CHANNELS as usize]) {
-        let events: serde_json::Map<_, _> = EventKind::ALL
-            .iter()
-            .zip(self.events)
-            .map(|(k, n)| (k.name().to_string(), json!(n)))
-            .collect();
-        let lost: serde_json::Map<_, _> = Channel::ALL
-            .iter()
-            .zip(lost)
-            .map(|(c, n)| (c.name().to_string(), json!(n)))
-            .collect();
-        let record = json!({
-            "@timestamp": clock.rfc3339_now(),
-            "event": {"kind": "metric", "module": "detector", "dataset": "detector.stats"},
-            "record": "stats",
-            "events": events,
-            "lost": lost,
-            "alerts": self.alerts,
-        });
-        if let Err(e) = self.sinks.emit_record(&record) {
-            self.error.get_or_insert(e);
-        }
+/// Queues a message for the outputs without waiting; a full queue is counted.
+fn to_output(tx: &SyncSender<ToOutput>, counters: &Counters, msg: ToOutput) {
+    if let Err(TrySendError::Full(_)) = tx.try_send(msg) {
+        add(&counters.dropped_outputs);
     }
 }
 
@@ -172,6 +166,13 @@ fn resume(
         drain.reset();
     }
     Ok(())
+}
+
+fn kernel_counts(capture: &Capture) -> Result<KernelCounts> {
+    Ok(KernelCounts {
+        lost: capture.lost()?,
+        read_errors: Default::default(),
+    })
 }
 
 async fn serve(
@@ -193,23 +194,36 @@ async fn serve(
         cfg.capture.syscalls,
     )?;
     let clock = Clock::new();
-    let mut correlator = Correlator::new(clock, watched, Policy::from_config(&cfg));
+    let counters = Arc::new(Counters::default());
+    let (out_tx, out_thread) = output::stage::spawn(
+        sinks(&cfg, args.format)?,
+        OUTPUT_QUEUE,
+        clock,
+        Arc::clone(&counters),
+    )?;
+    let policy = Policy::from_config(&cfg);
+    let mut correlator = Correlator::new(watched, policy.catalogue.clone());
+    let (policy_tx, policy_thread) = policy_stage::spawn(
+        clock,
+        policy,
+        settings(&cfg),
+        POLICY_QUEUE,
+        out_tx.clone(),
+        Arc::clone(&counters),
+    )?;
     let (already, seen, unreadable) =
         correlator.sweep(Only::AllBut(std::process::id()), Path::new("/etc"));
     log::info!(
-        "swept /proc: {seen} running processes ({unreadable} unreadable), {} alerts for what they already had loaded",
+        "swept /proc: {seen} running processes ({unreadable} unreadable), {} findings for what they already had loaded",
         already.len()
     );
-    let pipeline = RefCell::new(Pipeline {
+    let mut reader = Reader {
         correlator,
-        aggregator: Aggregator::new(Duration::from_secs(cfg.thresholds.aggregate_window_secs)),
-        sinks: sinks(&cfg, args.format)?,
-        events: [0; EVENT_KINDS],
-        alerts: 0,
-        error: None,
-    });
-    for alert in already {
-        pipeline.borrow_mut().admit(alert);
+        to_policy: policy_tx,
+        counters: Arc::clone(&counters),
+    };
+    for f in already {
+        reader.pass(f);
     }
     if let Some(path) = &args.ready_file {
         OpenOptions::new()
@@ -226,7 +240,7 @@ async fn serve(
     log::info!("armed");
 
     let mut loss_tick = tokio::time::interval(Duration::from_secs(args.loss_interval));
-    let mut seen_lost = [0u64; CHANNELS as usize];
+    let mut seen_lost = [0u64; detector_common::CHANNELS as usize];
     let every = |secs: u64| {
         let mut i = tokio::time::interval(Duration::from_secs(secs.max(1)));
         i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -235,72 +249,80 @@ async fn serve(
     let mut drain = tokio::time::interval(DRAIN_EVERY);
     drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut draining = true;
-    let mut expire_tick = every(1);
+    let mut idle_tick = every(1);
     let mut stats_secs = cfg.thresholds.stats_interval_secs;
     let mut stats_tick = every(stats_secs);
     stats_tick.reset();
     loop {
         tokio::select! {
-            r = capture.read(|raw| pipeline.borrow_mut().on_raw(raw)) => {
+            r = capture.read(|raw| reader.on_raw(raw)) => {
                 r?;
                 resume(&mut draining, &mut drain, &mut capture)?;
             }
             _ = drain.tick(), if draining => {
-                draining = capture.drain_or_idle(|raw| pipeline.borrow_mut().on_raw(raw))?;
+                draining = capture.drain_or_idle(|raw| reader.on_raw(raw))?;
             }
             r = kernel_log.flush() => r?,
             _ = loss_tick.tick() => report_loss(capture.lost()?, &mut seen_lost, false),
-            _ = expire_tick.tick() => {
-                pipeline.borrow_mut().expire(false);
+            _ = idle_tick.tick() => {
                 // An event reserved just before the flag was set and submitted just after the
                 // second look sends no wake-up: it waits for the next event, or this, a second.
-                if !draining && capture.drain(|raw| pipeline.borrow_mut().on_raw(raw)) > 0 {
+                if !draining && capture.drain(|raw| reader.on_raw(raw)) > 0 {
                     resume(&mut draining, &mut drain, &mut capture)?;
                 }
             }
             _ = stats_tick.tick(), if stats_secs > 0 => {
-                pipeline.borrow_mut().stats(&clock, &capture.lost()?);
+                to_output(&out_tx, &counters, ToOutput::Stats(kernel_counts(&capture)?));
                 release_free_memory();
             }
             _ = sighup.recv() => {
-                // A bad file keeps the running configuration; sinks reopen (logrotate).
-                match config::load(&args.config, explicit) {
-                    Ok(new) => match sinks(&new, args.format) {
-                        Ok(s) => {
-                            if new.capture != cfg.capture {
-                                log::warn!("reload: [capture] changes take effect at the next start");
-                            }
-                            let mut p = pipeline.borrow_mut();
-                            p.sinks = s;
-                            p.correlator.set_policy(Policy::from_config(&new));
-                            p.aggregator.set_window(Duration::from_secs(new.thresholds.aggregate_window_secs));
-                            if new.thresholds.stats_interval_secs != stats_secs {
-                                stats_secs = new.thresholds.stats_interval_secs;
-                                stats_tick = every(stats_secs);
-                                stats_tick.reset();
-                            }
-                            log::info!("configuration reloaded from {}", args.config.display());
+                // A bad file keeps the running configuration; output files reopen (logrotate).
+                match config::load(&args.config, explicit).and_then(|new| Ok((sinks(&new, args.format)?, new))) {
+                    Ok((fanout, new)) => {
+                        if new.capture != cfg.capture {
+                            log::warn!("reload: [capture] changes take effect at the next start");
                         }
-                        Err(e) => keep_running_config(&mut pipeline.borrow_mut().sinks, e),
-                    },
-                    Err(e) => keep_running_config(&mut pipeline.borrow_mut().sinks, e),
+                        if new.enrichment != cfg.enrichment {
+                            log::warn!("reload: [enrichment] changes take effect at the next start");
+                        }
+                        let policy = Policy::from_config(&new);
+                        reader.correlator.set_catalogue(policy.catalogue.clone());
+                        let window = Duration::from_secs(new.thresholds.aggregate_window_secs);
+                        if reader.to_policy.try_send(ToPolicy::Reload(Box::new(policy), window)).is_err() {
+                            log::error!("reload: the policy stage is busy; the policy is unchanged, try again");
+                        }
+                        to_output(&out_tx, &counters, ToOutput::Replace(fanout));
+                        if new.thresholds.stats_interval_secs != stats_secs {
+                            stats_secs = new.thresholds.stats_interval_secs;
+                            stats_tick = every(stats_secs);
+                            stats_tick.reset();
+                        }
+                        log::info!("configuration reloaded from {}", args.config.display());
+                    }
+                    Err(e) => {
+                        log::error!("reload: keeping the running configuration: {e:#}");
+                        to_output(&out_tx, &counters, ToOutput::Reopen);
+                    }
                 }
             }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
-        if let Some(e) = pipeline.borrow_mut().error.take() {
-            return Err(e);
-        }
     }
-    capture.drain(|raw| pipeline.borrow_mut().on_raw(raw));
-    let mut p = pipeline.into_inner();
-    p.expire(true);
+    capture.drain(|raw| reader.on_raw(raw));
+    // The policy stage finishes what is pending and flushes its windows into the outputs, then
+    // the last stats record follows everything.
+    let _ = reader.to_policy.send(ToPolicy::Stop);
+    drop(reader);
+    if policy_thread.join().is_err() {
+        log::error!("the policy stage panicked");
+    }
     if stats_secs > 0 {
-        p.stats(&clock, &capture.lost()?);
+        let _ = out_tx.send(ToOutput::Stats(kernel_counts(&capture)?));
     }
-    if let Some(e) = p.error.take() {
-        return Err(e);
+    drop(out_tx);
+    if out_thread.join().is_err() {
+        log::error!("the output stage panicked");
     }
     report_loss(capture.lost()?, &mut seen_lost, true);
     log::info!("stopping: detaching programs");

@@ -11,9 +11,13 @@ use anyhow::{bail, Context as _, Result};
 use crate::{
     cli::ScanArgs,
     config,
-    engine::correlate::{Correlator, Policy},
     engine::rules::config_change::Watched,
     engine::sweep::Only,
+    engine::{
+        correlate::Correlator,
+        enrich::{elf::DEFAULT_HASH_BUDGET, Enricher},
+        policy::Policy,
+    },
     output::alert::Clock,
     output::text,
 };
@@ -31,9 +35,19 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
     } else {
         Only::Pids(&args.pid)
     };
-    let mut correlator =
-        Correlator::new(Clock::new(), Watched::discover(), Policy::from_config(&cfg));
-    let (alerts, seen, unreadable) = correlator.sweep(only, Path::new("/etc"));
+    let policy = Policy::from_config(&cfg);
+    let mut correlator = Correlator::new(Watched::discover(), policy.catalogue.clone());
+    let (findings, seen, unreadable) = correlator.sweep(only, Path::new("/etc"));
+    // The daemon's stages, inline: enrichment, then policy.
+    let clock = Clock::new();
+    let mut enricher = Enricher::new(DEFAULT_HASH_BUDGET);
+    let alerts: Vec<_> = findings
+        .into_iter()
+        .filter_map(|mut f| {
+            enricher.enrich(&mut f);
+            policy.judge(f, &clock)
+        })
+        .collect();
     let mut out = std::io::stdout().lock();
     if args.json || !std::io::stdout().is_terminal() {
         for a in &alerts {

@@ -1,114 +1,54 @@
-//! Correlation: keeps the process table, runs each event through the rules, enriches what they
-//! find (library hash and hooks), scores it and applies the configured policy.
+//! Correlation, the reader's work: keeps the process table in event order and runs each event
+//! through the rules. What they find goes on to enrichment and policy; nothing here reads a
+//! library file.
 use std::path::Path;
 
 use detector_common::LoaderVar;
 
 use crate::{
     capture::decode::Event,
-    config::Config,
     engine::credential::Catalogue,
-    engine::enrich::elf::{ElfCache, DEFAULT_CACHE_CAPACITY},
     engine::process::ProcessTable,
     engine::rules::{self, config_change::Watched, preload_file::PreloadFile, Finding},
     engine::sweep,
-    output::alert::{Alert, Clock, Detection, Severity},
 };
 
-/// What the configuration decides: which programs handle credentials, what never alerts, and
-/// the least severity worth an alert.
-#[derive(Debug, Clone)]
-pub struct Policy {
-    pub catalogue: Catalogue,
-    /// (absolute path, optional sha256): a library allowed only while its hash matches.
-    pub allow_libraries: Vec<(String, Option<String>)>,
-    /// Executables whose alerts are dropped.
-    pub allow_processes: Vec<String>,
-    pub min_severity: Severity,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            catalogue: Catalogue::default(),
-            allow_libraries: Vec::new(),
-            allow_processes: Vec::new(),
-            min_severity: Severity::Info,
-        }
-    }
-}
-
-impl Policy {
-    pub fn from_config(cfg: &Config) -> Self {
-        Policy {
-            catalogue: Catalogue::new(&cfg.catalogue.extra),
-            allow_libraries: cfg
-                .allow
-                .library
-                .iter()
-                .map(|l| (l.path.clone(), l.sha256.clone()))
-                .collect(),
-            allow_processes: cfg.allow.process.iter().map(|p| p.exe.clone()).collect(),
-            min_severity: match cfg.thresholds.min_severity.rank() {
-                0 => Severity::Info,
-                1 => Severity::Low,
-                2 => Severity::Medium,
-                3 => Severity::High,
-                _ => Severity::Critical,
-            },
-        }
-    }
-
-    fn allows(&self, a: &Alert) -> bool {
-        let library = a.library.as_ref().is_some_and(|lib| {
-            self.allow_libraries.iter().any(|(path, sha)| {
-                *path == lib.path && sha.as_ref().is_none_or(|s| lib.sha256.as_ref() == Some(s))
-            })
-        });
-        library || self.allow_processes.contains(&a.process.exe)
-    }
-}
-
 pub struct Correlator {
-    clock: Clock,
     procs: ProcessTable,
     watched: Watched,
-    policy: Policy,
-    elf: ElfCache,
+    catalogue: Catalogue,
     preload_file: PreloadFile,
 }
 
 impl Correlator {
-    pub fn new(clock: Clock, watched: Watched, policy: Policy) -> Self {
+    pub fn new(watched: Watched, catalogue: Catalogue) -> Self {
         Correlator {
-            clock,
             procs: ProcessTable::default(),
             watched,
-            policy,
-            elf: ElfCache::new(DEFAULT_CACHE_CAPACITY),
+            catalogue,
             preload_file: PreloadFile::new(rules::preload_file::PATH),
         }
     }
 
-    pub fn set_policy(&mut self, policy: Policy) {
-        self.policy = policy;
+    pub fn set_catalogue(&mut self, catalogue: Catalogue) {
+        self.catalogue = catalogue;
     }
 
     /// Sweeps /proc and the loader and PAM configuration under `etc`: learns the processes
     /// already running (what they run, an LD_PRELOAD in their environment) and returns the
-    /// alerts for what they already have loaded and what the configuration makes them load, with
-    /// the number of processes seen and of those that could not be read.
-    pub fn sweep(&mut self, only: sweep::Only, etc: &Path) -> (Vec<Alert>, usize, usize) {
+    /// findings for what they already have loaded and what the configuration makes them load,
+    /// with the number of processes seen and of those that could not be read.
+    pub fn sweep(&mut self, only: sweep::Only, etc: &Path) -> (Vec<Finding>, usize, usize) {
         let mut sweep = sweep::processes(&mut self.preload_file, only);
         for seen in &sweep.processes {
             self.procs.seed(seen);
         }
         sweep.findings.extend(sweep::files(etc));
-        let alerts = self.score(sweep.findings);
-        (alerts, sweep.processes.len(), sweep.unreadable)
+        let findings = self.first_alerts(sweep.findings);
+        (findings, sweep.processes.len(), sweep.unreadable)
     }
 
-    pub fn handle(&mut self, event: Event) -> Vec<Alert> {
+    pub fn handle(&mut self, event: Event) -> Vec<Finding> {
         let findings: Vec<Finding> = match &event {
             Event::Exec(exec) => {
                 self.procs.on_exec(exec);
@@ -119,7 +59,7 @@ impl Correlator {
                     return Vec::new();
                 }
                 let p = self.procs.process(&exec.hdr);
-                let mut found = rules::loader_argv::evaluate(&self.policy.catalogue, &p, exec);
+                let mut found = rules::loader_argv::evaluate(&self.catalogue, &p, exec);
                 found.extend(self.preload_file.on_exec(&p, exec));
                 found
             }
@@ -161,46 +101,18 @@ impl Correlator {
                 Vec::new()
             }
         };
-        self.score(findings)
+        self.first_alerts(findings)
     }
 
-    /// Enriches and scores findings (one alert per process and library), then applies the
-    /// policy.
-    fn score(&mut self, findings: Vec<Finding>) -> Vec<Alert> {
-        let mut alerts = Vec::new();
-        for mut f in findings {
-            if let (Some(lib), false) = (&f.library, f.process.is_none()) {
-                if !self.procs.first_alert(f.process.pid, &lib.path) {
-                    continue;
-                }
-            }
-            self.enrich(&mut f);
-            let alert = f.finish(&self.clock, &self.policy.catalogue);
-            if alert.severity >= self.policy.min_severity && !self.policy.allows(&alert) {
-                alerts.push(alert);
-            }
-        }
-        alerts
-    }
-
-    /// Reads the library file (cached by dev, inode, mtime): hash, interposed credential APIs,
-    /// constructors. A library that defines credential APIs gets `credential_hooks`.
-    fn enrich(&mut self, f: &mut Finding) {
-        let Some(lib) = &mut f.library else { return };
-        let file = match &lib.read_from {
-            Some(p) => p.as_str(),
-            None if lib.exists && lib.path.starts_with('/') => lib.path.as_str(),
-            None => return,
-        };
-        let facts = self.elf.get(Path::new(file));
-        if facts.error.is_none() {
-            lib.constructors = Some(facts.constructors);
-        }
-        lib.sha256 = facts.sha256;
-        lib.hooks = facts.hooks;
-        if !lib.hooks.is_empty() && !lib.is_system() {
-            f.detections.insert(Detection::CredentialHooks);
-        }
+    /// One alert per process and library: a library already reported for a process is dropped.
+    fn first_alerts(&mut self, findings: Vec<Finding>) -> Vec<Finding> {
+        findings
+            .into_iter()
+            .filter(|f| match (&f.library, f.process.is_none()) {
+                (Some(lib), false) => self.procs.first_alert(f.process.pid, &lib.path),
+                _ => true,
+            })
+            .collect()
     }
 }
 
@@ -209,21 +121,29 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::capture::decode::{decode, tests::*};
+    use crate::{
+        capture::decode::{decode, tests::*},
+        engine::{enrich::Enricher, policy::Policy},
+        output::alert::{Alert, Clock, Detection, Severity},
+    };
 
     fn run(events: Vec<Vec<u8>>) -> Vec<Alert> {
         run_with(Policy::default(), events)
     }
 
+    /// Events → findings (the reader) → enrichment inline → policy: the daemon's stages in one
+    /// thread.
     fn run_with(policy: Policy, events: Vec<Vec<u8>>) -> Vec<Alert> {
-        let mut c = Correlator::new(
-            Clock::fixed(Duration::ZERO),
-            Watched { loaders: vec![] },
-            policy,
-        );
+        let clock = Clock::fixed(Duration::ZERO);
+        let mut c = Correlator::new(Watched { loaders: vec![] }, policy.catalogue.clone());
+        let mut enricher = Enricher::new(u64::MAX);
         events
             .into_iter()
             .flat_map(|b| c.handle(decode(&b).unwrap()))
+            .filter_map(|mut f| {
+                enricher.enrich(&mut f);
+                policy.judge(f, &clock)
+            })
             .collect()
     }
 

@@ -55,6 +55,10 @@ pub struct Library {
     pub hooks: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub constructors: Option<bool>,
+    /// What the file's enrichment left out, and why (over the hashing budget, the analysis
+    /// late or its queue full).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub enrichment_skipped: Vec<crate::engine::enrich::Skipped>,
     /// Where the file's bytes can be read when `path` no longer leads to them (a deleted file or
     /// a memfd still mapped: /proc/<pid>/map_files/<range>).
     #[serde(skip)]

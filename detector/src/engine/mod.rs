@@ -6,6 +6,8 @@ pub mod credential;
 pub mod enrich;
 pub mod library;
 pub mod loader_vars;
+pub mod policy;
+pub mod policy_stage;
 pub mod process;
 pub mod rules;
 pub mod sweep;

@@ -3,4 +3,5 @@
 pub mod aggregate;
 pub mod alert;
 pub mod sink;
+pub mod stage;
 pub mod text;

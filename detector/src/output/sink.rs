@@ -379,6 +379,11 @@ impl serde_json::ser::Formatter for AsciiJson {
 pub struct Fanout(pub Vec<Box<dyn Sink + Send>>);
 
 impl Fanout {
+    /// Each output's own report for the stats record.
+    pub fn stats(&self) -> Value {
+        Value::Object(serde_json::Map::new())
+    }
+
     fn each(&mut self, mut f: impl FnMut(&mut (dyn Sink + Send)) -> Result<()>) -> Result<()> {
         let mut first = None;
         for sink in &mut self.0 {

@@ -6,21 +6,36 @@
 //! [`ElfCache`] keeps the result per file identity so that every alert about the same
 //! library does not re-read it.
 //!
-//! Nothing here panics on bad input: unreadable, oversized or non-ELF files give an
-//! [`ElfFacts`] whose `error` says why in one line.
+//! Files are streamed, never held whole in memory: the hash reads 64 KiB at a time, up to a
+//! byte budget (a bigger file is not hashed and `hash_skipped` says why), and the ELF parser
+//! reads only the headers and tables it needs through a read cache. A 250 MB library costs
+//! the same memory as a 25 KB one.
+//!
+//! Nothing here panics on bad input: unreadable or non-ELF files give an [`ElfFacts`] whose
+//! `error` says why in one line.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io::Read as _;
+use std::io::{Read as _, Seek as _, SeekFrom};
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::Path;
 
 use object::read::elf::{Dyn as _, ElfFile, FileHeader, ProgramHeader as _, SectionHeader as _};
-use object::{elf, Object as _, ObjectSection as _, ObjectSymbol as _, SymbolKind, SymbolSection};
+use object::{
+    elf, Object as _, ObjectSection as _, ObjectSymbol as _, ReadCache, ReadRef, SymbolKind,
+    SymbolSection,
+};
 use sha2::{Digest as _, Sha256};
 
-/// Largest file [`analyze`] reads; anything bigger gives the error "too large".
-pub const MAX_FILE_SIZE: u64 = 256 * 1024 * 1024;
+/// Most bytes the daemon hashes per file version: hashing is the one cost that grows with a
+/// file's size (SHA-256 runs at about 1 GB/s here), and an attacker chooses the size.
+pub const DEFAULT_HASH_BUDGET: u64 = 64 * 1024 * 1024;
+
+/// Hashing budget of `detector analyze`, which a person runs on files of their choice.
+pub const NO_BUDGET: u64 = u64::MAX;
+
+/// Read size of the streaming hash.
+const CHUNK: usize = 64 * 1024;
 
 /// Default number of entries for an [`ElfCache`].
 pub const DEFAULT_CACHE_CAPACITY: usize = 1024;
@@ -93,6 +108,9 @@ pub struct ElfFacts {
     pub constructors: bool,
     /// One-line reason the file could not be read or (fully) parsed.
     pub error: Option<String>,
+    /// Why `sha256` is missing although the file was read: it is over the hashing budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash_skipped: Option<String>,
 }
 
 impl ElfFacts {
@@ -104,11 +122,29 @@ impl ElfFacts {
     }
 }
 
-/// Reads `path` once, hashes it and looks for interposed credential APIs and constructors.
+/// Hashes `path` (whatever its size) and looks for interposed credential APIs and constructors.
 pub fn analyze(path: &Path) -> ElfFacts {
+    analyze_within(path, NO_BUDGET)
+}
+
+/// As [`analyze`], hashing the file only when it is at most `hash_budget` bytes.
+pub fn analyze_within(path: &Path, hash_budget: u64) -> ElfFacts {
     match open(path) {
-        Ok((file, meta)) => analyze_open(file, &meta, MAX_FILE_SIZE),
+        Ok((file, meta)) => analyze_open(file, &meta, hash_budget),
         Err(reason) => ElfFacts::failed(reason),
+    }
+}
+
+/// As [`analyze_within`], with the metadata of the file version that was read (`None` when
+/// it could not be read), to cache the facts under.
+pub fn analyze_versioned(path: &Path, hash_budget: u64) -> (ElfFacts, Option<std::fs::Metadata>) {
+    match open(path) {
+        Ok((file, meta)) => {
+            let facts = analyze_open(file, &meta, hash_budget);
+            let read = facts.sha256.is_some() || facts.hash_skipped.is_some();
+            (facts, read.then_some(meta))
+        }
+        Err(reason) => (ElfFacts::failed(reason), None),
     }
 }
 
@@ -150,44 +186,82 @@ fn open(path: &Path) -> Result<(File, std::fs::Metadata), String> {
     Ok((file, meta))
 }
 
-fn analyze_open(file: File, meta: &std::fs::Metadata, limit: u64) -> ElfFacts {
+fn analyze_open(mut file: File, meta: &std::fs::Metadata, hash_budget: u64) -> ElfFacts {
     if !meta.is_file() {
         return ElfFacts::failed("not a regular file");
     }
-    if meta.len() > limit {
-        return ElfFacts::failed(format!("too large ({} bytes)", meta.len()));
+    let mut facts = ElfFacts::default();
+    if meta.len() > hash_budget {
+        facts.hash_skipped = Some(over_budget(meta.len(), hash_budget));
+    } else {
+        match hash_stream(&mut file, hash_budget) {
+            Ok(Some(sha)) => facts.sha256 = Some(sha),
+            // The file grew between fstat and the read.
+            Ok(None) => facts.hash_skipped = Some(over_budget(hash_budget + 1, hash_budget)),
+            Err(e) => return ElfFacts::failed(format!("read failed: {e}")),
+        }
+        if let Err(e) = file.seek(SeekFrom::Start(0)) {
+            return ElfFacts::failed(format!("read failed: {e}"));
+        }
     }
-    let mut data = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    // The file may grow between fstat and read: never read more than the limit.
-    if let Err(e) = file.take(limit.saturating_add(1)).read_to_end(&mut data) {
-        return ElfFacts::failed(format!("read failed: {e}"));
+    let cache = ReadCache::new(file);
+    parse(&cache, &mut facts);
+    facts
+}
+
+fn over_budget(size: u64, budget: u64) -> String {
+    format!("the file is {size} bytes, over the {budget}-byte hashing budget")
+}
+
+/// SHA-256 of the file's bytes read `CHUNK` at a time; `None` when there are more than `budget`.
+fn hash_stream(file: &mut File, budget: u64) -> std::io::Result<Option<String>> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        total += n as u64;
+        if total > budget {
+            return Ok(None);
+        }
+        hasher.update(&buf[..n]);
     }
-    if data.len() as u64 > limit {
-        return ElfFacts::failed(format!("too large (more than {limit} bytes)"));
-    }
-    analyze_bytes(&data)
+    Ok(Some(hex(&hasher.finalize())))
 }
 
 /// Hashes and parses file contents already in memory.
+#[cfg(test)]
 fn analyze_bytes(data: &[u8]) -> ElfFacts {
     let mut facts = ElfFacts {
         sha256: Some(hex(&Sha256::digest(data))),
         ..ElfFacts::default()
     };
-    if !data.starts_with(&elf::ELFMAG) {
+    parse(data, &mut facts);
+    facts
+}
+
+/// Hooks, constructors and parse errors, read through `data` (bytes in memory or a read cache
+/// over the file).
+fn parse<'data, R: ReadRef<'data>>(data: R, facts: &mut ElfFacts) {
+    if data.read_bytes_at(0, elf::ELFMAG.len() as u64) != Ok(&elf::ELFMAG[..]) {
         facts.error = Some("not an ELF file".to_owned());
-        return facts;
+        return;
     }
     let parsed = match object::FileKind::parse(data) {
         Ok(object::FileKind::Elf32) => {
-            ElfFile::<elf::FileHeader32<object::Endianness>>::parse(data).map(|f| inspect(&f))
+            ElfFile::<elf::FileHeader32<object::Endianness>, R>::parse(data).map(|f| inspect(&f))
         }
         Ok(object::FileKind::Elf64) => {
-            ElfFile::<elf::FileHeader64<object::Endianness>>::parse(data).map(|f| inspect(&f))
+            ElfFile::<elf::FileHeader64<object::Endianness>, R>::parse(data).map(|f| inspect(&f))
         }
         Ok(_) => {
             facts.error = Some("not an ELF file".to_owned());
-            return facts;
+            return;
         }
         Err(e) => Err(e),
     };
@@ -199,12 +273,11 @@ fn analyze_bytes(data: &[u8]) -> ElfFacts {
         }
         Err(e) => facts.error = Some(one_line(&format!("invalid ELF: {e}"))),
     }
-    facts
 }
 
 /// Hooks, constructors and a soft error (the dynamic table could not be read).
-fn inspect<Elf: FileHeader<Endian = object::Endianness>>(
-    file: &ElfFile<'_, Elf>,
+fn inspect<'data, Elf: FileHeader<Endian = object::Endianness>, R: ReadRef<'data>>(
+    file: &ElfFile<'data, Elf, R>,
 ) -> (Vec<String>, bool, Option<String>) {
     let mut hooks: Vec<String> = file
         .dynamic_symbols()
@@ -259,7 +332,9 @@ fn soname_base(soname: &str) -> &str {
 }
 
 /// `DT_SONAME`, from the `.dynstr` section.
-fn soname<Elf: FileHeader<Endian = object::Endianness>>(file: &ElfFile<'_, Elf>) -> Option<String> {
+fn soname<'data, Elf: FileHeader<Endian = object::Endianness>, R: ReadRef<'data>>(
+    file: &ElfFile<'data, Elf, R>,
+) -> Option<String> {
     let endian = file.endian();
     let (entries, _) = file
         .elf_section_table()
@@ -277,8 +352,8 @@ fn soname<Elf: FileHeader<Endian = object::Endianness>>(file: &ElfFile<'_, Elf>)
 
 /// A `DT_INIT_ARRAY` longer than the C runtime's one entry, or a non-empty `DT_PREINIT_ARRAY`.
 /// Reads `PT_DYNAMIC` (present even when the section headers were stripped), else `SHT_DYNAMIC`.
-fn dynamic_constructors<Elf: FileHeader<Endian = object::Endianness>>(
-    file: &ElfFile<'_, Elf>,
+fn dynamic_constructors<'data, Elf: FileHeader<Endian = object::Endianness>, R: ReadRef<'data>>(
+    file: &ElfFile<'data, Elf, R>,
 ) -> object::Result<bool> {
     let endian = file.endian();
     let data = file.data();
@@ -317,8 +392,8 @@ fn dynamic_constructors<Elf: FileHeader<Endian = object::Endianness>>(
 }
 
 /// A non-empty `SHT_INIT_ARRAY`/`SHT_PREINIT_ARRAY`/`.init_array` or `.ctors` section.
-fn section_constructors<Elf: FileHeader<Endian = object::Endianness>>(
-    file: &ElfFile<'_, Elf>,
+fn section_constructors<'data, Elf: FileHeader<Endian = object::Endianness>, R: ReadRef<'data>>(
+    file: &ElfFile<'data, Elf, R>,
 ) -> bool {
     let endian = file.endian();
     let word: u64 = if file.is_64() { 8 } else { 4 };
@@ -375,13 +450,15 @@ pub struct ElfCache {
     order: VecDeque<FileId>,
     /// Number of files actually read (for tests).
     analyses: u64,
+    hash_budget: u64,
 }
 
 impl ElfCache {
     /// A cache holding at most `capacity` files (at least one).
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, hash_budget: u64) -> Self {
         let capacity = capacity.max(1);
         ElfCache {
+            hash_budget,
             capacity,
             entries: HashMap::with_capacity(capacity.min(4096)),
             order: VecDeque::with_capacity(capacity.min(4096)),
@@ -407,14 +484,29 @@ impl ElfCache {
             Err(reason) => return ElfFacts::failed(reason),
         };
         self.analyses += 1;
-        let facts = analyze_open(file, &meta, MAX_FILE_SIZE);
+        let facts = analyze_open(file, &meta, self.hash_budget);
         // Key by what was actually read, and keep failures to read out of the cache
         // (they may be transient, and are cheap to retry).
-        if facts.sha256.is_some() {
+        if facts.sha256.is_some() || facts.hash_skipped.is_some() {
             let (id, version) = identity(&meta);
             self.insert(id, version, facts.clone());
         }
         facts
+    }
+
+    /// The facts of this version of the file, when it was analysed before.
+    pub fn cached(&self, meta: &std::fs::Metadata) -> Option<ElfFacts> {
+        let (id, version) = identity(meta);
+        self.entries
+            .get(&id)
+            .filter(|(cached, _)| *cached == version)
+            .map(|(_, facts)| facts.clone())
+    }
+
+    /// Keeps the facts of the file version `meta` describes.
+    pub fn insert_for(&mut self, meta: &std::fs::Metadata, facts: ElfFacts) {
+        let (id, version) = identity(meta);
+        self.insert(id, version, facts);
     }
 
     #[cfg(test)]
@@ -641,14 +733,16 @@ int not_a_credential_api(void) { return 2; }
             }
             let _ = analyze_bytes(&corrupt);
         }
-        // Size limit.
+        // Hashing budget: over it, the file is analysed but not hashed, and says why.
         let (file, meta) = open(&good).expect("open");
         let facts = analyze_open(file, &meta, 100);
-        assert!(facts
-            .error
-            .as_deref()
-            .is_some_and(|e| e.starts_with("too large")));
         assert_eq!(facts.sha256, None);
+        assert!(facts
+            .hash_skipped
+            .as_deref()
+            .is_some_and(|e| e.contains("over the 100-byte hashing budget")));
+        assert_eq!(facts.error, None);
+        assert_eq!(facts.hooks, vec!["read".to_owned()]);
     }
 
     #[test]
@@ -656,7 +750,7 @@ int not_a_credential_api(void) { return 2; }
         let tmp = TempDir::new("cache");
         let so = tmp.path("lib.so");
         gcc_shared(&read_hook_source(), &so);
-        let mut cache = ElfCache::new(DEFAULT_CACHE_CAPACITY);
+        let mut cache = ElfCache::new(DEFAULT_CACHE_CAPACITY, NO_BUDGET);
 
         let first = cache.get(&so);
         let second = cache.get(&so);
@@ -692,7 +786,7 @@ int not_a_credential_api(void) { return 2; }
                 p
             })
             .collect();
-        let mut cache = ElfCache::new(2);
+        let mut cache = ElfCache::new(2, NO_BUDGET);
         cache.get(&paths[0]);
         cache.get(&paths[1]);
         cache.get(&paths[2]); // evicts f0

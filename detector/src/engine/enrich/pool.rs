@@ -1,0 +1,227 @@
+//! The enrichment threads. Jobs wait in two bounded lanes: credential processes' files and
+//! everyone else's. One thread serves only the credential lane, so an alert about ssh or sudo
+//! never waits behind the analysis of another process's files, however many or large; the
+//! other threads serve the credential lane first, then the other. Results are cached per file
+//! version (device, inode, mtime, size) and shared by all threads.
+use std::{
+    collections::VecDeque,
+    path::PathBuf,
+    sync::{Arc, Condvar, Mutex},
+    thread::JoinHandle,
+};
+
+use super::elf::{ElfCache, ElfFacts, DEFAULT_CACHE_CAPACITY};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Credential,
+    Other,
+}
+
+pub struct Job {
+    pub id: u64,
+    pub path: PathBuf,
+    pub lane: Lane,
+}
+
+/// Where a finished job's facts go.
+pub type Done = Box<dyn Fn(u64, ElfFacts) + Send + Sync>;
+
+struct Lanes {
+    credential: VecDeque<Job>,
+    other: VecDeque<Job>,
+    stopping: bool,
+}
+
+struct Shared {
+    lanes: Mutex<Lanes>,
+    work: Condvar,
+    cache: Mutex<ElfCache>,
+    capacity: usize,
+    hash_budget: u64,
+    done: Done,
+}
+
+pub struct Pool {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Pool {
+    /// `workers` threads for every lane plus one for the credential lane alone (with no
+    /// workers, the other lane is never served); each lane holds at most `capacity` waiting
+    /// jobs.
+    pub fn start(workers: usize, capacity: usize, hash_budget: u64, done: Done) -> Self {
+        let shared = Arc::new(Shared {
+            lanes: Mutex::new(Lanes {
+                credential: VecDeque::new(),
+                other: VecDeque::new(),
+                stopping: false,
+            }),
+            work: Condvar::new(),
+            cache: Mutex::new(ElfCache::new(DEFAULT_CACHE_CAPACITY, hash_budget)),
+            capacity: capacity.max(1),
+            hash_budget,
+            done,
+        });
+        let mut threads = Vec::new();
+        for i in 0..=workers {
+            let only_credential = i == 0;
+            let shared = Arc::clone(&shared);
+            let name = if only_credential {
+                "enrich-cred".to_owned()
+            } else {
+                format!("enrich-{i}")
+            };
+            let spawned = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || work(&shared, only_credential));
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => log::error!("starting an enrichment thread: {e}"),
+            }
+        }
+        Pool { shared, threads }
+    }
+
+    /// Queues a job; gives it back when its lane is full.
+    pub fn submit(&self, job: Job) -> Result<(), Job> {
+        let mut lanes = lock(&self.shared.lanes);
+        let lane = match job.lane {
+            Lane::Credential => &mut lanes.credential,
+            Lane::Other => &mut lanes.other,
+        };
+        if lane.len() >= self.shared.capacity {
+            return Err(job);
+        }
+        lane.push_back(job);
+        drop(lanes);
+        self.shared.work.notify_all();
+        Ok(())
+    }
+
+    /// Drops what is still queued and waits for the jobs being read.
+    pub fn stop(self) {
+        {
+            let mut lanes = lock(&self.shared.lanes);
+            lanes.stopping = true;
+            lanes.credential.clear();
+            lanes.other.clear();
+        }
+        self.shared.work.notify_all();
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding a lock leaves plain data behind: keep using it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn work(shared: &Shared, only_credential: bool) {
+    loop {
+        let job = {
+            let mut lanes = lock(&shared.lanes);
+            loop {
+                if lanes.stopping {
+                    return;
+                }
+                if let Some(job) = lanes.credential.pop_front() {
+                    break job;
+                }
+                if !only_credential {
+                    if let Some(job) = lanes.other.pop_front() {
+                        break job;
+                    }
+                }
+                lanes = shared.work.wait(lanes).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        let facts = analyse(shared, &job);
+        (shared.done)(job.id, facts);
+    }
+}
+
+/// From the cache when this version of the file was analysed before, else read now (outside
+/// the cache's lock, so that the other threads go on).
+fn analyse(shared: &Shared, job: &Job) -> ElfFacts {
+    let meta = match std::fs::metadata(&job.path) {
+        Ok(m) => m,
+        Err(e) => {
+            return ElfFacts {
+                error: Some(format!("cannot stat {}: {e}", job.path.display())),
+                ..ElfFacts::default()
+            }
+        }
+    };
+    if let Some(facts) = lock(&shared.cache).cached(&meta) {
+        return facts;
+    }
+    let (facts, read) = super::elf::analyze_versioned(&job.path, shared.hash_budget);
+    if let Some(meta) = read {
+        lock(&shared.cache).insert_for(&meta, facts.clone());
+    }
+    facts
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::mpsc, time::Duration};
+
+    use super::*;
+
+    fn pool(workers: usize, capacity: usize) -> (Pool, mpsc::Receiver<(u64, ElfFacts)>) {
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let done: Done = Box::new(move |id, facts| {
+            let _ = lock(&tx).send((id, facts));
+        });
+        (Pool::start(workers, capacity, 1 << 20, done), rx)
+    }
+
+    #[test]
+    fn every_job_is_answered_and_text_is_not_elf() {
+        let dir = std::env::temp_dir().join(format!("detector-pool-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("notes.txt");
+        std::fs::write(&file, "text").unwrap();
+        let (p, rx) = pool(1, 8);
+        for (id, lane) in [(1, Lane::Other), (2, Lane::Credential), (3, Lane::Other)] {
+            p.submit(Job {
+                id,
+                path: file.clone(),
+                lane,
+            })
+            .unwrap_or_else(|_| panic!("lane full"));
+        }
+        let mut ids: Vec<u64> = (0..3)
+            .map(|_| {
+                let (id, facts) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+                assert_eq!(facts.error.as_deref(), Some("not an ELF file"));
+                assert!(facts.sha256.is_some());
+                id
+            })
+            .collect();
+        ids.sort();
+        assert_eq!(ids, [1, 2, 3]);
+        p.stop();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_full_lane_gives_the_job_back() {
+        // No thread serves the other lane: its one place stays taken.
+        let (p, _rx) = pool(0, 1);
+        let job = |id| Job {
+            id,
+            path: PathBuf::from("/nonexistent/detector-pool-test"),
+            lane: Lane::Other,
+        };
+        assert!(p.submit(job(1)).is_ok());
+        let back = p.submit(job(2));
+        assert!(back.is_err(), "lane of capacity 1 already holds a job");
+        p.stop();
+    }
+}

@@ -1,0 +1,79 @@
+//! Policy: what the configuration decides — which programs handle credentials, what never
+//! alerts, the least severity worth an alert — applied to findings once they are enriched.
+use crate::{
+    config::Config,
+    engine::{credential::Catalogue, rules::Finding},
+    output::alert::{Alert, Clock, Severity},
+};
+
+/// What the configuration decides: which programs handle credentials, what never alerts, and
+/// the least severity worth an alert.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub catalogue: Catalogue,
+    /// (absolute path, optional sha256): a library allowed only while its hash matches.
+    pub allow_libraries: Vec<(String, Option<String>)>,
+    /// Executables whose alerts are dropped.
+    pub allow_processes: Vec<String>,
+    pub min_severity: Severity,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            catalogue: Catalogue::default(),
+            allow_libraries: Vec::new(),
+            allow_processes: Vec::new(),
+            min_severity: Severity::Info,
+        }
+    }
+}
+
+impl Policy {
+    pub fn from_config(cfg: &Config) -> Self {
+        Policy {
+            catalogue: Catalogue::new(&cfg.catalogue.extra),
+            allow_libraries: cfg
+                .allow
+                .library
+                .iter()
+                .map(|l| (l.path.clone(), l.sha256.clone()))
+                .collect(),
+            allow_processes: cfg.allow.process.iter().map(|p| p.exe.clone()).collect(),
+            min_severity: match cfg.thresholds.min_severity.rank() {
+                0 => Severity::Info,
+                1 => Severity::Low,
+                2 => Severity::Medium,
+                3 => Severity::High,
+                _ => Severity::Critical,
+            },
+        }
+    }
+
+    pub fn allows(&self, a: &Alert) -> bool {
+        let library = a.library.as_ref().is_some_and(|lib| {
+            self.allow_libraries.iter().any(|(path, sha)| {
+                *path == lib.path && sha.as_ref().is_none_or(|s| lib.sha256.as_ref() == Some(s))
+            })
+        });
+        library || self.allow_processes.contains(&a.process.exe)
+    }
+}
+
+impl Policy {
+    /// Scores an enriched finding; `None` when the policy drops the alert.
+    pub fn judge(&self, f: Finding, clock: &Clock) -> Option<Alert> {
+        let alert = f.finish(clock, &self.catalogue);
+        (alert.severity >= self.min_severity && !self.allows(&alert)).then_some(alert)
+    }
+
+    /// True when the finding concerns a credential process (the process, or the target of a
+    /// memory write): its enrichment takes the credential lane.
+    pub fn concerns_credentials(&self, f: &Finding) -> bool {
+        let (exe, comm) = match &f.target {
+            Some(t) => (t.exe.as_str(), t.comm.as_str()),
+            None => (f.process.exe.as_str(), f.process.comm.as_str()),
+        };
+        self.catalogue.matches(exe, comm)
+    }
+}
