@@ -32,6 +32,9 @@ use crate::{
 
 /// How often pending findings and aggregation windows are looked at.
 const TICK: Duration = Duration::from_millis(100);
+/// At stop, how long findings still wait for their file's analysis before they go out
+/// without it.
+const STOP_GRACE: Duration = Duration::from_millis(300);
 
 pub enum ToPolicy {
     Finding(Box<Finding>),
@@ -122,7 +125,10 @@ impl Stage {
                     self.policy = *policy;
                     self.aggregator.set_window(window);
                 }
-                Ok(ToPolicy::Stop) => stopping = true,
+                Ok(ToPolicy::Stop) => {
+                    stopping = true;
+                    self.hurry(Instant::now() + STOP_GRACE);
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => stopping = true,
             }
@@ -138,6 +144,8 @@ impl Stage {
         for summary in self.aggregator.expire(None) {
             self.emit(summary);
         }
+        // A thread blocked handing in a result sees the queue gone and returns.
+        drop(rx);
         self.pool.stop();
     }
 
@@ -196,6 +204,15 @@ impl Stage {
         for (mut f, _) in w.findings {
             enrich::apply(&mut f, facts);
             self.judge(f);
+        }
+    }
+
+    /// Brings every waiting finding's deadline forward to `by` at the latest.
+    fn hurry(&mut self, by: Instant) {
+        for w in self.waiting.values_mut() {
+            for (_, deadline) in &mut w.findings {
+                *deadline = (*deadline).min(by);
+            }
         }
     }
 

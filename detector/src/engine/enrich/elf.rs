@@ -19,6 +19,7 @@ use std::fs::File;
 use std::io::{Read as _, Seek as _, SeekFrom};
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use object::read::elf::{Dyn as _, ElfFile, FileHeader, ProgramHeader as _, SectionHeader as _};
 use object::{
@@ -130,17 +131,22 @@ pub fn analyze(path: &Path) -> ElfFacts {
 /// As [`analyze`], hashing the file only when it is at most `hash_budget` bytes.
 pub fn analyze_within(path: &Path, hash_budget: u64) -> ElfFacts {
     match open(path) {
-        Ok((file, meta)) => analyze_open(file, &meta, hash_budget),
+        Ok((file, meta)) => analyze_open(file, &meta, hash_budget, &AtomicBool::new(false)),
         Err(reason) => ElfFacts::failed(reason),
     }
 }
 
 /// As [`analyze_within`], with the metadata of the file version that was read (`None` when
-/// it could not be read), to cache the facts under.
-pub fn analyze_versioned(path: &Path, hash_budget: u64) -> (ElfFacts, Option<std::fs::Metadata>) {
+/// it could not be read), to cache the facts under. Setting `cancel` stops the hash at its
+/// next chunk.
+pub fn analyze_versioned(
+    path: &Path,
+    hash_budget: u64,
+    cancel: &AtomicBool,
+) -> (ElfFacts, Option<std::fs::Metadata>) {
     match open(path) {
         Ok((file, meta)) => {
-            let facts = analyze_open(file, &meta, hash_budget);
+            let facts = analyze_open(file, &meta, hash_budget, cancel);
             let read = facts.sha256.is_some() || facts.hash_skipped.is_some();
             (facts, read.then_some(meta))
         }
@@ -186,7 +192,12 @@ fn open(path: &Path) -> Result<(File, std::fs::Metadata), String> {
     Ok((file, meta))
 }
 
-fn analyze_open(mut file: File, meta: &std::fs::Metadata, hash_budget: u64) -> ElfFacts {
+fn analyze_open(
+    mut file: File,
+    meta: &std::fs::Metadata,
+    hash_budget: u64,
+    cancel: &AtomicBool,
+) -> ElfFacts {
     if !meta.is_file() {
         return ElfFacts::failed("not a regular file");
     }
@@ -194,7 +205,7 @@ fn analyze_open(mut file: File, meta: &std::fs::Metadata, hash_budget: u64) -> E
     if meta.len() > hash_budget {
         facts.hash_skipped = Some(over_budget(meta.len(), hash_budget));
     } else {
-        match hash_stream(&mut file, hash_budget) {
+        match hash_stream(&mut file, hash_budget, cancel) {
             Ok(Some(sha)) => facts.sha256 = Some(sha),
             // The file grew between fstat and the read.
             Ok(None) => facts.hash_skipped = Some(over_budget(hash_budget + 1, hash_budget)),
@@ -214,11 +225,18 @@ fn over_budget(size: u64, budget: u64) -> String {
 }
 
 /// SHA-256 of the file's bytes read `CHUNK` at a time; `None` when there are more than `budget`.
-fn hash_stream(file: &mut File, budget: u64) -> std::io::Result<Option<String>> {
+fn hash_stream(
+    file: &mut File,
+    budget: u64,
+    cancel: &AtomicBool,
+) -> std::io::Result<Option<String>> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
     let mut total = 0u64;
     loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("cancelled"));
+        }
         let n = match file.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -484,7 +502,7 @@ impl ElfCache {
             Err(reason) => return ElfFacts::failed(reason),
         };
         self.analyses += 1;
-        let facts = analyze_open(file, &meta, self.hash_budget);
+        let facts = analyze_open(file, &meta, self.hash_budget, &AtomicBool::new(false));
         // Key by what was actually read, and keep failures to read out of the cache
         // (they may be transient, and are cheap to retry).
         if facts.sha256.is_some() || facts.hash_skipped.is_some() {
@@ -735,7 +753,7 @@ int not_a_credential_api(void) { return 2; }
         }
         // Hashing budget: over it, the file is analysed but not hashed, and says why.
         let (file, meta) = open(&good).expect("open");
-        let facts = analyze_open(file, &meta, 100);
+        let facts = analyze_open(file, &meta, 100, &AtomicBool::new(false));
         assert_eq!(facts.sha256, None);
         assert!(facts
             .hash_skipped

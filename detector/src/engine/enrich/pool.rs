@@ -6,7 +6,10 @@
 use std::{
     collections::VecDeque,
     path::PathBuf,
-    sync::{Arc, Condvar, Mutex},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Condvar, Mutex,
+    },
     thread::JoinHandle,
 };
 
@@ -35,6 +38,8 @@ struct Lanes {
 
 struct Shared {
     lanes: Mutex<Lanes>,
+    /// Set at stop: a hash in progress ends at its next chunk.
+    cancel: AtomicBool,
     work: Condvar,
     cache: Mutex<ElfCache>,
     capacity: usize,
@@ -58,6 +63,7 @@ impl Pool {
                 other: VecDeque::new(),
                 stopping: false,
             }),
+            cancel: AtomicBool::new(false),
             work: Condvar::new(),
             cache: Mutex::new(ElfCache::new(DEFAULT_CACHE_CAPACITY, hash_budget)),
             capacity: capacity.max(1),
@@ -100,8 +106,9 @@ impl Pool {
         Ok(())
     }
 
-    /// Drops what is still queued and waits for the jobs being read.
+    /// Drops what is still queued, cancels the reads in progress and waits for the threads.
     pub fn stop(self) {
+        self.shared.cancel.store(true, Ordering::Relaxed);
         {
             let mut lanes = lock(&self.shared.lanes);
             lanes.stopping = true;
@@ -140,6 +147,9 @@ fn work(shared: &Shared, only_credential: bool) {
             }
         };
         let facts = analyse(shared, &job);
+        if shared.cancel.load(Ordering::Relaxed) {
+            return;
+        }
         (shared.done)(job.id, facts);
     }
 }
@@ -159,7 +169,8 @@ fn analyse(shared: &Shared, job: &Job) -> ElfFacts {
     if let Some(facts) = lock(&shared.cache).cached(&meta) {
         return facts;
     }
-    let (facts, read) = super::elf::analyze_versioned(&job.path, shared.hash_budget);
+    let (facts, read) =
+        super::elf::analyze_versioned(&job.path, shared.hash_budget, &shared.cancel);
     if let Some(meta) = read {
         lock(&shared.cache).insert_for(&meta, facts.clone());
     }
