@@ -20,14 +20,13 @@ use crate::{
     capture::preflight,
     cli::{Format, RunArgs},
     cmd::notify,
-    config::{self, Config, SyslogTarget},
+    config::{self, Config},
     engine::correlate::{Correlator, Policy},
     engine::rules::config_change::Watched,
     engine::sweep::Only,
     output::aggregate::Aggregator,
     output::alert::{Alert, Clock},
-    output::sink::{Fanout, FileSink, JsonLines, Sink, SyslogAddr, SyslogSink},
-    output::text::TextLines,
+    output::sink::{self, Fanout, Sink},
 };
 
 /// How often the ring buffer is drained while events flow (the programs then wake the daemon
@@ -49,28 +48,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
 }
 
 fn sinks(cfg: &Config, format: Format) -> Result<Fanout> {
-    let mut out: Vec<Box<dyn Sink + Send>> = Vec::new();
-    if cfg.output.stdout {
-        match format {
-            Format::Json => out.push(Box::new(JsonLines(std::io::stdout()))),
-            Format::Text => out.push(Box::new(TextLines::stdout())),
-        }
-    }
-    if let Some(path) = &cfg.output.file {
-        out.push(Box::new(FileSink::open(path)?));
-    }
-    if let Some(target) = &cfg.output.syslog {
-        let addr = match target {
-            SyslogTarget::Unix(p) => SyslogAddr::Unix(p.clone()),
-            SyslogTarget::Udp(a) => SyslogAddr::Udp(*a),
-            SyslogTarget::Tcp(a) => SyslogAddr::Tcp(*a),
-        };
-        out.push(Box::new(SyslogSink::connect(
-            addr,
-            cfg.output.syslog_facility.code(),
-        )?));
-    }
-    Ok(Fanout(out))
+    sink::from_config(cfg, format)
 }
 
 /// Hands the heap that start-up used and freed (BTF parsing, the /proc sweep's file reads) back
