@@ -26,7 +26,7 @@ use crate::{
     engine::sweep::Only,
     output::aggregate::Aggregator,
     output::alert::{Alert, Clock},
-    output::sink::{self, Fanout, Sink},
+    output::sink::{self, Fanout},
 };
 
 /// How often the ring buffer is drained while events flow (the programs then wake the daemon
@@ -99,9 +99,8 @@ impl Pipeline {
 
     fn emit(&mut self, alert: &Alert) {
         self.alerts += 1;
-        if let Err(e) = self.sinks.emit(alert) {
-            self.error.get_or_insert(e);
-        }
+        // An output that fails is the fanout's to retry and count (its stats): not an error.
+        self.sinks.emit(alert);
     }
 
     fn expire(&mut self, all: bool) {
@@ -131,10 +130,9 @@ impl Pipeline {
             "events": events,
             "lost": lost,
             "alerts": self.alerts,
+            "outputs": self.sinks.stats(),
         });
-        if let Err(e) = self.sinks.emit_record(&record) {
-            self.error.get_or_insert(e);
-        }
+        self.sinks.emit_record(&record);
     }
 }
 
@@ -249,7 +247,7 @@ async fn serve(
                                 log::warn!("reload: [capture] changes take effect at the next start");
                             }
                             let mut p = pipeline.borrow_mut();
-                            p.sinks = s;
+                            p.sinks.replace(s);
                             p.correlator.set_policy(Policy::from_config(&new));
                             p.aggregator.set_window(Duration::from_secs(new.thresholds.aggregate_window_secs));
                             if new.thresholds.stats_interval_secs != stats_secs {

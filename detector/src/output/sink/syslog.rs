@@ -50,23 +50,56 @@ pub struct SyslogSink {
     facility: u8,
     hostname: String,
     procid: u32,
-    conn: Conn,
+    /// None until connected, and after a send that failed: the next message connects again.
+    conn: Option<Conn>,
 }
 
 enum Conn {
     Unix(UnixDatagram),
+    /// Unconnected: every datagram names its destination.
     Udp(UdpSocket),
-    /// None after a failed reconnect: the next message tries again.
-    Tcp(Option<TcpStream>),
+    Tcp(TcpStream),
 }
 
 impl SyslogSink {
-    /// `facility` is the syslog facility code (0-23; auth is 4).
-    pub fn connect(addr: SyslogAddr, facility: u8) -> Result<Self> {
+    /// A sink that connects when it first sends. `facility` is the syslog facility code (0-23;
+    /// auth is 4).
+    pub fn new(addr: SyslogAddr, facility: u8) -> Result<Self> {
         if facility > 23 {
             bail!("syslog facility {facility} is out of range (0-23)");
         }
-        let conn = match &addr {
+        Ok(SyslogSink {
+            addr,
+            facility,
+            hostname: hostname(),
+            procid: std::process::id(),
+            conn: None,
+        })
+    }
+
+    /// A sink connected to `addr` now.
+    #[cfg(test)]
+    pub fn connect(addr: SyslogAddr, facility: u8) -> Result<Self> {
+        let mut s = Self::new(addr, facility)?;
+        s.try_connect()?;
+        Ok(s)
+    }
+
+    /// Connects unless connected.
+    pub fn try_connect(&mut self) -> Result<()> {
+        if self.conn.is_none() {
+            self.conn = Some(self.open()?);
+        }
+        Ok(())
+    }
+
+    pub fn addr(&self) -> &SyslogAddr {
+        &self.addr
+    }
+
+    fn open(&self) -> Result<Conn> {
+        let addr = &self.addr;
+        Ok(match addr {
             SyslogAddr::Unix(path) => Conn::Unix(connect_unix(path)?),
             SyslogAddr::Udp(a) => {
                 let local: SocketAddr = if a.is_ipv4() {
@@ -80,14 +113,7 @@ impl SyslogSink {
                     .context("setting the syslog socket's timeout")?;
                 Conn::Udp(s)
             }
-            SyslogAddr::Tcp(a) => Conn::Tcp(Some(connect_tcp(a)?)),
-        };
-        Ok(SyslogSink {
-            addr,
-            facility,
-            hostname: hostname(),
-            procid: std::process::id(),
-            conn,
+            SyslogAddr::Tcp(a) => Conn::Tcp(connect_tcp(a)?),
         })
     }
 
@@ -109,38 +135,53 @@ impl SyslogSink {
         Ok(msg)
     }
 
+    /// Sends on the open connection; when that fails (a Unix socket whose daemon restarted, a
+    /// TCP peer that closed) or there is none, connects again, once. A UDP socket has no peer:
+    /// its errors are returned as they are. A send that timed out is not tried again (that
+    /// would block the caller for a second `IO_TIMEOUT`); its connection, which may hold part of
+    /// a TCP frame, is dropped.
     fn send(&mut self, msg: &[u8]) -> Result<()> {
-        let addr = &self.addr;
-        match (addr, &mut self.conn) {
-            (SyslogAddr::Udp(to), Conn::Udp(s)) => {
+        if let Some(conn) = &mut self.conn {
+            match conn.send(&self.addr, msg) {
+                Ok(()) => return Ok(()),
+                Err(e) if matches!(conn, Conn::Udp(_)) => return Err(e),
+                Err(e) => {
+                    self.conn = None;
+                    if timed_out(&e) {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        let mut conn = self.open()?;
+        conn.send(&self.addr, msg)?;
+        self.conn = Some(conn);
+        Ok(())
+    }
+}
+
+impl Conn {
+    fn send(&mut self, addr: &SyslogAddr, msg: &[u8]) -> Result<()> {
+        match (self, addr) {
+            (Conn::Udp(s), SyslogAddr::Udp(to)) => {
                 s.send_to(msg, to)
                     .with_context(|| format!("sending to syslog at {addr}"))?;
             }
-            (SyslogAddr::Unix(path), Conn::Unix(s)) => {
-                // The syslog daemon restarted (its socket is new): connect again, once.
-                if s.send(msg).is_err() {
-                    *s = connect_unix(path)?;
-                    s.send(msg)
-                        .with_context(|| format!("sending to syslog at {addr}"))?;
-                }
+            (Conn::Unix(s), SyslogAddr::Unix(_)) => {
+                s.send(msg)
+                    .with_context(|| format!("sending to syslog at {addr}"))?;
             }
-            (SyslogAddr::Tcp(to), Conn::Tcp(stream)) => {
+            (Conn::Tcp(s), SyslogAddr::Tcp(_)) => {
+                // A peer that closed takes one more write without error (and loses it): check
+                // first.
+                if !peer_open(s) {
+                    bail!("syslog at {addr} closed the connection");
+                }
                 // RFC 6587 octet counting: "LEN SP MSG".
                 let mut frame = format!("{} ", msg.len()).into_bytes();
                 frame.extend_from_slice(msg);
-                // A peer that closed takes one more write without error (and loses it): check
-                // first, and on a closed or failing connection connect again, once.
-                let sent = match stream {
-                    Some(s) if peer_open(s) => s.write_all(&frame).is_ok(),
-                    _ => false,
-                };
-                if !sent {
-                    *stream = None;
-                    let mut s = connect_tcp(to)?;
-                    s.write_all(&frame)
-                        .with_context(|| format!("sending to syslog at {addr}"))?;
-                    *stream = Some(s);
-                }
+                s.write_all(&frame)
+                    .with_context(|| format!("sending to syslog at {addr}"))?;
             }
             _ => bail!("syslog at {addr}: internal error, the socket is of another kind"),
         }
@@ -187,6 +228,15 @@ fn connect_tcp(to: &SocketAddr) -> Result<TcpStream> {
     s.set_write_timeout(Some(IO_TIMEOUT))
         .context("setting the syslog socket's timeout")?;
     Ok(s)
+}
+
+fn timed_out(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<io::Error>().is_some_and(|e| {
+        matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        )
+    })
 }
 
 /// False once the peer has closed (or reset) the connection. A syslog server sends nothing, so
@@ -395,6 +445,23 @@ mod tests {
         let e = sink.emit(&alert(Severity::High)).err().unwrap();
         assert!(format!("{e:#}").contains(&format!("tcp://{addr}")), "{e:#}");
         assert!(SyslogSink::connect(SyslogAddr::Tcp(addr), 4).is_err());
+    }
+
+    #[test]
+    fn syslog_can_start_before_its_server() {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut sink = SyslogSink::new(SyslogAddr::Tcp(addr), 4).unwrap();
+        assert!(sink.try_connect().is_err());
+        let a = alert(Severity::High);
+        assert!(sink.emit(&a).is_err());
+        let listener = TcpListener::bind(addr).unwrap();
+        sink.emit(&a).unwrap();
+        let mut conn = accept_within(&listener);
+        check_5424(&read_frames(&mut conn, 1)[0], 35, &a);
+        assert!(SyslogSink::new(SyslogAddr::Tcp(addr), 24).is_err());
     }
 
     fn accept_within(l: &TcpListener) -> TcpStream {
