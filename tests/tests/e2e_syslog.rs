@@ -1,7 +1,10 @@
 //! Root end-to-end: an alert reaches a real rsyslog over UDP as an RFC 5424 message that
-//! rsyslog parses (app-name, procid, severity) and whose MSG is the alert's JSON.
+//! rsyslog parses (app-name, procid, severity) and whose MSG is the alert's JSON; and a rsyslog
+//! over TCP that goes away and comes back neither stops the daemon nor its file output, and gets
+//! what it missed.
 use std::{
-    net::UdpSocket,
+    io::Write as _,
+    net::{TcpListener, TcpStream, UdpSocket},
     path::PathBuf,
     process::{Child, Command, Stdio},
     thread,
@@ -12,19 +15,29 @@ use detector_tests::{gcc, has, require_root, s, trigger, Daemon, TempDir};
 use serde_json::Value;
 
 /// rsyslogd in the foreground with a configuration of our own (nothing under /etc), killed on
-/// drop. It writes every message it receives on 127.0.0.1:`port` (UDP) twice: raw, and as the
-/// properties it parsed, space-separated, then the MSG.
+/// drop. It writes every message it receives on 127.0.0.1:`port` (UDP, or TCP) twice: raw, and as
+/// the properties it parsed, space-separated, then the MSG.
 struct Rsyslog {
     child: Child,
     raw: PathBuf,
     parsed: PathBuf,
     stderr: PathBuf,
     port: u16,
+    tcp: bool,
 }
 
 impl Rsyslog {
     fn start(dir: &TempDir) -> Rsyslog {
-        let port = free_udp_port();
+        Self::start_on(dir, free_udp_port(), false)
+    }
+
+    /// On TCP `port`, appending to the files an earlier one on it wrote.
+    fn start_tcp(dir: &TempDir, port: u16) -> Rsyslog {
+        Self::start_on(dir, port, true)
+    }
+
+    fn start_on(dir: &TempDir, port: u16, tcp: bool) -> Rsyslog {
+        let input = if tcp { "imtcp" } else { "imudp" };
         let (raw, parsed, stderr) = (
             dir.path("raw.log"),
             dir.path("parsed.log"),
@@ -35,14 +48,14 @@ impl Rsyslog {
             &conf,
             format!(
                 r#"global(workDirectory="{dir}")
-module(load="imudp")
+module(load="{input}")
 template(name="raw" type="string" string="%rawmsg%\n")
 template(name="parsed" type="string" string="%syslogfacility% %syslogseverity% %app-name% %procid% %msgid% %structured-data% %msg%\n")
 ruleset(name="detector") {{
   action(type="omfile" file="{raw}" template="raw")
   action(type="omfile" file="{parsed}" template="parsed")
 }}
-input(type="imudp" address="127.0.0.1" port="{port}" ruleset="detector")
+input(type="{input}" address="127.0.0.1" port="{port}" ruleset="detector")
 "#,
                 dir = dir.0.display(),
                 raw = raw.display(),
@@ -50,6 +63,8 @@ input(type="imudp" address="127.0.0.1" port="{port}" ruleset="detector")
             ),
         )
         .expect("write rsyslog.conf");
+        // A pid file left by one that was killed.
+        let _ = std::fs::remove_file(dir.path("rsyslogd.pid"));
         let child = Command::new("rsyslogd")
             .arg("-n")
             .arg("-f")
@@ -67,6 +82,7 @@ input(type="imudp" address="127.0.0.1" port="{port}" ruleset="detector")
             parsed,
             stderr,
             port,
+            tcp,
         };
         r.wait_ready();
         r
@@ -83,11 +99,19 @@ input(type="imudp" address="127.0.0.1" port="{port}" ruleset="detector")
             }
             assert!(
                 Instant::now() < deadline,
-                "rsyslogd not receiving on 127.0.0.1:{} after 10 s:\n{}",
+                "rsyslogd not receiving on 127.0.0.1:{} ({}) after 10 s:\n{}",
                 self.port,
+                if self.tcp { "TCP" } else { "UDP" },
                 self.stderr()
             );
-            let _ = tx.send_to(probe.as_bytes(), ("127.0.0.1", self.port));
+            if self.tcp {
+                // RFC 6587 octet counting, one connection per probe.
+                if let Ok(mut c) = TcpStream::connect(("127.0.0.1", self.port)) {
+                    let _ = write!(c, "{} {probe}", probe.len());
+                }
+            } else {
+                let _ = tx.send_to(probe.as_bytes(), ("127.0.0.1", self.port));
+            }
             thread::sleep(Duration::from_millis(100));
         }
     }
@@ -219,4 +243,192 @@ fn preload_alert_reaches_rsyslog_over_udp() {
         "{parsed}"
     );
     d.stop();
+}
+
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free TCP port")
+        .port()
+}
+
+/// Polls `find` every 50 ms for up to `secs` seconds; panics saying `what`, then `context()`.
+fn within<T>(
+    secs: u64,
+    what: &str,
+    find: impl Fn() -> Option<T>,
+    context: impl Fn() -> String,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(t) = find() {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {secs} s\n{}",
+            context()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The JSON lines of a file output.
+fn json_lines(p: &PathBuf) -> Vec<Value> {
+    read_lines(p)
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The daemon writes to a file and to rsyslog over TCP; rsyslog is killed and started again on
+/// the same port. Meanwhile alerts go to the file, the daemon stays up, its stats record counts
+/// the syslog errors, and once rsyslog is back it gets the alert it missed, then the new one.
+#[test]
+fn syslog_outage_spares_the_daemon_and_the_file_and_is_made_up_for() {
+    require_root();
+    let dir = TempDir::new("syslog-outage");
+    let first = gcc(&dir, "read_hook.c", "liboutage0.so", true);
+    // One library per alert: the same alert again would be aggregated, not emitted.
+    let libs: Vec<String> = (0..3)
+        .map(|i| {
+            let p = dir.path(&format!("liboutage{i}.so"));
+            if i > 0 {
+                std::fs::copy(&first, &p).expect("copy the hook library");
+            }
+            p.to_str().unwrap().to_string()
+        })
+        .collect();
+    let port = free_tcp_port();
+    let rsyslog = Rsyslog::start_tcp(&dir, port);
+    let file = dir.path("alerts.jsonl");
+    let config = dir.path("detector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[output]\nstdout = true\nfile = \"{}\"\nsyslog = \"tcp://127.0.0.1:{port}\"\n\
+             [thresholds]\nstats_interval_secs = 1\n",
+            file.display()
+        ),
+    )
+    .expect("write detector.toml");
+    let d = Daemon::start_with(&["--config", config.to_str().unwrap()]);
+    let fire = |i: usize| {
+        assert!(trigger(Command::new("/usr/bin/true").env("LD_PRELOAD", &libs[i])).success());
+        let lib = libs[i].as_str();
+        d.expect_alert(&format!("LD_PRELOAD={lib} into true, on stdout"), |a| {
+            s(a, "library.path") == lib && has(a, "detections", "preload_env")
+        });
+    };
+    let context = |r: Option<&Rsyslog>| {
+        let r = r.map_or(String::new(), |r| {
+            format!(
+                "rsyslog received:\n{}\nrsyslogd stderr:\n{}",
+                r.raw_lines().join("\n"),
+                r.stderr()
+            )
+        });
+        format!(
+            "file output:\n{}\n{r}\ndetector stderr:\n{}",
+            read_lines(&file).join("\n"),
+            d.stderr()
+        )
+    };
+    let in_file = |i: usize| {
+        within(
+            10,
+            &format!("alert {i} in the file output"),
+            || {
+                json_lines(&file).into_iter().find(|v| {
+                    s(v, "library.path") == libs[i] && has(v, "detections", "preload_env")
+                })
+            },
+            || context(None),
+        )
+    };
+    // The line of rsyslog's raw log that holds alert `i`.
+    let in_rsyslog = |r: &Rsyslog, i: usize, secs: u64| {
+        within(
+            secs,
+            &format!("alert {i} in rsyslog"),
+            || {
+                r.raw_lines()
+                    .iter()
+                    .position(|l| l.contains(&libs[i]) && l.contains("preload_env"))
+            },
+            || context(Some(r)),
+        )
+    };
+    let stats = |what: &str, pred: &dyn Fn(&Value) -> bool| {
+        within(
+            10,
+            what,
+            || {
+                json_lines(&file)
+                    .into_iter()
+                    .rev()
+                    .find(|v| v["record"] == "stats" && pred(&v["outputs"]))
+            },
+            || context(None),
+        )
+    };
+
+    // Both outputs get the first alert.
+    fire(0);
+    in_file(0);
+    in_rsyslog(&rsyslog, 0, 10);
+
+    // rsyslog goes away: the second alert reaches the file, and the stats count the failure.
+    drop(rsyslog);
+    fire(1);
+    in_file(1);
+    let down = stats("a stats record with the syslog output down", &|o| {
+        o["syslog"]["up"] == false && o["syslog"]["errors"].as_u64() >= Some(1)
+    });
+    let o = &down["outputs"];
+    assert!(o["syslog"]["queued"].as_u64() >= Some(1), "{down}");
+    assert_eq!(o["syslog"]["dropped"], 0, "{down}");
+    assert_eq!(
+        (&o["file"]["up"], &o["file"]["errors"]),
+        (&Value::Bool(true), &Value::from(0)),
+        "{down}"
+    );
+    assert_eq!(o["stdout"]["up"], true, "{down}");
+    assert!(o["file"]["written"].as_u64() >= Some(2), "{down}");
+
+    // rsyslog is back on the same port: the next retry (1 s, doubling, while it was down:
+    // a few seconds here) delivers what it missed, then the third alert.
+    let rsyslog = Rsyslog::start_tcp(&dir, port);
+    fire(2);
+    in_file(2);
+    let third = in_rsyslog(&rsyslog, 2, 40);
+    let second = in_rsyslog(&rsyslog, 1, 1);
+    assert!(second < third, "the missed alert is replayed first");
+    let up = stats("a stats record with the syslog output up again", &|o| {
+        // errors: not a record from before the outage.
+        o["syslog"]["up"] == true && o["syslog"]["errors"].as_u64() >= Some(1)
+    });
+    let o = &up["outputs"];
+    assert_eq!(o["syslog"]["queued"], 0, "{up}");
+    assert!(
+        o["syslog"]["written"].as_u64().unwrap()
+            >= down["outputs"]["syslog"]["written"].as_u64().unwrap() + 2,
+        "the missed alert and the third were written: {down}\n{up}"
+    );
+    assert_eq!(o["syslog"]["dropped"], 0, "{up}");
+    assert_eq!(o["file"]["errors"], 0, "{up}");
+
+    let stderr = d.stop();
+    let name = format!("output syslog (tcp://127.0.0.1:{port})");
+    assert_eq!(
+        stderr.matches(&format!("{name} failed")).count(),
+        1,
+        "logged once when it failed:\n{stderr}"
+    );
+    assert_eq!(
+        stderr.matches(&format!("{name} is back")).count(),
+        1,
+        "logged once when it was back:\n{stderr}"
+    );
+    drop(rsyslog);
 }

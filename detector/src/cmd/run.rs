@@ -28,9 +28,9 @@ use crate::{
         load::{report_loss, Capture},
         preflight,
     },
-    cli::{Format, RunArgs},
+    cli::RunArgs,
     cmd::notify,
-    config::{self, Config, SyslogTarget},
+    config::{self, Config},
     engine::{
         correlate::Correlator,
         policy::Policy,
@@ -38,13 +38,7 @@ use crate::{
         rules::{config_change::Watched, Finding},
         sweep::Only,
     },
-    output::{
-        self,
-        alert::Clock,
-        sink::{Fanout, FileSink, JsonLines, Sink, SyslogAddr, SyslogSink},
-        stage::ToOutput,
-        text::TextLines,
-    },
+    output::{self, alert::Clock, sink, stage::ToOutput},
     stats::{add, Counters, KernelCounts},
 };
 
@@ -71,31 +65,6 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .build()
         .context("starting the runtime")?;
     rt.block_on(serve(args, cfg, kcfg, explicit))
-}
-
-fn sinks(cfg: &Config, format: Format) -> Result<Fanout> {
-    let mut out: Vec<Box<dyn Sink + Send>> = Vec::new();
-    if cfg.output.stdout {
-        match format {
-            Format::Json => out.push(Box::new(JsonLines(std::io::stdout()))),
-            Format::Text => out.push(Box::new(TextLines::stdout())),
-        }
-    }
-    if let Some(path) = &cfg.output.file {
-        out.push(Box::new(FileSink::open(path)?));
-    }
-    if let Some(target) = &cfg.output.syslog {
-        let addr = match target {
-            SyslogTarget::Unix(p) => SyslogAddr::Unix(p.clone()),
-            SyslogTarget::Udp(a) => SyslogAddr::Udp(*a),
-            SyslogTarget::Tcp(a) => SyslogAddr::Tcp(*a),
-        };
-        out.push(Box::new(SyslogSink::connect(
-            addr,
-            cfg.output.syslog_facility.code(),
-        )?));
-    }
-    Ok(Fanout(out))
 }
 
 /// Hands the heap that start-up used and freed (BTF parsing, the /proc sweep's file reads) back
@@ -196,7 +165,7 @@ async fn serve(
     let clock = Clock::new();
     let counters = Arc::new(Counters::default());
     let (out_tx, out_thread) = output::stage::spawn(
-        sinks(&cfg, args.format)?,
+        sink::from_config(&cfg, args.format)?,
         OUTPUT_QUEUE,
         clock,
         Arc::clone(&counters),
@@ -277,7 +246,7 @@ async fn serve(
             }
             _ = sighup.recv() => {
                 // A bad file keeps the running configuration; output files reopen (logrotate).
-                match config::load(&args.config, explicit).and_then(|new| Ok((sinks(&new, args.format)?, new))) {
+                match config::load(&args.config, explicit).and_then(|new| Ok((sink::from_config(&new, args.format)?, new))) {
                     Ok((fanout, new)) => {
                         if new.capture != cfg.capture {
                             log::warn!("reload: [capture] changes take effect at the next start");

@@ -12,7 +12,7 @@ use std::{
 use crate::{
     output::{
         alert::{Alert, Clock},
-        sink::{Fanout, Sink as _},
+        sink::Fanout,
     },
     stats::{add, Counters, KernelCounts},
 };
@@ -39,23 +39,23 @@ pub fn spawn(
         .name("output".into())
         .spawn(move || {
             for msg in rx {
-                let result = match msg {
+                // A failing output is the fanout's to log once, retry and count (its stats).
+                match msg {
                     ToOutput::Alert(alert) => {
                         add(&counters.alerts);
-                        sinks.emit(&alert)
+                        sinks.emit(&alert);
                     }
                     ToOutput::Stats(kernel) => {
                         let record = counters.record(&clock, &kernel, sinks.stats());
-                        sinks.emit_record(&record)
+                        sinks.emit_record(&record);
                     }
-                    ToOutput::Replace(new) => {
-                        sinks = new;
-                        Ok(())
+                    // The running outputs keep their counters and backlog.
+                    ToOutput::Replace(new) => sinks.replace(new),
+                    ToOutput::Reopen => {
+                        if let Err(e) = sinks.reopen() {
+                            log::error!("reopening outputs: {e:#}");
+                        }
                     }
-                    ToOutput::Reopen => sinks.reopen(),
-                };
-                if let Err(e) = result {
-                    log::error!("output: {e:#}");
                 }
             }
         })?;

@@ -1,10 +1,9 @@
-//! Where alerts go: JSON lines on stdout or in a file, RFC 5424 syslog, or several at once.
+//! RFC 5424 syslog over a Unix datagram socket, UDP or TCP (RFC 6587 octet counting).
 use std::{
     fmt,
-    fs::{File, OpenOptions},
     io::{self, Write},
     net::{SocketAddr, TcpStream, UdpSocket},
-    os::unix::{fs::OpenOptionsExt as _, net::UnixDatagram},
+    os::unix::net::UnixDatagram,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -13,90 +12,8 @@ use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::Sink;
 use crate::output::alert::{Alert, Severity};
-
-pub trait Sink {
-    fn emit(&mut self, alert: &Alert) -> Result<()>;
-
-    /// A record that is not an alert (periodic stats), on the same channel; informational.
-    fn emit_record(&mut self, record: &Value) -> Result<()>;
-
-    /// Reopens what the sink writes to (a rotated file); a no-op for most sinks.
-    fn reopen(&mut self) -> Result<()> {
-        Ok(())
-    }
-}
-
-/// One JSON object per line, flushed per alert so a reader sees it at once.
-pub struct JsonLines<W: Write>(pub W);
-
-impl<W: Write> JsonLines<W> {
-    fn line(&mut self, value: &impl Serialize) -> Result<()> {
-        serde_json::to_writer(&mut self.0, value).context("encoding alert")?;
-        self.0.write_all(b"\n").context("writing alert")?;
-        self.0.flush().context("writing alert")
-    }
-}
-
-impl<W: Write> Sink for JsonLines<W> {
-    fn emit(&mut self, alert: &Alert) -> Result<()> {
-        self.line(alert)
-    }
-
-    fn emit_record(&mut self, record: &Value) -> Result<()> {
-        self.line(record)
-    }
-}
-
-/// JSON lines appended to a file (created 0600). Each line goes out in one write, so lines from
-/// another writer never interleave with it; `reopen` follows a rotation (logrotate, SIGHUP).
-pub struct FileSink {
-    path: PathBuf,
-    file: File,
-}
-
-impl FileSink {
-    pub fn open(path: &Path) -> Result<Self> {
-        Ok(FileSink {
-            file: open_append(path)?,
-            path: path.to_path_buf(),
-        })
-    }
-
-    fn line(&mut self, value: &impl Serialize) -> Result<()> {
-        let mut line = serde_json::to_vec(value).context("encoding alert")?;
-        line.push(b'\n');
-        self.file
-            .write_all(&line)
-            .with_context(|| format!("writing alert to {}", self.path.display()))
-    }
-}
-
-fn open_append(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("opening alert file {}", path.display()))
-}
-
-impl Sink for FileSink {
-    fn emit(&mut self, alert: &Alert) -> Result<()> {
-        self.line(alert)
-    }
-
-    fn emit_record(&mut self, record: &Value) -> Result<()> {
-        self.line(record)
-    }
-
-    /// Opens the path again; the old file is closed only once the new one is open, so a failed
-    /// reopen keeps writing where it did.
-    fn reopen(&mut self) -> Result<()> {
-        self.file = open_append(&self.path)?;
-        Ok(())
-    }
-}
 
 /// Where syslog messages go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,23 +50,56 @@ pub struct SyslogSink {
     facility: u8,
     hostname: String,
     procid: u32,
-    conn: Conn,
+    /// None until connected, and after a send that failed: the next message connects again.
+    conn: Option<Conn>,
 }
 
 enum Conn {
     Unix(UnixDatagram),
+    /// Unconnected: every datagram names its destination.
     Udp(UdpSocket),
-    /// None after a failed reconnect: the next message tries again.
-    Tcp(Option<TcpStream>),
+    Tcp(TcpStream),
 }
 
 impl SyslogSink {
-    /// `facility` is the syslog facility code (0-23; auth is 4).
-    pub fn connect(addr: SyslogAddr, facility: u8) -> Result<Self> {
+    /// A sink that connects when it first sends. `facility` is the syslog facility code (0-23;
+    /// auth is 4).
+    pub fn new(addr: SyslogAddr, facility: u8) -> Result<Self> {
         if facility > 23 {
             bail!("syslog facility {facility} is out of range (0-23)");
         }
-        let conn = match &addr {
+        Ok(SyslogSink {
+            addr,
+            facility,
+            hostname: hostname(),
+            procid: std::process::id(),
+            conn: None,
+        })
+    }
+
+    /// A sink connected to `addr` now.
+    #[cfg(test)]
+    pub fn connect(addr: SyslogAddr, facility: u8) -> Result<Self> {
+        let mut s = Self::new(addr, facility)?;
+        s.try_connect()?;
+        Ok(s)
+    }
+
+    /// Connects unless connected.
+    pub fn try_connect(&mut self) -> Result<()> {
+        if self.conn.is_none() {
+            self.conn = Some(self.open()?);
+        }
+        Ok(())
+    }
+
+    pub fn addr(&self) -> &SyslogAddr {
+        &self.addr
+    }
+
+    fn open(&self) -> Result<Conn> {
+        let addr = &self.addr;
+        Ok(match addr {
             SyslogAddr::Unix(path) => Conn::Unix(connect_unix(path)?),
             SyslogAddr::Udp(a) => {
                 let local: SocketAddr = if a.is_ipv4() {
@@ -163,14 +113,7 @@ impl SyslogSink {
                     .context("setting the syslog socket's timeout")?;
                 Conn::Udp(s)
             }
-            SyslogAddr::Tcp(a) => Conn::Tcp(Some(connect_tcp(a)?)),
-        };
-        Ok(SyslogSink {
-            addr,
-            facility,
-            hostname: hostname(),
-            procid: std::process::id(),
-            conn,
+            SyslogAddr::Tcp(a) => Conn::Tcp(connect_tcp(a)?),
         })
     }
 
@@ -192,38 +135,53 @@ impl SyslogSink {
         Ok(msg)
     }
 
+    /// Sends on the open connection; when that fails (a Unix socket whose daemon restarted, a
+    /// TCP peer that closed) or there is none, connects again, once. A UDP socket has no peer:
+    /// its errors are returned as they are. A send that timed out is not tried again (that
+    /// would block the caller for a second `IO_TIMEOUT`); its connection, which may hold part of
+    /// a TCP frame, is dropped.
     fn send(&mut self, msg: &[u8]) -> Result<()> {
-        let addr = &self.addr;
-        match (addr, &mut self.conn) {
-            (SyslogAddr::Udp(to), Conn::Udp(s)) => {
+        if let Some(conn) = &mut self.conn {
+            match conn.send(&self.addr, msg) {
+                Ok(()) => return Ok(()),
+                Err(e) if matches!(conn, Conn::Udp(_)) => return Err(e),
+                Err(e) => {
+                    self.conn = None;
+                    if timed_out(&e) {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        let mut conn = self.open()?;
+        conn.send(&self.addr, msg)?;
+        self.conn = Some(conn);
+        Ok(())
+    }
+}
+
+impl Conn {
+    fn send(&mut self, addr: &SyslogAddr, msg: &[u8]) -> Result<()> {
+        match (self, addr) {
+            (Conn::Udp(s), SyslogAddr::Udp(to)) => {
                 s.send_to(msg, to)
                     .with_context(|| format!("sending to syslog at {addr}"))?;
             }
-            (SyslogAddr::Unix(path), Conn::Unix(s)) => {
-                // The syslog daemon restarted (its socket is new): connect again, once.
-                if s.send(msg).is_err() {
-                    *s = connect_unix(path)?;
-                    s.send(msg)
-                        .with_context(|| format!("sending to syslog at {addr}"))?;
-                }
+            (Conn::Unix(s), SyslogAddr::Unix(_)) => {
+                s.send(msg)
+                    .with_context(|| format!("sending to syslog at {addr}"))?;
             }
-            (SyslogAddr::Tcp(to), Conn::Tcp(stream)) => {
+            (Conn::Tcp(s), SyslogAddr::Tcp(_)) => {
+                // A peer that closed takes one more write without error (and loses it): check
+                // first.
+                if !peer_open(s) {
+                    bail!("syslog at {addr} closed the connection");
+                }
                 // RFC 6587 octet counting: "LEN SP MSG".
                 let mut frame = format!("{} ", msg.len()).into_bytes();
                 frame.extend_from_slice(msg);
-                // A peer that closed takes one more write without error (and loses it): check
-                // first, and on a closed or failing connection connect again, once.
-                let sent = match stream {
-                    Some(s) if peer_open(s) => s.write_all(&frame).is_ok(),
-                    _ => false,
-                };
-                if !sent {
-                    *stream = None;
-                    let mut s = connect_tcp(to)?;
-                    s.write_all(&frame)
-                        .with_context(|| format!("sending to syslog at {addr}"))?;
-                    *stream = Some(s);
-                }
+                s.write_all(&frame)
+                    .with_context(|| format!("sending to syslog at {addr}"))?;
             }
             _ => bail!("syslog at {addr}: internal error, the socket is of another kind"),
         }
@@ -270,6 +228,15 @@ fn connect_tcp(to: &SocketAddr) -> Result<TcpStream> {
     s.set_write_timeout(Some(IO_TIMEOUT))
         .context("setting the syslog socket's timeout")?;
     Ok(s)
+}
+
+fn timed_out(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<io::Error>().is_some_and(|e| {
+        matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        )
+    })
 }
 
 /// False once the peer has closed (or reset) the connection. A syslog server sends nothing, so
@@ -373,94 +340,11 @@ impl serde_json::ser::Formatter for AsciiJson {
         w.write_all(&fragment.as_bytes()[start..])
     }
 }
-
-/// Every sink gets every alert: one failing does not starve the others. The first error is
-/// returned once all were tried.
-pub struct Fanout(pub Vec<Box<dyn Sink + Send>>);
-
-impl Fanout {
-    /// Each output's own report for the stats record.
-    pub fn stats(&self) -> Value {
-        Value::Object(serde_json::Map::new())
-    }
-
-    fn each(&mut self, mut f: impl FnMut(&mut (dyn Sink + Send)) -> Result<()>) -> Result<()> {
-        let mut first = None;
-        for sink in &mut self.0 {
-            if let Err(e) = f(sink.as_mut()) {
-                first.get_or_insert(e);
-            }
-        }
-        first.map_or(Ok(()), Err)
-    }
-}
-
-impl Sink for Fanout {
-    fn emit(&mut self, alert: &Alert) -> Result<()> {
-        self.each(|s| s.emit(alert))
-    }
-
-    fn emit_record(&mut self, record: &Value) -> Result<()> {
-        self.each(|s| s.emit_record(record))
-    }
-
-    fn reopen(&mut self) -> Result<()> {
-        self.each(|s| s.reopen())
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::{
-        io::Read as _,
-        net::TcpListener,
-        os::unix::fs::PermissionsExt as _,
-        sync::{
-            atomic::{AtomicU32, Ordering},
-            Arc,
-        },
-        time::Instant,
-    };
+    use std::{io::Read as _, net::TcpListener, time::Instant};
 
-    use super::*;
-
-    fn alert(severity: Severity) -> Alert {
-        let mut a = crate::output::alert::test_alert(4242, "2026-11-23T09:13:13.595123Z");
-        a.severity = severity;
-        // Non-ASCII and a newline: the syslog MSG stays one ASCII line.
-        a.process.cmdline = "true café 🦀\nx".into();
-        a
-    }
-
-    struct Tmp(PathBuf);
-
-    impl Tmp {
-        fn new() -> Self {
-            static N: AtomicU32 = AtomicU32::new(0);
-            let p = std::env::temp_dir().join(format!(
-                "detector-sink-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = std::fs::remove_dir_all(&p);
-            std::fs::create_dir_all(&p).unwrap();
-            Tmp(p)
-        }
-    }
-
-    impl Drop for Tmp {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn lines(p: &Path) -> Vec<Value> {
-        std::fs::read_to_string(p)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
+    use super::{super::testing::*, *};
 
     /// Splits an RFC 5424 message into its header fields, checks them, and returns the MSG.
     fn check_5424(msg: &str, pri: u8, a: &Alert) -> Value {
@@ -477,61 +361,6 @@ mod tests {
         let json: Value = serde_json::from_str(f[7]).unwrap();
         assert_eq!(json, serde_json::to_value(a).unwrap());
         json
-    }
-
-    #[test]
-    fn file_sink_appends_lines_and_follows_rotation() {
-        let t = Tmp::new();
-        let path = t.0.join("alerts.json");
-        let mut sink = FileSink::open(&path).unwrap();
-        sink.emit(&alert(Severity::High)).unwrap();
-        sink.emit(&alert(Severity::Low)).unwrap();
-        let got = lines(&path);
-        assert_eq!(got.len(), 2);
-        assert_eq!(got[0]["severity"], "high");
-        assert_eq!(got[1]["process"]["command_line"], "true café 🦀\nx");
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-
-        // logrotate: rename, then SIGHUP.
-        let rotated = t.0.join("alerts.json.1");
-        std::fs::rename(&path, &rotated).unwrap();
-        sink.emit(&alert(Severity::Medium)).unwrap();
-        assert_eq!(lines(&rotated).len(), 3, "before reopen: the old file");
-        sink.reopen().unwrap();
-        sink.emit(&alert(Severity::Critical)).unwrap();
-        sink.emit_record(&serde_json::json!({"record": "stats"}))
-            .unwrap();
-        assert_eq!(lines(&rotated).len(), 3);
-        let new = lines(&path);
-        assert_eq!(new.len(), 2);
-        assert_eq!(new[0]["severity"], "critical");
-        assert_eq!(new[1]["record"], "stats");
-    }
-
-    #[test]
-    fn file_sink_appends_to_an_existing_file() {
-        let t = Tmp::new();
-        let path = t.0.join("alerts.json");
-        std::fs::write(&path, "{\"old\":1}\n").unwrap();
-        FileSink::open(&path)
-            .unwrap()
-            .emit(&alert(Severity::Low))
-            .unwrap();
-        let got = lines(&path);
-        assert_eq!(got.len(), 2);
-        assert_eq!(got[0]["old"], 1);
-    }
-
-    #[test]
-    fn file_sink_errors_name_the_path() {
-        let e = FileSink::open(Path::new("/nonexistent-dir/alerts.json"))
-            .err()
-            .unwrap();
-        assert!(
-            format!("{e:#}").contains("/nonexistent-dir/alerts.json"),
-            "{e:#}"
-        );
     }
 
     #[test]
@@ -616,6 +445,23 @@ mod tests {
         let e = sink.emit(&alert(Severity::High)).err().unwrap();
         assert!(format!("{e:#}").contains(&format!("tcp://{addr}")), "{e:#}");
         assert!(SyslogSink::connect(SyslogAddr::Tcp(addr), 4).is_err());
+    }
+
+    #[test]
+    fn syslog_can_start_before_its_server() {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut sink = SyslogSink::new(SyslogAddr::Tcp(addr), 4).unwrap();
+        assert!(sink.try_connect().is_err());
+        let a = alert(Severity::High);
+        assert!(sink.emit(&a).is_err());
+        let listener = TcpListener::bind(addr).unwrap();
+        sink.emit(&a).unwrap();
+        let mut conn = accept_within(&listener);
+        check_5424(&read_frames(&mut conn, 1)[0], 35, &a);
+        assert!(SyslogSink::new(SyslogAddr::Tcp(addr), 24).is_err());
     }
 
     fn accept_within(l: &TcpListener) -> TcpStream {
@@ -721,55 +567,5 @@ mod tests {
         }
         let h = hostname();
         assert!(!h.is_empty() && h.len() <= 255 && h.bytes().all(|b| b.is_ascii_graphic()));
-    }
-
-    /// Counts what it is given; fails when told to.
-    struct Probe {
-        seen: Arc<AtomicU32>,
-        fail: bool,
-    }
-
-    impl Sink for Probe {
-        fn emit(&mut self, _: &Alert) -> Result<()> {
-            self.seen.fetch_add(1, Ordering::Relaxed);
-            if self.fail {
-                bail!("probe failed");
-            }
-            Ok(())
-        }
-
-        fn emit_record(&mut self, _: &Value) -> Result<()> {
-            self.emit(&alert(Severity::Low))
-        }
-    }
-
-    #[test]
-    fn fanout_tries_every_sink_and_returns_the_first_error() {
-        let seen = Arc::new(AtomicU32::new(0));
-        let probe = |fail| -> Box<dyn Sink + Send> {
-            Box::new(Probe {
-                seen: seen.clone(),
-                fail,
-            })
-        };
-        let t = Tmp::new();
-        let path = t.0.join("alerts.json");
-        let mut f = Fanout(vec![
-            probe(true),
-            probe(false),
-            Box::new(FileSink::open(&path).unwrap()),
-            probe(true),
-        ]);
-        let e = f.emit(&alert(Severity::High)).err().unwrap();
-        assert_eq!(e.to_string(), "probe failed");
-        assert_eq!(seen.load(Ordering::Relaxed), 3);
-        assert_eq!(lines(&path).len(), 1);
-        assert!(f.emit_record(&Value::Null).is_err());
-        assert_eq!(seen.load(Ordering::Relaxed), 6);
-        std::fs::remove_file(&path).unwrap();
-        f.reopen().unwrap();
-        assert!(f.emit(&alert(Severity::High)).is_err());
-        assert_eq!(lines(&path).len(), 1, "the file sink reopened");
-        assert!(Fanout(Vec::new()).emit(&alert(Severity::Low)).is_ok());
     }
 }
