@@ -9,15 +9,16 @@ use crate::{
     capture::decode::Event,
     engine::credential::Catalogue,
     engine::process::ProcessTable,
-    engine::rules::{self, config_change::Watched, preload_file::PreloadFile, Finding},
+    engine::rules::{self, config_change::Watched, Context, Finding, Observation, Rule},
     engine::sweep,
+    output::alert::Process,
 };
 
 pub struct Correlator {
     procs: ProcessTable,
     watched: Watched,
     catalogue: Catalogue,
-    preload_file: PreloadFile,
+    rules: Vec<Box<dyn Rule>>,
 }
 
 impl Correlator {
@@ -26,7 +27,7 @@ impl Correlator {
             procs: ProcessTable::default(),
             watched,
             catalogue,
-            preload_file: PreloadFile::new(rules::preload_file::PATH),
+            rules: rules::registry(),
         }
     }
 
@@ -39,12 +40,19 @@ impl Correlator {
     /// findings for what they already have loaded and what the configuration makes them load,
     /// with the number of processes seen and of those that could not be read.
     pub fn sweep(&mut self, only: sweep::Only, etc: &Path) -> (Vec<Finding>, usize, usize) {
-        let mut sweep = sweep::processes(&mut self.preload_file, only);
+        let sweep = sweep::processes(only);
+        let mut found = Vec::new();
         for seen in &sweep.processes {
             self.procs.seed(seen);
+            for env in &seen.loader_vars {
+                found.extend(self.evaluate(&seen.process, 0, &Observation::LoaderEnv(env)));
+            }
+            for lib in &seen.mapped {
+                found.extend(self.evaluate(&seen.process, 0, &Observation::Mapped(lib)));
+            }
         }
-        sweep.findings.extend(sweep::files(etc));
-        let findings = self.first_alerts(sweep.findings);
+        found.extend(self.evaluate(&Process::default(), 0, &Observation::Configuration(etc)));
+        let findings = self.first_alerts(found);
         (findings, sweep.processes.len(), sweep.unreadable)
     }
 
@@ -53,19 +61,19 @@ impl Correlator {
             Event::Exec(exec) => {
                 self.procs.on_exec(exec);
                 // Most execs concern no rule: the process is only copied out for one that does.
-                if !rules::loader_argv::is_loader(&exec.filename)
-                    && !self.preload_file.lists_libraries(exec.hdr.ktime_ns)
-                {
+                let mut wanted = false;
+                for rule in &mut self.rules {
+                    wanted |= rule.wants_exec(exec);
+                }
+                if !wanted {
                     return Vec::new();
                 }
                 let p = self.procs.process(&exec.hdr);
-                let mut found = rules::loader_argv::evaluate(&self.catalogue, &p, exec);
-                found.extend(self.preload_file.on_exec(&p, exec));
-                found
+                self.evaluate(&p, exec.hdr.ktime_ns, &Observation::Exec(exec))
             }
             Event::LoaderEnv(env) => {
                 let p = self.procs.process(&env.hdr);
-                let mut found = rules::loader_env::evaluate(&p, env);
+                let mut found = self.evaluate(&p, env.hdr.ktime_ns, &Observation::LoaderEnv(env));
                 if env.var == LoaderVar::LdPreload && !env.truncated {
                     let from = self.procs.preload_inherited(env.hdr.pid, &env.head);
                     for f in &mut found {
@@ -78,23 +86,20 @@ impl Correlator {
             }
             Event::Mmap(m) => {
                 let p = self.procs.process(&m.hdr);
-                match self.preload_file.on_mmap(&p, m) {
-                    Some(f) => vec![f],
-                    None => rules::unsafe_library::evaluate(&p, m).into_iter().collect(),
-                }
+                self.evaluate(&p, m.hdr.ktime_ns, &Observation::Mmap(m))
             }
             Event::FileChange(c) => {
                 let p = self.procs.process(&c.hdr);
-                rules::config_change::evaluate(&self.watched, &p, c)
-                    .into_iter()
-                    .collect()
+                self.evaluate(&p, c.hdr.ktime_ns, &Observation::FileChange(c))
             }
             Event::MemTamper(t) => {
                 let p = self.procs.process(&t.hdr);
                 let target = self.procs.lookup(t.target_pid);
-                rules::memory_tamper::evaluate(&p, target, t)
-                    .into_iter()
-                    .collect()
+                self.evaluate(
+                    &p,
+                    t.hdr.ktime_ns,
+                    &Observation::MemTamper(t, target.as_ref()),
+                )
             }
             Event::Exit(x) => {
                 self.procs.on_exit(x);
@@ -104,15 +109,39 @@ impl Correlator {
         self.first_alerts(findings)
     }
 
-    /// One alert per process and library: a library already reported for a process is dropped.
+    /// Every rule's findings for one observation, in registry order.
+    fn evaluate(
+        &mut self,
+        process: &Process,
+        ktime_ns: u64,
+        observation: &Observation,
+    ) -> Vec<Finding> {
+        let cx = Context {
+            process,
+            ktime_ns,
+            catalogue: &self.catalogue,
+            watched: &self.watched,
+        };
+        let mut found = Vec::new();
+        for rule in &mut self.rules {
+            found.extend(rule.evaluate(&cx, observation));
+        }
+        found
+    }
+
+    /// One alert per process and library: the first finding of a library in a process is kept.
     fn first_alerts(&mut self, findings: Vec<Finding>) -> Vec<Finding> {
-        findings
-            .into_iter()
-            .filter(|f| match (&f.library, f.process.is_none()) {
+        let mut kept: Vec<Finding> = Vec::with_capacity(findings.len());
+        for f in findings {
+            let fresh = match (&f.library, f.process.is_none()) {
                 (Some(lib), false) => self.procs.first_alert(f.process.pid, &lib.path),
                 _ => true,
-            })
-            .collect()
+            };
+            if fresh {
+                kept.push(f);
+            }
+        }
+        kept
     }
 }
 

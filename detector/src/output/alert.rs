@@ -38,6 +38,66 @@ pub enum Detection {
     UnsafePamModule,
 }
 
+/// The attack a detection belongs to, in rising precedence: an alert's `rule` is the family of
+/// its detections that comes last here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Family {
+    DynamicLinkerHijacking,
+    ProcessMemoryTampering,
+    PamTampering,
+    CredentialApiHooking,
+}
+
+impl Family {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Family::DynamicLinkerHijacking => "dynamic_linker_hijacking",
+            Family::ProcessMemoryTampering => "process_memory_tampering",
+            Family::PamTampering => "pam_tampering",
+            Family::CredentialApiHooking => "credential_api_hooking",
+        }
+    }
+}
+
+/// What follows from a detection alone.
+pub struct DetectionMeta {
+    /// MITRE ATT&CK techniques it implies (a rule may add the sub-technique it observed).
+    pub mitre: &'static [&'static str],
+    pub family: Family,
+    /// The least severity of an alert that has it.
+    pub floor: Severity,
+}
+
+impl Detection {
+    /// Techniques, family and severity floor: one exhaustive table, so that a new detection
+    /// cannot be added without them.
+    pub const fn meta(self) -> DetectionMeta {
+        use Family::*;
+        use Severity::*;
+        let (mitre, family, floor): (&'static [&'static str], Family, Severity) = match self {
+            Detection::PreloadEnv
+            | Detection::PreloadArgv
+            | Detection::PreloadFile
+            | Detection::AuditLibrary
+            | Detection::UnsafeLibrary
+            | Detection::UnsafeLoaderPath => (&[T1574_006], DynamicLinkerHijacking, Low),
+            Detection::LoaderConfigChange => (&[T1574_006], DynamicLinkerHijacking, Medium),
+            Detection::PamConfigChange | Detection::UnsafePamModule => {
+                (&[T1556_003], PamTampering, High)
+            }
+            Detection::CredentialHooks => (&[T1056_004], CredentialApiHooking, Low),
+            Detection::CredentialProcess => (&[T1056_004], CredentialApiHooking, High),
+            // The sub-technique (ptrace or /proc/<pid>/mem) comes from the rule.
+            Detection::MemoryTamper => (&[], ProcessMemoryTampering, Low),
+        };
+        DetectionMeta {
+            mitre,
+            family,
+            floor,
+        }
+    }
+}
+
 /// `event.dataset`: seen as it happened (kernel events) or found in place by a /proc sweep.
 pub const DATASET_LIVE: &str = "detector.live";
 pub const DATASET_SWEEP: &str = "detector.sweep";

@@ -1,6 +1,6 @@
 //! Rule: the dynamic loader's configuration or binaries, or the PAM configuration, changed
 //! (opened for write, renamed onto or away, unlinked, truncated).
-use super::Finding;
+use super::{Context, Finding, Observation, Rule};
 use crate::{
     capture::decode,
     output::alert::{ChangedFile, Detection, Process, Severity},
@@ -77,7 +77,18 @@ impl Watched {
     }
 }
 
-pub fn evaluate(watched: &Watched, process: &Process, c: &decode::FileChange) -> Option<Finding> {
+pub struct ConfigChange;
+
+impl Rule for ConfigChange {
+    fn evaluate(&mut self, cx: &Context, observation: &Observation) -> Vec<Finding> {
+        match observation {
+            Observation::FileChange(c) => evaluate(cx.watched, cx.process, c).into_iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn evaluate(watched: &Watched, process: &Process, c: &decode::FileChange) -> Option<Finding> {
     let (path, (detection, severity)) = c
         .paths
         .iter()

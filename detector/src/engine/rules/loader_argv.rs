@@ -1,6 +1,6 @@
 //! Rule: the dynamic loader run directly (`ld.so --preload LIB PROG`, `--audit LIB`): the
 //! libraries are on its command line, not in the environment.
-use super::Finding;
+use super::{Context, Finding, Observation, Rule};
 use crate::{
     capture::decode::Exec,
     engine::credential::Catalogue,
@@ -52,7 +52,22 @@ pub fn parse(argv: &[String]) -> (Vec<(&'static str, Vec<String>)>, Option<Strin
     (found, None)
 }
 
-pub fn evaluate(catalogue: &Catalogue, process: &Process, exec: &Exec) -> Vec<Finding> {
+pub struct LoaderArgv;
+
+impl Rule for LoaderArgv {
+    fn wants_exec(&mut self, exec: &Exec) -> bool {
+        is_loader(&exec.filename)
+    }
+
+    fn evaluate(&mut self, cx: &Context, observation: &Observation) -> Vec<Finding> {
+        match observation {
+            Observation::Exec(exec) => evaluate(cx.catalogue, cx.process, exec),
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn evaluate(catalogue: &Catalogue, process: &Process, exec: &Exec) -> Vec<Finding> {
     if !is_loader(&exec.filename) {
         return Vec::new();
     }

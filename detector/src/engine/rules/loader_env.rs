@@ -2,7 +2,7 @@
 //! the libraries it names into that process. One alert per library.
 use detector_common::LoaderVar;
 
-use super::Finding;
+use super::{Context, Finding, Observation, Rule};
 use crate::{
     capture::decode::LoaderEnv,
     engine::library::Library,
@@ -10,7 +10,18 @@ use crate::{
     output::alert::{Detection, Preload, PreloadSource, Process},
 };
 
-pub fn evaluate(process: &Process, env: &LoaderEnv) -> Vec<Finding> {
+pub struct LoaderVariables;
+
+impl Rule for LoaderVariables {
+    fn evaluate(&mut self, cx: &Context, observation: &Observation) -> Vec<Finding> {
+        match observation {
+            Observation::LoaderEnv(env) => evaluate(cx.process, env),
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn evaluate(process: &Process, env: &LoaderEnv) -> Vec<Finding> {
     let detection = match env.var {
         LoaderVar::LdPreload => Detection::PreloadEnv,
         LoaderVar::LdAudit => Detection::AuditLibrary,

@@ -1,12 +1,25 @@
 //! Rule: another process's memory written or attached to (ptrace POKETEXT/POKEDATA, ATTACH,
 //! SEIZE; process_vm_writev; /proc/<pid>/mem opened for write) — inline hooking on Linux.
-use super::Finding;
+use super::{Context, Finding, Observation, Rule};
 use crate::{
     capture::decode::{MemTamper, TamperOp},
     output::alert::{Detection, Process, Target, T1055_008, T1055_009},
 };
 
-pub fn evaluate(process: &Process, target: Option<Process>, t: &MemTamper) -> Option<Finding> {
+pub struct MemoryTamper;
+
+impl Rule for MemoryTamper {
+    fn evaluate(&mut self, cx: &Context, observation: &Observation) -> Vec<Finding> {
+        match observation {
+            Observation::MemTamper(t, target) => {
+                evaluate(cx.process, *target, t).into_iter().collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn evaluate(process: &Process, target: Option<&Process>, t: &MemTamper) -> Option<Finding> {
     if t.target_pid == t.hdr.pid || t.target_pid == 0 {
         return None; // a process patching itself is not hooking another
     }

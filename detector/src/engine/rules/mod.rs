@@ -1,5 +1,7 @@
-//! Detection rules (one module each) and the scoring they share: a risk score equal to the
-//! number of distinct detection types, as the source detection does
+//! Detection rules, one file each, behind one trait and one registry. The daemon (kernel events)
+//! and the sweeps (`detector run` at start, `detector scan`: what /proc and /etc show) hand the
+//! same rules their [`Observation`]s. The scoring they share: a risk score equal to the number
+//! of distinct detection types, as the source detection does
 //! (`RiskScore = array_length(make_set(DetectionType))`).
 pub mod config_change;
 pub mod loader_argv;
@@ -7,17 +9,71 @@ pub mod loader_env;
 pub mod memory_tamper;
 pub mod preload_file;
 pub mod unsafe_library;
+pub mod unsafe_loader_path;
+pub mod unsafe_pam_module;
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, path::Path};
 
 use crate::{
+    capture::decode::{Exec, FileChange, LoaderEnv, MemTamper, Mmap},
     engine::credential::Catalogue,
     engine::library::Library,
     output::alert::{
         Alert, ChangedFile, Clock, ConfigLine, Detection, Preload, Process, Severity, Target,
-        DATASET_LIVE, DATASET_SWEEP, T1056_004, T1556_003, T1574_006,
+        DATASET_LIVE, DATASET_SWEEP,
     },
 };
+use config_change::Watched;
+
+/// The rules, in the order they see each observation. When two find the same library in the
+/// same process, the first one's finding is kept (one alert per process and library).
+pub fn registry() -> Vec<Box<dyn Rule>> {
+    vec![
+        Box::new(loader_argv::LoaderArgv),
+        Box::new(loader_env::LoaderVariables),
+        Box::new(preload_file::PreloadFile::new(preload_file::PATH)),
+        Box::new(unsafe_library::UnsafeLibrary),
+        Box::new(config_change::ConfigChange),
+        Box::new(memory_tamper::MemoryTamper),
+        Box::new(unsafe_loader_path::UnsafeLoaderPath),
+        Box::new(unsafe_pam_module::UnsafePamModule),
+    ]
+}
+
+/// What a rule is shown: an event the kernel captured, or what a sweep found in place.
+pub enum Observation<'a> {
+    Exec(&'a Exec),
+    LoaderEnv(&'a LoaderEnv),
+    Mmap(&'a Mmap),
+    /// An executable file mapping a sweep found in /proc/<pid>/maps.
+    Mapped(&'a Library),
+    FileChange(&'a FileChange),
+    /// A write into another process's memory, with the target when it is known.
+    MemTamper(&'a MemTamper, Option<&'a Process>),
+    /// The loader's and PAM's configuration under this directory (normally /etc), as a sweep
+    /// reads it.
+    Configuration(&'a Path),
+}
+
+/// What every rule may consult besides the observation.
+pub struct Context<'a> {
+    /// The process the observation is about (no process for `Configuration`).
+    pub process: &'a Process,
+    /// Kernel time of the event; 0 for what a sweep found.
+    pub ktime_ns: u64,
+    pub catalogue: &'a Catalogue,
+    pub watched: &'a Watched,
+}
+
+pub trait Rule: Send {
+    /// Whether this exec concerns the rule. Most execs concern none, and the reader then does
+    /// not copy the process out of its table.
+    fn wants_exec(&mut self, _exec: &Exec) -> bool {
+        false
+    }
+
+    fn evaluate(&mut self, cx: &Context, observation: &Observation) -> Vec<Finding>;
+}
 
 /// What a rule found; `finish` adds what follows from it and scores it.
 pub struct Finding {
@@ -51,6 +107,17 @@ impl Finding {
         }
     }
 
+    /// A finding about a line of a configuration file (no process).
+    pub fn config_line(detection: Detection, path: &Path, n: usize, line: &str) -> Self {
+        let mut f = Finding::new(0, Process::default(), detection);
+        f.config = Some(ConfigLine {
+            path: path.display().to_string(),
+            line: n + 1,
+            text: line.trim().to_owned(),
+        });
+        f
+    }
+
     pub fn finish(mut self, clock: &Clock, catalogue: &Catalogue) -> Alert {
         if self.library.as_ref().is_some_and(Library::is_unsafe) {
             self.detections.insert(Detection::UnsafeLibrary);
@@ -66,6 +133,11 @@ impl Finding {
         }
         let d = &self.detections;
         let credential = d.contains(&Detection::CredentialProcess);
+        let floor = d
+            .iter()
+            .map(|x| x.meta().floor)
+            .max()
+            .unwrap_or(Severity::Info);
         let severity = if credential && d.contains(&Detection::UnsafeLibrary) {
             Severity::Critical
         } else if credential {
@@ -75,39 +147,19 @@ impl Finding {
         } else {
             Severity::Medium
         }
+        .max(floor)
         .max(self.floor);
-        let mut mitre = Vec::new();
-        if d.iter().any(|x| {
-            matches!(
-                x,
-                Detection::PreloadEnv
-                    | Detection::PreloadArgv
-                    | Detection::PreloadFile
-                    | Detection::AuditLibrary
-                    | Detection::UnsafeLibrary
-                    | Detection::LoaderConfigChange
-                    | Detection::UnsafeLoaderPath
-            )
-        }) {
-            mitre.push(T1574_006);
+        let mut mitre: Vec<&'static str> = Vec::new();
+        for technique in d.iter().flat_map(|x| x.meta().mitre).chain(&self.mitre) {
+            if !mitre.contains(technique) {
+                mitre.push(technique);
+            }
         }
-        if d.contains(&Detection::PamConfigChange) || d.contains(&Detection::UnsafePamModule) {
-            mitre.push(T1556_003);
-        }
-        mitre.extend(self.mitre.iter().copied());
-        if credential || d.contains(&Detection::CredentialHooks) {
-            mitre.push(T1056_004);
-        }
-        let rule = if credential || d.contains(&Detection::CredentialHooks) {
-            "credential_api_hooking"
-        } else if d.contains(&Detection::PamConfigChange) || d.contains(&Detection::UnsafePamModule)
-        {
-            "pam_tampering"
-        } else if d.contains(&Detection::MemoryTamper) {
-            "process_memory_tampering"
-        } else {
-            "dynamic_linker_hijacking"
-        };
+        let rule = d
+            .iter()
+            .map(|x| x.meta().family)
+            .max()
+            .map_or("dynamic_linker_hijacking", |f| f.name());
         // A finding from a /proc sweep has no kernel time: it is stamped now.
         let (timestamp, dataset) = if self.ktime_ns == 0 {
             (clock.rfc3339_now(), DATASET_SWEEP)
@@ -132,5 +184,71 @@ impl Finding {
             target: self.target,
             config: self.config,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configuration_files() {
+        let root = std::env::temp_dir().join(format!("detector-sweep-{}", std::process::id()));
+        let etc = root.join("etc");
+        let open_dir = root.join("open");
+        std::fs::create_dir_all(etc.join("ld.so.conf.d")).unwrap();
+        std::fs::create_dir_all(etc.join("pam.d")).unwrap();
+        std::fs::create_dir_all(&open_dir).unwrap();
+        std::fs::set_permissions(
+            &open_dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
+        std::fs::write(etc.join("ld.so.preload"), "/tmp/a.so /tmp/b.so\n").unwrap();
+        std::fs::write(
+            etc.join("ld.so.conf.d/x.conf"),
+            format!("# comment\n/usr/lib\n{}\n", open_dir.display()),
+        )
+        .unwrap();
+        std::fs::write(
+            etc.join("pam.d/sshd"),
+            "auth required pam_unix.so\nauth optional /tmp/evil.so\nauth optional /usr/lib/x86_64-linux-gnu/security/pam_env.so\n",
+        )
+        .unwrap();
+        let mut found = Vec::new();
+        let (process, catalogue, watched) = (
+            Process::default(),
+            Catalogue::default(),
+            Watched { loaders: vec![] },
+        );
+        let cx = Context {
+            process: &process,
+            ktime_ns: 0,
+            catalogue: &catalogue,
+            watched: &watched,
+        };
+        for mut rule in registry() {
+            found.extend(rule.evaluate(&cx, &Observation::Configuration(&etc)));
+        }
+        let _ = std::fs::remove_dir_all(&root);
+        let kinds: Vec<(Detection, usize)> = found
+            .iter()
+            .map(|f| {
+                (
+                    *f.detections.first().unwrap(),
+                    f.config.as_ref().unwrap().line,
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (Detection::PreloadFile, 1),
+                (Detection::PreloadFile, 1),
+                (Detection::UnsafeLoaderPath, 3),
+                (Detection::UnsafePamModule, 2),
+            ]
+        );
+        assert_eq!(found[3].library.as_ref().unwrap().path, "/tmp/evil.so");
     }
 }

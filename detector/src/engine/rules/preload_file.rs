@@ -1,18 +1,19 @@
 //! Rule: /etc/ld.so.preload names libraries that ld.so loads into every dynamically linked
 //! program it starts. Each exec of such a program (and each mapping of a listed library) is a
-//! preload through the file, one alert per process and library.
+//! preload through the file, one alert per process and library. A sweep that finds the file
+//! listing libraries reports the file itself.
 use std::{
     collections::HashMap,
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
 };
 
-use super::Finding;
+use super::{Context, Finding, Observation, Rule};
 use crate::{
     capture::decode::{Exec, Mmap},
     engine::enrich::elf,
     engine::library::Library,
-    output::alert::{Detection, Preload, PreloadSource, Process},
+    output::alert::{Detection, Preload, PreloadSource, Process, Severity},
 };
 
 pub const PATH: &str = "/etc/ld.so.preload";
@@ -69,13 +70,13 @@ impl PreloadFile {
     }
 
     /// Whether the file lists libraries, as of an event at `ktime_ns`.
-    pub fn lists_libraries(&mut self, ktime_ns: u64) -> bool {
+    fn lists_libraries(&mut self, ktime_ns: u64) -> bool {
         self.refresh(ktime_ns);
         !self.libs.is_empty()
     }
 
     /// The libraries a new image of `exec` gets from the file (none for static programs).
-    pub fn on_exec(&mut self, process: &Process, exec: &Exec) -> Vec<Finding> {
+    fn on_exec(&mut self, process: &Process, exec: &Exec) -> Vec<Finding> {
         self.refresh(exec.hdr.ktime_ns);
         if self.libs.is_empty() || !self.is_dynamic(&exec.filename) {
             return Vec::new();
@@ -87,12 +88,12 @@ impl PreloadFile {
     }
 
     /// A mapped library the file lists (for processes whose exec was not seen).
-    pub fn on_mmap(&mut self, process: &Process, m: &Mmap) -> Option<Finding> {
+    fn on_mmap(&mut self, process: &Process, m: &Mmap) -> Option<Finding> {
         self.on_mapped(m.hdr.ktime_ns, process, Library::from_kernel(&m.file))
     }
 
     /// `lib`, mapped in `process`, if the file lists it.
-    pub fn on_mapped(&mut self, ktime_ns: u64, process: &Process, lib: Library) -> Option<Finding> {
+    fn on_mapped(&mut self, ktime_ns: u64, process: &Process, lib: Library) -> Option<Finding> {
         self.refresh(ktime_ns);
         if !self.libs.contains(&lib.path) {
             return None;
@@ -128,6 +129,51 @@ impl PreloadFile {
         self.dynamic.insert(exe.to_owned(), (mtime, dynamic));
         dynamic
     }
+}
+
+impl Rule for PreloadFile {
+    fn wants_exec(&mut self, exec: &Exec) -> bool {
+        self.lists_libraries(exec.hdr.ktime_ns)
+    }
+
+    fn evaluate(&mut self, cx: &Context, observation: &Observation) -> Vec<Finding> {
+        match observation {
+            Observation::Exec(exec) => self.on_exec(cx.process, exec),
+            Observation::Mmap(m) => self.on_mmap(cx.process, m).into_iter().collect(),
+            Observation::Mapped(lib) => self
+                .on_mapped(cx.ktime_ns, cx.process, (*lib).clone())
+                .into_iter()
+                .collect(),
+            Observation::Configuration(etc) => listed(&etc.join("ld.so.preload")),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The file itself, found listing libraries: every dynamically linked program loads them, the
+/// credential ones included (high).
+fn listed(preload: &Path) -> Vec<Finding> {
+    let Ok(text) = std::fs::read_to_string(preload) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        for lib in parse(line) {
+            let mut f = Finding::config_line(Detection::PreloadFile, preload, n, line);
+            f.floor = Severity::High;
+            f.library = Some(Library::inspect(&lib));
+            f.preload = Some(Preload {
+                source: PreloadSource::File,
+                variable: PATH,
+                value: text.trim().to_owned(),
+                occurrences: 1,
+                truncated: false,
+                inherited_from: None,
+            });
+            out.push(f);
+        }
+    }
+    out
 }
 
 fn boottime_ns() -> u64 {

@@ -1,18 +1,23 @@
 //! Rule: a library mapped executable from where a non-root user could have put or changed it:
-//! a file not owned by root or writable by others, a tmpfs, a memfd, a deleted file.
-use super::Finding;
-use crate::{
-    capture::decode::Mmap,
-    engine::library::Library,
-    output::alert::{Detection, Process},
-};
+//! a file not owned by root or writable by others, a tmpfs, a memfd, a deleted file. Live (the
+//! kernel's facts at the mapping) and in a sweep (what /proc/<pid>/maps shows).
+use super::{Context, Finding, Observation, Rule};
+use crate::{engine::library::Library, output::alert::Detection};
 
-pub fn evaluate(process: &Process, m: &Mmap) -> Option<Finding> {
-    let lib = Library::from_kernel(&m.file);
-    if !lib.is_unsafe() {
-        return None;
+pub struct UnsafeLibrary;
+
+impl Rule for UnsafeLibrary {
+    fn evaluate(&mut self, cx: &Context, observation: &Observation) -> Vec<Finding> {
+        let lib = match observation {
+            Observation::Mmap(m) => Library::from_kernel(&m.file),
+            Observation::Mapped(lib) => (*lib).clone(),
+            _ => return Vec::new(),
+        };
+        if !lib.is_unsafe() {
+            return Vec::new();
+        }
+        let mut f = Finding::new(cx.ktime_ns, cx.process.clone(), Detection::UnsafeLibrary);
+        f.library = Some(lib);
+        vec![f]
     }
-    let mut f = Finding::new(m.hdr.ktime_ns, process.clone(), Detection::UnsafeLibrary);
-    f.library = Some(lib);
-    Some(f)
 }
