@@ -11,7 +11,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use detector_common::{Channel, EventKind, KernelConfig, CHANNELS};
+use detector_common::{EventKind, KernelConfig, CHANNELS};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
@@ -48,15 +48,6 @@ fn header(event: &Event) -> &Header {
         Event::Exit(e) => &e.hdr,
         Event::MemTamper(e) => &e.hdr,
     }
-}
-
-/// Whether any of `kinds` (every kind when empty) comes from a syscall channel; without one,
-/// only the scheduler's exec and exit tracepoints are attached.
-fn needs_syscalls(kinds: &[EventKind]) -> bool {
-    kinds.is_empty()
-        || kinds
-            .iter()
-            .any(|k| !matches!(k.channel(), Channel::Exec | Channel::Lifecycle))
 }
 
 /// Decodes, filters and writes events.
@@ -111,7 +102,7 @@ async fn serve(args: EventsArgs, kcfg: KernelConfig) -> Result<ExitCode> {
         kcfg,
         &Watched::discover().directories(),
         RING_BUFFER_KIB * 1024,
-        needs_syscalls(&args.kind),
+        true, // every channel: `--kind` and `--pid` filter in user space
     )?;
     if let Some(path) = &args.ready_file {
         OpenOptions::new()
@@ -365,13 +356,5 @@ mod tests {
             .collect();
         assert_eq!(lines.len(), 1, "{out}");
         assert_eq!(lines[0]["filename"], "/a");
-    }
-
-    #[test]
-    fn syscall_channels_only_when_a_kind_needs_them() {
-        assert!(needs_syscalls(&[]));
-        assert!(!needs_syscalls(&[EventKind::Exec, EventKind::Exit]));
-        assert!(!needs_syscalls(&[EventKind::LoaderEnv]));
-        assert!(needs_syscalls(&[EventKind::Exec, EventKind::Mmap]));
     }
 }
