@@ -182,13 +182,17 @@ fn mmap_of_a_dlopened_library() {
     ev.stop();
 }
 
-/// Removes the test's files, even when the test fails.
-struct RemoveOnDrop(Vec<PathBuf>);
+/// Removes the test's files, then the directory when the test created it, even when the test
+/// fails.
+struct RemoveOnDrop(Vec<PathBuf>, Option<PathBuf>);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         for p in &self.0 {
             let _ = std::fs::remove_file(p);
+        }
+        if let Some(dir) = &self.1 {
+            let _ = std::fs::remove_dir(dir);
         }
     }
 }
@@ -198,11 +202,15 @@ impl Drop for RemoveOnDrop {
 #[test]
 fn file_change_open_rename_unlink_in_ld_so_conf_d() {
     let me = std::process::id();
-    let a = PathBuf::from(format!("/etc/ld.so.conf.d/zz-detector-e2e-chan-{me}"));
-    let b = PathBuf::from(format!(
-        "/etc/ld.so.conf.d/zz-detector-e2e-chan-{me}.renamed"
-    ));
-    let _guard = RemoveOnDrop(vec![a.clone(), b.clone()]);
+    let dir = Path::new("/etc/ld.so.conf.d");
+    // A minimal system (an initramfs) may lack it; it is watched when it exists at start.
+    let created = (!dir.exists()).then(|| {
+        std::fs::create_dir_all(dir).unwrap();
+        dir.to_owned()
+    });
+    let a = dir.join(format!("zz-detector-e2e-chan-{me}"));
+    let b = dir.join(format!("zz-detector-e2e-chan-{me}.renamed"));
+    let _guard = RemoveOnDrop(vec![a.clone(), b.clone()], created);
     let (sa, sb) = (a.to_str().unwrap(), b.to_str().unwrap());
     let ev = Events::start(&["--kind", "file_change", "--pid", &me.to_string()]);
     let op = |op: &'static str| move |e: &Value| e["op"] == op;
