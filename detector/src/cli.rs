@@ -1,7 +1,8 @@
 //! Command-line flags, defined once.
 use std::path::PathBuf;
 
-use clap::{Args, CommandFactory as _, Parser, Subcommand};
+use clap::{builder::TypedValueParser as _, Args, CommandFactory as _, Parser, Subcommand};
+use detector_common::EventKind;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -37,6 +38,9 @@ pub enum Command {
     /// Say what this kernel offers (BTF, ring buffer, tracepoints, tp_btf, LSM, fentry) and which
     /// capture path the daemon will use, and why. Exit 0 when the daemon can run, else 2.
     Check(CheckArgs),
+    /// Load the eBPF programs and print every event they capture, decoded, one JSON object per
+    /// line, until SIGINT/SIGTERM: no rules, no enrichment, no process table.
+    Events(EventsArgs),
     /// Print a shell completion script on stdout.
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout.
@@ -67,8 +71,24 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub loss_interval: u64,
     /// Size of the kernel-to-daemon ring buffer in KiB: a power of two, at least 64.
-    #[arg(long, value_name = "KIB", default_value_t = 4096, value_parser = ring_size)]
+    #[arg(long, value_name = "KIB", default_value_t = RING_BUFFER_KIB, value_parser = ring_size)]
     pub ring_buffer_kib: u32,
+}
+
+/// The kernel-to-user-space ring buffer's default size in KiB.
+pub const RING_BUFFER_KIB: u32 = 4096;
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// Touch this file once every program is attached (scripts and tests wait for it).
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+    /// Print only events of this kind (repeatable; default: every kind).
+    #[arg(long, value_name = "KIND", value_parser = event_kind())]
+    pub kind: Vec<EventKind>,
+    /// Print only events of this process (repeatable): its pid, as in the events' `pid` field.
+    #[arg(long, value_name = "PID")]
+    pub pid: Vec<u32>,
 }
 
 #[derive(Args, Debug)]
@@ -107,6 +127,16 @@ pub struct CompletionsArgs {
     /// The shell to complete for.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+/// An event kind by its name (`EventKind::name`).
+fn event_kind() -> impl clap::builder::TypedValueParser<Value = EventKind> {
+    clap::builder::PossibleValuesParser::new(EventKind::ALL.map(EventKind::name)).map(|name| {
+        EventKind::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .expect("a possible value is a kind's name")
+    })
 }
 
 fn ring_size(s: &str) -> Result<u32, String> {

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         cli::Command::Scan(args) => cmd::scan::run(args),
         cli::Command::Analyze(args) => cmd::analyze::run(args),
         cli::Command::Check(args) => cmd::check::run(args),
+        cli::Command::Events(args) => cmd::events::run(args),
         cli::Command::Completions(args) => {
             cli::completions(&args);
             Ok(ExitCode::SUCCESS)

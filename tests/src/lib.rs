@@ -103,12 +103,18 @@ impl Daemon {
 
     /// `detector run` with extra flags and environment variables.
     pub fn start_env(extra: &[&str], envs: &[(&str, &std::ffi::OsStr)]) -> Daemon {
+        Self::spawn("run", extra, envs)
+    }
+
+    /// `detector SUBCOMMAND --ready-file ... EXTRA...`, once it is armed; each stdout line is
+    /// parsed as JSON unless `--format text` is among the flags.
+    fn spawn(subcommand: &str, extra: &[&str], envs: &[(&str, &std::ffi::OsStr)]) -> Daemon {
         require_root();
         let one = ONE_DAEMON.lock().unwrap_or_else(|e| e.into_inner());
         let dir = TempDir::new("daemon");
         let ready = dir.path("ready");
         let mut child = Command::new(detector_bin())
-            .arg("run")
+            .arg(subcommand)
             .arg("--ready-file")
             .arg(&ready)
             .args(extra)
@@ -166,6 +172,11 @@ impl Daemon {
 
     /// Waits up to 10 s for an alert matching `pred`; panics with every alert seen otherwise.
     pub fn expect_alert(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.expect_record("alert", what, pred)
+    }
+
+    /// Waits up to 10 s for a stdout record matching `pred`; panics with every one seen otherwise.
+    fn expect_record(&self, record: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(v) = self.alerts.lock().unwrap().iter().find(|v| pred(v)) {
@@ -173,7 +184,7 @@ impl Daemon {
             }
             if Instant::now() > deadline {
                 panic!(
-                    "no alert for {what} within 10 s; alerts seen:\n{:#?}\ndetector stderr:\n{}",
+                    "no {record} for {what} within 10 s; {record}s seen:\n{:#?}\ndetector stderr:\n{}",
                     self.alerts.lock().unwrap(),
                     self.stderr.lock().unwrap()
                 );
@@ -248,6 +259,32 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `detector events`: the capture and the decoder alone; each stdout line is one decoded event
+/// (`kind`, the header's `pid`, `ppid`, `uid`, `comm`..., the kind's fields).
+pub struct Events(Daemon);
+
+impl Events {
+    /// Starts `detector events FLAGS...` (`--kind`, `--pid`) and waits until it is armed.
+    pub fn start(flags: &[&str]) -> Events {
+        Events(Daemon::spawn("events", flags, &[]))
+    }
+
+    /// Waits up to 10 s for an event matching `pred`; panics with every event seen otherwise.
+    pub fn expect(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.0.expect_record("event", what, pred)
+    }
+
+    /// Every event so far that matches `pred`.
+    pub fn matching(&self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+        self.0.alerts_matching(pred)
+    }
+
+    /// SIGTERM; asserts a clean exit (0) within a second. Returns stderr.
+    pub fn stop(self) -> String {
+        self.0.stop()
     }
 }
 

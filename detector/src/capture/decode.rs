@@ -9,7 +9,7 @@ use detector_common::{
     RAMFS_MAGIC, TAMPER_PROCESS_VM_WRITEV, TAMPER_PROC_MEM, TAMPER_PTRACE, TMPFS_MAGIC,
 };
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Header {
     pub ktime_ns: u64,
     pub pid: u32,
@@ -20,8 +20,9 @@ pub struct Header {
     pub comm: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Exec {
+    #[serde(flatten)]
     pub hdr: Header,
     pub filename: String,
     pub filename_truncated: bool,
@@ -34,9 +35,11 @@ pub struct Exec {
     pub loader_vars: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LoaderEnv {
+    #[serde(flatten)]
     pub hdr: Header,
+    #[serde(serialize_with = "json::loader_var")]
     pub var: LoaderVar,
     pub occurrences: u32,
     pub index: u32,
@@ -80,8 +83,9 @@ impl File {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Mmap {
+    #[serde(flatten)]
     pub hdr: Header,
     pub file: File,
     pub mprotect: bool,
@@ -99,15 +103,17 @@ pub enum FileOp {
 
 /// A change to a watched file. `paths` are the absolute paths involved: for an open, the file;
 /// for a rename, source then destination; for unlink and truncate, the file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FileChange {
+    #[serde(flatten)]
     pub hdr: Header,
     pub op: FileOp,
     pub paths: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Exit {
+    #[serde(flatten)]
     pub hdr: Header,
     pub exit_code: u32,
 }
@@ -120,8 +126,9 @@ pub enum TamperOp {
     ProcMem,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct MemTamper {
+    #[serde(flatten)]
     pub hdr: Header,
     pub op: TamperOp,
     pub target_pid: u32,
@@ -149,6 +156,57 @@ impl Event {
             Event::Exit(_) => EventKind::Exit,
             Event::MemTamper(_) => EventKind::MemTamper,
         }
+    }
+}
+
+/// JSON forms (`detector events`): an event is its fields, header fields included, under a
+/// `kind` named by [`EventKind::name`]; a file's kernel facts are written readably.
+mod json {
+    use serde::{ser::SerializeStruct as _, Serialize, Serializer};
+
+    use super::{Event, File, LoaderVar};
+
+    impl Serialize for Event {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            #[derive(Serialize)]
+            struct Tagged<'a, T> {
+                kind: &'static str,
+                #[serde(flatten)]
+                event: &'a T,
+            }
+            let kind = self.kind().name();
+            match self {
+                Event::Exec(event) => Tagged { kind, event }.serialize(s),
+                Event::LoaderEnv(event) => Tagged { kind, event }.serialize(s),
+                Event::Mmap(event) => Tagged { kind, event }.serialize(s),
+                Event::FileChange(event) => Tagged { kind, event }.serialize(s),
+                Event::Exit(event) => Tagged { kind, event }.serialize(s),
+                Event::MemTamper(event) => Tagged { kind, event }.serialize(s),
+            }
+        }
+    }
+
+    /// `device` as `major:minor`, `mode` in octal (type and permission bits), `fs` by name.
+    impl Serialize for File {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let i = &self.info;
+            let mut m = s.serialize_struct("File", 10)?;
+            m.serialize_field("path", &self.path)?;
+            m.serialize_field("path_truncated", &self.path_truncated)?;
+            m.serialize_field("inode", &i.ino)?;
+            m.serialize_field("device", &format!("{}:{}", i.dev >> 20, i.dev & 0xfffff))?;
+            m.serialize_field("mode", &format!("{:o}", i.mode))?;
+            m.serialize_field("uid", &i.uid)?;
+            m.serialize_field("nlink", &i.nlink)?;
+            m.serialize_field("mtime_sec", &i.mtime_sec)?;
+            m.serialize_field("fs", self.fs())?;
+            m.serialize_field("fs_magic", &format!("{:#x}", i.fs_magic))?;
+            m.end()
+        }
+    }
+
+    pub fn loader_var<S: Serializer>(v: &LoaderVar, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.name())
     }
 }
 

@@ -1,0 +1,322 @@
+//! Root end-to-end, channel by channel: `detector events` (the kernel programs and the decoder,
+//! no rules, enrichment or process table), one real trigger, the decoded event's fields. A
+//! failure here is the kernel program's or the decoder's; a failure only in the alert tests
+//! (e2e_capture, e2e_preload, e2e_engine) is the engine's.
+use std::{
+    io::Read as _,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+    process::{Command, ExitStatus, Stdio},
+};
+
+use detector_tests::{gcc, Events, TempDir};
+use serde_json::{json, Value};
+
+/// Runs a trigger to completion; returns its pid (the `pid` of its events) and its status.
+fn run(cmd: &mut Command) -> (u32, ExitStatus) {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("trigger {cmd:?}: {e}"));
+    let pid = child.id();
+    (pid, child.wait().expect("wait for the trigger"))
+}
+
+fn pid_is(e: &Value, pid: u32) -> bool {
+    e["pid"] == pid
+}
+
+#[test]
+fn exec_filename_argv_uid_ppid() {
+    let ev = Events::start(&["--kind", "exec"]);
+    let argv = ["/bin/sh", "-c", "exit 0", "detector-e2e-exec"];
+    let (pid, st) = run(Command::new(argv[0])
+        .args(&argv[1..])
+        .env_clear()
+        .env("A", "1")
+        .env("B", "2"));
+    assert!(st.success());
+    let e = ev.expect("exec of /bin/sh", |e| pid_is(e, pid));
+    assert_eq!(e["kind"], "exec");
+    assert_eq!(e["filename"], "/bin/sh");
+    assert_eq!(e["argv"], json!(argv));
+    assert_eq!(e["argc"], 4);
+    assert_eq!(e["envc"], 2);
+    assert_eq!(e["loader_vars"], 0);
+    assert_eq!(e["uid"], 0);
+    assert_eq!(e["ppid"], std::process::id());
+    assert_eq!(e["tid"], pid);
+    assert_eq!(e["comm"], "sh");
+    assert_eq!(e["filename_truncated"], false);
+    assert_eq!(e["args_truncated"], false);
+    assert_eq!(e["env_incomplete"], false);
+    let stderr = ev.stop();
+    // Lost events are reported at exit, channel by channel.
+    for channel in ["exec", "mmap", "file_change", "lifecycle", "mem_tamper"] {
+        assert!(
+            stderr.contains(&format!("lost on channel {channel}"))
+                || stderr.contains(&format!(" {channel} events (ring buffer full)")),
+            "no loss report for {channel} at exit:\n{stderr}"
+        );
+    }
+}
+
+/// Duplicated `LD_PRELOAD`: the count of occurrences and the last one (the one ld.so uses).
+#[test]
+fn loader_env_occurrences_and_last_value() {
+    let dir = TempDir::new("chan-env");
+    let exec_env = gcc(&dir, "exec_env.c", "exec_env", false);
+    let ev = Events::start(&["--kind", "loader_env", "--kind", "exec"]);
+    let (first, last, audit) = (
+        "/nonexistent/detector-e2e-first.so",
+        "/nonexistent/detector-e2e-last.so",
+        "/nonexistent/detector-e2e-audit.so",
+    );
+    let (pid, _) = run(Command::new(&exec_env).args([
+        &format!("LD_PRELOAD={first}"),
+        "HOME=/",
+        &format!("LD_PRELOAD={last}"),
+        &format!("LD_AUDIT={audit}"),
+        "--",
+        "/bin/true",
+    ]));
+    let var = |name: &'static str| move |e: &Value| pid_is(e, pid) && e["var"] == name;
+    let e = ev.expect("LD_PRELOAD twice", var("LD_PRELOAD"));
+    assert_eq!(e["kind"], "loader_env");
+    assert_eq!(e["occurrences"], 2);
+    assert_eq!(e["index"], 2);
+    assert_eq!(e["head"], last);
+    assert_eq!(e["value_len"], last.len());
+    assert_eq!(e["truncated"], false);
+    assert_eq!(e["tail"], "");
+    assert_eq!(e["ppid"], std::process::id());
+    let e = ev.expect("LD_AUDIT once", var("LD_AUDIT"));
+    assert_eq!(e["occurrences"], 1);
+    assert_eq!(e["index"], 3);
+    assert_eq!(e["head"], audit);
+    assert_eq!(e["value_len"], audit.len());
+    let e = ev.expect("the exec of /bin/true before them", |e| {
+        pid_is(e, pid) && e["kind"] == "exec" && e["filename"] == "/bin/true"
+    });
+    assert_eq!(e["envc"], 4);
+    assert_eq!(e["loader_vars"], 0b11, "LD_PRELOAD and LD_AUDIT bits");
+    ev.stop();
+}
+
+/// A value longer than the head buffer (4 KiB): the head, the last 256 bytes, the full length.
+#[test]
+fn loader_env_long_value_head_and_tail() {
+    let value = format!(
+        "/nonexistent/{}/detector-e2e-tail-{}.so",
+        "p".repeat(5000),
+        "t".repeat(200)
+    );
+    let ev = Events::start(&["--kind", "loader_env"]);
+    let (pid, _) = run(Command::new("/bin/true").env("LD_PRELOAD", &value));
+    let e = ev.expect("a 5 KiB LD_PRELOAD", |e| {
+        pid_is(e, pid) && e["var"] == "LD_PRELOAD"
+    });
+    assert_eq!(e["truncated"], true);
+    assert_eq!(e["value_len"], value.len());
+    assert_eq!(e["occurrences"], 1);
+    // The head buffer holds 4096 bytes with the string's terminating NUL.
+    assert_eq!(e["head"], value[..4095]);
+    assert_eq!(e["tail"], value[value.len() - 256..]);
+    ev.stop();
+}
+
+/// The filesystem's magic number, from statfs(2).
+fn fs_magic(path: &Path) -> u64 {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statfs(c.as_ptr(), &mut st) }, 0, "statfs");
+    st.f_type as u64
+}
+
+/// A gcc-built shared object dlopened from a temporary directory: the kernel's view of the file
+/// matches what stat(2) says of it.
+#[test]
+fn mmap_of_a_dlopened_library() {
+    let dir = TempDir::new("chan-mmap");
+    let lib = gcc(&dir, "read_hook.c", "libchan.so", true);
+    let loadlib = gcc(&dir, "loadlib.c", "loadlib", false);
+    let ev = Events::start(&["--kind", "mmap"]);
+    let (pid, st) = run(Command::new(&loadlib).arg("path").arg(&lib));
+    assert!(st.success(), "loadlib path {lib:?}: {st}");
+    let path = lib.to_str().unwrap();
+    let e = ev.expect("the library mapped executable", |e| {
+        pid_is(e, pid) && e["file"]["path"] == path
+    });
+    let m = std::fs::metadata(&lib).unwrap();
+    let f = &e["file"];
+    assert_eq!(f["inode"], m.ino());
+    assert_eq!(
+        f["device"],
+        format!("{}:{}", libc::major(m.dev()), libc::minor(m.dev()))
+    );
+    assert_eq!(f["uid"], m.uid());
+    assert_eq!(f["mode"], format!("{:o}", m.mode()));
+    assert_eq!(f["nlink"], 1);
+    assert_eq!(f["mtime_sec"], m.mtime());
+    assert_eq!(f["path_truncated"], false);
+    let magic = fs_magic(&lib);
+    assert_eq!(f["fs_magic"], format!("{magic:#x}"));
+    let fs = match magic {
+        0xef53 => Some("ext4"),
+        0x0102_1994 => Some("tmpfs"),
+        0x8584_58f6 => Some("ramfs"),
+        _ => None,
+    };
+    if let Some(fs) = fs {
+        assert_eq!(f["fs"], fs);
+    }
+    assert_eq!(e["uid"], 0);
+    assert_eq!(e["comm"], "loadlib");
+    assert_eq!(e["mprotect"], false);
+    assert_ne!(
+        e["prot"].as_u64().unwrap() & libc::PROT_EXEC as u64,
+        0,
+        "{e}"
+    );
+    ev.stop();
+}
+
+/// Removes the test's files, then the directory when the test created it, even when the test
+/// fails.
+struct RemoveOnDrop(Vec<PathBuf>, Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+        if let Some(dir) = &self.1 {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// A write open, a rename and an unlink in /etc/ld.so.conf.d (a watched directory), by this
+/// process. The name does not end in `.conf`: ld.so.conf's include never reads it.
+#[test]
+fn file_change_open_rename_unlink_in_ld_so_conf_d() {
+    let me = std::process::id();
+    let dir = Path::new("/etc/ld.so.conf.d");
+    // A minimal system (an initramfs) may lack it; it is watched when it exists at start.
+    let created = (!dir.exists()).then(|| {
+        std::fs::create_dir_all(dir).unwrap();
+        dir.to_owned()
+    });
+    let a = dir.join(format!("zz-detector-e2e-chan-{me}"));
+    let b = dir.join(format!("zz-detector-e2e-chan-{me}.renamed"));
+    let _guard = RemoveOnDrop(vec![a.clone(), b.clone()], created);
+    let (sa, sb) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let ev = Events::start(&["--kind", "file_change", "--pid", &me.to_string()]);
+    let op = |op: &'static str| move |e: &Value| e["op"] == op;
+
+    std::fs::write(&a, b"").unwrap();
+    let e = ev.expect("a write open", op("open_write"));
+    assert_eq!(e["paths"], json!([sa]));
+    assert_eq!(e["pid"], me);
+    assert_eq!(e["uid"], 0);
+
+    std::fs::rename(&a, &b).unwrap();
+    assert_eq!(
+        ev.expect("a rename", op("rename"))["paths"],
+        json!([sa, sb])
+    );
+
+    std::fs::remove_file(&b).unwrap();
+    assert_eq!(ev.expect("an unlink", op("unlink"))["paths"], json!([sb]));
+
+    assert!(
+        ev.matching(|e| e["pid"] != me).is_empty(),
+        "--pid {me} let other processes' events through"
+    );
+    ev.stop();
+}
+
+/// A child exiting with a known code (lifecycle channel); `--pid` names it before it exits.
+#[test]
+fn exit_code_of_a_child() {
+    let mut child = Command::new("/bin/sh")
+        .args(["-c", "read x; exit 7"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("start sh");
+    let pid = child.id();
+    let ev = Events::start(&["--kind", "exit", "--pid", &pid.to_string()]);
+    drop(child.stdin.take()); // EOF: `read` returns, sh exits 7
+    assert_eq!(child.wait().unwrap().code(), Some(7));
+    let e = ev.expect("sh exiting 7", |e| pid_is(e, pid));
+    assert_eq!(e["kind"], "exit");
+    assert_eq!(e["exit_code"], 7 << 8, "wait status encoding");
+    assert_eq!(e["tid"], pid);
+    assert_eq!(e["uid"], 0);
+    ev.stop();
+}
+
+/// `tamper MODE` (gcc-built) writes into a child it forks; returns (tamper's pid, the child's).
+fn tamper(bin: &Path, mode: &str) -> (u32, u32) {
+    let mut child = Command::new(bin)
+        .arg(mode)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run tamper");
+    let pid = child.id();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let st = child.wait().unwrap();
+    assert!(st.success(), "tamper {mode} failed: {st}");
+    (pid, out.trim().parse().expect("the child's pid"))
+}
+
+#[test]
+fn mem_tamper_ptrace_attach_and_poketext() {
+    let dir = TempDir::new("chan-ptrace");
+    let bin = gcc(&dir, "tamper.c", "tamper", false);
+    let ev = Events::start(&["--kind", "mem_tamper"]);
+    let (pid, target) = tamper(&bin, "ptrace");
+    let req = |r: u64| move |e: &Value| pid_is(e, pid) && e["request"] == r;
+    let e = ev.expect("PTRACE_ATTACH", req(16));
+    assert_eq!(e["op"], "ptrace");
+    assert_eq!(e["target_pid"], target);
+    assert_eq!(e["comm"], "tamper");
+    let e = ev.expect("PTRACE_POKETEXT", req(4));
+    assert_eq!(e["op"], "ptrace");
+    assert_eq!(e["target_pid"], target);
+    assert_ne!(e["addr"], 0);
+    ev.stop();
+}
+
+#[test]
+fn mem_tamper_process_vm_writev() {
+    let dir = TempDir::new("chan-vmwrite");
+    let bin = gcc(&dir, "tamper.c", "tamper", false);
+    let ev = Events::start(&["--kind", "mem_tamper"]);
+    let (pid, target) = tamper(&bin, "vmwrite");
+    let e = ev.expect("process_vm_writev", |e| pid_is(e, pid));
+    assert_eq!(e["op"], "process_vm_writev");
+    assert_eq!(e["target_pid"], target);
+    assert_eq!(e["request"], 1, "one iovec");
+    ev.stop();
+}
+
+/// Reported by the file_change program (an open), as a mem_tamper event.
+#[test]
+fn mem_tamper_proc_pid_mem() {
+    let dir = TempDir::new("chan-procmem");
+    let bin = gcc(&dir, "tamper.c", "tamper", false);
+    let ev = Events::start(&["--kind", "mem_tamper"]);
+    let (pid, target) = tamper(&bin, "procmem");
+    let e = ev.expect("/proc/<pid>/mem opened for write", |e| pid_is(e, pid));
+    assert_eq!(e["op"], "proc_mem");
+    assert_eq!(e["target_pid"], target);
+    ev.stop();
+}
