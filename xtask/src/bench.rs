@@ -455,6 +455,28 @@ fn workload_report(bin: &Path, dir: &Path, dispatch_ns: f64) -> Result<Vec<Strin
         missed.push(format!("latency p99 {p99:.2} ms ({missing} missing)"));
     }
 
+    // A flood of large preloads, then a preload into a credential process.
+    let flood = load::flood(&t, bin, libm, 5, 24, 200)?;
+    let mut fd = flood.delays.clone();
+    let flood_max = fd.iter().copied().fold(0.0, f64::max);
+    let flood_median = load::median(&mut fd);
+    println!();
+    println!(
+        "Flood: {} rounds of {} distinct sparse {} MiB files preloaded into /bin/true, each file hashed (budget raised above their size), then LD_PRELOAD={libm} into `ssh -V`: the ssh alert {flood_median:.1} ms after the spawn (median; max {flood_max:.1} ms); daemon peak RSS {:.1} MiB.",
+        flood.delays.len(),
+        flood.files,
+        flood.file_mib,
+        flood.hwm
+    );
+    let flood_ok =
+        flood_max <= load::BUDGET_FLOOD_DELAY_MS && flood.hwm <= load::BUDGET_FLOOD_HWM_MIB;
+    if !flood_ok {
+        missed.push(format!(
+            "flood: ssh alert max {flood_max:.1} ms, peak RSS {:.1} MiB",
+            flood.hwm
+        ));
+    }
+
     // Memory after 100k short-lived processes.
     let mut daemon = Daemon::start(bin, dir)?;
     thread::sleep(load::SETTLE);
@@ -515,6 +537,15 @@ fn workload_report(bin: &Path, dir: &Path, dispatch_ns: f64) -> Result<Vec<Strin
     println!(
         "| detection latency p99 | 20 ms | {p99:.2} ms | {} |",
         verdict(p99 <= load::BUDGET_P99_MS && missing == 0)
+    );
+    println!(
+        "| flood of large preloads: credential alert delay (max) | 1000 ms | {flood_max:.1} ms | {} |",
+        verdict(flood_max <= load::BUDGET_FLOOD_DELAY_MS)
+    );
+    println!(
+        "| flood of large preloads: daemon peak RSS | 64 MiB | {:.1} MiB | {} |",
+        flood.hwm,
+        verdict(flood.hwm <= load::BUDGET_FLOOD_HWM_MIB)
     );
     println!();
     Ok(missed)

@@ -6,7 +6,8 @@
 //! storm (dlopen + dlclose of libm) and an open storm. Each runs without the detector and with it,
 //! alternating, `ROUNDS` times in one run, so the ratio holds on a noisy machine; the exec storm
 //! of /bin/true also runs under a bpftrace script doing the same capture and under auditd with an
-//! execve rule. Then the detection latency (exec to alert line) and the daemon's memory after
+//! execve rule. Then the detection latency (exec to alert line), the delay of a credential
+//! process's alert under a flood of large preloads, and the daemon's memory after
 //! 100k short-lived processes.
 use std::{
     collections::HashMap,
@@ -30,6 +31,10 @@ pub const BUDGET_OVERHEAD: f64 = 0.03;
 pub const BUDGET_CPU_US_PER_EXEC: f64 = 10.0;
 pub const BUDGET_RSS_MIB: f64 = 32.0;
 pub const BUDGET_P99_MS: f64 = 20.0;
+/// Under a flood of large preloads: a credential process's alert within this, and the daemon's
+/// peak memory under this.
+pub const BUDGET_FLOOD_DELAY_MS: f64 = 1000.0;
+pub const BUDGET_FLOOD_HWM_MIB: f64 = 64.0;
 
 const HELPER_C: &str = r#"#define _GNU_SOURCE
 #include <dlfcn.h>
@@ -447,6 +452,125 @@ pub fn latency(t: &Tools, daemon_bin: &Path, lib: &str, n: u64) -> Result<(Vec<f
     }
     let missing = (spawned.len() as u64).saturating_sub(lat.len() as u64);
     Ok((lat, missing))
+}
+
+/// What a flood of large preloads does to the daemon.
+pub struct Flood {
+    /// Per round: ssh -V spawned → its alert line read, in ms.
+    pub delays: Vec<f64>,
+    /// Peak RSS (VmHWM) over the whole run, MiB.
+    pub hwm: f64,
+    pub files: usize,
+    pub file_mib: u64,
+}
+
+/// `rounds` times: `files` distinct sparse files of `file_mib` MiB, each preloaded into a
+/// short-lived /bin/true, then `lib` preloaded into `ssh -V`. The daemon hashes every file (its
+/// budget raised above their size: the worst case); the ssh alert must not wait for that.
+pub fn flood(
+    t: &Tools,
+    daemon_bin: &Path,
+    lib: &str,
+    rounds: usize,
+    files: usize,
+    file_mib: u64,
+) -> Result<Flood> {
+    let cfg = t.dir.join("flood.toml");
+    fs::write(
+        &cfg,
+        "[thresholds]\naggregate_window_secs = 0\nstats_interval_secs = 0\n[enrichment]\nhash_budget_mib = 4096\n",
+    )?;
+    let ready = t.dir.join("flood.ready");
+    let _ = fs::remove_file(&ready);
+    let mut daemon = Command::new(daemon_bin)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdout(Stdio::piped())
+        .stderr(File::create(t.dir.join("flood.stderr"))?)
+        .spawn()?;
+    let arrivals: Arc<Mutex<Vec<(u32, Instant)>>> = Arc::default();
+    let out = daemon.stdout.take().context("daemon stdout")?;
+    let a = arrivals.clone();
+    let lib_owned = lib.to_owned();
+    let reader = thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let at = Instant::now();
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if v["library"]["path"] == lib_owned.as_str() && v["process"]["name"] == "ssh" {
+                if let Some(pid) = v["process"]["pid"].as_u64() {
+                    a.lock().unwrap().push((pid as u32, at));
+                }
+            }
+        }
+    });
+    let start = Instant::now();
+    while !ready.exists() {
+        ensure!(
+            start.elapsed() < Duration::from_secs(30),
+            "detector not armed"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    thread::sleep(SETTLE);
+    let mut delays = Vec::new();
+    for round in 0..rounds {
+        let dir = t.dir.join(format!("flood-{round}"));
+        fs::create_dir_all(&dir)?;
+        for i in 0..files {
+            let f = File::create(dir.join(format!("big{i}.so")))?;
+            f.set_len(file_mib * 1024 * 1024)?;
+        }
+        for i in 0..files {
+            Command::new("/bin/true")
+                .env("LD_PRELOAD", dir.join(format!("big{i}.so")))
+                .stderr(Stdio::null())
+                .status()?;
+        }
+        let t0 = Instant::now();
+        let child = Command::new("/usr/bin/ssh")
+            .arg("-V")
+            .env("LD_PRELOAD", lib)
+            .stderr(Stdio::null())
+            .spawn()?;
+        let pid = child.id();
+        let _ = child.wait_with_output();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let hit = arrivals
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(p, _)| *p == pid)
+                .map(|(_, at)| *at);
+            if let Some(at) = hit {
+                delays.push(at.saturating_duration_since(t0).as_secs_f64() * 1e3);
+                break;
+            }
+            if Instant::now() > deadline {
+                delays.push(f64::INFINITY);
+                break;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        // Let the pool read what is left of this round before the next.
+        thread::sleep(Duration::from_secs(5));
+        fs::remove_dir_all(&dir)?;
+    }
+    let (_, hwm) = memory(daemon.id())?;
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    daemon.wait()?;
+    let _ = reader.join();
+    Ok(Flood {
+        delays,
+        hwm,
+        files,
+        file_mib,
+    })
 }
 
 /// A peer capture running while a workload runs.
