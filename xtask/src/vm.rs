@@ -265,7 +265,8 @@ fn print_table(rows: &[Row], tests: &[String]) {
     let mut lines = vec![std::iter::once("kernel".to_owned())
         .chain(rows.iter().map(|r| r.kernel.clone()))
         .collect::<Vec<_>>()];
-    let facts: [(&str, fn(&Row) -> String); 5] = [
+    type Fact = (&'static str, fn(&Row) -> String);
+    let facts: [Fact; 5] = [
         ("release", |r| r.release.clone()),
         ("qemu", |r| r.accel.to_owned()),
         ("capture path", |r| r.capture.clone()),
