@@ -17,10 +17,11 @@ mkdir -p /dev/shm && mount -t tmpfs shm /dev/shm
 mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
 # /usr (the real programs and the libraries, /lib being a link to usr/lib) is an ext2 image on a
 # loop device: libraries on the initramfs (ramfs) are ones the detector reports as unsafe.
-# /modules/order lists the modules this needs that the kernel does not have built in.
-for m in $(cat /modules/order 2>/dev/null); do
-    insmod "/modules/$m.ko" || echo "VM insmod $m failed"
-done
+# /modules/order lists the modules this needs that the kernel does not have built in, each with
+# its arguments.
+while read -r m args; do
+    insmod "/modules/$m.ko" $args || echo "VM insmod $m failed"
+done < /modules/order
 mount -t ext4 -o ro,loop /usr.img /usr || echo "VM mount /usr failed"
 # The kernel's boot messages went to the console (xtask waits for the first of them); from here
 # on, only its errors do.

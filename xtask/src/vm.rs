@@ -499,8 +499,8 @@ fn du_kib(dir: &Path) -> Result<u64> {
 const MODULES: &[&str] = &["loop", "crc16", "mbcache", "jbd2", "ext4"];
 
 /// `initrd` with a second archive appended (the kernel unpacks both) that holds this kernel's
-/// `MODULES` from its package, uncompressed, in /modules, and their load order in
-/// /modules/order.
+/// `MODULES` from its package, uncompressed, in /modules, and their load order (with
+/// arguments) in /modules/order.
 fn with_modules(work: &Path, kernel: &str, vmlinuz: &Path, initrd: &Path) -> Result<PathBuf> {
     let package = vmlinuz
         .parent()
@@ -544,7 +544,10 @@ fn with_modules(work: &Path, kernel: &str, vmlinuz: &Path, initrd: &Path) -> Res
             c
         };
         sh(cmd.stdout(out))?;
-        order.push_str(&format!("{m}\n"));
+        // max_loop: the loop devices exist from the start (some kernels create none until asked
+        // through /dev/loop-control, which busybox's mount does not use).
+        let args = if *m == "loop" { " max_loop=8" } else { "" };
+        order.push_str(&format!("{m}{args}\n"));
     }
     fs::write(tree.join("modules/order"), order)?;
     let out = work.join(format!("initrd-{kernel}.gz"));
