@@ -22,6 +22,9 @@ mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
 while read -r m args; do
     insmod "/modules/$m.ko" $args || echo "VM insmod $m failed"
 done < /modules/order
+# devtmpfs makes the loop devices' nodes shortly after the module creates them.
+i=0
+while [ ! -e /dev/loop0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 mount -t ext4 -o ro,loop /usr.img /usr || echo "VM mount /usr failed"
 # The kernel's boot messages went to the console (xtask waits for the first of them); from here
 # on, only its errors do.
