@@ -495,8 +495,9 @@ fn du_kib(dir: &Path) -> Result<u64> {
 }
 
 /// The kernel modules the guest loads to mount its ext2 /usr image over a loop device, in load
-/// order (each after the ones it depends on); those the kernel has built in are skipped.
-const MODULES: &[&str] = &["loop", "crc16", "mbcache", "jbd2", "ext4"];
+/// order (each after the ones it depends on; ext4 needs a crc32c driver to mount anything);
+/// those the kernel has built in are skipped.
+const MODULES: &[&str] = &["loop", "crc16", "crc32c_generic", "mbcache", "jbd2", "ext4"];
 
 /// `initrd` with a second archive appended (the kernel unpacks both) that holds this kernel's
 /// `MODULES` from its package, uncompressed, in /modules, and their load order (with
