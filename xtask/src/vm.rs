@@ -545,8 +545,8 @@ fn with_modules(work: &Path, kernel: &str, vmlinuz: &Path, initrd: &Path) -> Res
             c
         };
         sh(cmd.stdout(out))?;
-        // max_loop: the loop devices exist from the start (some kernels create none until asked
-        // through /dev/loop-control, which busybox's mount does not use).
+        // max_loop: eight loop devices from the start, whatever the kernel's
+        // CONFIG_BLK_DEV_LOOP_MIN_COUNT.
         let args = if *m == "loop" { " max_loop=8" } else { "" };
         order.push_str(&format!("{m}{args}\n"));
     }
