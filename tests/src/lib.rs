@@ -57,9 +57,32 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Compiles fixtures/`source` with gcc into `dir`/`out` (a shared object when `shared`).
+/// The file name of `source` compiled ahead of time into `$DETECTOR_FIXTURES`: read_hook.c as
+/// a shared object is `read_hook.so`, exec_env.c as a program is `exec_env`.
+pub fn prebuilt_fixture_name(source: &str, shared: bool) -> String {
+    let stem = source.strip_suffix(".c").unwrap_or(source);
+    if shared {
+        format!("{stem}.so")
+    } else {
+        stem.to_owned()
+    }
+}
+
+/// Compiles fixtures/`source` with gcc into `dir`/`out` (a shared object when `shared`). When
+/// `DETECTOR_FIXTURES` names a directory (a machine without gcc, e.g. the VM tests' guest), copies
+/// the output compiled there ahead of time with the same flags (see `prebuilt_fixture_name`).
 pub fn gcc(dir: &TempDir, source: &str, out: &str, shared: bool) -> PathBuf {
     let dst = dir.path(out);
+    if let Some(prebuilt) = std::env::var_os("DETECTOR_FIXTURES") {
+        let src = Path::new(&prebuilt).join(prebuilt_fixture_name(source, shared));
+        std::fs::copy(&src, &dst).unwrap_or_else(|e| {
+            panic!(
+                "prebuilt fixture {} (DETECTOR_FIXTURES): {e}",
+                src.display()
+            )
+        });
+        return dst;
+    }
     let mut cmd = Command::new("gcc");
     if shared {
         cmd.args(["-shared", "-fPIC"]);

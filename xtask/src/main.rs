@@ -49,8 +49,9 @@ enum Cmd {
         #[arg(long)]
         dispatch_only: bool,
     },
-    /// Build, then run the LD_PRELOAD atomic tests in qemu on Debian kernels (default: 6.1 and
-    /// 6.12); prints a kernel x test table, keeps the serial logs in target/vm-test/.
+    /// Build, then run the end-to-end test binaries listed in xtask/src/vm.rs (the LD_PRELOAD
+    /// atomic tests) in qemu on Debian kernels (default: 6.1 and 6.12); prints a test x kernel
+    /// table, keeps the serial logs in target/vm-test/.
     VmTest {
         /// A kernel to test: 6.1 (linux-image-6.1.0-*-cloud-amd64) or 6.12
         /// (linux-image-6.12.*+deb12-amd64); repeatable.

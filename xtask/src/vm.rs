@@ -1,35 +1,70 @@
-//! `cargo xtask vm-test`: the LD_PRELOAD atomic tests on real Debian kernels, under qemu.
+//! `cargo xtask vm-test`: the project's end-to-end test binaries on real Debian kernels, under qemu.
 //!
-//! For each kernel: `apt-get download` its Debian package, extract the vmlinuz, boot it (KVM where
-//! it works, else TCG) with an initramfs holding busybox-static, the detector, the real cat,
-//! ls, whoami and ssh with their libraries, a gcc-built read() hook library and the runner
-//! (tests/vm/init.sh, as /init), and read the runner's RESULT lines from the serial console.
-//! Prints a kernel x test table, keeps every serial log under target/vm-test/, and fails when
-//! any test does.
+//! For each kernel: `apt-get download` its Debian package, extract the vmlinuz, boot it with an
+//! initramfs holding busybox-static, the detector, the `detector-tests` test binaries that
+//! `GUEST_TESTS` names (built on the host with `cargo test --no-run`), the tests' fixtures compiled
+//! on the host with gcc (the guest has none; the harness copies them from `DETECTOR_FIXTURES`), the
+//! real programs the tests start, the shared libraries of all of these, and the runner
+//! (tests/vm/init.sh, as /init). The runner runs each selected test alone, as root, and prints a
+//! RESULT line per test on the serial console. Prints a test x kernel table, keeps every serial log
+//! under target/vm-test/, and fails when any test does.
+//!
+//! Accelerator: KVM when /dev/kvm is there and its guests run, TCG otherwise. On some hosts a
+//! /dev/kvm guest hangs before it prints anything (qemu reports a KVM internal error, or nothing
+//! at all): a KVM boot whose serial console stays empty for `FIRST_OUTPUT_DEADLINE`, or whose qemu
+//! reports a KVM internal error, is killed, and that kernel and the remaining ones boot with TCG.
+//! `DETECTOR_VM_KVM=off` skips KVM; `DETECTOR_VM_KVM=hang` starts the KVM guest's CPUs stopped
+//! (qemu -S), a guest that never prints, to exercise that fallback.
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     fs,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context as _, Result};
+use serde_json::Value;
 
-/// The runner's tests, in the order it prints them.
-const TESTS: &[&str] = &[
-    "armed",
-    "read_hook_cat",
-    "atomic_1_ld_so_preload",
-    "atomic_1_write",
-    "atomic_2_ls",
-    "ssh",
-    "clean_stop",
+/// One test binary of the `detector-tests` crate (tests/tests/<binary>.rs) to run in the guest.
+struct GuestTests {
+    /// The test target's name.
+    binary: &'static str,
+    /// The tests to run, by exact name; empty: all of the binary's tests but `except`.
+    tests: &'static [&'static str],
+    /// Tests not to run in the guest (when `tests` is empty), by exact name.
+    except: &'static [&'static str],
+    /// Programs these tests start, copied from the host's /usr/bin or /bin into the guest's
+    /// /usr/bin with their libraries (busybox's applets are static: no preload applies to them).
+    programs: &'static [&'static str],
+}
+
+/// What runs in the guest, one row per test binary. Tests that need what the guest lacks (sshd,
+/// rsyslogd, su and PAM, python3, git, gcc) stay on the host.
+const GUEST_TESTS: &[GuestTests] = &[
+    GuestTests {
+        binary: "e2e_preload",
+        tests: &[],
+        except: &[],
+        programs: &["cat", "ls", "true"],
+    },
+    GuestTests {
+        binary: "e2e_engine",
+        tests: &[
+            "preload_into_ssh_is_high_and_names_the_hook",
+            "atomic_t1574_006_1_etc_ld_so_preload",
+        ],
+        except: &[],
+        programs: &["ssh"],
+    },
 ];
-/// Programs the runner starts (dynamically linked, so LD_PRELOAD and ld.so.preload apply).
-const PROGRAMS: &[&str] = &["cat", "ls", "whoami", "ssh"];
 /// One boot, start to power-off, at most (TCG is slow; a hung kernel must not hang CI).
 const BOOT_TIMEOUT: Duration = Duration::from_secs(900);
+/// How long a KVM guest may leave the serial console empty. The kernel prints its first boot
+/// messages within a second or two of starting under KVM; a guest silent this long never ran.
+const FIRST_OUTPUT_DEADLINE: Duration = Duration::from_secs(45);
+/// The same for TCG, whose guests start slower; a TCG guest silent this long is a failed boot.
+const FIRST_OUTPUT_DEADLINE_TCG: Duration = Duration::from_secs(180);
 
 pub fn run(root: &Path, kernels: &[String]) -> Result<()> {
     let kernels: Vec<String> = if kernels.is_empty() {
@@ -39,29 +74,44 @@ pub fn run(root: &Path, kernels: &[String]) -> Result<()> {
     };
     let work = root.join("target/vm-test");
     fs::create_dir_all(&work)?;
-    let initrd = initramfs(root, &work)?;
+    let plan = plan(root)?;
+    let tests: Vec<String> = plan
+        .iter()
+        .flat_map(|(g, _, names)| names.iter().map(move |n| format!("{}::{n}", g.binary)))
+        .collect();
+    let initrd = initramfs(root, &work, &plan)?;
+    let mut kvm = Kvm::at_start();
+    say(&format!(
+        "accelerator: {}",
+        if kvm.usable {
+            format!("KVM first ({})", kvm.why)
+        } else {
+            format!("TCG ({})", kvm.why)
+        }
+    ));
     let mut rows = Vec::new();
     for k in &kernels {
         let vmlinuz = kernel(&work, k)?;
+        let initrd = with_modules(&work, k, &vmlinuz, &initrd)?;
         let log = work.join(format!("serial-{k}.log"));
         say(&format!("booting {} ({})", k, vmlinuz.display()));
         let started = Instant::now();
-        let accel = boot(&vmlinuz, &initrd, &log)?;
+        let (accel, why) = boot(k, &vmlinuz, &initrd, &log, &work, &mut kvm)?;
         say(&format!(
-            "{k}: powered off after {:.0} s ({accel})",
+            "{k}: done after {:.0} s with {accel} ({why})",
             started.elapsed().as_secs_f64()
         ));
         let mut row = Row::parse(k, &fs::read_to_string(&log).unwrap_or_default());
         row.accel = accel;
         rows.push(row);
     }
-    print_table(&rows);
+    print_table(&rows, &tests);
     let failed: Vec<String> = rows
         .iter()
         .flat_map(|r| {
-            TESTS
+            tests
                 .iter()
-                .filter(|t| !r.passed.contains(**t))
+                .filter(|t| r.results.get(*t).is_none_or(|(pass, _)| !pass))
                 .map(move |t| format!("{} {t}", r.kernel))
         })
         .collect();
@@ -75,6 +125,90 @@ pub fn run(root: &Path, kernels: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Each `GUEST_TESTS` row with its test binary (built here) and the names of the tests to run.
+type Plan = Vec<(&'static GuestTests, PathBuf, Vec<String>)>;
+
+/// Builds the `detector-tests` test binaries (release, as `cargo xtask test` builds them) and
+/// lists, with each binary's own `--list`, the tests each `GUEST_TESTS` row selects.
+fn plan(root: &Path) -> Result<Plan> {
+    let args = [
+        "test",
+        "--release",
+        "--package",
+        "detector-tests",
+        "--no-run",
+        "--message-format=json",
+    ];
+    say(&format!("cargo {}", args.join(" ")));
+    let out = Command::new("cargo")
+        .args(args)
+        .current_dir(root)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo test --no-run")?;
+    if !out.status.success() {
+        bail!("cargo {} failed", args.join(" "));
+    }
+    let exes = test_executables(&String::from_utf8_lossy(&out.stdout));
+    GUEST_TESTS
+        .iter()
+        .map(|g| {
+            let exe = exes.get(g.binary).with_context(|| {
+                format!("cargo built no test binary {} (GUEST_TESTS)", g.binary)
+            })?;
+            let list = Command::new(exe)
+                .args(["--list", "--format", "terse"])
+                .output()
+                .with_context(|| format!("running {} --list", exe.display()))?;
+            let all = listed_tests(&String::from_utf8_lossy(&list.stdout));
+            for t in g.tests.iter().chain(g.except) {
+                if !all.iter().any(|a| a == t) {
+                    bail!("{} has no test named {t} (GUEST_TESTS)", g.binary);
+                }
+            }
+            let names: Vec<String> = if g.tests.is_empty() {
+                all.into_iter()
+                    .filter(|t| !g.except.contains(&t.as_str()))
+                    .collect()
+            } else {
+                g.tests.iter().map(|t| t.to_string()).collect()
+            };
+            if names.is_empty() {
+                bail!("{} lists no tests", g.binary);
+            }
+            Ok((g, exe.clone(), names))
+        })
+        .collect()
+}
+
+/// Test target name -> executable, from `cargo test --no-run --message-format=json`.
+fn test_executables(json_lines: &str) -> BTreeMap<String, PathBuf> {
+    json_lines
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| {
+            v["reason"] == "compiler-artifact"
+                && v["target"]["kind"]
+                    .as_array()
+                    .is_some_and(|k| k.iter().any(|k| k == "test"))
+        })
+        .filter_map(|v| {
+            Some((
+                v["target"]["name"].as_str()?.to_owned(),
+                PathBuf::from(v["executable"].as_str()?),
+            ))
+        })
+        .collect()
+}
+
+/// The test names in a libtest `--list` output ("<name>: test" lines).
+fn listed_tests(list: &str) -> Vec<String> {
+    list.lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .map(str::to_owned)
+        .collect()
+}
+
 struct Row {
     kernel: String,
     accel: &'static str,
@@ -82,7 +216,8 @@ struct Row {
     capture: String,
     lsm: String,
     fentry: String,
-    passed: BTreeSet<String>,
+    /// "<binary>::<test>" -> (passed, seconds as the runner printed them).
+    results: BTreeMap<String, (bool, String)>,
 }
 
 impl Row {
@@ -94,19 +229,21 @@ impl Row {
             capture: "none".into(),
             lsm: "?".into(),
             fentry: "?".into(),
-            passed: BTreeSet::new(),
+            results: BTreeMap::new(),
         };
         for line in log.lines() {
             let line = line.trim_end_matches('\r');
             if let Some(rest) = line.strip_prefix("RESULT ") {
                 let mut parts = rest.split_whitespace();
-                if let (Some(name), Some("pass")) = (parts.next(), parts.next()) {
-                    row.passed.insert(name.to_owned());
+                if let (Some(name), Some(verdict)) = (parts.next(), parts.next()) {
+                    let secs = parts.next().unwrap_or("").to_owned();
+                    row.results
+                        .insert(name.to_owned(), (verdict == "pass", secs));
                 }
             } else if let Some(rest) = line.strip_prefix("VM kernel ") {
                 row.release = rest.split_whitespace().next().unwrap_or("?").to_owned();
             } else if let Some(json) = line.strip_prefix("VM check ") {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(json) {
+                if let Ok(v) = serde_json::from_str::<Value>(json) {
                     row.capture = v["capture_path"].as_str().unwrap_or("none").to_owned();
                     for c in v["checks"].as_array().into_iter().flatten() {
                         let yes = if c["available"] == true { "yes" } else { "no" };
@@ -123,37 +260,38 @@ impl Row {
     }
 }
 
-fn print_table(rows: &[Row]) {
-    let mut header = vec![
-        "kernel",
-        "release",
-        "qemu",
-        "capture path",
-        "bpf LSM",
-        "fentry",
+/// A test x kernel table: what each kernel offered, then each test's result there.
+fn print_table(rows: &[Row], tests: &[String]) {
+    let mut lines = vec![std::iter::once("kernel".to_owned())
+        .chain(rows.iter().map(|r| r.kernel.clone()))
+        .collect::<Vec<_>>()];
+    type Fact = (&'static str, fn(&Row) -> String);
+    let facts: [Fact; 5] = [
+        ("release", |r| r.release.clone()),
+        ("qemu", |r| r.accel.to_owned()),
+        ("capture path", |r| r.capture.clone()),
+        ("bpf LSM", |r| r.lsm.clone()),
+        ("fentry", |r| r.fentry.clone()),
     ];
-    header.extend(TESTS);
-    let mut lines = vec![header.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
-    for r in rows {
-        let mut cells = vec![
-            r.kernel.clone(),
-            r.release.clone(),
-            r.accel.to_owned(),
-            r.capture.clone(),
-            r.lsm.clone(),
-            r.fentry.clone(),
-        ];
-        cells.extend(TESTS.iter().map(|t| {
-            if r.passed.contains(*t) {
-                "pass"
-            } else {
-                "FAIL"
-            }
-            .to_owned()
-        }));
-        lines.push(cells);
+    for (name, fact) in facts {
+        lines.push(
+            std::iter::once(name.to_owned())
+                .chain(rows.iter().map(fact))
+                .collect(),
+        );
     }
-    let widths: Vec<usize> = (0..header.len())
+    for t in tests {
+        lines.push(
+            std::iter::once(t.clone())
+                .chain(rows.iter().map(|r| match r.results.get(t) {
+                    Some((true, secs)) => format!("pass {secs}"),
+                    Some((false, secs)) => format!("FAIL {secs}"),
+                    None => "FAIL (no result)".to_owned(),
+                }))
+                .collect(),
+        );
+    }
+    let widths: Vec<usize> = (0..lines[0].len())
         .map(|i| lines.iter().map(|l| l[i].len()).max().unwrap_or(0))
         .collect();
     println!();
@@ -262,14 +400,14 @@ fn find_file(dir: &Path, pred: impl Fn(&str) -> bool) -> Option<PathBuf> {
         .find(|p| p.file_name().and_then(|f| f.to_str()).is_some_and(&pred))
 }
 
-/// Builds target/vm-test/initrd.gz from scratch (it holds this build's detector).
-fn initramfs(root: &Path, work: &Path) -> Result<PathBuf> {
+/// Builds target/vm-test/initrd.gz from scratch (it holds this build's detector and tests).
+fn initramfs(root: &Path, work: &Path, plan: &Plan) -> Result<PathBuf> {
     let tree = work.join("root");
     if tree.exists() {
         fs::remove_dir_all(&tree)?;
     }
     for d in [
-        "bin", "sbin", "usr/bin", "etc", "proc", "sys", "dev", "tmp", "root", "payload",
+        "bin", "sbin", "usr/bin", "etc", "proc", "sys", "dev", "tmp", "root", "tests", "fixtures",
     ] {
         fs::create_dir_all(tree.join(d))?;
     }
@@ -284,25 +422,46 @@ fn initramfs(root: &Path, work: &Path) -> Result<PathBuf> {
     let detector = root.join("target/release/detector");
     copy(&detector, &tree.join("bin/detector"))?;
     let mut dynamic = vec![detector];
-    for p in PROGRAMS {
+    let programs: BTreeSet<&str> = plan
+        .iter()
+        .flat_map(|(g, _, _)| g.programs.iter().copied())
+        .collect();
+    for p in programs {
         let path = which(p)?;
         copy(&path, &tree.join(format!("usr/bin/{p}")))?;
         dynamic.push(path);
     }
-    let hook = tree.join("payload/libhook.so");
-    sh(Command::new("gcc")
-        .args(["-shared", "-fPIC", "-O2", "-o"])
-        .arg(&hook)
-        .arg(root.join("tests/fixtures/read_hook.c"))
-        .arg("-ldl"))?;
-    dynamic.push(hook);
+    let mut plan_text = String::new();
+    for (g, exe, names) in plan {
+        copy(exe, &tree.join("tests").join(g.binary))?;
+        dynamic.push(exe.clone());
+        for n in names {
+            plan_text.push_str(&format!("{} {n}\n", g.binary));
+        }
+    }
+    fs::write(tree.join("tests/plan"), plan_text)?;
+    dynamic.extend(fixtures(root, &tree.join("fixtures"))?);
     let mut libs = BTreeSet::new();
     for bin in &dynamic {
         libs.extend(shared_libraries(bin)?);
     }
     for lib in &libs {
-        copy(lib, &tree.join(lib.strip_prefix("/").unwrap_or(lib)))?;
+        install_from_host(&tree, lib)?;
     }
+    // /usr (the programs and, through /lib -> usr/lib, the libraries) goes on an ext2 image that
+    // the guest mounts over a loop device: a library loaded from the initramfs (ramfs) is one
+    // the detector reports as unsafe, one loaded from a disk filesystem is not.
+    let usr = tree.join("usr");
+    let size_kib = du_kib(&usr)? * 5 / 4 + 8192;
+    let image = tree.join("usr.img");
+    sh(Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext2", "-E", "root_owner=0:0", "-d"])
+        .arg(&usr)
+        .arg(&image)
+        .arg(format!("{size_kib}k"))
+        .stdout(Stdio::null()))?;
+    fs::remove_dir_all(&usr)?;
+    fs::create_dir(&usr)?;
     fs::write(tree.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
     fs::write(tree.join("etc/group"), "root:x:0:\n")?;
     fs::write(tree.join("etc/hostname"), "vm-test\n")?;
@@ -316,12 +475,137 @@ fn initramfs(root: &Path, work: &Path) -> Result<PathBuf> {
         .arg(&initrd)
         .current_dir(&tree))?;
     say(&format!(
-        "built {} ({} libraries, {} KiB)",
+        "built {} ({} tests, {} libraries, {} KiB)",
         initrd.display(),
+        plan.iter().map(|(_, _, n)| n.len()).sum::<usize>(),
         libs.len(),
         fs::metadata(&initrd)?.len() / 1024
     ));
     Ok(initrd)
+}
+
+/// The disk usage of `dir`, in KiB.
+fn du_kib(dir: &Path) -> Result<u64> {
+    let out = Command::new("du").arg("-sk").arg(dir).output()?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("du -sk {}", dir.display()))
+}
+
+/// The kernel modules the guest loads to mount its ext2 /usr image over a loop device, in load
+/// order (each after the ones it depends on; ext4 needs a crc32c driver to mount anything);
+/// those the kernel has built in are skipped.
+const MODULES: &[&str] = &["loop", "crc16", "crc32c_generic", "mbcache", "jbd2", "ext4"];
+
+/// `initrd` with a second archive appended (the kernel unpacks both) that holds this kernel's
+/// `MODULES` from its package, uncompressed, in /modules, and their load order (with
+/// arguments) in /modules/order.
+fn with_modules(work: &Path, kernel: &str, vmlinuz: &Path, initrd: &Path) -> Result<PathBuf> {
+    let package = vmlinuz
+        .parent()
+        .and_then(Path::parent)
+        .context("the kernel package's root")?;
+    let dir = find_file(&package.join("lib/modules"), |_| true)
+        .context("the kernel package holds no lib/modules/<release>")?;
+    let builtin = fs::read_to_string(dir.join("modules.builtin")).unwrap_or_default();
+    let tree = work.join(format!("modules-{kernel}"));
+    if tree.exists() {
+        fs::remove_dir_all(&tree)?;
+    }
+    fs::create_dir_all(tree.join("modules"))?;
+    let mut order = String::new();
+    for m in MODULES {
+        let ko = format!("/{m}.ko");
+        if builtin.lines().any(|l| l.ends_with(&ko)) {
+            continue;
+        }
+        let found = walk(&dir)
+            .into_iter()
+            .find(|p| {
+                let name = p.file_name().and_then(|f| f.to_str()).unwrap_or("");
+                name.strip_prefix(*m)
+                    .is_some_and(|rest| matches!(rest, ".ko" | ".ko.xz" | ".ko.zst"))
+            })
+            .with_context(|| format!("module {m} is neither built in nor in {}", dir.display()))?;
+        let out = fs::File::create(tree.join(format!("modules/{m}.ko")))?;
+        let name = found.to_string_lossy();
+        let mut cmd = if name.ends_with(".xz") {
+            let mut c = Command::new("xz");
+            c.arg("-dc").arg(&found);
+            c
+        } else if name.ends_with(".zst") {
+            let mut c = Command::new("zstd");
+            c.arg("-dc").arg(&found);
+            c
+        } else {
+            let mut c = Command::new("cat");
+            c.arg(&found);
+            c
+        };
+        sh(cmd.stdout(out))?;
+        // max_loop: eight loop devices from the start, whatever the kernel's
+        // CONFIG_BLK_DEV_LOOP_MIN_COUNT.
+        let args = if *m == "loop" { " max_loop=8" } else { "" };
+        order.push_str(&format!("{m}{args}\n"));
+    }
+    fs::write(tree.join("modules/order"), order)?;
+    let out = work.join(format!("initrd-{kernel}.gz"));
+    fs::copy(initrd, &out)?;
+    sh(Command::new("sh")
+        .arg("-c")
+        .arg("find . -print0 | cpio --null -o -H newc --quiet | gzip -1 >> \"$0\"")
+        .arg(&out)
+        .current_dir(&tree))?;
+    Ok(out)
+}
+
+/// Every file under `dir`, recursively.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            files.extend(walk(&p));
+        } else {
+            files.push(p);
+        }
+    }
+    files
+}
+
+/// Compiles every tests/fixtures/*.c into `dir` with the flags of the test harness's `gcc()`
+/// (tests/src/lib.rs) and the file names it looks for under `DETECTOR_FIXTURES`: a fixture with
+/// a `main(` as a program named after it (exec_env.c: `exec_env`), the others as shared objects
+/// (read_hook.c: `read_hook.so`). Returns the outputs.
+fn fixtures(root: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut sources: Vec<PathBuf> = fs::read_dir(root.join("tests/fixtures"))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "c"))
+        .collect();
+    sources.sort();
+    let mut outs = Vec::new();
+    for src in sources {
+        let stem = src
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .context("fixture name")?;
+        let program = fs::read_to_string(&src)?.contains("main(");
+        let out = dir.join(if program {
+            stem.to_owned()
+        } else {
+            format!("{stem}.so")
+        });
+        let mut cmd = Command::new("gcc");
+        if !program {
+            cmd.args(["-shared", "-fPIC"]);
+        }
+        sh(cmd.arg("-o").arg(&out).arg(&src).arg("-ldl"))?;
+        outs.push(out);
+    }
+    Ok(outs)
 }
 
 /// The absolute paths ldd names for `bin` (its libraries and the loader).
@@ -350,6 +634,54 @@ fn which(program: &str) -> Result<PathBuf> {
         .with_context(|| format!("{program} not found in /usr/bin or /bin"))
 }
 
+/// Copies the host's `path` to the same path under `tree`, recreating the symlinks met on the
+/// way (a merged-/usr host's /lib -> usr/lib, /lib64/ld-linux-x86-64.so.2 -> the loader in
+/// /lib/x86_64-linux-gnu), so that the guest's loader finds each file under every name the host's
+/// does (ld.so looks for itself by its soname in its library directories when it loads an
+/// LD_AUDIT module into a namespace of its own).
+fn install_from_host(tree: &Path, path: &Path) -> Result<()> {
+    let mut host = PathBuf::from("/");
+    let parts: Vec<_> = path
+        .strip_prefix("/")
+        .unwrap_or(path)
+        .components()
+        .collect();
+    for (i, part) in parts.iter().enumerate() {
+        host.push(part);
+        if !fs::symlink_metadata(&host)
+            .with_context(|| format!("{}", host.display()))?
+            .is_symlink()
+        {
+            continue;
+        }
+        let target = fs::read_link(&host)?;
+        let inside = tree.join(host.strip_prefix("/")?);
+        if fs::symlink_metadata(&inside).is_err() {
+            fs::create_dir_all(inside.parent().context("a parent")?)?;
+            std::os::unix::fs::symlink(&target, &inside)?;
+        }
+        let mut resolved = PathBuf::from("/");
+        let rest = parts[i + 1..].iter();
+        for c in host
+            .parent()
+            .context("a parent")?
+            .join(&target)
+            .components()
+            .chain(rest.copied())
+        {
+            match c {
+                std::path::Component::ParentDir => {
+                    resolved.pop();
+                }
+                std::path::Component::Normal(n) => resolved.push(n),
+                _ => {}
+            }
+        }
+        return install_from_host(tree, &resolved);
+    }
+    copy(path, &tree.join(path.strip_prefix("/")?))
+}
+
 /// Copies the content (following symlinks) with the mode.
 fn copy(from: &Path, to: &Path) -> Result<()> {
     if let Some(parent) = to.parent() {
@@ -360,23 +692,128 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Boots with KVM when /dev/kvm is there, and again with TCG when KVM fails (nested KVM often
-/// does); returns the accelerator that ran the tests.
-fn boot(vmlinuz: &Path, initrd: &Path, log: &Path) -> Result<&'static str> {
-    if Path::new("/dev/kvm").exists() {
-        match boot_with(vmlinuz, initrd, log, &["-accel", "kvm", "-cpu", "host"]) {
-            Ok(()) if fs::read_to_string(log).is_ok_and(|l| l.contains("VM kernel ")) => {
-                return Ok("kvm")
-            }
-            Ok(()) => say("KVM booted nothing; falling back to TCG"),
-            Err(e) => say(&format!("KVM failed ({e:#}); falling back to TCG")),
-        }
-    }
-    boot_with(vmlinuz, initrd, log, &["-accel", "tcg", "-cpu", "max"])?;
-    Ok("tcg")
+/// What is known of KVM for the rest of the run: whether the next boot uses it, and why.
+struct Kvm {
+    usable: bool,
+    why: String,
 }
 
-fn boot_with(vmlinuz: &Path, initrd: &Path, log: &Path, accel: &[&str]) -> Result<()> {
+impl Kvm {
+    fn at_start() -> Kvm {
+        let (usable, why) = if std::env::var("DETECTOR_VM_KVM").is_ok_and(|v| v == "off") {
+            (false, "DETECTOR_VM_KVM=off".to_owned())
+        } else if !Path::new("/dev/kvm").exists() {
+            (false, "no /dev/kvm".to_owned())
+        } else {
+            (true, "/dev/kvm is there".to_owned())
+        };
+        Kvm { usable, why }
+    }
+}
+
+/// How a boot ended.
+#[derive(Debug, PartialEq)]
+enum Boot {
+    /// The guest printed on the serial console (first after `first_output`), then qemu exited
+    /// (the guest powered off) or was killed at the boot timeout (`timed_out`).
+    Ran {
+        first_output: Duration,
+        timed_out: bool,
+    },
+    /// Nothing on the serial console within the deadline; qemu killed.
+    Silent(Duration),
+    /// qemu reported a KVM internal error (it stops that guest for good); qemu killed.
+    KvmError(String),
+    /// qemu exited before the guest printed anything.
+    Exited(String),
+}
+
+/// Boots with KVM while it is usable, else (or when the KVM guest hangs or fails) with TCG;
+/// returns the accelerator that ran the tests and why that one.
+fn boot(
+    kernel: &str,
+    vmlinuz: &Path,
+    initrd: &Path,
+    log: &Path,
+    work: &Path,
+    kvm: &mut Kvm,
+) -> Result<(&'static str, String)> {
+    if kvm.usable {
+        let mut accel = vec!["-accel", "kvm", "-cpu", "host"];
+        let simulate_hang = std::env::var("DETECTOR_VM_KVM").is_ok_and(|v| v == "hang");
+        if simulate_hang {
+            say("DETECTOR_VM_KVM=hang: the KVM guest's CPUs start stopped (qemu -S)");
+            accel.push("-S");
+        }
+        let qemu_log = work.join(format!("qemu-{kernel}-kvm.log"));
+        let started = Instant::now();
+        let outcome = boot_with(
+            vmlinuz,
+            initrd,
+            log,
+            &qemu_log,
+            &accel,
+            FIRST_OUTPUT_DEADLINE,
+        )?;
+        let failure = match outcome {
+            Boot::Ran { first_output, .. }
+                if fs::read_to_string(log).is_ok_and(|l| l.contains("VM kernel ")) =>
+            {
+                kvm.why = format!(
+                    "KVM guests run here: the {kernel} guest printed after {:.1} s",
+                    first_output.as_secs_f64()
+                );
+                return Ok(("kvm", kvm.why.clone()));
+            }
+            Boot::Ran { .. } => format!("the KVM guest for {kernel} stopped before /init ran"),
+            Boot::Silent(after) => format!(
+                "the KVM guest for {kernel} printed nothing on the serial console within {} s{}",
+                after.as_secs(),
+                first_line(&qemu_log)
+                    .map(|l| format!(" (qemu: {l})"))
+                    .unwrap_or_default()
+            ),
+            Boot::KvmError(line) => format!(
+                "qemu reported a KVM internal error for the {kernel} guest after {:.0} s ({line})",
+                started.elapsed().as_secs_f64()
+            ),
+            Boot::Exited(err) => format!("qemu with KVM failed for {kernel}: {err}"),
+        };
+        let _ = fs::rename(log, work.join(format!("serial-{kernel}-kvm.log")));
+        kvm.usable = false;
+        kvm.why = format!("{failure}; TCG for this kernel and the remaining ones");
+        say(&format!("KVM unusable: {}", kvm.why));
+    }
+    let qemu_log = work.join(format!("qemu-{kernel}-tcg.log"));
+    match boot_with(
+        vmlinuz,
+        initrd,
+        log,
+        &qemu_log,
+        &["-accel", "tcg", "-cpu", "max"],
+        FIRST_OUTPUT_DEADLINE_TCG,
+    )? {
+        Boot::Ran { timed_out, .. } => {
+            if timed_out {
+                say(&format!(
+                    "the {kernel} guest did not power off within {} s; killed",
+                    BOOT_TIMEOUT.as_secs()
+                ));
+            }
+        }
+        other => say(&format!("the TCG boot of {kernel} failed: {other:?}")),
+    }
+    Ok(("tcg", kvm.why.clone()))
+}
+
+fn boot_with(
+    vmlinuz: &Path,
+    initrd: &Path,
+    log: &Path,
+    qemu_log: &Path,
+    accel: &[&str],
+    first_output_deadline: Duration,
+) -> Result<Boot> {
     let _ = fs::remove_file(log);
     let mut child = Command::new("qemu-system-x86_64")
         .args(accel)
@@ -388,37 +825,84 @@ fn boot_with(vmlinuz: &Path, initrd: &Path, log: &Path, accel: &[&str]) -> Resul
         .arg(vmlinuz)
         .arg("-initrd")
         .arg(initrd)
-        .args(["-append", "console=ttyS0 lsm=bpf panic=-1 loglevel=4"])
+        // The kernel's boot messages reach the console (the first output the deadline waits
+        // for); /init then lowers the console level to errors.
+        .args(["-append", "console=ttyS0 lsm=bpf panic=-1 loglevel=7"])
         .stdin(Stdio::null())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(qemu_log)?)
         .spawn()
         .context("starting qemu-system-x86_64 (package qemu-system-x86)")?;
+    watch(
+        &mut child,
+        log,
+        qemu_log,
+        first_output_deadline,
+        BOOT_TIMEOUT,
+    )
+}
+
+/// Waits for a qemu `child` whose serial console is `log` and stderr `qemu_log`: kills it when
+/// the console is still empty after `first_output_deadline`, when qemu reports a KVM internal
+/// error, or at `timeout`.
+fn watch(
+    child: &mut Child,
+    log: &Path,
+    qemu_log: &Path,
+    first_output_deadline: Duration,
+    timeout: Duration,
+) -> Result<Boot> {
     let started = Instant::now();
+    let mut first_output = None;
+    let stop = |child: &mut Child| {
+        let _ = child.kill();
+        let _ = child.wait();
+    };
     loop {
-        if let Some(status) = child.try_wait()? {
-            if !status.success() {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
-                }
-                bail!(
-                    "qemu exited with {status}: {}",
-                    err.lines().next().unwrap_or("")
-                );
-            }
-            return Ok(());
+        let exited = child.try_wait()?;
+        if first_output.is_none() && fs::metadata(log).is_ok_and(|m| m.len() > 0) {
+            first_output = Some(started.elapsed());
         }
-        if started.elapsed() > BOOT_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            say(&format!(
-                "the VM did not power off within {} s; killed",
-                BOOT_TIMEOUT.as_secs()
-            ));
-            return Ok(());
+        if let Some(status) = exited {
+            return Ok(match first_output {
+                Some(first_output) => Boot::Ran {
+                    first_output,
+                    timed_out: false,
+                },
+                None => Boot::Exited(format!(
+                    "exit {status} without serial output: {}",
+                    first_line(qemu_log).unwrap_or_default()
+                )),
+            });
+        }
+        let errors = fs::read_to_string(qemu_log).unwrap_or_default();
+        if let Some(line) = errors.lines().find(|l| l.contains("KVM internal error")) {
+            stop(child);
+            return Ok(Boot::KvmError(line.trim().to_owned()));
+        }
+        if first_output.is_none() && started.elapsed() > first_output_deadline {
+            stop(child);
+            return Ok(Boot::Silent(first_output_deadline));
+        }
+        if started.elapsed() > timeout {
+            stop(child);
+            return Ok(Boot::Ran {
+                first_output: first_output.unwrap_or_default(),
+                timed_out: true,
+            });
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The first non-empty line of `path`.
+fn first_line(path: &Path) -> Option<String> {
+    fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_owned)
 }
 
 fn sh(cmd: &mut Command) -> Result<()> {
@@ -441,14 +925,84 @@ mod tests {
     fn parses_the_serial_log() {
         let log = "VM kernel 6.1.0-56-cloud-amd64 lsm=bpf\r\n\
 VM check {\"capture_path\":\"tracepoints\",\"checks\":[{\"name\":\"lsm\",\"available\":true},{\"name\":\"fentry\",\"available\":false}]}\n\
-RESULT armed pass\nRESULT ssh FAIL\nRESULT read_hook_cat pass\n";
+RESULT e2e_preload::read_hook_preloaded_into_cat pass 4.2s\n\
+RESULT e2e_engine::preload_into_ssh_is_high_and_names_the_hook FAIL 11.0s (exit 101; 300 s at most)\n";
         let r = Row::parse("6.1", log);
         assert_eq!(r.release, "6.1.0-56-cloud-amd64");
         assert_eq!(
             (r.capture.as_str(), r.lsm.as_str(), r.fentry.as_str()),
             ("tracepoints", "yes", "no")
         );
-        assert!(r.passed.contains("armed") && r.passed.contains("read_hook_cat"));
-        assert!(!r.passed.contains("ssh"));
+        assert_eq!(
+            r.results["e2e_preload::read_hook_preloaded_into_cat"],
+            (true, "4.2s".to_owned())
+        );
+        assert!(!r.results["e2e_engine::preload_into_ssh_is_high_and_names_the_hook"].0);
+    }
+
+    #[test]
+    fn finds_the_test_executables_and_their_tests() {
+        let json = r#"{"reason":"compiler-artifact","target":{"name":"detector_tests","kind":["lib"]},"executable":null}
+{"reason":"compiler-artifact","target":{"name":"e2e_preload","kind":["test"]},"executable":"/t/deps/e2e_preload-0a1b"}
+{"reason":"build-finished","success":true}"#;
+        let exes = test_executables(json);
+        assert_eq!(exes.len(), 1);
+        assert_eq!(exes["e2e_preload"], Path::new("/t/deps/e2e_preload-0a1b"));
+        assert_eq!(
+            listed_tests("ld_audit_library: test\nplain_exec_raises_nothing: test\n"),
+            ["ld_audit_library", "plain_exec_raises_nothing"]
+        );
+    }
+
+    #[test]
+    fn every_guest_test_row_is_distinct() {
+        let names: BTreeSet<&str> = GUEST_TESTS.iter().map(|g| g.binary).collect();
+        assert_eq!(names.len(), GUEST_TESTS.len());
+    }
+
+    /// `watch` on stand-ins for qemu: a guest that never prints, one that prints and powers
+    /// off, and a qemu that reports a KVM internal error.
+    #[test]
+    fn watch_tells_a_silent_guest_from_a_running_one() {
+        let dir = std::env::temp_dir().join(format!("xtask-vm-watch-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let (log, qemu_log) = (dir.join("serial.log"), dir.join("qemu.log"));
+        let spawn = |script: &str| {
+            fs::write(&log, "").unwrap();
+            Command::new("sh")
+                .args(["-c", script, "sh"])
+                .arg(&log)
+                .stderr(fs::File::create(&qemu_log).unwrap())
+                .spawn()
+                .unwrap()
+        };
+        let short = Duration::from_millis(600);
+        let long = Duration::from_secs(30);
+
+        let started = Instant::now();
+        let mut silent = spawn("exec sleep 30");
+        assert_eq!(
+            watch(&mut silent, &log, &qemu_log, short, long).unwrap(),
+            Boot::Silent(short)
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(silent.try_wait().unwrap().is_some(), "killed and reaped");
+
+        // Slow to finish, but it printed before the deadline: not cut short.
+        let mut ran = spawn("echo 'Linux version' > \"$1\"; sleep 1.5");
+        match watch(&mut ran, &log, &qemu_log, short, long).unwrap() {
+            Boot::Ran {
+                first_output,
+                timed_out: false,
+            } => assert!(first_output < short),
+            other => panic!("{other:?}"),
+        }
+
+        let mut kvm = spawn("echo 'KVM internal error. Suberror: 1' >&2; exec sleep 30");
+        assert!(matches!(
+            watch(&mut kvm, &log, &qemu_log, long, long).unwrap(),
+            Boot::KvmError(l) if l.starts_with("KVM internal error")
+        ));
+        let _ = fs::remove_dir_all(&dir);
     }
 }
