@@ -19,6 +19,18 @@ pub fn detector_bin() -> PathBuf {
     }
 }
 
+/// Test deadlines times `DETECTOR_TEST_TIME_SCALE` (default 1): under an emulated CPU (the VM
+/// tests' TCG) everything runs several times slower, and a deadline is about liveness there,
+/// not speed (speed is `cargo xtask bench`'s).
+pub fn scaled(d: Duration) -> Duration {
+    let k: u32 = std::env::var("DETECTOR_TEST_TIME_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&k| k >= 1)
+        .unwrap_or(1);
+    d * k
+}
+
 /// Root e2e tests need root; they fail (not skip) without it, since CI runs as root.
 pub fn require_root() {
     assert_eq!(
@@ -171,7 +183,7 @@ impl Daemon {
                 s.push('\n');
             }
         });
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + scaled(Duration::from_secs(30));
         while !ready.exists() {
             if let Some(st) = child.try_wait().unwrap() {
                 thread::sleep(Duration::from_millis(100));
@@ -200,7 +212,7 @@ impl Daemon {
 
     /// Waits up to 10 s for a stdout record matching `pred`; panics with every one seen otherwise.
     fn expect_record(&self, record: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + scaled(Duration::from_secs(10));
         loop {
             if let Some(v) = self.alerts.lock().unwrap().iter().find(|v| pred(v)) {
                 return v.clone();
@@ -218,7 +230,7 @@ impl Daemon {
 
     /// Waits up to 10 s for a stdout line matching `pred` (for `--format text`).
     pub fn expect_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + scaled(Duration::from_secs(10));
         loop {
             if let Some(l) = self.lines.lock().unwrap().iter().find(|l| pred(l)) {
                 return l.clone();
@@ -262,7 +274,7 @@ impl Daemon {
                 break st;
             }
             assert!(
-                t.elapsed() < Duration::from_secs(1),
+                t.elapsed() < scaled(Duration::from_secs(1)),
                 "detector still running 1 s after SIGTERM"
             );
             thread::sleep(Duration::from_millis(10));

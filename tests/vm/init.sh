@@ -38,7 +38,8 @@ echo "VM check $(cat /tmp/check.json)"
 # The real programs in /usr/bin come before busybox's (static) applets in /bin, so that the
 # tests' LD_PRELOAD and ld.so.preload apply to what they start.
 export PATH=/usr/bin:/bin:/sbin
-export HOME=/root DETECTOR_BIN=/bin/detector DETECTOR_FIXTURES=/fixtures
+# Deadlines in the tests are about liveness; an emulated CPU (TCG) is several times slower.
+export HOME=/root DETECTOR_BIN=/bin/detector DETECTOR_FIXTURES=/fixtures DETECTOR_TEST_TIME_SCALE=5
 TEST_TIMEOUT=300
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
 while read -r bin name; do

@@ -57,6 +57,12 @@ const GUEST_TESTS: &[GuestTests] = &[
         except: &[],
         programs: &["ssh"],
     },
+    GuestTests {
+        binary: "e2e_channels",
+        tests: &[],
+        except: &[],
+        programs: &["true"],
+    },
 ];
 /// One boot, start to power-off, at most (TCG is slow; a hung kernel must not hang CI).
 const BOOT_TIMEOUT: Duration = Duration::from_secs(900);
