@@ -377,7 +377,10 @@ impl Index {
             entries: Vec::new(),
             diversions: Vec::new(),
         };
-        let mut names: HashMap<Box<str>, u32> = HashMap::new();
+        // Each distinct file name gets an id while reading; `name` holds ids until the names are
+        // laid out in sorted order, then offsets, so that comparing offsets compares names.
+        let mut name_ids: HashMap<Box<str>, u32> = HashMap::new();
+        let mut name_list: Vec<Box<str>> = Vec::new();
         for (package, path) in lists {
             let text = read(&path)?;
             let pkg = index.packages.len() as u32;
@@ -390,15 +393,20 @@ impl Index {
                 let Some((dir, name)) = split(&line) else {
                     continue;
                 };
-                let next = index.dirs.len() as u32;
-                let dir = *index.dirs.entry(dir.into()).or_insert(next);
-                let name = match names.get(name) {
+                let dir = match index.dirs.get(dir) {
+                    Some(&d) => d,
+                    None => {
+                        let d = index.dirs.len() as u32;
+                        index.dirs.insert(dir.into(), d);
+                        d
+                    }
+                };
+                let name = match name_ids.get(name) {
                     Some(&n) => n,
                     None => {
-                        let n = index.names.len() as u32;
-                        index.names.push_str(name);
-                        index.names.push('\n');
-                        names.insert(name.into(), n);
+                        let n = name_list.len() as u32;
+                        name_list.push(name.into());
+                        name_ids.insert(name.into(), n);
                         n
                     }
                 };
@@ -409,7 +417,7 @@ impl Index {
                 });
             }
         }
-        drop(names);
+        drop(name_ids);
         // Directories: a listed path that is the directory of another.
         let mut full = String::new();
         let dir_names: Vec<&str> = {
@@ -419,30 +427,37 @@ impl Index {
             }
             v
         };
-        let is_dir: Vec<bool> = index
-            .entries
-            .iter()
-            .map(|e| {
-                full.clear();
-                full.push_str(dir_names[e.dir as usize]);
-                if !full.ends_with('/') {
-                    full.push('/');
-                }
-                full.push_str(name_at(&index.names, e.name));
-                index.dirs.contains_key(full.as_str())
-            })
-            .collect();
-        drop(dir_names);
-        let mut keep = is_dir.iter().map(|d| !d);
-        index.entries.retain(|_| keep.next().unwrap_or(true));
-        let names_buf = &index.names;
-        index.entries.sort_unstable_by(|a, b| {
-            (a.dir, name_at(names_buf, a.name), a.package).cmp(&(
-                b.dir,
-                name_at(names_buf, b.name),
-                b.package,
-            ))
+        index.entries.retain(|e| {
+            full.clear();
+            full.push_str(dir_names[e.dir as usize]);
+            if !full.ends_with('/') {
+                full.push('/');
+            }
+            full.push_str(&name_list[e.name as usize]);
+            !index.dirs.contains_key(full.as_str())
         });
+        drop(dir_names);
+        let mut used = vec![false; name_list.len()];
+        for e in &index.entries {
+            used[e.name as usize] = true;
+        }
+        let mut order: Vec<u32> = (0..name_list.len() as u32)
+            .filter(|&n| used[n as usize])
+            .collect();
+        order.sort_unstable_by(|&a, &b| name_list[a as usize].cmp(&name_list[b as usize]));
+        let mut offset = vec![0u32; name_list.len()];
+        for n in order {
+            offset[n as usize] = index.names.len() as u32;
+            index.names.push_str(&name_list[n as usize]);
+            index.names.push('\n');
+        }
+        drop(name_list);
+        for e in &mut index.entries {
+            e.name = offset[e.name as usize];
+        }
+        index
+            .entries
+            .sort_unstable_by_key(|e| (e.dir, e.name, e.package));
         index.entries.shrink_to_fit();
         index.names.shrink_to_fit();
         index.dirs.shrink_to_fit();
