@@ -38,7 +38,9 @@ const CACHE_CAPACITY: usize = 4096;
 const CHUNK: usize = 64 * 1024;
 
 /// dpkg's database under a filesystem root (`/` on the running machine). Paths given to
-/// [`PackageDb::provenance`] are absolute paths inside that root.
+/// [`PackageDb::provenance`] are absolute paths inside that root. Symbolic links are resolved by
+/// the kernel, so under a root other than `/` an absolute link target leads outside it (an
+/// error); relative targets stay inside.
 pub struct Dpkg {
     root: PathBuf,
     admin: PathBuf,
