@@ -127,6 +127,16 @@ fn analyze_names_the_read_hook() {
     assert_eq!(r["hooks"], serde_json::json!(["read"]));
     assert_eq!(s(r, "hash.sha256").len(), 64);
     assert_eq!(r["constructors"], false);
+    let dpkg = Path::new("/var/lib/dpkg/info").is_dir();
+    if dpkg {
+        // Built here, so no package installed it.
+        assert_eq!(r["package"], Value::Null, "{r}");
+        assert_eq!(r["verified"], false, "{r}");
+        assert_eq!(
+            r["provenance_reasons"],
+            serde_json::json!(["not_from_package"])
+        );
+    }
     // A library that provides its own APIs is not a hook: exit 0.
     let libm = [
         "/usr/lib/x86_64-linux-gnu/libm.so.6",
@@ -137,6 +147,13 @@ fn analyze_names_the_read_hook() {
     .expect("libm");
     let out = detector(&["analyze", "--json", libm]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    if dpkg {
+        // libc6's file, its bytes as packaged.
+        let r = &json_lines(&out)[0];
+        assert!(s(r, "package").starts_with("libc6"), "{r}");
+        assert_eq!(r["verified"], true, "{r}");
+        assert!(r.get("provenance_reasons").is_none(), "{r}");
+    }
     // Not an ELF file, missing file: one line each, exit 2.
     let out = detector(&["analyze", "/etc/hostname", "/nonexistent.so"]);
     assert_eq!(out.status.code(), Some(2));

@@ -1,5 +1,6 @@
 //! `detector analyze FILE...`: what a shared object would do if loaded — the credential APIs it
-//! interposes, load-time code, SHA-256, owner and mode.
+//! interposes, load-time code, SHA-256, owner and mode, and the package that installed it and
+//! whether its bytes still match the package's checksum.
 use std::{
     io::{IsTerminal as _, Write as _},
     os::unix::fs::MetadataExt as _,
@@ -10,7 +11,16 @@ use std::{
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 
-use crate::{cli::AnalyzeArgs, engine::enrich::elf, output::text};
+use crate::{
+    cli::AnalyzeArgs,
+    engine::{enrich::elf, provenance},
+    output::text,
+};
+
+/// `provenance_reasons` when the machine has no package database this build reads.
+const NO_PACKAGE_DATABASE: &str = "no_package_database";
+/// `provenance_reasons` when the database could not answer for the file.
+const PROVENANCE_UNKNOWN: &str = "provenance_unknown";
 
 #[derive(Serialize)]
 struct Report {
@@ -21,6 +31,12 @@ struct Report {
     uid: u32,
     mode: String,
     size: u64,
+    /// The package that installed the file (for a symbolic link, the file it resolves to).
+    package: Option<String>,
+    /// Listed by `package` with a checksum its bytes match.
+    verified: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    provenance_reasons: Vec<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -28,7 +44,7 @@ struct Hash {
     sha256: String,
 }
 
-fn report(path: &Path) -> Result<Report, String> {
+fn report(path: &Path, db: Option<&dyn provenance::PackageDb>) -> Result<Report, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if !meta.is_file() {
         return Err(format!("{}: not a regular file", path.display()));
@@ -41,6 +57,21 @@ fn report(path: &Path) -> Result<Report, String> {
             facts.error.unwrap_or_else(|| "could not be read".into())
         ));
     };
+    let prov = match db {
+        None => provenance::Provenance {
+            reasons: vec![NO_PACKAGE_DATABASE],
+            ..Default::default()
+        },
+        Some(db) => std::path::absolute(path)
+            .and_then(|p| db.provenance(&p))
+            .unwrap_or_else(|e| {
+                log::warn!("{}: package provenance: {e}", path.display());
+                provenance::Provenance {
+                    reasons: vec![PROVENANCE_UNKNOWN],
+                    ..Default::default()
+                }
+            }),
+    };
     Ok(Report {
         path: path.display().to_string(),
         hash: Hash { sha256 },
@@ -49,14 +80,18 @@ fn report(path: &Path) -> Result<Report, String> {
         uid: meta.uid(),
         mode: format!("{:04o}", meta.mode() & 0o7777),
         size: meta.size(),
+        package: prov.package,
+        verified: prov.verified,
+        provenance_reasons: prov.reasons,
     })
 }
 
 pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
     let mut failed = false;
     let mut reports = Vec::new();
+    let db = provenance::system(elf::NO_BUDGET);
     for f in &args.files {
-        match report(f) {
+        match report(f, db.as_deref()) {
             Ok(r) => reports.push(r),
             Err(e) => {
                 eprintln!("detector: error: {e}");
@@ -72,7 +107,7 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
         }
     } else if !reports.is_empty() {
         let colour = text::colour_stdout();
-        let rows: Vec<[String; 6]> = reports
+        let rows: Vec<[String; 8]> = reports
             .iter()
             .map(|r| {
                 [
@@ -85,13 +120,33 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
                     if r.constructors { "yes" } else { "no" }.into(),
                     r.uid.to_string(),
                     r.mode.clone(),
+                    r.package.clone().unwrap_or_else(|| "-".into()),
+                    if r.verified {
+                        "yes".into()
+                    } else {
+                        format!("no ({})", r.provenance_reasons.join(","))
+                    },
                     r.hash.sha256.clone(),
                 ]
             })
             .collect();
-        let header = ["FILE", "HOOKS", "CONSTRUCTORS", "UID", "MODE", "SHA256"];
+        let header = [
+            "FILE",
+            "HOOKS",
+            "CONSTRUCTORS",
+            "UID",
+            "MODE",
+            "PACKAGE",
+            "VERIFIED",
+            "SHA256",
+        ];
         let table = text::render(&header, &rows, |row, col, cell| {
-            if col == 1 && !reports[row].hooks.is_empty() && colour {
+            let red = match col {
+                1 => !reports[row].hooks.is_empty(),
+                6 => !reports[row].verified,
+                _ => false,
+            };
+            if red && colour {
                 format!("\x1b[31m{cell}\x1b[0m")
             } else {
                 cell.to_owned()

@@ -9,5 +9,6 @@ pub mod loader_vars;
 pub mod policy;
 pub mod policy_stage;
 pub mod process;
+pub mod provenance;
 pub mod rules;
 pub mod sweep;

@@ -1,0 +1,56 @@
+//! Package provenance: which package owns a file, and whether the file's bytes still match what
+//! the package database recorded for it. [`PackageDb`] is the interface; [`dpkg::Dpkg`] reads
+//! Debian's database. [`system`] picks the database of the running machine.
+pub mod dpkg;
+
+use std::{io, path::Path};
+
+use serde::Serialize;
+
+/// No package lists the file.
+pub const NOT_FROM_PACKAGE: &str = "not_from_package";
+/// The file's checksum differs from the one its package recorded.
+pub const MODIFIED_SINCE_PACKAGE: &str = "modified_since_package";
+/// A package lists the file but recorded no checksum for it.
+pub const NO_PACKAGE_CHECKSUM: &str = "no_package_checksum";
+/// The file is one of its package's configuration files, and differs from the packaged version
+/// (administrators edit these; the package manager keeps the edit on upgrade).
+pub const CONFFILE_MODIFIED: &str = "conffile_modified";
+/// The file is larger than the hashing budget, so its checksum was not compared.
+pub const CHECKSUM_SKIPPED: &str = "checksum_skipped";
+/// The path asked about is a symbolic link that no package lists (its target may be owned).
+pub const SYMLINK_NOT_FROM_PACKAGE: &str = "symlink_not_from_package";
+
+/// What the package database says about one file.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Provenance {
+    /// The package that installed the file (for a symbolic link: the file it resolves to), as the
+    /// database names it (dpkg: `name:arch` for multi-arch packages).
+    pub package: Option<String>,
+    /// The file is listed by `package` and its bytes match the package's checksum (and, for a
+    /// symbolic link, the link itself is listed by a package).
+    pub verified: bool,
+    /// Why it is not verified (empty when it is).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<&'static str>,
+    /// When the path asked about is a symbolic link: the package that lists the link.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub symlink_package: Option<String>,
+}
+
+/// A package database that can answer for a file. `path` is absolute; symbolic links in it are
+/// followed, and the file they lead to is the one checked.
+pub trait PackageDb: Send + Sync {
+    /// Provenance of the file at `path`; an error when the file cannot be looked at (missing,
+    /// unreadable) or the database cannot be read.
+    fn provenance(&self, path: &Path) -> io::Result<Provenance>;
+}
+
+/// The package database of this machine, when it has one this build can read; files over
+/// `hash_budget` bytes are not hashed (`checksum_skipped`).
+pub fn system(hash_budget: u64) -> Option<Box<dyn PackageDb>> {
+    let root = Path::new("/");
+    dpkg::Dpkg::present(root).then(|| {
+        Box::new(dpkg::Dpkg::new(root).with_hash_budget(hash_budget)) as Box<dyn PackageDb>
+    })
+}
