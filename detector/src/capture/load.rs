@@ -5,11 +5,11 @@ use anyhow::{anyhow, Context as _, Result};
 use std::os::unix::fs::MetadataExt as _;
 
 use aya::{
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
-use detector_common::{Channel, KernelConfig, WatchKey, CHANNELS};
+use detector_common::{maps, Channel, KernelConfig, WatchKey, CHANNELS};
 use tokio::io::unix::AsyncFd;
 
 type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
@@ -105,6 +105,18 @@ fn register<T: std::os::fd::AsRawFd>(inner: T, what: &str) -> Result<AsyncFd<T>>
     unsafe { AsyncFd::register(inner) }.map_err(|e| anyhow!("polling {what}: {e}"))
 }
 
+/// The object's map `name` (a `detector_common::maps` constant).
+fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Map> {
+    ebpf.map_mut(name)
+        .ok_or_else(|| anyhow!("map {name} missing"))
+}
+
+/// The object's map `name` (a `detector_common::maps` constant), taken out of it.
+fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<Map> {
+    ebpf.take_map(name)
+        .ok_or_else(|| anyhow!("map {name} missing"))
+}
+
 impl Capture {
     /// Loads and attaches; without `syscalls`, only the scheduler tracepoints (exec, exit).
     pub fn start(
@@ -114,7 +126,7 @@ impl Capture {
         syscalls: bool,
     ) -> Result<(Self, KernelLog)> {
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries("EVENTS", ring_bytes)
+            .map_max_entries(maps::EVENTS, ring_bytes)
             .load(aya::include_bytes_aligned!(concat!(
                 env!("OUT_DIR"),
                 "/detector"
@@ -127,15 +139,10 @@ impl Capture {
                 None
             }
         };
-        let mut cfg: Array<_, KernelConfig> = Array::try_from(
-            ebpf.map_mut("CONFIG")
-                .ok_or_else(|| anyhow!("map CONFIG missing"))?,
-        )?;
+        let mut cfg: Array<_, KernelConfig> = Array::try_from(map_mut(&mut ebpf, maps::CONFIG)?)?;
         cfg.set(0, config, 0).context("writing CONFIG")?;
-        let mut watch: HashMap<_, WatchKey, u32> = HashMap::try_from(
-            ebpf.map_mut("WATCH")
-                .ok_or_else(|| anyhow!("map WATCH missing"))?,
-        )?;
+        let mut watch: HashMap<_, WatchKey, u32> =
+            HashMap::try_from(map_mut(&mut ebpf, maps::WATCH)?)?;
         for dir in watch_dirs {
             match std::fs::metadata(dir) {
                 Ok(m) => {
@@ -194,18 +201,9 @@ impl Capture {
                 "; syscall channels off ([capture] syscalls = false): no mmap, file-change or memory-tamper capture"
             }
         );
-        let ring = RingBuf::try_from(
-            ebpf.take_map("EVENTS")
-                .ok_or_else(|| anyhow!("map EVENTS missing"))?,
-        )?;
-        let lost = PerCpuArray::try_from(
-            ebpf.take_map("LOST")
-                .ok_or_else(|| anyhow!("map LOST missing"))?,
-        )?;
-        let reader_idle = Array::try_from(
-            ebpf.take_map("READER_IDLE")
-                .ok_or_else(|| anyhow!("map READER_IDLE missing"))?,
-        )?;
+        let ring = RingBuf::try_from(take_map(&mut ebpf, maps::EVENTS)?)?;
+        let lost = PerCpuArray::try_from(take_map(&mut ebpf, maps::LOST)?)?;
+        let reader_idle = Array::try_from(take_map(&mut ebpf, maps::READER_IDLE)?)?;
         let ring = register(ring, "the ring buffer")?;
         Ok((
             Capture {
