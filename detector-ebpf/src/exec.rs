@@ -16,18 +16,21 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use detector_common::{
-    EventKind, ExecEvent, KernelConfig, LoaderEnvEvent, LoaderVar, EXEC_ARGS_MAX,
+    Channel, EventKind, ExecEvent, KernelConfig, LoaderEnvEvent, LoaderVar, EXEC_ARGS_MAX,
     EXEC_ARGS_TRUNCATED, EXEC_ENV_INCOMPLETE, EXEC_FILENAME_MAX, EXEC_FILENAME_TRUNCATED,
     LOADER_VALUE_HEAD, LOADER_VALUE_TAIL, LOADER_VALUE_TRUNCATED, LOADER_VARS,
 };
 
 use crate::{
     kernel::{Bprm, StackAndArgs},
-    read,
+    read::{self, count_error, OrCount as _},
     shared::{
         config, current_task_and_ppid, is_self, named_map, reserve, submit_flags, submit_urgent,
     },
 };
+
+/// The channel whose read errors this program counts.
+const CH: Channel = Channel::Exec;
 
 /// Upper bound on envp entries walked. The kernel allows ~2 MiB of strings plus pointers
 /// (at least 9 bytes each), so no real environment reaches this.
@@ -90,16 +93,16 @@ fn try_exec(bprm: Bprm) -> Option<()> {
     if is_self(cfg) {
         return None;
     }
-    let (task, ppid) = current_task_and_ppid(cfg);
-    let mm = task.mm(cfg)?;
+    let (task, ppid) = current_task_and_ppid(cfg, CH);
+    let mm = task.mm(cfg).or_count(CH)?;
     let StackAndArgs {
         start_stack,
         arg_start,
         arg_end,
         env_end,
-    } = mm.stack_and_args(cfg)?;
+    } = mm.stack_and_args(cfg).or_count(CH)?;
     // The new stack: argc, argv[argc], NULL, envp[], NULL.
-    let argc: u64 = read::user(start_stack)?;
+    let argc: u64 = read::user(start_stack).or_count(CH)?;
 
     let buf = ENVBUF.get_ptr_mut(0)?;
     let scan = unsafe { &mut (*buf).scan };
@@ -175,6 +178,7 @@ unsafe fn env_step(index: u32) -> i64 {
     let ptr = if scan.single_ptrs != 0 {
         let Some(p) = read::user::<u64>(from) else {
             scan.incomplete = 1;
+            count_error(CH);
             return 1;
         };
         p
@@ -192,6 +196,7 @@ unsafe fn env_step(index: u32) -> i64 {
         let bytes = unsafe { &mut *(words.as_mut_ptr() as *mut [u8; NAME]) };
         if read::user_str(ptr, bytes).is_none() {
             scan.incomplete = 1;
+            count_error(CH);
             return 0;
         }
     }
@@ -310,8 +315,8 @@ fn emit_exec(
     // The name the program was executed by (bprm->filename), as the classic tracepoint's
     // `filename` field has it.
     ev.filename[0] = 0;
-    if let Some(src) = bprm.filename(cfg) {
-        match read::kernel_str(src, &mut ev.filename) {
+    if let Some(src) = bprm.filename(cfg).or_count(CH) {
+        match read::kernel_str(src, &mut ev.filename).or_count(CH) {
             Some(len) if len + 1 >= EXEC_FILENAME_MAX => ev.hdr.flags |= EXEC_FILENAME_TRUNCATED,
             Some(_) => {}
             None => ev.filename[0] = 0,
@@ -329,7 +334,7 @@ fn emit_exec(
     if n > 0 {
         // `n` is bounded for the verifier by the clamp above.
         let dst = &mut ev.args[..n];
-        if read::user_buf(arg_start, dst).is_none() {
+        if read::user_buf(arg_start, dst).or_count(CH).is_none() {
             ev.args_len = 0;
         }
     }
@@ -346,7 +351,9 @@ fn emit_loader_env(ppid: u32, var: u32, f: &Found, envp: u64, env_end: u64) {
     ev.index = f.index;
 
     // The kernel lays strings out back to back: a value ends where the next string starts.
-    let next: u64 = read::user(envp + 8 * (f.index as u64 + 1)).unwrap_or(0);
+    let next: u64 = read::user(envp + 8 * (f.index as u64 + 1))
+        .or_count(CH)
+        .unwrap_or(0);
     let end = if next != 0 { next } else { env_end };
     let prefix = prefix_len(var);
     let value = f.ptr + prefix;
@@ -354,12 +361,12 @@ fn emit_loader_env(ppid: u32, var: u32, f: &Found, envp: u64, env_end: u64) {
     ev.value_len = value_len as u32;
 
     ev.head[0] = 0;
-    let _ = read::user_str(value, &mut ev.head);
+    let _ = read::user_str(value, &mut ev.head).or_count(CH);
     ev.tail[0] = 0;
     if value_len >= LOADER_VALUE_HEAD as u64 {
         ev.hdr.flags |= LOADER_VALUE_TRUNCATED;
         let from = value + value_len - LOADER_VALUE_TAIL as u64;
-        let _ = read::user_buf(from, &mut ev.tail);
+        let _ = read::user_buf(from, &mut ev.tail).or_count(CH);
     }
     entry.submit(submit_urgent());
 }

@@ -14,14 +14,14 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use detector_common::{
-    EventKind, FileChangeEvent, KernelConfig, MemTamperEvent, WatchKey, DIR_TRUNCATED,
+    Channel, EventKind, FileChangeEvent, KernelConfig, MemTamperEvent, WatchKey, DIR_TRUNCATED,
     FILE_OP_OPEN_WRITE, FILE_OP_RENAME, FILE_OP_TRUNCATE, FILE_OP_UNLINK, NAME_MAX, PATH_TRUNCATED,
     PROC_SUPER_MAGIC, TAMPER_PROC_MEM,
 };
 
 use crate::{
     kernel::{Dentry, Inode, PtRegs, SuperBlock, Task, VfsMount},
-    read,
+    read::{self, count_error, OrCount as _},
     shared::{config, current_task_and_ppid, is_self, named_map, ppid, reserve, submit_urgent},
     tp::{
         Record, SysEnterRename, SysEnterRenameat, SysEnterTruncate, SysEnterUnlink,
@@ -42,6 +42,9 @@ named_map! {
     /// Syscall string arguments being judged (0: name, 1: name2).
     static NAMES: PerCpuArray<[u8; NAME_MAX]> = PerCpuArray::with_max_entries(2, 0);
 }
+
+/// The channel whose read errors these programs count (a `/proc/<pid>/mem` open included).
+const CH: Channel = Channel::FileChange;
 
 const FMODE_WRITE: u32 = 0x2;
 const O_ACCMODE: u64 = 0o3;
@@ -73,38 +76,40 @@ fn try_open_exit(ctx: &TracePointContext) -> Option<()> {
     if cfg.regs_arg2 != 0 && rec.syscall_nr() as u32 == cfg.openat_nr {
         // SAFETY: the helpers take the current task, which BTF vouches for.
         let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf() as *mut _) };
-        let flags = PtRegs::from_addr(regs as u64).syscall_arg2(cfg)?;
+        let flags = PtRegs::from_addr(regs as u64)
+            .syscall_arg2(cfg)
+            .or_count(CH)?;
         if flags & O_ACCMODE == O_RDONLY {
             return None;
         }
     }
     let task = Task::current();
-    let file = fd_file(cfg, task, fd as u64)?;
-    let f_mode = file.mode(cfg)?;
+    let file = fd_file(cfg, task, fd as u64, CH)?;
+    let f_mode = file.mode(cfg).or_count(CH)?;
     if f_mode & FMODE_WRITE == 0 {
         return None;
     }
-    let dentry = file.path(cfg).dentry(cfg)?;
+    let dentry = file.path(cfg).dentry(cfg).or_count(CH)?;
     let inode = dentry_inode(cfg, dentry);
-    let sb = inode.sb(cfg)?;
-    let magic = sb.magic(cfg)?;
+    let sb = inode.sb(cfg).or_count(CH)?;
+    let magic = sb.magic(cfg).or_count(CH)?;
     if magic == PROC_SUPER_MAGIC {
-        let name: [u8; 4] = dentry_name(cfg, dentry);
+        let name: [u8; 4] = dentry_name(cfg, dentry, CH);
         if &name == b"mem\0" {
-            let (mnt, dentry) = path_parts(cfg, file.path(cfg))?;
-            return proc_mem(cfg, ppid(cfg, task), mnt, dentry);
+            let (mnt, dentry) = path_parts(cfg, file.path(cfg), CH)?;
+            return proc_mem(cfg, ppid(cfg, task, CH), mnt, dentry);
         }
         return None;
     }
-    let parent = dentry.parent(cfg)?;
+    let parent = dentry.parent(cfg).or_count(CH)?;
     // The parent is on the file's filesystem (a mount root is its own parent).
     if !is_watched(cfg, dentry_inode(cfg, parent), sb) {
         return None;
     }
-    let info = inode_info(cfg, inode);
-    let (mnt, dentry) = path_parts(cfg, file.path(cfg))?;
-    let (off, truncated) = build_path(cfg, mnt, dentry, SCRATCH_PATH)?;
-    let mut entry = reserve::<FileChangeEvent>(EventKind::FileChange, ppid(cfg, task))?;
+    let info = inode_info(cfg, inode, CH);
+    let (mnt, dentry) = path_parts(cfg, file.path(cfg), CH)?;
+    let (off, truncated) = build_path(cfg, mnt, dentry, SCRATCH_PATH, CH)?;
+    let mut entry = reserve::<FileChangeEvent>(EventKind::FileChange, ppid(cfg, task, CH))?;
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     if truncated {
         ev.hdr.flags |= PATH_TRUNCATED;
@@ -123,7 +128,7 @@ fn try_open_exit(ctx: &TracePointContext) -> Option<()> {
 }
 
 fn proc_mem(cfg: &KernelConfig, ppid: u32, mnt: VfsMount, dentry: Dentry) -> Option<()> {
-    let (off, truncated) = build_path(cfg, mnt, dentry, SCRATCH_PATH)?;
+    let (off, truncated) = build_path(cfg, mnt, dentry, SCRATCH_PATH, CH)?;
     let mut entry = reserve::<MemTamperEvent>(EventKind::MemTamper, ppid)?;
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     if truncated {
@@ -146,7 +151,10 @@ fn proc_mem(cfg: &KernelConfig, ppid: u32, mnt: VfsMount, dentry: Dentry) -> Opt
 fn is_watched(cfg: &KernelConfig, dir_inode: Inode, sb: SuperBlock) -> bool {
     let key = match (dir_inode.ino(cfg), sb.dev(cfg)) {
         (Some(ino), Some(dev)) => WatchKey { ino, dev, _pad: 0 },
-        _ => return false,
+        _ => {
+            count_error(CH);
+            return false;
+        }
     };
     unsafe { WATCH.get(key) }.is_some()
 }
@@ -154,7 +162,7 @@ fn is_watched(cfg: &KernelConfig, dir_inode: Inode, sb: SuperBlock) -> bool {
 #[inline(always)]
 fn watched(cfg: &KernelConfig, dir_dentry: Dentry) -> bool {
     let inode = dentry_inode(cfg, dir_dentry);
-    match inode.sb(cfg) {
+    match inode.sb(cfg).or_count(CH) {
         Some(sb) => is_watched(cfg, inode, sb),
         None => false,
     }
@@ -223,7 +231,7 @@ fn read_name(slot: u32, user: u64) -> Option<*mut [u8; NAME_MAX]> {
     let b = unsafe { &mut *buf };
     b[0] = 0;
     if user != 0 {
-        let _ = read::user_str(user, b);
+        let _ = read::user_str(user, b).or_count(CH);
     }
     Some(buf)
 }
@@ -247,10 +255,10 @@ fn interesting_absolute(n: &[u8; NAME_MAX]) -> bool {
 #[inline(always)]
 fn base_dir(cfg: &KernelConfig, task: Task, dfd: i64) -> Option<(VfsMount, Dentry)> {
     if dfd == AT_FDCWD {
-        path_parts(cfg, task.fs(cfg)?.pwd(cfg))
+        path_parts(cfg, task.fs(cfg).or_count(CH)?.pwd(cfg), CH)
     } else if dfd >= 0 {
-        let file = fd_file(cfg, task, dfd as u64)?;
-        path_parts(cfg, file.path(cfg))
+        let file = fd_file(cfg, task, dfd as u64, CH)?;
+        path_parts(cfg, file.path(cfg), CH)
     } else {
         None
     }
@@ -275,7 +283,7 @@ fn string_op(op: u32, dfd: i64, name: u64, dfd2: i64, name2: u64) -> Option<()> 
     }
     let n1 = unsafe { &*read_name(0, name)? };
     let n2 = unsafe { &*read_name(1, name2)? };
-    let (task, ppid) = current_task_and_ppid(cfg);
+    let (task, ppid) = current_task_and_ppid(cfg, CH);
     let mut report = interesting_absolute(n1) || interesting_absolute(n2);
     // The base directory of a relative name (the destination's first), when it is watched.
     // `name2 != 0` keeps the second name out of the programs that have none.
@@ -293,7 +301,7 @@ fn string_op(op: u32, dfd: i64, name: u64, dfd2: i64, name2: u64) -> Option<()> 
     let mut dir_off = 0;
     let mut dir_truncated = false;
     if let Some((m, d)) = dir {
-        let (off, t) = build_path(cfg, m, d, SCRATCH_DIR)?;
+        let (off, t) = build_path(cfg, m, d, SCRATCH_DIR, CH)?;
         dir_off = off;
         dir_truncated = t;
     }

@@ -3,10 +3,11 @@
 //! parent (`ppid`), which is all user space needs to learn a child it has not seen exec
 //! (a fork costs ~1.5 µs of eBPF and a daemon wake-up's worth of work otherwise).
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
-use detector_common::{EventKind, ExitEvent};
+use detector_common::{Channel, EventKind, ExitEvent};
 
 use crate::{
     kernel::Task,
+    read::OrCount as _,
     shared::{config, is_self, reserve, submit_flags},
 };
 
@@ -27,7 +28,10 @@ fn try_exit() -> Option<()> {
     let task = Task::current();
     let mut entry = reserve::<ExitEvent>(EventKind::Exit, 0)?;
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    ev.exit_code = task.exit_code(cfg).unwrap_or(0);
+    ev.exit_code = task
+        .exit_code(cfg)
+        .or_count(Channel::Lifecycle)
+        .unwrap_or(0);
     ev._pad = 0;
     entry.submit(submit_flags());
     Some(())

@@ -2,12 +2,12 @@
 //! SEIZE and process_vm_writev. (`/proc/<pid>/mem` opened for write is seen by file_change.)
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use detector_common::{
-    EventKind, MemTamperEvent, PTRACE_ATTACH, PTRACE_POKEDATA, PTRACE_POKETEXT, PTRACE_SEIZE,
-    TAMPER_PROCESS_VM_WRITEV, TAMPER_PTRACE,
+    Channel, EventKind, MemTamperEvent, PTRACE_ATTACH, PTRACE_POKEDATA, PTRACE_POKETEXT,
+    PTRACE_SEIZE, TAMPER_PROCESS_VM_WRITEV, TAMPER_PTRACE,
 };
 
 use crate::{
-    read,
+    read::{self, OrCount as _},
     shared::{config, current_task_and_ppid, is_self, reserve, submit_urgent},
     tp::{Record, SysEnterProcessVmWritev, SysEnterPtrace},
 };
@@ -37,7 +37,7 @@ pub fn sys_enter_process_vm_writev(ctx: TracePointContext) -> u32 {
     let rvec = rec.rvec();
     let riovcnt = rec.riovcnt();
     // The first remote address written (`rvec[0].iov_base`), when readable.
-    let addr: u64 = read::user(rvec).unwrap_or(0);
+    let addr: u64 = read::user(rvec).or_count(Channel::MemTamper).unwrap_or(0);
     let _ = emit(TAMPER_PROCESS_VM_WRITEV, pid as u32, riovcnt, addr);
     0
 }
@@ -48,7 +48,7 @@ fn emit(op: u32, target: u32, request: u64, addr: u64) -> Option<()> {
     if is_self(cfg) {
         return None;
     }
-    let (_, ppid) = current_task_and_ppid(cfg);
+    let (_, ppid) = current_task_and_ppid(cfg, Channel::MemTamper);
     let mut entry = reserve::<MemTamperEvent>(EventKind::MemTamper, ppid)?;
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     ev.op = op;

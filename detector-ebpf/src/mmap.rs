@@ -13,16 +13,20 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use detector_common::{
-    EventKind, KernelConfig, MmapEvent, SeenKey, MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT,
+    Channel, EventKind, KernelConfig, MmapEvent, SeenKey, MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT,
     PATH_TRUNCATED,
 };
 
 use crate::{
     kernel::{File, Task, Vma},
+    read::OrCount as _,
     shared::{config, is_self, named_map, ppid, reserve, submit_flags, submit_urgent},
     tp::{Record, SysEnterMmap, SysEnterMprotect},
     vfs::{build_path, copy_path, fd_file, inode_id, inode_info_of, path_parts, SCRATCH_PATH},
 };
+
+/// The channel whose read errors these programs count.
+const CH: Channel = Channel::Mmap;
 
 const PROT_EXEC: u64 = 0x4;
 const MAP_ANONYMOUS: u64 = 0x20;
@@ -53,7 +57,7 @@ fn try_mmap(ctx: &TracePointContext) -> Option<()> {
         return None;
     }
     let task = Task::current();
-    let file = fd_file(cfg, task, fd as u64)?;
+    let file = fd_file(cfg, task, fd as u64, CH)?;
     report(cfg, task, file, MMAP_SOURCE_MMAP, prot as u32, flags as u32)
 }
 
@@ -111,8 +115,8 @@ unsafe extern "C" fn vma_found(_task: *mut c_void, vma: *mut c_void, ctx: *mut c
     let out = unsafe { &mut *(ctx as *mut VmaLookup) };
     let Some(cfg) = config() else { return 0 };
     let vma = Vma::from_addr(vma as u64);
-    out.file = vma.file(cfg).unwrap_or(File::from_addr(0));
-    out.already_exec = vma.flags(cfg).unwrap_or(0) & VM_EXEC;
+    out.file = vma.file(cfg).or_count(CH).unwrap_or(File::from_addr(0));
+    out.already_exec = vma.flags(cfg).or_count(CH).unwrap_or(0) & VM_EXEC;
     0
 }
 
@@ -125,10 +129,10 @@ fn report(
     prot: u32,
     map_flags: u32,
 ) -> Option<()> {
-    let inode = file.inode(cfg)?;
+    let inode = file.inode(cfg).or_count(CH)?;
     // The seen-cache first, with only the reads its key needs: ld.so maps the same system
     // libraries into every process. Only safe files are in it.
-    let id = inode_id(cfg, inode);
+    let id = inode_id(cfg, inode, CH);
     let key = SeenKey {
         ino: id.ino,
         mtime_sec: id.mtime_sec,
@@ -138,14 +142,14 @@ fn report(
     if unsafe { SEEN.get(key) }.is_some() {
         return None;
     }
-    let info = inode_info_of(cfg, inode, &id);
+    let info = inode_info_of(cfg, inode, &id, CH);
     let safe = info.only_root_controls();
     if safe {
         let _ = SEEN.insert(key, 1, 0);
     }
-    let (mnt, dentry) = path_parts(cfg, file.path(cfg))?;
-    let (off, truncated) = build_path(cfg, mnt, dentry, SCRATCH_PATH)?;
-    let mut entry = reserve::<MmapEvent>(EventKind::Mmap, ppid(cfg, task))?;
+    let (mnt, dentry) = path_parts(cfg, file.path(cfg), CH)?;
+    let (off, truncated) = build_path(cfg, mnt, dentry, SCRATCH_PATH, CH)?;
+    let mut entry = reserve::<MmapEvent>(EventKind::Mmap, ppid(cfg, task, CH))?;
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     if truncated {
         ev.hdr.flags |= PATH_TRUNCATED;

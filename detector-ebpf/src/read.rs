@@ -1,10 +1,18 @@
 //! The one place where kernel and user memory is read: every `bpf_probe_read_*` call of the
 //! programs is in this module, behind a safe function that returns `None` when the helper
 //! failed (a bad, unmapped or paged-out address). Callers never write `unsafe` for a read.
+//!
+//! A failed read that makes a program drop an event, or send one without the field it was
+//! reading, is counted per channel in `READ_ERRORS` with [`OrCount::or_count`] or
+//! [`count_error`]. The count is taken on the failure path only: a successful read costs the
+//! helper call and its error check, as a bare `bpf_probe_read_*` does.
 use aya_ebpf::helpers::{
     bpf_probe_read_kernel, bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes,
     bpf_probe_read_user, bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
 };
+use detector_common::Channel;
+
+use crate::shared::READ_ERRORS;
 
 /// Types every bit pattern of which is a valid value, so that bytes copied from kernel or user
 /// memory make one.
@@ -65,4 +73,29 @@ pub fn user_str(addr: u64, dst: &mut [u8]) -> Option<usize> {
     unsafe { bpf_probe_read_user_str_bytes(addr as *const u8, dst) }
         .ok()
         .map(|s| s.len())
+}
+
+/// Counts one failed read for `channel` in `READ_ERRORS`. A BPF subprogram, so that each
+/// failure path costs a call rather than a copy of the map update.
+#[inline(never)]
+pub fn count_error(channel: Channel) {
+    if let Some(n) = READ_ERRORS.get_ptr_mut(channel as u32) {
+        // SAFETY: a per-CPU slot: no concurrent writer on this CPU.
+        unsafe { *n += 1 };
+    }
+}
+
+/// Counts a read's failure for a channel, passing its result on.
+pub trait OrCount: Sized {
+    fn or_count(self, channel: Channel) -> Self;
+}
+
+impl<T> OrCount for Option<T> {
+    #[inline(always)]
+    fn or_count(self, channel: Channel) -> Self {
+        if self.is_none() {
+            count_error(channel);
+        }
+        self
+    }
 }

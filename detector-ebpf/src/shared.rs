@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use detector_common::{Channel, EventHeader, EventKind, KernelConfig, CHANNELS};
 
-use crate::kernel::Task;
+use crate::{kernel::Task, read::OrCount as _};
 
 /// Whether two strings are equal, at compile time.
 pub const fn same_name(a: &str, b: &str) -> bool {
@@ -64,6 +64,12 @@ named_map! {
     pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(CHANNELS, 0);
 }
 
+named_map! {
+    /// Failed reads of kernel or user memory that made a program drop an event or send it
+    /// without the field being read, per channel (see `read::count_error`).
+    pub static READ_ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(CHANNELS, 0);
+}
+
 #[inline(always)]
 pub fn config() -> Option<&'static KernelConfig> {
     match CONFIG.get(0) {
@@ -114,17 +120,19 @@ pub fn count_lost(channel: Channel) {
 
 /// The current task, and the thread group id of its real parent.
 #[inline(always)]
-pub fn current_task_and_ppid(cfg: &KernelConfig) -> (Task, u32) {
+pub fn current_task_and_ppid(cfg: &KernelConfig, channel: Channel) -> (Task, u32) {
     let task = Task::current();
-    (task, ppid(cfg, task))
+    (task, ppid(cfg, task, channel))
 }
 
 /// The thread group id of `task`'s real parent. Two reads: programs that mostly filter an
-/// event out call it only once they know they report it.
+/// event out call it only once they know they report it. 0 when unreadable (a read error
+/// of `channel`).
 #[inline(always)]
-pub fn ppid(cfg: &KernelConfig, task: Task) -> u32 {
+pub fn ppid(cfg: &KernelConfig, task: Task, channel: Channel) -> u32 {
     task.real_parent(cfg)
         .and_then(|parent| parent.tgid(cfg))
+        .or_count(channel)
         .unwrap_or(0)
 }
 

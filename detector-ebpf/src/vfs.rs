@@ -1,12 +1,13 @@
 //! Kernel file helpers shared by the channels: fd → struct file, what an inode is, and the
 //! path of a dentry, built in the kernel (a process may be gone before user space looks).
-//! Every struct offset comes from the running kernel's BTF through `KernelConfig`.
+//! Every struct offset comes from the running kernel's BTF through `KernelConfig`. Reads that
+//! fail are counted as read errors of the `Channel` the caller passes.
 use aya_ebpf::{cty::c_void, helpers::generated::bpf_loop, maps::PerCpuArray};
-use detector_common::{FileInfo, KernelConfig, PATH_BUF};
+use detector_common::{Channel, FileInfo, KernelConfig, PATH_BUF};
 
 use crate::{
     kernel::{Dentry, Fdtable, File, Inode, Mount, Path, SuperBlock, Task, VfsMount},
-    read,
+    read::{self, count_error, OrCount as _},
     shared::{config, named_map},
 };
 
@@ -26,13 +27,13 @@ pub const SCRATCH_DIR: u32 = 1;
 
 /// The `struct file` behind `fd` in `task` (None for an fd that is not open).
 #[inline(always)]
-pub fn fd_file(cfg: &KernelConfig, task: Task, fd: u64) -> Option<File> {
-    let fdt = task.files(cfg)?.fdt(cfg)?;
-    let max = fdt.max_fds(cfg)?;
+pub fn fd_file(cfg: &KernelConfig, task: Task, fd: u64, ch: Channel) -> Option<File> {
+    let fdt = task.files(cfg).or_count(ch)?.fdt(cfg).or_count(ch)?;
+    let max = fdt.max_fds(cfg).or_count(ch)?;
     if fd >= max as u64 {
         return None;
     }
-    let file = Fdtable::file_in(fdt.fd_array(cfg)?, fd)?;
+    let file = Fdtable::file_in(fdt.fd_array(cfg).or_count(ch)?, fd).or_count(ch)?;
     if file.is_null() {
         None
     } else {
@@ -42,8 +43,8 @@ pub fn fd_file(cfg: &KernelConfig, task: Task, fd: u64) -> Option<File> {
 
 /// (vfsmount, dentry) of a `struct path`.
 #[inline(always)]
-pub fn path_parts(cfg: &KernelConfig, path: Path) -> Option<(VfsMount, Dentry)> {
-    Some((path.mnt(cfg)?, path.dentry(cfg)?))
+pub fn path_parts(cfg: &KernelConfig, path: Path, ch: Channel) -> Option<(VfsMount, Dentry)> {
+    Some((path.mnt(cfg).or_count(ch)?, path.dentry(cfg).or_count(ch)?))
 }
 
 /// What identifies a version of a file (inode number, mtime, device), and its super block
@@ -56,13 +57,16 @@ pub struct InodeId {
 }
 
 #[inline(always)]
-pub fn inode_id(cfg: &KernelConfig, inode: Inode) -> InodeId {
-    let sb = inode.sb(cfg).unwrap_or(SuperBlock::from_addr(0));
+pub fn inode_id(cfg: &KernelConfig, inode: Inode, ch: Channel) -> InodeId {
+    let sb = inode
+        .sb(cfg)
+        .or_count(ch)
+        .unwrap_or(SuperBlock::from_addr(0));
     InodeId {
-        ino: inode.ino(cfg).unwrap_or(0),
-        mtime_sec: inode.mtime_sec(cfg).unwrap_or(0),
+        ino: inode.ino(cfg).or_count(ch).unwrap_or(0),
+        mtime_sec: inode.mtime_sec(cfg).or_count(ch).unwrap_or(0),
         dev: if !sb.is_null() {
-            sb.dev(cfg).unwrap_or(0)
+            sb.dev(cfg).or_count(ch).unwrap_or(0)
         } else {
             0
         },
@@ -71,32 +75,32 @@ pub fn inode_id(cfg: &KernelConfig, inode: Inode) -> InodeId {
 }
 
 #[inline(always)]
-pub fn inode_info(cfg: &KernelConfig, inode: Inode) -> FileInfo {
+pub fn inode_info(cfg: &KernelConfig, inode: Inode, ch: Channel) -> FileInfo {
     if inode.is_null() {
         return FileInfo::default();
     }
-    inode_info_of(cfg, inode, &inode_id(cfg, inode))
+    inode_info_of(cfg, inode, &inode_id(cfg, inode, ch), ch)
 }
 
 /// `inode_info` for an inode whose identity was already read.
 #[inline(always)]
-pub fn inode_info_of(cfg: &KernelConfig, inode: Inode, id: &InodeId) -> FileInfo {
+pub fn inode_info_of(cfg: &KernelConfig, inode: Inode, id: &InodeId, ch: Channel) -> FileInfo {
     let mut f = FileInfo {
         ino: id.ino,
         mtime_sec: id.mtime_sec,
         dev: id.dev,
         ..FileInfo::default()
     };
-    f.mode = inode.mode(cfg).unwrap_or(0) as u32;
-    f.uid = inode.uid(cfg).unwrap_or(0);
-    f.nlink = inode.nlink(cfg).unwrap_or(0);
+    f.mode = inode.mode(cfg).or_count(ch).unwrap_or(0) as u32;
+    f.uid = inode.uid(cfg).or_count(ch).unwrap_or(0);
+    f.nlink = inode.nlink(cfg).or_count(ch).unwrap_or(0);
     if !id.sb.is_null() {
-        f.fs_magic = id.sb.magic(cfg).unwrap_or(0);
+        f.fs_magic = id.sb.magic(cfg).or_count(ch).unwrap_or(0);
     }
     f
 }
 
-/// `d_inode`, null when unreadable.
+/// `d_inode`, null when unreadable (not counted: the caller's next read through it fails).
 #[inline(always)]
 pub fn dentry_inode(cfg: &KernelConfig, dentry: Dentry) -> Inode {
     dentry.inode(cfg).unwrap_or(Inode::from_addr(0))
@@ -104,10 +108,10 @@ pub fn dentry_inode(cfg: &KernelConfig, dentry: Dentry) -> Inode {
 
 /// The first `N` bytes of a dentry's name (zero-padded).
 #[inline(always)]
-pub fn dentry_name<const N: usize>(cfg: &KernelConfig, dentry: Dentry) -> [u8; N] {
+pub fn dentry_name<const N: usize>(cfg: &KernelConfig, dentry: Dentry, ch: Channel) -> [u8; N] {
     let mut out = [0u8; N];
-    if let Some(name) = dentry.name_ptr(cfg) {
-        let _ = read::kernel_str(name, &mut out);
+    if let Some(name) = dentry.name_ptr(cfg).or_count(ch) {
+        let _ = read::kernel_str(name, &mut out).or_count(ch);
     }
     out
 }
@@ -121,6 +125,7 @@ struct Walk {
     truncated: u32,
     done: u32,
     slot: u32,
+    channel: Channel,
 }
 
 /// Builds the path of (`vfsmount`, `dentry`) right to left into scratch `slot`; returns the
@@ -131,6 +136,7 @@ pub fn build_path(
     vfsmount: VfsMount,
     dentry: Dentry,
     slot: u32,
+    channel: Channel,
 ) -> Option<(u32, bool)> {
     let buf = SCRATCH.get_ptr_mut(slot)? as *mut u8;
     unsafe { *buf.add(PATH_BUF - 1) = 0 };
@@ -141,6 +147,7 @@ pub fn build_path(
         truncated: 0,
         done: 0,
         slot,
+        channel,
     };
     unsafe {
         bpf_loop(
@@ -181,10 +188,11 @@ unsafe extern "C" fn path_step(_i: u32, ctx: *mut c_void) -> i64 {
     let (Some(mnt_root), Some(parent)) = (w.mount.vfsmount(cfg).root(cfg), d.parent(cfg)) else {
         w.done = 1;
         w.truncated = 1;
+        count_error(w.channel);
         return 1;
     };
     if d == mnt_root {
-        let Some(mparent) = w.mount.parent(cfg) else {
+        let Some(mparent) = w.mount.parent(cfg).or_count(w.channel) else {
             w.done = 1;
             return 1;
         };
@@ -192,17 +200,21 @@ unsafe extern "C" fn path_step(_i: u32, ctx: *mut c_void) -> i64 {
             w.done = 1; // the global root
             return 1;
         }
-        w.dentry = w.mount.mountpoint(cfg).unwrap_or(Dentry::from_addr(0));
+        w.dentry = w
+            .mount
+            .mountpoint(cfg)
+            .or_count(w.channel)
+            .unwrap_or(Dentry::from_addr(0));
         w.mount = mparent;
         return 0;
     }
     // A component: "/" + name, written right to left.
-    let Some(name) = d.name_ptr(cfg) else {
+    let Some(name) = d.name_ptr(cfg).or_count(w.channel) else {
         w.done = 1;
         w.truncated = 1;
         return 1;
     };
-    let mut len = d.name_len(cfg).unwrap_or(0);
+    let mut len = d.name_len(cfg).or_count(w.channel).unwrap_or(0);
     if len > NAME_LEN_MASK {
         len = NAME_LEN_MASK;
         w.truncated = 1;
@@ -221,7 +233,7 @@ unsafe extern "C" fn path_step(_i: u32, ctx: *mut c_void) -> i64 {
             (len & NAME_LEN_MASK) as usize,
         )
     };
-    let _ = read::kernel_buf(name, dst);
+    let _ = read::kernel_buf(name, dst).or_count(w.channel);
     w.off -= 1;
     unsafe { *buf.add((w.off & MASK) as usize) = b'/' };
     if d == parent {
