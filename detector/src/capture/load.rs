@@ -1,6 +1,6 @@
 //! Capture: loads the embedded eBPF object, hands it this kernel's facts, attaches every
-//! program, and yields raw ring-buffer records. Lost records are counted in the kernel per
-//! channel and read back here.
+//! program, and yields raw ring-buffer records. Lost records and failed kernel reads are
+//! counted in the kernel per channel and read back here.
 use anyhow::{anyhow, Context as _, Result};
 use std::os::unix::fs::MetadataExt as _;
 
@@ -94,6 +94,7 @@ pub struct Capture {
     links: Vec<Box<dyn Send>>,
     ring: AsyncFd<RingBuf<MapData>>,
     lost: PerCpuArray<MapData, u64>,
+    read_errors: PerCpuArray<MapData, u64>,
     reader_idle: Array<MapData, u32>,
 }
 
@@ -203,6 +204,7 @@ impl Capture {
         );
         let ring = RingBuf::try_from(take_map(&mut ebpf, maps::EVENTS)?)?;
         let lost = PerCpuArray::try_from(take_map(&mut ebpf, maps::LOST)?)?;
+        let read_errors = PerCpuArray::try_from(take_map(&mut ebpf, maps::READ_ERRORS)?)?;
         let reader_idle = Array::try_from(take_map(&mut ebpf, maps::READER_IDLE)?)?;
         let ring = register(ring, "the ring buffer")?;
         Ok((
@@ -211,6 +213,7 @@ impl Capture {
                 links,
                 ring,
                 lost,
+                read_errors,
                 reader_idle,
             },
             KernelLog(logger),
@@ -287,12 +290,26 @@ impl Capture {
 
     /// Records lost so far, per channel (summed over CPUs).
     pub fn lost(&self) -> Result<[u64; CHANNELS as usize]> {
-        let mut out = [0; CHANNELS as usize];
-        for (i, slot) in out.iter_mut().enumerate() {
-            *slot = self.lost.get(&(i as u32), 0)?.iter().sum();
-        }
-        Ok(out)
+        per_channel(&self.lost)
     }
+
+    /// Failed kernel or user memory reads so far, per channel (indexed by `Channel`, summed
+    /// over CPUs): a count of reads whose failure made a program drop an event or send it
+    /// without the field it was reading (an empty filename, a zero inode number, a truncated
+    /// path). Cumulative since the programs were loaded.
+    #[allow(dead_code, reason = "no caller in this crate reports it yet")]
+    pub fn read_errors(&self) -> Result<[u64; CHANNELS as usize]> {
+        per_channel(&self.read_errors)
+    }
+}
+
+/// A per-channel counter map's entries, summed over CPUs.
+fn per_channel(map: &PerCpuArray<MapData, u64>) -> Result<[u64; CHANNELS as usize]> {
+    let mut out = [0; CHANNELS as usize];
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = map.get(&(i as u32), 0)?.iter().sum();
+    }
+    Ok(out)
 }
 
 impl KernelLog {
