@@ -104,6 +104,31 @@ event_table! {
     }
 }
 
+/// Names of the eBPF maps, shared by the programs (each map's static has the name of its
+/// constant, checked at compile time) and user space (which looks them up by these names).
+pub mod maps {
+    /// Ring buffer of all events.
+    pub const EVENTS: &str = "EVENTS";
+    /// `KernelConfig`, one entry.
+    pub const CONFIG: &str = "CONFIG";
+    /// Whether the daemon's drain timer is stopped, one `u32`.
+    pub const READER_IDLE: &str = "READER_IDLE";
+    /// Events lost to a full ring buffer, per-CPU `u64` per [`Channel`](super::Channel).
+    pub const LOST: &str = "LOST";
+    /// Failed kernel or user memory reads that dropped or degraded an event, per-CPU `u64`
+    /// per [`Channel`](super::Channel).
+    pub const READ_ERRORS: &str = "READ_ERRORS";
+    /// Watched directories, [`WatchKey`](super::WatchKey) to `u32`.
+    pub const WATCH: &str = "WATCH";
+    /// Seen-cache of safe executable mappings, [`SeenKey`](super::SeenKey) to `u8`.
+    pub const SEEN: &str = "SEEN";
+    /// The programs' own scratch space: syscall string arguments, the exec walk's buffers,
+    /// paths being built.
+    pub const NAMES: &str = "NAMES";
+    pub const ENVBUF: &str = "ENVBUF";
+    pub const SCRATCH: &str = "SCRATCH";
+}
+
 pub const COMM_LEN: usize = 16;
 
 /// Common prefix of every event.

@@ -12,24 +12,25 @@
 //! (contiguous after exec, ending at `mm->env_end`) 4 KiB at a time into a per-CPU buffer,
 //! checking each string's first bytes there: a typical environment costs a handful of reads.
 use aya_ebpf::{
-    cty::c_void,
-    helpers::{
-        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user, bpf_probe_read_user_buf,
-        bpf_probe_read_user_str_bytes, generated::bpf_loop,
-    },
-    macros::{btf_tracepoint, map},
-    maps::PerCpuArray,
+    cty::c_void, helpers::generated::bpf_loop, macros::btf_tracepoint, maps::PerCpuArray,
     programs::BtfTracePointContext,
 };
 use detector_common::{
-    EventKind, ExecEvent, KernelConfig, LoaderEnvEvent, LoaderVar, EXEC_ARGS_MAX,
+    Channel, EventKind, ExecEvent, KernelConfig, LoaderEnvEvent, LoaderVar, EXEC_ARGS_MAX,
     EXEC_ARGS_TRUNCATED, EXEC_ENV_INCOMPLETE, EXEC_FILENAME_MAX, EXEC_FILENAME_TRUNCATED,
     LOADER_VALUE_HEAD, LOADER_VALUE_TAIL, LOADER_VALUE_TRUNCATED, LOADER_VARS,
 };
 
-use crate::shared::{
-    config, current_task_and_ppid, is_self, kread, reserve, submit_flags, submit_urgent,
+use crate::{
+    kernel::{Bprm, StackAndArgs},
+    read::{self, count_error, OrCount as _},
+    shared::{
+        config, current_task_and_ppid, is_self, named_map, reserve, submit_flags, submit_urgent,
+    },
 };
+
+/// The channel whose read errors this program counts.
+const CH: Channel = Channel::Exec;
 
 /// Upper bound on envp entries walked. The kernel allows ~2 MiB of strings plus pointers
 /// (at least 9 bytes each), so no real environment reaches this.
@@ -59,8 +60,9 @@ struct EnvBuf {
     chunk: [u8; CHUNK + 32],
 }
 
-#[map]
-static ENVBUF: PerCpuArray<EnvBuf> = PerCpuArray::with_max_entries(1, 0);
+named_map! {
+    static ENVBUF: PerCpuArray<EnvBuf> = PerCpuArray::with_max_entries(1, 0);
+}
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -81,38 +83,28 @@ struct Scan {
 /// program's name is short so that the kernel's 15-byte name tells it from `sched_exit`.
 #[btf_tracepoint(function = "sched_process_exec")]
 pub fn sched_exec(ctx: BtfTracePointContext) -> i32 {
-    let bprm: u64 = ctx.arg::<*const u8>(2) as u64;
+    let bprm = Bprm::from_addr(ctx.arg::<*const u8>(2) as u64);
     let _ = try_exec(bprm);
     0
 }
 
-fn try_exec(bprm: u64) -> Result<(), i64> {
-    let Some(cfg) = config() else { return Ok(()) };
+fn try_exec(bprm: Bprm) -> Option<()> {
+    let cfg = config()?;
     if is_self(cfg) {
-        return Ok(());
+        return None;
     }
-    let (task, ppid) = current_task_and_ppid(cfg);
-    let mm: u64 = unsafe { kread(task, cfg.task_mm)? };
-    // start_stack, arg_start, arg_end, env_start, env_end: one read where they are adjacent
-    // (user space checked this kernel's layout), five helper calls otherwise.
-    let (start_stack, arg_start, arg_end, env_end) = if cfg.mm_stack_args_adjacent != 0 {
-        let f: [u64; 5] = unsafe { kread(mm, cfg.mm_start_stack)? };
-        (f[0], f[1], f[2], f[4])
-    } else {
-        unsafe {
-            (
-                kread(mm, cfg.mm_start_stack)?,
-                kread(mm, cfg.mm_arg_start)?,
-                kread(mm, cfg.mm_arg_end)?,
-                kread(mm, cfg.mm_env_end)?,
-            )
-        }
-    };
+    let (task, ppid) = current_task_and_ppid(cfg, CH);
+    let mm = task.mm(cfg).or_count(CH)?;
+    let StackAndArgs {
+        start_stack,
+        arg_start,
+        arg_end,
+        env_end,
+    } = mm.stack_and_args(cfg).or_count(CH)?;
     // The new stack: argc, argv[argc], NULL, envp[], NULL.
-    let argc: u64 =
-        unsafe { bpf_probe_read_user(start_stack as *const u64).map_err(|e| e as i64)? };
+    let argc: u64 = read::user(start_stack).or_count(CH)?;
 
-    let buf = ENVBUF.get_ptr_mut(0).ok_or(0i64)?;
+    let buf = ENVBUF.get_ptr_mut(0)?;
     let scan = unsafe { &mut (*buf).scan };
     *scan = Scan {
         envp: start_stack + 8 * (argc + 2),
@@ -145,7 +137,7 @@ fn try_exec(bprm: u64) -> Result<(), i64> {
             emit_loader_env(ppid, var as u32, &f, scan.envp, env_end);
         }
     }
-    Ok(())
+    Some(())
 }
 
 /// Envp entries per `bpf_loop` callback: the call costs about as much as judging an entry.
@@ -173,19 +165,20 @@ unsafe fn env_step(index: u32) -> i64 {
     let buf = unsafe { &mut *buf };
     let scan = unsafe { &mut *core::ptr::addr_of_mut!(buf.scan) };
     let slot = index as usize % PTR_BATCH;
-    let from = (scan.envp + 8 * index as u64) as *const u8;
+    let from = scan.envp + 8 * index as u64;
     if slot == 0 && scan.single_ptrs == 0 {
         let dst = unsafe {
             core::slice::from_raw_parts_mut(buf.ptrs.as_mut_ptr() as *mut u8, 8 * PTR_BATCH)
         };
-        if unsafe { bpf_probe_read_user_buf(from, dst) }.is_err() {
+        if read::user_buf(from, dst).is_none() {
             // The batch ran off the stack: one pointer at a time from here on.
             scan.single_ptrs = 1;
         }
     }
     let ptr = if scan.single_ptrs != 0 {
-        let Ok(p) = (unsafe { bpf_probe_read_user(from as *const u64) }) else {
+        let Some(p) = read::user::<u64>(from) else {
             scan.incomplete = 1;
+            count_error(CH);
             return 1;
         };
         p
@@ -201,8 +194,9 @@ unsafe fn env_step(index: u32) -> i64 {
     if !name_from_chunk(scan, &mut buf.chunk, ptr, &mut words) {
         // Not readable as a chunk: this string's start alone.
         let bytes = unsafe { &mut *(words.as_mut_ptr() as *mut [u8; NAME]) };
-        if unsafe { bpf_probe_read_user_str_bytes(ptr as *const u8, bytes) }.is_err() {
+        if read::user_str(ptr, bytes).is_none() {
             scan.incomplete = 1;
+            count_error(CH);
             return 0;
         }
     }
@@ -257,7 +251,7 @@ fn name_from_chunk(
             return false;
         }
         let dst = &mut chunk[..len as usize];
-        if unsafe { bpf_probe_read_user_buf(ptr as *const u8, dst) }.is_err() {
+        if read::user_buf(ptr, dst).is_none() {
             scan.chunk_len = 0;
             return false;
         }
@@ -294,7 +288,7 @@ fn prefix_len(var: u32) -> u64 {
 }
 
 fn emit_exec(
-    bprm: u64,
+    bprm: Bprm,
     cfg: &KernelConfig,
     ppid: u32,
     argc: u32,
@@ -321,11 +315,11 @@ fn emit_exec(
     // The name the program was executed by (bprm->filename), as the classic tracepoint's
     // `filename` field has it.
     ev.filename[0] = 0;
-    if let Ok(src) = unsafe { kread::<*const u8>(bprm, cfg.bprm_filename) } {
-        match unsafe { bpf_probe_read_kernel_str_bytes(src, &mut ev.filename) } {
-            Ok(s) if s.len() + 1 >= EXEC_FILENAME_MAX => ev.hdr.flags |= EXEC_FILENAME_TRUNCATED,
-            Ok(_) => {}
-            Err(_) => ev.filename[0] = 0,
+    if let Some(src) = bprm.filename(cfg).or_count(CH) {
+        match read::kernel_str(src, &mut ev.filename).or_count(CH) {
+            Some(len) if len + 1 >= EXEC_FILENAME_MAX => ev.hdr.flags |= EXEC_FILENAME_TRUNCATED,
+            Some(_) => {}
+            None => ev.filename[0] = 0,
         }
     }
 
@@ -340,7 +334,7 @@ fn emit_exec(
     if n > 0 {
         // `n` is bounded for the verifier by the clamp above.
         let dst = &mut ev.args[..n];
-        if unsafe { bpf_probe_read_user_buf(arg_start as *const u8, dst) }.is_err() {
+        if read::user_buf(arg_start, dst).or_count(CH).is_none() {
             ev.args_len = 0;
         }
     }
@@ -357,7 +351,8 @@ fn emit_loader_env(ppid: u32, var: u32, f: &Found, envp: u64, env_end: u64) {
     ev.index = f.index;
 
     // The kernel lays strings out back to back: a value ends where the next string starts.
-    let next: u64 = unsafe { bpf_probe_read_user((envp + 8 * (f.index as u64 + 1)) as *const u64) }
+    let next: u64 = read::user(envp + 8 * (f.index as u64 + 1))
+        .or_count(CH)
         .unwrap_or(0);
     let end = if next != 0 { next } else { env_end };
     let prefix = prefix_len(var);
@@ -366,12 +361,12 @@ fn emit_loader_env(ppid: u32, var: u32, f: &Found, envp: u64, env_end: u64) {
     ev.value_len = value_len as u32;
 
     ev.head[0] = 0;
-    let _ = unsafe { bpf_probe_read_user_str_bytes(value as *const u8, &mut ev.head) };
+    let _ = read::user_str(value, &mut ev.head).or_count(CH);
     ev.tail[0] = 0;
     if value_len >= LOADER_VALUE_HEAD as u64 {
         ev.hdr.flags |= LOADER_VALUE_TRUNCATED;
         let from = value + value_len - LOADER_VALUE_TAIL as u64;
-        let _ = unsafe { bpf_probe_read_user_buf(from as *const u8, &mut ev.tail) };
+        let _ = read::user_buf(from, &mut ev.tail).or_count(CH);
     }
     entry.submit(submit_urgent());
 }

@@ -8,25 +8,24 @@
 //! directories, and relative names whose base directory (dirfd or cwd) is watched; the base
 //! directory is resolved in the kernel for user space.
 use aya_ebpf::{
-    cty::c_void,
-    helpers::{
-        bpf_probe_read_user_str_bytes,
-        generated::{bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_task_pt_regs},
-    },
-    macros::{map, tracepoint},
+    helpers::generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
+    macros::tracepoint,
     maps::{HashMap, PerCpuArray},
     programs::TracePointContext,
 };
 use detector_common::{
-    EventKind, FileChangeEvent, KernelConfig, MemTamperEvent, WatchKey, DIR_TRUNCATED,
+    Channel, EventKind, FileChangeEvent, KernelConfig, MemTamperEvent, WatchKey, DIR_TRUNCATED,
     FILE_OP_OPEN_WRITE, FILE_OP_RENAME, FILE_OP_TRUNCATE, FILE_OP_UNLINK, NAME_MAX, PATH_TRUNCATED,
     PROC_SUPER_MAGIC, TAMPER_PROC_MEM,
 };
 
 use crate::{
-    shared::{
-        config, current_task, current_task_and_ppid, is_self, kread, ppid, reserve, submit_urgent,
-        tp_field,
+    kernel::{Dentry, Inode, PtRegs, SuperBlock, Task, VfsMount},
+    read::{self, count_error, OrCount as _},
+    shared::{config, current_task_and_ppid, is_self, named_map, ppid, reserve, submit_urgent},
+    tp::{
+        Record, SysEnterRename, SysEnterRenameat, SysEnterTruncate, SysEnterUnlink,
+        SysEnterUnlinkat, SysExit,
     },
     vfs::{
         build_path, copy_path, dentry_inode, dentry_name, fd_file, inode_info, path_parts,
@@ -34,27 +33,23 @@ use crate::{
     },
 };
 
-/// Watched directories, by (dev, inode). Filled by user space at start.
-#[map]
-pub static WATCH: HashMap<WatchKey, u32> = HashMap::with_max_entries(64, 0);
+named_map! {
+    /// Watched directories, by (dev, inode). Filled by user space at start.
+    pub static WATCH: HashMap<WatchKey, u32> = HashMap::with_max_entries(64, 0);
+}
 
-/// Syscall string arguments being judged (0: name, 1: name2).
-#[map]
-static NAMES: PerCpuArray<[u8; NAME_MAX]> = PerCpuArray::with_max_entries(2, 0);
+named_map! {
+    /// Syscall string arguments being judged (0: name, 1: name2).
+    static NAMES: PerCpuArray<[u8; NAME_MAX]> = PerCpuArray::with_max_entries(2, 0);
+}
+
+/// The channel whose read errors these programs count (a `/proc/<pid>/mem` open included).
+const CH: Channel = Channel::FileChange;
 
 const FMODE_WRITE: u32 = 0x2;
 const O_ACCMODE: u64 = 0o3;
 const O_RDONLY: u64 = 0;
-/// `sys_exit_*` records: 8 bytes of common fields, the syscall number, then the return value.
-const SYSCALL_NR: usize = 8;
 const AT_FDCWD: i64 = -100;
-const ARG0: usize = 16;
-const RET: usize = 16;
-
-#[inline(always)]
-fn arg<T: Copy>(ctx: &TracePointContext, n: usize) -> Option<T> {
-    Some(tp_field::<T>(ctx, ARG0 + 8 * n))
-}
 
 // ---- opens -------------------------------------------------------------------------------
 
@@ -65,7 +60,8 @@ pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
 }
 
 fn try_open_exit(ctx: &TracePointContext) -> Option<()> {
-    let fd: i64 = tp_field(ctx, RET);
+    let rec = Record::<SysExit>::of(ctx);
+    let fd = rec.ret();
     if fd < 0 {
         return None;
     }
@@ -77,42 +73,43 @@ fn try_open_exit(ctx: &TracePointContext) -> Option<()> {
     // possible (opened for write, then the parent directory's (dev, inode) in WATCH) before
     // anything that only a reported open needs. An openat's flags are still in the task's
     // saved registers: one read rejects a read-only open, the common case.
-    if cfg.regs_arg2 != 0 && tp_field::<i32>(ctx, SYSCALL_NR) as u32 == cfg.openat_nr {
-        let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf() as *mut _) } as u64;
-        let flags: u64 = unsafe { kread(regs, cfg.regs_arg2).ok()? };
+    if cfg.regs_arg2 != 0 && rec.syscall_nr() as u32 == cfg.openat_nr {
+        // SAFETY: the helpers take the current task, which BTF vouches for.
+        let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf() as *mut _) };
+        let flags = PtRegs::from_addr(regs as u64)
+            .syscall_arg2(cfg)
+            .or_count(CH)?;
         if flags & O_ACCMODE == O_RDONLY {
             return None;
         }
     }
-    let task = current_task();
-    let file = fd_file(cfg, task, fd as u64)?;
-    let f_mode: u32 = unsafe { kread(file, cfg.file_f_mode).ok()? };
+    let task = Task::current();
+    let file = fd_file(cfg, task, fd as u64, CH)?;
+    let f_mode = file.mode(cfg).or_count(CH)?;
     if f_mode & FMODE_WRITE == 0 {
         return None;
     }
-    let dentry: u64 = unsafe { kread(file + cfg.file_f_path as u64, cfg.path_dentry).ok()? };
+    let dentry = file.path(cfg).dentry(cfg).or_count(CH)?;
     let inode = dentry_inode(cfg, dentry);
-    let sb: u64 = unsafe { kread(inode, cfg.inode_i_sb).ok()? };
-    let magic: u64 = unsafe { kread(sb, cfg.sb_s_magic).ok()? };
+    let sb = inode.sb(cfg).or_count(CH)?;
+    let magic = sb.magic(cfg).or_count(CH)?;
     if magic == PROC_SUPER_MAGIC {
-        let name: [u8; 4] = dentry_name(cfg, dentry);
+        let name: [u8; 4] = dentry_name(cfg, dentry, CH);
         if &name == b"mem\0" {
-            let (mnt, dentry) = path_parts(cfg, file + cfg.file_f_path as u64)?;
-            return proc_mem(ppid(cfg, task), mnt, dentry);
+            let (mnt, dentry) = path_parts(cfg, file.path(cfg), CH)?;
+            return proc_mem(cfg, ppid(cfg, task, CH), mnt, dentry);
         }
         return None;
     }
-    let parent: u64 = unsafe { kread(dentry, cfg.dentry_d_parent).ok()? };
+    let parent = dentry.parent(cfg).or_count(CH)?;
     // The parent is on the file's filesystem (a mount root is its own parent).
     if !is_watched(cfg, dentry_inode(cfg, parent), sb) {
         return None;
     }
-    let info = inode_info(cfg, inode);
-    let (mnt, dentry) = path_parts(cfg, file + cfg.file_f_path as u64)?;
-    let (off, truncated) = build_path(mnt, dentry, SCRATCH_PATH)?;
-    let Some(mut entry) = reserve::<FileChangeEvent>(EventKind::FileChange, ppid(cfg, task)) else {
-        return None;
-    };
+    let info = inode_info(cfg, inode, CH);
+    let (mnt, dentry) = path_parts(cfg, file.path(cfg), CH)?;
+    let (off, truncated) = build_path(cfg, mnt, dentry, SCRATCH_PATH, CH)?;
+    let mut entry = reserve::<FileChangeEvent>(EventKind::FileChange, ppid(cfg, task, CH))?;
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     if truncated {
         ev.hdr.flags |= PATH_TRUNCATED;
@@ -130,11 +127,9 @@ fn try_open_exit(ctx: &TracePointContext) -> Option<()> {
     Some(())
 }
 
-fn proc_mem(ppid: u32, mnt: u64, dentry: u64) -> Option<()> {
-    let (off, truncated) = build_path(mnt, dentry, SCRATCH_PATH)?;
-    let Some(mut entry) = reserve::<MemTamperEvent>(EventKind::MemTamper, ppid) else {
-        return None;
-    };
+fn proc_mem(cfg: &KernelConfig, ppid: u32, mnt: VfsMount, dentry: Dentry) -> Option<()> {
+    let (off, truncated) = build_path(cfg, mnt, dentry, SCRATCH_PATH, CH)?;
+    let mut entry = reserve::<MemTamperEvent>(EventKind::MemTamper, ppid)?;
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     if truncated {
         ev.hdr.flags |= PATH_TRUNCATED;
@@ -153,85 +148,79 @@ fn proc_mem(ppid: u32, mnt: u64, dentry: u64) -> Option<()> {
 /// Whether the directory `dir_inode`, on the filesystem of super block `sb`, is in WATCH: two
 /// reads for its (dev, inode).
 #[inline(always)]
-fn is_watched(cfg: &KernelConfig, dir_inode: u64, sb: u64) -> bool {
-    let key = unsafe {
-        match (kread(dir_inode, cfg.inode_i_ino), kread(sb, cfg.sb_s_dev)) {
-            (Ok(ino), Ok(dev)) => WatchKey { ino, dev, _pad: 0 },
-            _ => return false,
+fn is_watched(cfg: &KernelConfig, dir_inode: Inode, sb: SuperBlock) -> bool {
+    let key = match (dir_inode.ino(cfg), sb.dev(cfg)) {
+        (Some(ino), Some(dev)) => WatchKey { ino, dev, _pad: 0 },
+        _ => {
+            count_error(CH);
+            return false;
         }
     };
     unsafe { WATCH.get(key) }.is_some()
 }
 
 #[inline(always)]
-fn watched(cfg: &KernelConfig, dir_dentry: u64) -> bool {
+fn watched(cfg: &KernelConfig, dir_dentry: Dentry) -> bool {
     let inode = dentry_inode(cfg, dir_dentry);
-    match unsafe { kread::<u64>(inode, cfg.inode_i_sb) } {
-        Ok(sb) => is_watched(cfg, inode, sb),
-        Err(_) => false,
+    match inode.sb(cfg).or_count(CH) {
+        Some(sb) => is_watched(cfg, inode, sb),
+        None => false,
     }
 }
 
 // ---- renames, unlinks, truncates ------------------------------------------------------------
 
-/// An int argument (a dirfd): only the low 32 bits of the register are meaningful. -1 when
-/// unreadable (no base directory then).
+/// A dirfd argument: only the low 32 bits of the register are meaningful.
 #[inline(always)]
-fn fd_arg(ctx: &TracePointContext, n: usize) -> i64 {
-    arg::<u64>(ctx, n).map(|v| v as i32 as i64).unwrap_or(-1)
-}
-
-#[inline(always)]
-fn ptr_arg(ctx: &TracePointContext, n: usize) -> u64 {
-    arg::<u64>(ctx, n).unwrap_or(0)
+fn dfd(arg: u64) -> i64 {
+    arg as i32 as i64
 }
 
 /// renameat and renameat2 (whose fifth argument, the flags, does not matter here).
 #[tracepoint]
 pub fn sys_enter_renameat(ctx: TracePointContext) -> u32 {
-    let (olddfd, old, newdfd, new) = (
-        fd_arg(&ctx, 0),
-        ptr_arg(&ctx, 1),
-        fd_arg(&ctx, 2),
-        ptr_arg(&ctx, 3),
+    let rec = Record::<SysEnterRenameat>::of(&ctx);
+    let _ = string_op(
+        FILE_OP_RENAME,
+        dfd(rec.olddfd()),
+        rec.oldname(),
+        dfd(rec.newdfd()),
+        rec.newname(),
     );
-    let _ = string_op(FILE_OP_RENAME, olddfd, old, newdfd, new);
     0
 }
 
 #[tracepoint]
 pub fn sys_enter_rename(ctx: TracePointContext) -> u32 {
+    let rec = Record::<SysEnterRename>::of(&ctx);
     let _ = string_op(
         FILE_OP_RENAME,
         AT_FDCWD,
-        ptr_arg(&ctx, 0),
+        rec.oldname(),
         AT_FDCWD,
-        ptr_arg(&ctx, 1),
+        rec.newname(),
     );
     0
 }
 
 #[tracepoint]
 pub fn sys_enter_unlinkat(ctx: TracePointContext) -> u32 {
-    let _ = string_op(
-        FILE_OP_UNLINK,
-        fd_arg(&ctx, 0),
-        ptr_arg(&ctx, 1),
-        AT_FDCWD,
-        0,
-    );
+    let rec = Record::<SysEnterUnlinkat>::of(&ctx);
+    let _ = string_op(FILE_OP_UNLINK, dfd(rec.dfd()), rec.pathname(), AT_FDCWD, 0);
     0
 }
 
 #[tracepoint]
 pub fn sys_enter_unlink(ctx: TracePointContext) -> u32 {
-    let _ = string_op(FILE_OP_UNLINK, AT_FDCWD, ptr_arg(&ctx, 0), AT_FDCWD, 0);
+    let rec = Record::<SysEnterUnlink>::of(&ctx);
+    let _ = string_op(FILE_OP_UNLINK, AT_FDCWD, rec.pathname(), AT_FDCWD, 0);
     0
 }
 
 #[tracepoint]
 pub fn sys_enter_truncate(ctx: TracePointContext) -> u32 {
-    let _ = string_op(FILE_OP_TRUNCATE, AT_FDCWD, ptr_arg(&ctx, 0), AT_FDCWD, 0);
+    let rec = Record::<SysEnterTruncate>::of(&ctx);
+    let _ = string_op(FILE_OP_TRUNCATE, AT_FDCWD, rec.path(), AT_FDCWD, 0);
     0
 }
 
@@ -242,7 +231,7 @@ fn read_name(slot: u32, user: u64) -> Option<*mut [u8; NAME_MAX]> {
     let b = unsafe { &mut *buf };
     b[0] = 0;
     if user != 0 {
-        let _ = unsafe { bpf_probe_read_user_str_bytes(user as *const u8, b) };
+        let _ = read::user_str(user, b).or_count(CH);
     }
     Some(buf)
 }
@@ -264,20 +253,19 @@ fn interesting_absolute(n: &[u8; NAME_MAX]) -> bool {
 
 /// The (vfsmount, dentry) a relative name is resolved against.
 #[inline(always)]
-fn base_dir(cfg: &KernelConfig, task: u64, dfd: i64) -> Option<(u64, u64)> {
+fn base_dir(cfg: &KernelConfig, task: Task, dfd: i64) -> Option<(VfsMount, Dentry)> {
     if dfd == AT_FDCWD {
-        let fs: u64 = unsafe { kread(task, cfg.task_fs).ok()? };
-        path_parts(cfg, fs + cfg.fs_pwd as u64)
+        path_parts(cfg, task.fs(cfg).or_count(CH)?.pwd(cfg), CH)
     } else if dfd >= 0 {
-        let file = fd_file(cfg, task, dfd as u64)?;
-        path_parts(cfg, file + cfg.file_f_path as u64)
+        let file = fd_file(cfg, task, dfd as u64, CH)?;
+        path_parts(cfg, file.path(cfg), CH)
     } else {
         None
     }
 }
 
 #[inline(always)]
-fn watched_base(cfg: &KernelConfig, task: u64, dfd: i64) -> Option<(u64, u64)> {
+fn watched_base(cfg: &KernelConfig, task: Task, dfd: i64) -> Option<(VfsMount, Dentry)> {
     let (m, d) = base_dir(cfg, task, dfd)?;
     if watched(cfg, d) {
         Some((m, d))
@@ -295,7 +283,7 @@ fn string_op(op: u32, dfd: i64, name: u64, dfd2: i64, name2: u64) -> Option<()> 
     }
     let n1 = unsafe { &*read_name(0, name)? };
     let n2 = unsafe { &*read_name(1, name2)? };
-    let (task, ppid) = current_task_and_ppid(cfg);
+    let (task, ppid) = current_task_and_ppid(cfg, CH);
     let mut report = interesting_absolute(n1) || interesting_absolute(n2);
     // The base directory of a relative name (the destination's first), when it is watched.
     // `name2 != 0` keeps the second name out of the programs that have none.
@@ -313,13 +301,11 @@ fn string_op(op: u32, dfd: i64, name: u64, dfd2: i64, name2: u64) -> Option<()> 
     let mut dir_off = 0;
     let mut dir_truncated = false;
     if let Some((m, d)) = dir {
-        let (off, t) = build_path(m, d, SCRATCH_DIR)?;
+        let (off, t) = build_path(cfg, m, d, SCRATCH_DIR, CH)?;
         dir_off = off;
         dir_truncated = t;
     }
-    let Some(mut entry) = reserve::<FileChangeEvent>(EventKind::FileChange, ppid) else {
-        return None;
-    };
+    let mut entry = reserve::<FileChangeEvent>(EventKind::FileChange, ppid)?;
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     if dir_truncated {
         ev.hdr.flags |= DIR_TRUNCATED;
@@ -334,18 +320,9 @@ fn string_op(op: u32, dfd: i64, name: u64, dfd2: i64, name2: u64) -> Option<()> 
     if dir.is_some() {
         copy_path(SCRATCH_DIR, &mut ev.dir);
     }
-    unsafe {
-        bpf_probe_read_kernel(
-            ev.name.as_mut_ptr() as *mut c_void,
-            NAME_MAX as u32,
-            n1.as_ptr() as *const c_void,
-        );
-        bpf_probe_read_kernel(
-            ev.name2.as_mut_ptr() as *mut c_void,
-            NAME_MAX as u32,
-            n2.as_ptr() as *const c_void,
-        );
-    }
+    // Map memory to ring buffer, with one helper call each rather than a copy loop.
+    let _ = read::kernel_buf(n1.as_ptr() as u64, &mut ev.name);
+    let _ = read::kernel_buf(n2.as_ptr() as u64, &mut ev.name2);
     entry.submit(submit_urgent());
     Some(())
 }

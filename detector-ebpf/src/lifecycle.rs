@@ -3,9 +3,13 @@
 //! parent (`ppid`), which is all user space needs to learn a child it has not seen exec
 //! (a fork costs ~1.5 µs of eBPF and a daemon wake-up's worth of work otherwise).
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
-use detector_common::{EventKind, ExitEvent};
+use detector_common::{Channel, EventKind, ExitEvent};
 
-use crate::shared::{config, current_task, is_self, kread, reserve, submit_flags};
+use crate::{
+    kernel::Task,
+    read::OrCount as _,
+    shared::{config, is_self, reserve, submit_flags},
+};
 
 /// `sched_process_exit(struct task_struct *p, ...)`: `p` is the current task.
 #[btf_tracepoint(function = "sched_process_exit")]
@@ -21,12 +25,13 @@ fn try_exit() -> Option<()> {
         return None; // a thread, not the process
     }
     // User space needs only which process and when: no parent lookup.
-    let task = current_task();
-    let Some(mut entry) = reserve::<ExitEvent>(EventKind::Exit, 0) else {
-        return None;
-    };
+    let task = Task::current();
+    let mut entry = reserve::<ExitEvent>(EventKind::Exit, 0)?;
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    ev.exit_code = unsafe { kread(task, cfg.task_exit_code).unwrap_or(0) };
+    ev.exit_code = task
+        .exit_code(cfg)
+        .or_count(Channel::Lifecycle)
+        .unwrap_or(0);
     ev._pad = 0;
     entry.submit(submit_flags());
     Some(())

@@ -4,10 +4,13 @@
 
 mod exec;
 mod file_change;
+mod kernel;
 mod lifecycle;
 mod mem_tamper;
 mod mmap;
+mod read;
 mod shared;
+mod tp;
 mod vfs;
 
 #[cfg(not(test))]

@@ -2,26 +2,29 @@
 //! SEIZE and process_vm_writev. (`/proc/<pid>/mem` opened for write is seen by file_change.)
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use detector_common::{
-    EventKind, MemTamperEvent, PTRACE_ATTACH, PTRACE_POKEDATA, PTRACE_POKETEXT, PTRACE_SEIZE,
-    TAMPER_PROCESS_VM_WRITEV, TAMPER_PTRACE,
+    Channel, EventKind, MemTamperEvent, PTRACE_ATTACH, PTRACE_POKEDATA, PTRACE_POKETEXT,
+    PTRACE_SEIZE, TAMPER_PROCESS_VM_WRITEV, TAMPER_PTRACE,
 };
 
-use crate::shared::{config, current_task_and_ppid, is_self, reserve, submit_urgent, tp_field};
-
-const ARG0: usize = 16;
+use crate::{
+    read::{self, OrCount as _},
+    shared::{config, current_task_and_ppid, is_self, reserve, submit_urgent},
+    tp::{Record, SysEnterProcessVmWritev, SysEnterPtrace},
+};
 
 /// `ptrace(request, pid, addr, data)`.
 #[tracepoint]
 pub fn sys_enter_ptrace(ctx: TracePointContext) -> u32 {
-    let request: u64 = tp_field(&ctx, ARG0);
+    let rec = Record::<SysEnterPtrace>::of(&ctx);
+    let request = rec.request();
     if !matches!(
         request,
         PTRACE_POKETEXT | PTRACE_POKEDATA | PTRACE_ATTACH | PTRACE_SEIZE
     ) {
         return 0;
     }
-    let pid: u64 = tp_field(&ctx, ARG0 + 8);
-    let addr: u64 = tp_field(&ctx, ARG0 + 16);
+    let pid = rec.pid();
+    let addr = rec.addr();
     let _ = emit(TAMPER_PTRACE, pid as u32, request, addr);
     0
 }
@@ -29,12 +32,12 @@ pub fn sys_enter_ptrace(ctx: TracePointContext) -> u32 {
 /// `process_vm_writev(pid, lvec, liovcnt, rvec, riovcnt, flags)`.
 #[tracepoint]
 pub fn sys_enter_process_vm_writev(ctx: TracePointContext) -> u32 {
-    let pid: u64 = tp_field(&ctx, ARG0);
-    let rvec: u64 = tp_field(&ctx, ARG0 + 24);
-    let riovcnt: u64 = tp_field(&ctx, ARG0 + 32);
-    // The first remote address written, when readable.
-    let addr: u64 =
-        unsafe { aya_ebpf::helpers::bpf_probe_read_user(rvec as *const u64).unwrap_or(0) };
+    let rec = Record::<SysEnterProcessVmWritev>::of(&ctx);
+    let pid = rec.pid();
+    let rvec = rec.rvec();
+    let riovcnt = rec.riovcnt();
+    // The first remote address written (`rvec[0].iov_base`), when readable.
+    let addr: u64 = read::user(rvec).or_count(Channel::MemTamper).unwrap_or(0);
     let _ = emit(TAMPER_PROCESS_VM_WRITEV, pid as u32, riovcnt, addr);
     0
 }
@@ -45,10 +48,8 @@ fn emit(op: u32, target: u32, request: u64, addr: u64) -> Option<()> {
     if is_self(cfg) {
         return None;
     }
-    let (_, ppid) = current_task_and_ppid(cfg);
-    let Some(mut entry) = reserve::<MemTamperEvent>(EventKind::MemTamper, ppid) else {
-        return None;
-    };
+    let (_, ppid) = current_task_and_ppid(cfg, Channel::MemTamper);
+    let mut entry = reserve::<MemTamperEvent>(EventKind::MemTamper, ppid)?;
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     ev.op = op;
     ev.target_pid = target;

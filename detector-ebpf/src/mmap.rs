@@ -8,32 +8,34 @@
 use aya_ebpf::{
     cty::c_void,
     helpers::generated::{bpf_find_vma, bpf_get_current_task_btf},
-    macros::{map, tracepoint},
+    macros::tracepoint,
     maps::LruHashMap,
     programs::TracePointContext,
 };
 use detector_common::{
-    EventKind, KernelConfig, MmapEvent, SeenKey, MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT,
+    Channel, EventKind, KernelConfig, MmapEvent, SeenKey, MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT,
     PATH_TRUNCATED,
 };
 
 use crate::{
-    shared::{
-        config, current_task, is_self, kread, ppid, reserve, submit_flags, submit_urgent, tp_field,
-    },
+    kernel::{File, Task, Vma},
+    read::OrCount as _,
+    shared::{config, is_self, named_map, ppid, reserve, submit_flags, submit_urgent},
+    tp::{Record, SysEnterMmap, SysEnterMprotect},
     vfs::{build_path, copy_path, fd_file, inode_id, inode_info_of, path_parts, SCRATCH_PATH},
 };
+
+/// The channel whose read errors these programs count.
+const CH: Channel = Channel::Mmap;
 
 const PROT_EXEC: u64 = 0x4;
 const MAP_ANONYMOUS: u64 = 0x20;
 const VM_EXEC: u64 = 0x4;
 
-/// Safe files already reported once.
-#[map]
-static SEEN: LruHashMap<SeenKey, u8> = LruHashMap::with_max_entries(16384, 0);
-
-// sys_enter_* records: 8 bytes of common fields, the syscall number, then 8 bytes per argument.
-const ARG0: usize = 16;
+named_map! {
+    /// Safe files already reported once.
+    static SEEN: LruHashMap<SeenKey, u8> = LruHashMap::with_max_entries(16384, 0);
+}
 
 #[tracepoint]
 pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
@@ -42,10 +44,11 @@ pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
 }
 
 fn try_mmap(ctx: &TracePointContext) -> Option<()> {
-    let prot: u64 = tp_field(ctx, ARG0 + 16);
-    let flags: u64 = tp_field(ctx, ARG0 + 24);
+    let rec = Record::<SysEnterMmap>::of(ctx);
+    let prot = rec.prot();
+    let flags = rec.flags();
     // An int argument: only the low 32 bits of the register are meaningful.
-    let fd = tp_field::<u64>(ctx, ARG0 + 32) as i32;
+    let fd = rec.fd() as i32;
     if prot & PROT_EXEC == 0 || flags & MAP_ANONYMOUS != 0 || fd < 0 {
         return None;
     }
@@ -53,13 +56,13 @@ fn try_mmap(ctx: &TracePointContext) -> Option<()> {
     if is_self(cfg) {
         return None;
     }
-    let task = current_task();
-    let file = fd_file(cfg, task, fd as u64)?;
+    let task = Task::current();
+    let file = fd_file(cfg, task, fd as u64, CH)?;
     report(cfg, task, file, MMAP_SOURCE_MMAP, prot as u32, flags as u32)
 }
 
 struct VmaLookup {
-    file: u64,
+    file: File,
     already_exec: u64,
 }
 
@@ -70,8 +73,9 @@ pub fn sys_enter_mprotect(ctx: TracePointContext) -> u32 {
 }
 
 fn try_mprotect(ctx: &TracePointContext) -> Option<()> {
-    let start: u64 = tp_field(ctx, ARG0);
-    let prot: u64 = tp_field(ctx, ARG0 + 16);
+    let rec = Record::<SysEnterMprotect>::of(ctx);
+    let start = rec.start();
+    let prot = rec.prot();
     if prot & PROT_EXEC == 0 {
         return None;
     }
@@ -80,7 +84,7 @@ fn try_mprotect(ctx: &TracePointContext) -> Option<()> {
         return None;
     }
     let mut found = VmaLookup {
-        file: 0,
+        file: File::from_addr(0),
         already_exec: 0,
     };
     unsafe {
@@ -93,12 +97,12 @@ fn try_mprotect(ctx: &TracePointContext) -> Option<()> {
         )
     };
     // Anonymous memory (JITs) and mappings that were executable already are not news.
-    if found.file == 0 || found.already_exec != 0 {
+    if found.file.is_null() || found.already_exec != 0 {
         return None;
     }
     report(
         cfg,
-        current_task(),
+        Task::current(),
         found.file,
         MMAP_SOURCE_MPROTECT,
         prot as u32,
@@ -110,46 +114,42 @@ fn try_mprotect(ctx: &TracePointContext) -> Option<()> {
 unsafe extern "C" fn vma_found(_task: *mut c_void, vma: *mut c_void, ctx: *mut c_void) -> i64 {
     let out = unsafe { &mut *(ctx as *mut VmaLookup) };
     let Some(cfg) = config() else { return 0 };
-    unsafe {
-        out.file = kread(vma as u64, cfg.vma_vm_file).unwrap_or(0);
-        let flags: u64 = kread(vma as u64, cfg.vma_vm_flags).unwrap_or(0);
-        out.already_exec = flags & VM_EXEC;
-    }
+    let vma = Vma::from_addr(vma as u64);
+    out.file = vma.file(cfg).or_count(CH).unwrap_or(File::from_addr(0));
+    out.already_exec = vma.flags(cfg).or_count(CH).unwrap_or(0) & VM_EXEC;
     0
 }
 
 #[inline(always)]
 fn report(
     cfg: &KernelConfig,
-    task: u64,
-    file: u64,
+    task: Task,
+    file: File,
     source: u32,
     prot: u32,
     map_flags: u32,
 ) -> Option<()> {
-    let inode: u64 = unsafe { kread(file, cfg.file_f_inode).ok()? };
+    let inode = file.inode(cfg).or_count(CH)?;
     // The seen-cache first, with only the reads its key needs: ld.so maps the same system
     // libraries into every process. Only safe files are in it.
-    let id = inode_id(cfg, inode);
+    let id = inode_id(cfg, inode, CH);
     let key = SeenKey {
         ino: id.ino,
         mtime_sec: id.mtime_sec,
         dev: id.dev,
         _pad: 0,
     };
-    if unsafe { SEEN.get(&key) }.is_some() {
+    if unsafe { SEEN.get(key) }.is_some() {
         return None;
     }
-    let info = inode_info_of(cfg, inode, &id);
+    let info = inode_info_of(cfg, inode, &id, CH);
     let safe = info.only_root_controls();
     if safe {
-        let _ = SEEN.insert(&key, &1, 0);
+        let _ = SEEN.insert(key, 1, 0);
     }
-    let (mnt, dentry) = path_parts(cfg, file + cfg.file_f_path as u64)?;
-    let (off, truncated) = build_path(mnt, dentry, SCRATCH_PATH)?;
-    let Some(mut entry) = reserve::<MmapEvent>(EventKind::Mmap, ppid(cfg, task)) else {
-        return None;
-    };
+    let (mnt, dentry) = path_parts(cfg, file.path(cfg), CH)?;
+    let (off, truncated) = build_path(cfg, mnt, dentry, SCRATCH_PATH, CH)?;
+    let mut entry = reserve::<MmapEvent>(EventKind::Mmap, ppid(cfg, task, CH))?;
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     if truncated {
         ev.hdr.flags |= PATH_TRUNCATED;

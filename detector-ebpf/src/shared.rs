@@ -1,33 +1,74 @@
 //! Maps and helpers every capture channel uses.
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
-        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        bpf_ktime_get_boot_ns,
     },
-    macros::map,
     maps::{ring_buf::RingBufEntry, Array, PerCpuArray, RingBuf},
-    programs::TracePointContext,
-    EbpfContext as _,
 };
 use detector_common::{Channel, EventHeader, EventKind, KernelConfig, CHANNELS};
 
-/// All events, every channel, in order per CPU. User space may resize it at load.
-#[map]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+use crate::{kernel::Task, read::OrCount as _};
 
-/// Kernel facts and the daemon's pid, written by user space before attaching.
-#[map]
-pub static CONFIG: Array<KernelConfig> = Array::with_max_entries(1, 0);
+/// Whether two strings are equal, at compile time.
+pub const fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
 
-/// 1 while the daemon sleeps until the next event (its drain timer stopped because the ring
-/// was empty): the next submit wakes it and clears this. Written by both sides; a race costs
-/// at most one wake-up too many.
-#[map]
-pub static READER_IDLE: Array<u32> = Array::with_max_entries(1, 0);
+/// Declares a map whose name in the object is its static's name, which must be the name and
+/// value of a constant in `detector_common::maps` (checked at compile time): user space finds
+/// the map by that constant.
+macro_rules! named_map {
+    ($(#[$m:meta])* $vis:vis static $name:ident: $ty:ty = $init:expr;) => {
+        $(#[$m])*
+        #[aya_ebpf::macros::map]
+        $vis static $name: $ty = $init;
+        const _: () = assert!($crate::shared::same_name(
+            stringify!($name),
+            detector_common::maps::$name
+        ));
+    };
+}
+pub(crate) use named_map;
 
-/// Events dropped because the ring buffer was full, per channel.
-#[map]
-pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(CHANNELS, 0);
+named_map! {
+    /// All events, every channel, in order per CPU. User space may resize it at load.
+    pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+}
+
+named_map! {
+    /// Kernel facts and the daemon's pid, written by user space before attaching.
+    pub static CONFIG: Array<KernelConfig> = Array::with_max_entries(1, 0);
+}
+
+named_map! {
+    /// 1 while the daemon sleeps until the next event (its drain timer stopped because the ring
+    /// was empty): the next submit wakes it and clears this. Written by both sides; a race costs
+    /// at most one wake-up too many.
+    pub static READER_IDLE: Array<u32> = Array::with_max_entries(1, 0);
+}
+
+named_map! {
+    /// Events dropped because the ring buffer was full, per channel.
+    pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(CHANNELS, 0);
+}
+
+named_map! {
+    /// Failed reads of kernel or user memory that made a program drop an event or send it
+    /// without the field being read, per channel (see `read::count_error`).
+    pub static READ_ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(CHANNELS, 0);
+}
 
 #[inline(always)]
 pub fn config() -> Option<&'static KernelConfig> {
@@ -77,43 +118,22 @@ pub fn count_lost(channel: Channel) {
     }
 }
 
-/// A field of a classic tracepoint's record, read directly: the verifier allows aligned loads
-/// from a tracepoint program's context, which costs a load where `read_at` (a
-/// `bpf_probe_read_kernel` call) costs a helper call. `off` must be a multiple of
-/// `size_of::<T>()` within the record, as every syscall argument and return value is.
-#[inline(always)]
-pub fn tp_field<T: Copy>(ctx: &TracePointContext, off: usize) -> T {
-    // SAFETY: the verifier checks the offset against the context's bounds and alignment.
-    unsafe { core::ptr::read((ctx.as_ptr() as *const u8).add(off) as *const T) }
-}
-
-/// Reads a kernel value at `base + off` (offsets come from BTF at start).
-#[inline(always)]
-pub unsafe fn kread<T>(base: u64, off: u32) -> Result<T, i64> {
-    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).map_err(|e| e as i64) }
-}
-
 /// The current task, and the thread group id of its real parent.
 #[inline(always)]
-pub fn current_task_and_ppid(cfg: &KernelConfig) -> (u64, u32) {
-    let task = current_task();
-    (task, ppid(cfg, task))
-}
-
-#[inline(always)]
-pub fn current_task() -> u64 {
-    unsafe { bpf_get_current_task() }
+pub fn current_task_and_ppid(cfg: &KernelConfig, channel: Channel) -> (Task, u32) {
+    let task = Task::current();
+    (task, ppid(cfg, task, channel))
 }
 
 /// The thread group id of `task`'s real parent. Two reads: programs that mostly filter an
-/// event out call it only once they know they report it.
+/// event out call it only once they know they report it. 0 when unreadable (a read error
+/// of `channel`).
 #[inline(always)]
-pub fn ppid(cfg: &KernelConfig, task: u64) -> u32 {
-    unsafe {
-        kread::<u64>(task, cfg.task_real_parent)
-            .and_then(|parent| kread::<u32>(parent, cfg.task_tgid))
-            .unwrap_or(0)
-    }
+pub fn ppid(cfg: &KernelConfig, task: Task, channel: Channel) -> u32 {
+    task.real_parent(cfg)
+        .and_then(|parent| parent.tgid(cfg))
+        .or_count(channel)
+        .unwrap_or(0)
 }
 
 /// Reserves a `T` in the ring buffer and fills its header for the current task; counts a loss

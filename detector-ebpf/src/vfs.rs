@@ -1,20 +1,21 @@
 //! Kernel file helpers shared by the channels: fd → struct file, what an inode is, and the
 //! path of a dentry, built in the kernel (a process may be gone before user space looks).
-//! Every struct offset comes from the running kernel's BTF through `KernelConfig`.
-use aya_ebpf::{
-    cty::c_void,
-    helpers::generated::{bpf_loop, bpf_probe_read_kernel},
-    macros::map,
-    maps::PerCpuArray,
+//! Every struct offset comes from the running kernel's BTF through `KernelConfig`. Reads that
+//! fail are counted as read errors of the `Channel` the caller passes.
+use aya_ebpf::{cty::c_void, helpers::generated::bpf_loop, maps::PerCpuArray};
+use detector_common::{Channel, FileInfo, KernelConfig, PATH_BUF};
+
+use crate::{
+    kernel::{Dentry, Fdtable, File, Inode, Mount, Path, SuperBlock, Task, VfsMount},
+    read::{self, count_error, OrCount as _},
+    shared::{config, named_map},
 };
-use detector_common::{FileInfo, KernelConfig, PATH_BUF};
 
-use crate::shared::{config, kread};
-
-/// Scratch buffers for paths being built (index 0: `path`, 1: `dir`). Twice `PATH_BUF` so
-/// that a masked offset plus a bounded name length always stays inside.
-#[map]
-static SCRATCH: PerCpuArray<[u8; 2 * PATH_BUF]> = PerCpuArray::with_max_entries(2, 0);
+named_map! {
+    /// Scratch buffers for paths being built (index 0: `path`, 1: `dir`). Twice `PATH_BUF` so
+    /// that a masked offset plus a bounded name length always stays inside.
+    static SCRATCH: PerCpuArray<[u8; 2 * PATH_BUF]> = PerCpuArray::with_max_entries(2, 0);
+}
 
 /// Deepest path walked (components plus mount crossings); deeper paths are marked truncated.
 const MAX_DEPTH: u32 = 96;
@@ -24,132 +25,129 @@ const MASK: u32 = PATH_BUF as u32 - 1;
 pub const SCRATCH_PATH: u32 = 0;
 pub const SCRATCH_DIR: u32 = 1;
 
-/// The `struct file *` behind `fd` in the current task.
+/// The `struct file` behind `fd` in `task` (None for an fd that is not open).
 #[inline(always)]
-pub fn fd_file(cfg: &KernelConfig, task: u64, fd: u64) -> Option<u64> {
-    unsafe {
-        let files: u64 = kread(task, cfg.task_files).ok()?;
-        let fdt: u64 = kread(files, cfg.files_fdt).ok()?;
-        let max: u32 = kread(fdt, cfg.fdt_max_fds).ok()?;
-        if fd >= max as u64 {
-            return None;
-        }
-        let arr: u64 = kread(fdt, cfg.fdt_fd).ok()?;
-        let file: u64 = kread(arr + 8 * fd, 0).ok()?;
-        if file == 0 {
-            None
-        } else {
-            Some(file)
-        }
+pub fn fd_file(cfg: &KernelConfig, task: Task, fd: u64, ch: Channel) -> Option<File> {
+    let fdt = task.files(cfg).or_count(ch)?.fdt(cfg).or_count(ch)?;
+    let max = fdt.max_fds(cfg).or_count(ch)?;
+    if fd >= max as u64 {
+        return None;
+    }
+    let file = Fdtable::file_in(fdt.fd_array(cfg).or_count(ch)?, fd).or_count(ch)?;
+    if file.is_null() {
+        None
+    } else {
+        Some(file)
     }
 }
 
-/// (vfsmount, dentry) of a `struct path` at `path`.
+/// (vfsmount, dentry) of a `struct path`.
 #[inline(always)]
-pub fn path_parts(cfg: &KernelConfig, path: u64) -> Option<(u64, u64)> {
-    unsafe {
-        let mnt: u64 = kread(path, cfg.path_mnt).ok()?;
-        let dentry: u64 = kread(path, cfg.path_dentry).ok()?;
-        Some((mnt, dentry))
-    }
+pub fn path_parts(cfg: &KernelConfig, path: Path, ch: Channel) -> Option<(VfsMount, Dentry)> {
+    Some((path.mnt(cfg).or_count(ch)?, path.dentry(cfg).or_count(ch)?))
 }
 
 /// What identifies a version of a file (inode number, mtime, device), and its super block
-/// (0 when unreadable); unreadable fields are 0.
+/// (null when unreadable); unreadable fields are 0.
 pub struct InodeId {
     pub ino: u64,
     pub mtime_sec: i64,
     pub dev: u32,
-    pub sb: u64,
+    pub sb: SuperBlock,
 }
 
 #[inline(always)]
-pub fn inode_id(cfg: &KernelConfig, inode: u64) -> InodeId {
-    unsafe {
-        let sb: u64 = kread(inode, cfg.inode_i_sb).unwrap_or(0);
-        InodeId {
-            ino: kread(inode, cfg.inode_i_ino).unwrap_or(0),
-            mtime_sec: kread(inode, cfg.inode_i_mtime).unwrap_or(0),
-            dev: if sb != 0 {
-                kread(sb, cfg.sb_s_dev).unwrap_or(0)
-            } else {
-                0
-            },
-            sb,
-        }
+pub fn inode_id(cfg: &KernelConfig, inode: Inode, ch: Channel) -> InodeId {
+    let sb = inode
+        .sb(cfg)
+        .or_count(ch)
+        .unwrap_or(SuperBlock::from_addr(0));
+    InodeId {
+        ino: inode.ino(cfg).or_count(ch).unwrap_or(0),
+        mtime_sec: inode.mtime_sec(cfg).or_count(ch).unwrap_or(0),
+        dev: if !sb.is_null() {
+            sb.dev(cfg).or_count(ch).unwrap_or(0)
+        } else {
+            0
+        },
+        sb,
     }
 }
 
 #[inline(always)]
-pub fn inode_info(cfg: &KernelConfig, inode: u64) -> FileInfo {
-    if inode == 0 {
+pub fn inode_info(cfg: &KernelConfig, inode: Inode, ch: Channel) -> FileInfo {
+    if inode.is_null() {
         return FileInfo::default();
     }
-    inode_info_of(cfg, inode, &inode_id(cfg, inode))
+    inode_info_of(cfg, inode, &inode_id(cfg, inode, ch), ch)
 }
 
 /// `inode_info` for an inode whose identity was already read.
 #[inline(always)]
-pub fn inode_info_of(cfg: &KernelConfig, inode: u64, id: &InodeId) -> FileInfo {
+pub fn inode_info_of(cfg: &KernelConfig, inode: Inode, id: &InodeId, ch: Channel) -> FileInfo {
     let mut f = FileInfo {
         ino: id.ino,
         mtime_sec: id.mtime_sec,
         dev: id.dev,
         ..FileInfo::default()
     };
-    unsafe {
-        f.mode = kread::<u16>(inode, cfg.inode_i_mode).unwrap_or(0) as u32;
-        f.uid = kread(inode, cfg.inode_i_uid).unwrap_or(0);
-        f.nlink = kread(inode, cfg.inode_i_nlink).unwrap_or(0);
-        if id.sb != 0 {
-            f.fs_magic = kread(id.sb, cfg.sb_s_magic).unwrap_or(0);
-        }
+    f.mode = inode.mode(cfg).or_count(ch).unwrap_or(0) as u32;
+    f.uid = inode.uid(cfg).or_count(ch).unwrap_or(0);
+    f.nlink = inode.nlink(cfg).or_count(ch).unwrap_or(0);
+    if !id.sb.is_null() {
+        f.fs_magic = id.sb.magic(cfg).or_count(ch).unwrap_or(0);
     }
     f
 }
 
+/// `d_inode`, null when unreadable (not counted: the caller's next read through it fails).
 #[inline(always)]
-pub fn dentry_inode(cfg: &KernelConfig, dentry: u64) -> u64 {
-    unsafe { kread(dentry, cfg.dentry_d_inode).unwrap_or(0) }
+pub fn dentry_inode(cfg: &KernelConfig, dentry: Dentry) -> Inode {
+    dentry.inode(cfg).unwrap_or(Inode::from_addr(0))
 }
 
 /// The first `N` bytes of a dentry's name (zero-padded).
 #[inline(always)]
-pub fn dentry_name<const N: usize>(cfg: &KernelConfig, dentry: u64) -> [u8; N] {
+pub fn dentry_name<const N: usize>(cfg: &KernelConfig, dentry: Dentry, ch: Channel) -> [u8; N] {
     let mut out = [0u8; N];
-    unsafe {
-        if let Ok(name) = kread::<u64>(dentry, cfg.dentry_d_name + cfg.qstr_name) {
-            let _ = aya_ebpf::helpers::bpf_probe_read_kernel_str_bytes(name as *const u8, &mut out);
-        }
+    if let Some(name) = dentry.name_ptr(cfg).or_count(ch) {
+        let _ = read::kernel_str(name, &mut out).or_count(ch);
     }
     out
 }
 
 struct Walk {
     /// Current dentry and the `struct mount` it is on.
-    dentry: u64,
-    mount: u64,
+    dentry: Dentry,
+    mount: Mount,
     /// Where the path built so far starts in the scratch buffer.
     off: u32,
     truncated: u32,
     done: u32,
     slot: u32,
+    channel: Channel,
 }
 
 /// Builds the path of (`vfsmount`, `dentry`) right to left into scratch `slot`; returns the
 /// offset where it starts in the first `PATH_BUF` bytes, and whether it was truncated.
 #[inline(always)]
-pub fn build_path(vfsmount: u64, dentry: u64, slot: u32) -> Option<(u32, bool)> {
-    let cfg = config()?;
+pub fn build_path(
+    cfg: &KernelConfig,
+    vfsmount: VfsMount,
+    dentry: Dentry,
+    slot: u32,
+    channel: Channel,
+) -> Option<(u32, bool)> {
     let buf = SCRATCH.get_ptr_mut(slot)? as *mut u8;
     unsafe { *buf.add(PATH_BUF - 1) = 0 };
     let mut w = Walk {
         dentry,
-        mount: vfsmount - cfg.mount_mnt as u64,
+        mount: vfsmount.mount(cfg),
         off: PATH_BUF as u32 - 1,
         truncated: 0,
         done: 0,
         slot,
+        channel,
     };
     unsafe {
         bpf_loop(
@@ -174,13 +172,7 @@ pub fn build_path(vfsmount: u64, dentry: u64, slot: u32) -> Option<(u32, bool)> 
 #[inline(always)]
 pub fn copy_path(slot: u32, dst: &mut [u8; PATH_BUF]) {
     if let Some(buf) = SCRATCH.get_ptr(slot) {
-        unsafe {
-            bpf_probe_read_kernel(
-                dst.as_mut_ptr() as *mut c_void,
-                PATH_BUF as u32,
-                buf as *const c_void,
-            )
-        };
+        let _ = read::kernel_buf(buf as u64, dst);
     }
 }
 
@@ -193,17 +185,14 @@ unsafe extern "C" fn path_step(_i: u32, ctx: *mut c_void) -> i64 {
     };
     let buf = buf as *mut u8;
     let d = w.dentry;
-    let vfsmnt = w.mount + cfg.mount_mnt as u64;
-    let (Ok(mnt_root), Ok(parent)) = (
-        unsafe { kread::<u64>(vfsmnt, cfg.vfsmount_mnt_root) },
-        unsafe { kread::<u64>(d, cfg.dentry_d_parent) },
-    ) else {
+    let (Some(mnt_root), Some(parent)) = (w.mount.vfsmount(cfg).root(cfg), d.parent(cfg)) else {
         w.done = 1;
         w.truncated = 1;
+        count_error(w.channel);
         return 1;
     };
     if d == mnt_root {
-        let Ok(mparent) = (unsafe { kread::<u64>(w.mount, cfg.mount_mnt_parent) }) else {
+        let Some(mparent) = w.mount.parent(cfg).or_count(w.channel) else {
             w.done = 1;
             return 1;
         };
@@ -211,17 +200,21 @@ unsafe extern "C" fn path_step(_i: u32, ctx: *mut c_void) -> i64 {
             w.done = 1; // the global root
             return 1;
         }
-        w.dentry = unsafe { kread(w.mount, cfg.mount_mnt_mountpoint).unwrap_or(0) };
+        w.dentry = w
+            .mount
+            .mountpoint(cfg)
+            .or_count(w.channel)
+            .unwrap_or(Dentry::from_addr(0));
         w.mount = mparent;
         return 0;
     }
     // A component: "/" + name, written right to left.
-    let Ok(name) = (unsafe { kread::<u64>(d, cfg.dentry_d_name + cfg.qstr_name) }) else {
+    let Some(name) = d.name_ptr(cfg).or_count(w.channel) else {
         w.done = 1;
         w.truncated = 1;
         return 1;
     };
-    let mut len = unsafe { kread::<u32>(d, cfg.dentry_d_name + cfg.qstr_len).unwrap_or(0) };
+    let mut len = d.name_len(cfg).or_count(w.channel).unwrap_or(0);
     if len > NAME_LEN_MASK {
         len = NAME_LEN_MASK;
         w.truncated = 1;
@@ -232,13 +225,15 @@ unsafe extern "C" fn path_step(_i: u32, ctx: *mut c_void) -> i64 {
         return 1;
     }
     w.off -= len;
-    unsafe {
-        bpf_probe_read_kernel(
-            buf.add((w.off & MASK) as usize) as *mut c_void,
-            len & NAME_LEN_MASK,
-            name as *const c_void,
+    // SAFETY: `off & MASK` plus at most `NAME_LEN_MASK` bytes is inside the scratch buffer
+    // (twice `PATH_BUF`).
+    let dst = unsafe {
+        core::slice::from_raw_parts_mut(
+            buf.add((w.off & MASK) as usize),
+            (len & NAME_LEN_MASK) as usize,
         )
     };
+    let _ = read::kernel_buf(name, dst).or_count(w.channel);
     w.off -= 1;
     unsafe { *buf.add((w.off & MASK) as usize) = b'/' };
     if d == parent {

@@ -282,6 +282,34 @@ fn tells_systemd_it_is_ready_and_writes_stats() {
         stats["events"]["exec"].is_u64() && stats["lost"]["exec"].is_u64(),
         "{stats}"
     );
+    // Every kind and channel named from the one table, no retired kind; every queue's drops
+    // and every channel's failed kernel reads reported.
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(
+        keys(&stats["events"]),
+        [
+            "exec",
+            "exit",
+            "file_change",
+            "loader_env",
+            "mem_tamper",
+            "mmap"
+        ],
+        "{stats}"
+    );
+    let channels = ["exec", "file_change", "lifecycle", "mem_tamper", "mmap"];
+    assert_eq!(keys(&stats["lost"]), channels, "{stats}");
+    assert_eq!(keys(&stats["read_errors"]), channels, "{stats}");
+    assert_eq!(
+        keys(&stats["dropped"]),
+        ["enrichment", "findings", "outputs"],
+        "{stats}"
+    );
+    assert!(stats["enrichment"]["late"].is_u64(), "{stats}");
     d.stop();
 }
 

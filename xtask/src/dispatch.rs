@@ -30,7 +30,7 @@ pub struct Dispatch {
 pub fn measure(root: &Path) -> Result<Dispatch> {
     let obj = newest_object(&root.join("target/release/build"))?;
     let mut ebpf = EbpfLoader::new()
-        .map_max_entries("EVENTS", 4096 * 16)
+        .map_max_entries(detector_common::maps::EVENTS, 4096 * 16)
         .load_file(&obj)
         .with_context(|| format!("loading {}", obj.display()))?;
     let prog: &mut TracePoint = ebpf

@@ -113,6 +113,23 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     build()?;
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
+    // The eBPF programs, as detector/build.rs (aya-build) builds them: nightly, BPF target,
+    // core built from source; a target directory of their own.
+    cargo(&[
+        "+nightly",
+        "clippy",
+        "--package",
+        "detector-ebpf",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+        "--target-dir",
+        "target/ebpf-clippy",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     let bin = root.join("target/release/detector");
     let mut args = vec![
         "test",

@@ -1,15 +1,15 @@
 //! Capture: loads the embedded eBPF object, hands it this kernel's facts, attaches every
-//! program, and yields raw ring-buffer records. Lost records are counted in the kernel per
-//! channel and read back here.
+//! program, and yields raw ring-buffer records. Lost records and failed kernel reads are
+//! counted in the kernel per channel and read back here.
 use anyhow::{anyhow, Context as _, Result};
 use std::os::unix::fs::MetadataExt as _;
 
 use aya::{
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
-use detector_common::{Channel, KernelConfig, WatchKey, CHANNELS};
+use detector_common::{maps, Channel, KernelConfig, WatchKey, CHANNELS};
 use tokio::io::unix::AsyncFd;
 
 type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
@@ -94,6 +94,7 @@ pub struct Capture {
     links: Vec<Box<dyn Send>>,
     ring: AsyncFd<RingBuf<MapData>>,
     lost: PerCpuArray<MapData, u64>,
+    read_errors: PerCpuArray<MapData, u64>,
     reader_idle: Array<MapData, u32>,
 }
 
@@ -105,6 +106,18 @@ fn register<T: std::os::fd::AsRawFd>(inner: T, what: &str) -> Result<AsyncFd<T>>
     unsafe { AsyncFd::register(inner) }.map_err(|e| anyhow!("polling {what}: {e}"))
 }
 
+/// The object's map `name` (a `detector_common::maps` constant).
+fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Map> {
+    ebpf.map_mut(name)
+        .ok_or_else(|| anyhow!("map {name} missing"))
+}
+
+/// The object's map `name` (a `detector_common::maps` constant), taken out of it.
+fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<Map> {
+    ebpf.take_map(name)
+        .ok_or_else(|| anyhow!("map {name} missing"))
+}
+
 impl Capture {
     /// Loads and attaches; without `syscalls`, only the scheduler tracepoints (exec, exit).
     pub fn start(
@@ -114,7 +127,7 @@ impl Capture {
         syscalls: bool,
     ) -> Result<(Self, KernelLog)> {
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries("EVENTS", ring_bytes)
+            .map_max_entries(maps::EVENTS, ring_bytes)
             .load(aya::include_bytes_aligned!(concat!(
                 env!("OUT_DIR"),
                 "/detector"
@@ -127,15 +140,10 @@ impl Capture {
                 None
             }
         };
-        let mut cfg: Array<_, KernelConfig> = Array::try_from(
-            ebpf.map_mut("CONFIG")
-                .ok_or_else(|| anyhow!("map CONFIG missing"))?,
-        )?;
+        let mut cfg: Array<_, KernelConfig> = Array::try_from(map_mut(&mut ebpf, maps::CONFIG)?)?;
         cfg.set(0, config, 0).context("writing CONFIG")?;
-        let mut watch: HashMap<_, WatchKey, u32> = HashMap::try_from(
-            ebpf.map_mut("WATCH")
-                .ok_or_else(|| anyhow!("map WATCH missing"))?,
-        )?;
+        let mut watch: HashMap<_, WatchKey, u32> =
+            HashMap::try_from(map_mut(&mut ebpf, maps::WATCH)?)?;
         for dir in watch_dirs {
             match std::fs::metadata(dir) {
                 Ok(m) => {
@@ -194,18 +202,10 @@ impl Capture {
                 "; syscall channels off ([capture] syscalls = false): no mmap, file-change or memory-tamper capture"
             }
         );
-        let ring = RingBuf::try_from(
-            ebpf.take_map("EVENTS")
-                .ok_or_else(|| anyhow!("map EVENTS missing"))?,
-        )?;
-        let lost = PerCpuArray::try_from(
-            ebpf.take_map("LOST")
-                .ok_or_else(|| anyhow!("map LOST missing"))?,
-        )?;
-        let reader_idle = Array::try_from(
-            ebpf.take_map("READER_IDLE")
-                .ok_or_else(|| anyhow!("map READER_IDLE missing"))?,
-        )?;
+        let ring = RingBuf::try_from(take_map(&mut ebpf, maps::EVENTS)?)?;
+        let lost = PerCpuArray::try_from(take_map(&mut ebpf, maps::LOST)?)?;
+        let read_errors = PerCpuArray::try_from(take_map(&mut ebpf, maps::READ_ERRORS)?)?;
+        let reader_idle = Array::try_from(take_map(&mut ebpf, maps::READER_IDLE)?)?;
         let ring = register(ring, "the ring buffer")?;
         Ok((
             Capture {
@@ -213,6 +213,7 @@ impl Capture {
                 links,
                 ring,
                 lost,
+                read_errors,
                 reader_idle,
             },
             KernelLog(logger),
@@ -289,12 +290,25 @@ impl Capture {
 
     /// Records lost so far, per channel (summed over CPUs).
     pub fn lost(&self) -> Result<[u64; CHANNELS as usize]> {
-        let mut out = [0; CHANNELS as usize];
-        for (i, slot) in out.iter_mut().enumerate() {
-            *slot = self.lost.get(&(i as u32), 0)?.iter().sum();
-        }
-        Ok(out)
+        per_channel(&self.lost)
     }
+
+    /// Failed kernel or user memory reads so far, per channel (indexed by `Channel`, summed
+    /// over CPUs): a count of reads whose failure made a program drop an event or send it
+    /// without the field it was reading (an empty filename, a zero inode number, a truncated
+    /// path). Cumulative since the programs were loaded.
+    pub fn read_errors(&self) -> Result<[u64; CHANNELS as usize]> {
+        per_channel(&self.read_errors)
+    }
+}
+
+/// A per-channel counter map's entries, summed over CPUs.
+fn per_channel(map: &PerCpuArray<MapData, u64>) -> Result<[u64; CHANNELS as usize]> {
+    let mut out = [0; CHANNELS as usize];
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = map.get(&(i as u32), 0)?.iter().sum();
+    }
+    Ok(out)
 }
 
 impl KernelLog {

@@ -140,7 +140,7 @@ fn resume(
 fn kernel_counts(capture: &Capture) -> Result<KernelCounts> {
     Ok(KernelCounts {
         lost: capture.lost()?,
-        read_errors: Default::default(),
+        read_errors: capture.read_errors()?,
     })
 }
 
