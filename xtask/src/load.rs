@@ -377,49 +377,14 @@ pub fn percentile(v: &mut [f64], p: f64) -> f64 {
 /// read from the daemon's stdout minus the posix_spawn call. Returns the latencies in ms and
 /// how many execs had no alert.
 pub fn latency(t: &Tools, daemon_bin: &Path, lib: &str, n: u64) -> Result<(Vec<f64>, u64)> {
-    let cfg = t.dir.join("latency.toml");
-    fs::write(
-        &cfg,
-        "[thresholds]\naggregate_window_secs = 0\nstats_interval_secs = 0\n",
-    )?;
-    let ready = t.dir.join("latency.ready");
-    let _ = fs::remove_file(&ready);
-    let mut daemon = Command::new(daemon_bin)
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .arg("--ready-file")
-        .arg(&ready)
-        .stdout(Stdio::piped())
-        .stderr(File::create(t.dir.join("latency.stderr"))?)
-        .spawn()?;
-    let arrivals: Arc<Mutex<Vec<(u32, u128)>>> = Arc::default();
-    let out = daemon.stdout.take().context("daemon stdout")?;
-    let a = arrivals.clone();
     let lib_owned = lib.to_owned();
-    let reader = thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let at = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            if v["library"]["path"] == lib_owned.as_str() {
-                if let Some(pid) = v["process"]["pid"].as_u64() {
-                    a.lock().unwrap().push((pid as u32, at));
-                }
-            }
-        }
-    });
-    let start = Instant::now();
-    while !ready.exists() {
-        ensure!(
-            start.elapsed() < Duration::from_secs(30),
-            "detector not armed"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    let watched = Watched::start(
+        t,
+        daemon_bin,
+        "latency",
+        "[thresholds]\naggregate_window_secs = 0\nstats_interval_secs = 0\n",
+        move |v| v["library"]["path"] == lib_owned.as_str(),
+    )?;
     let out = Command::new(&t.helper)
         .args(["latency", &n.to_string(), "/bin/true", "2000"])
         .env_clear()
@@ -432,10 +397,7 @@ pub fn latency(t: &Tools, daemon_bin: &Path, lib: &str, n: u64) -> Result<(Vec<f
         String::from_utf8_lossy(&out.stderr)
     );
     thread::sleep(Duration::from_millis(500));
-    // SAFETY: kill(2) on our child.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
-    daemon.wait()?;
-    let _ = reader.join();
+    let arrivals = watched.stop()?;
     let spawned: HashMap<u32, u128> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| {
@@ -443,15 +405,96 @@ pub fn latency(t: &Tools, daemon_bin: &Path, lib: &str, n: u64) -> Result<(Vec<f
             Some((pid.parse().ok()?, t.parse().ok()?))
         })
         .collect();
-    let arrivals = arrivals.lock().unwrap();
     let mut lat = Vec::new();
-    for (pid, at) in arrivals.iter() {
-        if let Some(t0) = spawned.get(pid) {
-            lat.push((at.saturating_sub(*t0)) as f64 / 1e6);
+    for (pid, at) in arrivals {
+        if let Some(t0) = spawned.get(&pid) {
+            lat.push((epoch_ns(at).saturating_sub(*t0)) as f64 / 1e6);
         }
     }
     let missing = (spawned.len() as u64).saturating_sub(lat.len() as u64);
     Ok((lat, missing))
+}
+
+fn epoch_ns(t: SystemTime) -> u128 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// A daemon whose alert lines that match a predicate are timed as they are read: (pid, arrival).
+struct Watched {
+    daemon: Child,
+    reader: thread::JoinHandle<()>,
+    arrivals: Arc<Mutex<Vec<(u32, SystemTime)>>>,
+}
+
+impl Watched {
+    /// Starts `detector run` with `config` (files named after `name` in the bench's directory)
+    /// and waits until it is armed.
+    fn start(
+        t: &Tools,
+        daemon_bin: &Path,
+        name: &str,
+        config: &str,
+        wanted: impl Fn(&serde_json::Value) -> bool + Send + 'static,
+    ) -> Result<Self> {
+        let cfg = t.dir.join(format!("{name}.toml"));
+        fs::write(&cfg, config)?;
+        let ready = t.dir.join(format!("{name}.ready"));
+        let _ = fs::remove_file(&ready);
+        let mut daemon = Command::new(daemon_bin)
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdout(Stdio::piped())
+            .stderr(File::create(t.dir.join(format!("{name}.stderr")))?)
+            .spawn()?;
+        let arrivals: Arc<Mutex<Vec<(u32, SystemTime)>>> = Arc::default();
+        let out = daemon.stdout.take().context("daemon stdout")?;
+        let a = arrivals.clone();
+        let reader = thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let at = SystemTime::now();
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                if wanted(&v) {
+                    if let Some(pid) = v["process"]["pid"].as_u64() {
+                        a.lock().unwrap().push((pid as u32, at));
+                    }
+                }
+            }
+        });
+        let start = Instant::now();
+        while !ready.exists() {
+            ensure!(
+                start.elapsed() < Duration::from_secs(30),
+                "detector not armed"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Watched {
+            daemon,
+            reader,
+            arrivals,
+        })
+    }
+
+    fn arrival(&self, pid: u32) -> Option<SystemTime> {
+        let arrivals = self.arrivals.lock().unwrap();
+        arrivals.iter().find(|(p, _)| *p == pid).map(|(_, at)| *at)
+    }
+
+    /// SIGTERM, then every arrival.
+    fn stop(mut self) -> Result<Vec<(u32, SystemTime)>> {
+        // SAFETY: kill(2) on our child.
+        unsafe { libc::kill(self.daemon.id() as i32, libc::SIGTERM) };
+        self.daemon.wait()?;
+        let _ = self.reader.join();
+        let arrivals = std::mem::take(&mut *self.arrivals.lock().unwrap());
+        Ok(arrivals)
+    }
 }
 
 /// What a flood of large preloads does to the daemon.
@@ -475,46 +518,14 @@ pub fn flood(
     files: usize,
     file_mib: u64,
 ) -> Result<Flood> {
-    let cfg = t.dir.join("flood.toml");
-    fs::write(
-        &cfg,
-        "[thresholds]\naggregate_window_secs = 0\nstats_interval_secs = 0\n[enrichment]\nhash_budget_mib = 4096\n",
-    )?;
-    let ready = t.dir.join("flood.ready");
-    let _ = fs::remove_file(&ready);
-    let mut daemon = Command::new(daemon_bin)
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .arg("--ready-file")
-        .arg(&ready)
-        .stdout(Stdio::piped())
-        .stderr(File::create(t.dir.join("flood.stderr"))?)
-        .spawn()?;
-    let arrivals: Arc<Mutex<Vec<(u32, Instant)>>> = Arc::default();
-    let out = daemon.stdout.take().context("daemon stdout")?;
-    let a = arrivals.clone();
     let lib_owned = lib.to_owned();
-    let reader = thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let at = Instant::now();
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            if v["library"]["path"] == lib_owned.as_str() && v["process"]["name"] == "ssh" {
-                if let Some(pid) = v["process"]["pid"].as_u64() {
-                    a.lock().unwrap().push((pid as u32, at));
-                }
-            }
-        }
-    });
-    let start = Instant::now();
-    while !ready.exists() {
-        ensure!(
-            start.elapsed() < Duration::from_secs(30),
-            "detector not armed"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    let watched = Watched::start(
+        t,
+        daemon_bin,
+        "flood",
+        "[thresholds]\naggregate_window_secs = 0\nstats_interval_secs = 0\n[enrichment]\nhash_budget_mib = 4096\n",
+        move |v| v["library"]["path"] == lib_owned.as_str() && v["process"]["name"] == "ssh",
+    )?;
     thread::sleep(SETTLE);
     let mut delays = Vec::new();
     for round in 0..rounds {
@@ -530,7 +541,7 @@ pub fn flood(
                 .stderr(Stdio::null())
                 .status()?;
         }
-        let t0 = Instant::now();
+        let t0 = SystemTime::now();
         let child = Command::new("/usr/bin/ssh")
             .arg("-V")
             .env("LD_PRELOAD", lib)
@@ -540,14 +551,9 @@ pub fn flood(
         let _ = child.wait_with_output();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let hit = arrivals
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|(p, _)| *p == pid)
-                .map(|(_, at)| *at);
-            if let Some(at) = hit {
-                delays.push(at.saturating_duration_since(t0).as_secs_f64() * 1e3);
+            if let Some(at) = watched.arrival(pid) {
+                let delay = at.duration_since(t0).unwrap_or_default();
+                delays.push(delay.as_secs_f64() * 1e3);
                 break;
             }
             if Instant::now() > deadline {
@@ -560,11 +566,8 @@ pub fn flood(
         thread::sleep(Duration::from_secs(5));
         fs::remove_dir_all(&dir)?;
     }
-    let (_, hwm) = memory(daemon.id())?;
-    // SAFETY: kill(2) on our child.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
-    daemon.wait()?;
-    let _ = reader.join();
+    let (_, hwm) = memory(watched.daemon.id())?;
+    watched.stop()?;
     Ok(Flood {
         delays,
         hwm,

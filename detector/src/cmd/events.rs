@@ -4,7 +4,6 @@
 //! `detector run` is the engine's; one not seen here is the kernel program's or the decoder's.
 use std::{
     cell::RefCell,
-    fs::OpenOptions,
     io::{self, BufWriter, Stdout},
     process::ExitCode,
     time::Duration,
@@ -104,14 +103,7 @@ async fn serve(args: EventsArgs, kcfg: KernelConfig) -> Result<ExitCode> {
         RING_BUFFER_KIB * 1024,
         true, // every channel: `--kind` and `--pid` filter in user space
     )?;
-    if let Some(path) = &args.ready_file {
-        OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .with_context(|| format!("creating ready file {}", path.display()))?;
-    }
+    super::touch_ready(args.ready_file.as_deref())?;
     log::info!("armed: writing events on stdout");
     let printer: RefCell<Printer<BufWriter<Stdout>>> = RefCell::new(Printer {
         out: BufWriter::new(io::stdout()),

@@ -8,7 +8,6 @@
 //!
 //! Plus configuration reload, loss and stats reports.
 use std::{
-    fs::OpenOptions,
     path::Path,
     process::ExitCode,
     sync::{
@@ -194,14 +193,7 @@ async fn serve(
     for f in already {
         reader.pass(f);
     }
-    if let Some(path) = &args.ready_file {
-        OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .with_context(|| format!("creating ready file {}", path.display()))?;
-    }
+    super::touch_ready(args.ready_file.as_deref())?;
     if let Err(e) = notify::notify("READY=1") {
         log::warn!("sd_notify: {e:#}");
     }
