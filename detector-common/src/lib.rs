@@ -9,7 +9,7 @@
 /// numbers, their names (stats keys, logs) and the dense indexes user space counts by.
 macro_rules! event_table {
     (
-        channels { $($(#[$cm:meta])* $chan:ident = $cn:literal, $cname:literal;)+ }
+        channels { $($(#[$cm:meta])* $chan:ident = $cn:literal, $cname:literal, [$($attach:expr),* $(,)?];)+ }
         kinds { $($(#[$km:meta])* $kind:ident = $kn:literal, $kname:literal, $kchan:ident;)+ }
     ) => {
         /// Capture channels: each eBPF program belongs to one; the per-channel counters (`LOST`,
@@ -29,6 +29,12 @@ macro_rules! event_table {
             }
             pub const fn index(self) -> usize {
                 self as usize
+            }
+            /// The tracepoints this channel's programs attach to.
+            pub const fn attach(self) -> &'static [Attach] {
+                match self {
+                    $(Channel::$chan => const { &[$($attach),*] },)+
+                }
             }
         }
 
@@ -79,13 +85,63 @@ macro_rules! event_table {
     };
 }
 
+/// Where a program attaches: a BTF tracepoint (`tp_btf`: the kernel hands the program the
+/// tracepoint's arguments without formatting a trace record, the cheaper way for what runs on
+/// every exec and exit) or a classic one (the syscall tracepoints, which have no BTF form).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attach {
+    /// The program's name in the eBPF object.
+    pub program: &'static str,
+    /// `None` for a BTF tracepoint; the tracefs category of a classic one.
+    pub category: Option<&'static str>,
+    pub tracepoint: &'static str,
+    /// False for a syscall an architecture may not have (open, rename, unlink exist on x86_64,
+    /// not on arm64): it is attached where it exists.
+    pub required: bool,
+}
+
+const fn btf(program: &'static str, tracepoint: &'static str) -> Attach {
+    Attach {
+        program,
+        category: None,
+        tracepoint,
+        required: true,
+    }
+}
+
+const fn syscall(program: &'static str, tracepoint: &'static str, required: bool) -> Attach {
+    Attach {
+        program,
+        category: Some("syscalls"),
+        tracepoint,
+        required,
+    }
+}
+
 event_table! {
     channels {
-        Exec = 0, "exec";
-        Mmap = 1, "mmap";
-        FileChange = 2, "file_change";
-        Lifecycle = 3, "lifecycle";
-        MemTamper = 4, "mem_tamper";
+        Exec = 0, "exec", [btf("sched_exec", "sched_process_exec")];
+        Mmap = 1, "mmap", [
+            syscall("sys_enter_mmap", "sys_enter_mmap", true),
+            syscall("sys_enter_mprotect", "sys_enter_mprotect", true),
+        ];
+        FileChange = 2, "file_change", [
+            syscall("sys_exit_open", "sys_exit_openat", true),
+            syscall("sys_exit_open", "sys_exit_openat2", false),
+            syscall("sys_exit_open", "sys_exit_open", false),
+            syscall("sys_exit_open", "sys_exit_creat", false),
+            syscall("sys_enter_renameat", "sys_enter_renameat2", true),
+            syscall("sys_enter_renameat", "sys_enter_renameat", false),
+            syscall("sys_enter_rename", "sys_enter_rename", false),
+            syscall("sys_enter_unlinkat", "sys_enter_unlinkat", true),
+            syscall("sys_enter_unlink", "sys_enter_unlink", false),
+            syscall("sys_enter_truncate", "sys_enter_truncate", true),
+        ];
+        Lifecycle = 3, "lifecycle", [btf("sched_exit", "sched_process_exit")];
+        MemTamper = 4, "mem_tamper", [
+            syscall("sys_enter_ptrace", "sys_enter_ptrace", true),
+            syscall("sys_enter_process_vm_writev", "sys_enter_process_vm_writev", true),
+        ];
     }
     kinds {
         /// A successful exec (new image in place). [`ExecEvent`].

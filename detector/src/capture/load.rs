@@ -9,82 +9,26 @@ use aya::{
     programs::{BtfTracePoint, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
-use detector_common::{maps, Channel, KernelConfig, WatchKey, CHANNELS};
+use detector_common::{maps, Attach, Channel, KernelConfig, WatchKey, CHANNELS};
 use tokio::io::unix::AsyncFd;
 
 type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
 
-/// (program, tracepoint category, tracepoint name); one source file per channel in detector-ebpf.
-/// A program attached to several tracepoints lists each; `required: false` marks syscalls an
-/// architecture may not have (open, rename, unlink exist on x86_64, not on arm64).
-struct Tp {
-    prog: &'static str,
-    category: &'static str,
-    name: &'static str,
-    required: bool,
+/// Every attach point of every channel (one table in detector-common).
+fn attach_points() -> impl Iterator<Item = &'static Attach> {
+    Channel::ALL.iter().flat_map(|c| c.attach())
 }
 
-const fn tp(prog: &'static str, category: &'static str, name: &'static str, required: bool) -> Tp {
-    Tp {
-        prog,
-        category,
-        name,
-        required,
-    }
-}
-
-/// Classic tracepoints: the syscall channels (syscall events are not BTF tracepoints).
-const TRACEPOINTS: &[Tp] = &[
-    // mmap
-    tp("sys_enter_mmap", "syscalls", "sys_enter_mmap", true),
-    tp("sys_enter_mprotect", "syscalls", "sys_enter_mprotect", true),
-    // file_change
-    tp("sys_exit_open", "syscalls", "sys_exit_openat", true),
-    tp("sys_exit_open", "syscalls", "sys_exit_openat2", false),
-    tp("sys_exit_open", "syscalls", "sys_exit_open", false),
-    tp("sys_exit_open", "syscalls", "sys_exit_creat", false),
-    tp(
-        "sys_enter_renameat",
-        "syscalls",
-        "sys_enter_renameat2",
-        true,
-    ),
-    tp(
-        "sys_enter_renameat",
-        "syscalls",
-        "sys_enter_renameat",
-        false,
-    ),
-    tp("sys_enter_rename", "syscalls", "sys_enter_rename", false),
-    tp("sys_enter_unlinkat", "syscalls", "sys_enter_unlinkat", true),
-    tp("sys_enter_unlink", "syscalls", "sys_enter_unlink", false),
-    tp("sys_enter_truncate", "syscalls", "sys_enter_truncate", true),
-    // mem_tamper
-    tp("sys_enter_ptrace", "syscalls", "sys_enter_ptrace", true),
-    tp(
-        "sys_enter_process_vm_writev",
-        "syscalls",
-        "sys_enter_process_vm_writev",
-        true,
-    ),
-];
-
-/// BTF tracepoints (tp_btf): (program, tracepoint). The kernel hands these programs the
-/// tracepoint's arguments as they are, without formatting a trace record first, which is the
-/// cheaper way to run on every exec and exit; exec (exec channel) and exit (lifecycle).
-const BTF_TRACEPOINTS: &[(&str, &str)] = &[
-    ("sched_exec", "sched_process_exec"),
-    ("sched_exit", "sched_process_exit"),
-];
-
-/// The tracepoints the programs attach to: (category, name, required).
+/// The classic tracepoints the programs attach to: (category, name, required).
 pub fn tracepoints() -> impl Iterator<Item = (&'static str, &'static str, bool)> {
-    TRACEPOINTS.iter().map(|t| (t.category, t.name, t.required))
+    attach_points().filter_map(|a| Some((a.category?, a.tracepoint, a.required)))
 }
 
 /// The BTF tracepoints (tp_btf) the programs attach to.
 pub fn btf_tracepoints() -> impl Iterator<Item = &'static str> {
-    BTF_TRACEPOINTS.iter().map(|(_, tp)| *tp)
+    attach_points()
+        .filter(|a| a.category.is_none())
+        .map(|a| a.tracepoint)
 }
 
 pub struct Capture {
@@ -161,27 +105,32 @@ impl Capture {
             }
         }
         let mut links: Vec<Box<dyn Send>> = Vec::new();
-        for t in TRACEPOINTS.iter().filter(|_| syscalls) {
+        // Classic tracepoints: the syscall channels.
+        for t in attach_points().filter(|_| syscalls) {
+            let Some(category) = t.category else {
+                continue;
+            };
             let prog: &mut TracePoint = ebpf
-                .program_mut(t.prog)
-                .ok_or_else(|| anyhow!("program {} missing", t.prog))?
+                .program_mut(t.program)
+                .ok_or_else(|| anyhow!("program {} missing", t.program))?
                 .try_into()?;
             if prog.fd().is_err() {
                 prog.load()
-                    .with_context(|| format!("loading {} (verifier)", t.prog))?;
+                    .with_context(|| format!("loading {} (verifier)", t.program))?;
             }
-            match prog.attach(t.category, t.name) {
+            match prog.attach(category, t.tracepoint) {
                 Ok(id) => links.push(Box::new(prog.take_link(id)?)),
                 Err(e) if !t.required => {
-                    log::info!("no tracepoint {}/{} here: {e}", t.category, t.name)
+                    log::info!("no tracepoint {category}/{} here: {e}", t.tracepoint)
                 }
                 Err(e) => {
-                    return Err(e).with_context(|| format!("attaching {}/{}", t.category, t.name))
+                    return Err(e).with_context(|| format!("attaching {category}/{}", t.tracepoint))
                 }
             }
         }
         let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
-        for (prog_name, name) in BTF_TRACEPOINTS {
+        for t in attach_points().filter(|a| a.category.is_none()) {
+            let (prog_name, name) = (t.program, t.tracepoint);
             let prog: &mut BtfTracePoint = ebpf
                 .program_mut(prog_name)
                 .ok_or_else(|| anyhow!("program {prog_name} missing"))?
