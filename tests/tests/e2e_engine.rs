@@ -393,3 +393,61 @@ fn without_syscall_channels_exec_preloads_are_still_caught() {
     );
     d.stop();
 }
+
+/// A service user's Python loading a native extension from its own virtualenv, and a runtime
+/// unpacking its native library to /tmp and loading it (as the JVM does): an application's own
+/// library, seen and low. Its benign twin that never had a name (the same library from a memfd)
+/// stays medium.
+#[test]
+fn applications_own_libraries_are_low_and_a_memfd_twin_stays_medium() {
+    let dir = TempDir::new("apps");
+    // The virtualenv belongs to the service user, as `python -m venv` run by it would make it.
+    let venv = dir.path("venv/lib/python3.11/site-packages");
+    std::fs::create_dir_all(&venv).unwrap();
+    let ext = gcc(
+        &dir,
+        "plain_ext.c",
+        "venv/lib/python3.11/site-packages/_speedups.so",
+        true,
+    );
+    let chown = Command::new("chown")
+        .args(["-R", "nobody:nogroup"])
+        .arg(dir.path("venv"))
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let unpacked = gcc(&dir, "plain_ext.c", "libnative-4417.so", true);
+    let loadlib = gcc(&dir, "loadlib.c", "loadlib", false);
+    let d = Daemon::start();
+    let python = format!(
+        "import ctypes; assert ctypes.CDLL({:?}).ext_answer() == 42",
+        ext
+    );
+    let st = trigger(
+        Command::new("su")
+            .args(["-s", "/bin/sh", "nobody", "-c"])
+            .arg(format!("/usr/bin/python3 -c '{python}'")),
+    );
+    assert!(
+        st.success(),
+        "python as nobody could not load its extension"
+    );
+    assert!(trigger(Command::new(&loadlib).arg("path").arg(&unpacked)).success());
+    assert!(trigger(Command::new(&loadlib).arg("memfd").arg(&unpacked)).success());
+    let venv_alert = d.expect_alert("the virtualenv's extension", |a| {
+        s(a, "library.path") == ext.to_str().unwrap()
+    });
+    assert_eq!(s(&venv_alert, "severity"), "low", "{venv_alert:#}");
+    assert_eq!(venv_alert["process"]["user"]["id"], 65534, "{venv_alert:#}");
+    let unpacked_alert = d.expect_alert("the unpacked native library", |a| {
+        s(a, "library.path") == unpacked.to_str().unwrap() && s(a, "process.name") == "loadlib"
+    });
+    assert_eq!(s(&unpacked_alert, "severity"), "low", "{unpacked_alert:#}");
+    let memfd = d.expect_alert("the same library from a memfd", |a| {
+        s(a, "process.name") == "loadlib" && s(a, "library.path").starts_with("/memfd:")
+    });
+    assert_eq!(s(&memfd, "severity"), "medium", "{memfd:#}");
+    assert!(has(&memfd, "library.unsafe_reasons", "memfd"), "{memfd:#}");
+    d.stop();
+}

@@ -75,6 +75,21 @@ pub trait Rule: Send {
     fn evaluate(&mut self, cx: &Context, observation: &Observation) -> Vec<Finding>;
 }
 
+/// An ordinary named file a process that handles no credentials mapped by itself — no preload
+/// mechanism, no credential API defined, its analysis complete: an application's own library (a
+/// virtualenv's native extension, a runtime's library unpacked to /tmp). Low at most. Objects
+/// that never had a name (memfd, deleted, O_TMPFILE) are not ordinary files and stay medium.
+fn application_library(d: &BTreeSet<Detection>, lib: &Library) -> bool {
+    d.iter().all(|x| *x == Detection::UnsafeLibrary)
+        && lib.exists
+        && lib.enrichment_skipped.is_empty()
+        && lib.sha256.is_some()
+        && !lib
+            .unsafe_reasons
+            .iter()
+            .any(|r| matches!(*r, "memfd" | "deleted"))
+}
+
 /// What a rule found; `finish` adds what follows from it and scores it.
 pub struct Finding {
     pub ktime_ns: u64,
@@ -142,7 +157,11 @@ impl Finding {
             Severity::Critical
         } else if credential {
             Severity::High
-        } else if self.library.as_ref().is_some_and(Library::is_system) {
+        } else if self
+            .library
+            .as_ref()
+            .is_some_and(|lib| lib.is_system() || application_library(d, lib))
+        {
             Severity::Low
         } else {
             Severity::Medium
@@ -190,6 +209,46 @@ impl Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn mapped(reasons: &[&'static str], detections: &[Detection]) -> Severity {
+        let process = Process {
+            pid: 4242,
+            exe: "/usr/bin/python3.11".into(),
+            comm: "python3".into(),
+            ..Process::default()
+        };
+        let mut f = Finding::new(1, process, Detection::UnsafeLibrary);
+        f.detections.extend(detections.iter().copied());
+        f.library = Some(Library {
+            path: "/srv/app/venv/lib/ext.so".into(),
+            exists: true,
+            unsafe_reasons: reasons.to_vec(),
+            sha256: Some("00".repeat(32)),
+            ..Library::default()
+        });
+        let clock = Clock::fixed(std::time::Duration::ZERO);
+        f.finish(&clock, &Catalogue::default()).severity
+    }
+
+    #[test]
+    fn an_applications_own_library_is_low_and_never_named_objects_stay_medium() {
+        assert_eq!(mapped(&["owned_by_non_root"], &[]), Severity::Low);
+        assert_eq!(
+            mapped(&["world_writable_location", "tmpfs"], &[]),
+            Severity::Low
+        );
+        assert_eq!(mapped(&["memfd"], &[]), Severity::Medium);
+        assert_eq!(mapped(&["deleted"], &[]), Severity::Medium);
+        // Hooks, or a preload mechanism, keep it medium.
+        assert_eq!(
+            mapped(&["owned_by_non_root"], &[Detection::CredentialHooks]),
+            Severity::Medium
+        );
+        assert_eq!(
+            mapped(&["owned_by_non_root"], &[Detection::PreloadEnv]),
+            Severity::Medium
+        );
+    }
 
     #[test]
     fn configuration_files() {
