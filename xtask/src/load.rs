@@ -378,7 +378,7 @@ pub fn percentile(v: &mut [f64], p: f64) -> f64 {
 /// how many execs had no alert.
 pub fn latency(t: &Tools, daemon_bin: &Path, lib: &str, n: u64) -> Result<(Vec<f64>, u64)> {
     let lib_owned = lib.to_owned();
-    let watched = Watched::start(
+    let daemon = TimedDaemon::start(
         t,
         daemon_bin,
         "latency",
@@ -397,7 +397,7 @@ pub fn latency(t: &Tools, daemon_bin: &Path, lib: &str, n: u64) -> Result<(Vec<f
         String::from_utf8_lossy(&out.stderr)
     );
     thread::sleep(Duration::from_millis(500));
-    let arrivals = watched.stop()?;
+    let arrivals = daemon.stop()?;
     let spawned: HashMap<u32, u128> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| {
@@ -422,13 +422,13 @@ fn epoch_ns(t: SystemTime) -> u128 {
 }
 
 /// A daemon whose alert lines that match a predicate are timed as they are read: (pid, arrival).
-struct Watched {
+struct TimedDaemon {
     daemon: Child,
     reader: thread::JoinHandle<()>,
     arrivals: Arc<Mutex<Vec<(u32, SystemTime)>>>,
 }
 
-impl Watched {
+impl TimedDaemon {
     /// Starts `detector run` with `config` (files named after `name` in the bench's directory)
     /// and waits until it is armed.
     fn start(
@@ -474,7 +474,7 @@ impl Watched {
             );
             thread::sleep(Duration::from_millis(20));
         }
-        Ok(Watched {
+        Ok(TimedDaemon {
             daemon,
             reader,
             arrivals,
@@ -519,7 +519,7 @@ pub fn flood(
     file_mib: u64,
 ) -> Result<Flood> {
     let lib_owned = lib.to_owned();
-    let watched = Watched::start(
+    let daemon = TimedDaemon::start(
         t,
         daemon_bin,
         "flood",
@@ -551,7 +551,7 @@ pub fn flood(
         let _ = child.wait_with_output();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(at) = watched.arrival(pid) {
+            if let Some(at) = daemon.arrival(pid) {
                 let delay = at.duration_since(t0).unwrap_or_default();
                 delays.push(delay.as_secs_f64() * 1e3);
                 break;
@@ -566,8 +566,8 @@ pub fn flood(
         thread::sleep(Duration::from_secs(5));
         fs::remove_dir_all(&dir)?;
     }
-    let (_, hwm) = memory(watched.daemon.id())?;
-    watched.stop()?;
+    let (_, hwm) = memory(daemon.daemon.id())?;
+    daemon.stop()?;
     Ok(Flood {
         delays,
         hwm,

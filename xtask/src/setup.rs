@@ -26,6 +26,10 @@ const TEST_PACKAGES: &[(&[&str], &str)] = &[
         &["rsyslog"],
         "a real syslog collector the tests send alerts to",
     ),
+    (
+        &["python3", "git"],
+        "ordinary activity the tests expect no alert from, and a service user's Python",
+    ),
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
@@ -77,6 +81,7 @@ const VM_PACKAGES: &[(&[&str], &str)] = &[
         &["busybox-static", "cpio"],
         "to build the VM tests' initramfs",
     ),
+    (&["e2fsprogs"], "mke2fs, for the guest's /usr image"),
 ];
 
 pub fn ensure_vm() -> Result<()> {

@@ -14,10 +14,8 @@ use detector_common::{EventKind, KernelConfig, CHANNELS};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
-    capture::btf,
     capture::decode::{decode, Event, Header},
     capture::load::{report_loss, Capture},
-    capture::preflight,
     cli::{EventsArgs, RING_BUFFER_KIB},
     engine::rules::config_change::Watched,
 };
@@ -29,12 +27,7 @@ const DRAIN_EVERY: Duration = Duration::from_millis(20);
 const LOSS_EVERY: Duration = Duration::from_secs(10);
 
 pub fn run(args: EventsArgs) -> Result<ExitCode> {
-    preflight::check()?;
-    let kcfg = btf::config(preflight::BTF_PATH, std::process::id())?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let (kcfg, rt) = super::capture_runtime()?;
     rt.block_on(serve(args, kcfg))
 }
 

@@ -19,3 +19,18 @@ pub fn touch_ready(path: Option<&std::path::Path>) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// What every command that loads the capture does first: checks the machine, reads this
+/// kernel's struct offsets, and starts the single-threaded runtime the capture is driven on.
+pub fn capture_runtime() -> anyhow::Result<(detector_common::KernelConfig, tokio::runtime::Runtime)>
+{
+    use anyhow::Context as _;
+    crate::capture::preflight::check()?;
+    let kcfg =
+        crate::capture::btf::config(crate::capture::preflight::BTF_PATH, std::process::id())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    Ok((kcfg, rt))
+}

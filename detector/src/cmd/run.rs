@@ -17,15 +17,13 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
     capture::{
-        btf,
         decode::decode,
         load::{report_loss, Capture},
-        preflight,
     },
     cli::RunArgs,
     cmd::notify,
@@ -57,12 +55,7 @@ const ENRICH_LANE: usize = 1024;
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     let explicit = args.config.as_os_str() != config::DEFAULT_PATH;
     let cfg = config::load(&args.config, explicit)?;
-    preflight::check()?;
-    let kcfg = btf::config(preflight::BTF_PATH, std::process::id())?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let (kcfg, rt) = super::capture_runtime()?;
     rt.block_on(serve(args, cfg, kcfg, explicit))
 }
 

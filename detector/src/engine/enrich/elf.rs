@@ -136,6 +136,12 @@ pub fn analyze_within(path: &Path, hash_budget: u64) -> ElfFacts {
     }
 }
 
+/// The metadata a cache looks a file version up by; facts saying why when it cannot be had.
+pub fn stat(path: &Path) -> Result<std::fs::Metadata, ElfFacts> {
+    std::fs::metadata(path)
+        .map_err(|e| ElfFacts::failed(format!("cannot stat {}: {e}", path.display())))
+}
+
 /// As [`analyze_within`], with the metadata of the file version that was read (`None` when
 /// it could not be read), to cache the facts under. Setting `cancel` stops the hash at its
 /// next chunk.
@@ -487,27 +493,17 @@ impl ElfCache {
     /// Facts for `path`: cached when the file's (dev, inode, mtime, size) is unchanged,
     /// else analysed now. A path that cannot be stat'ed gives facts with an error.
     pub fn get(&mut self, path: &Path) -> ElfFacts {
-        let meta = match std::fs::metadata(path) {
+        let meta = match stat(path) {
             Ok(meta) => meta,
-            Err(e) => return ElfFacts::failed(format!("cannot stat {}: {e}", path.display())),
+            Err(failed) => return failed,
         };
-        let (id, version) = identity(&meta);
-        if let Some((cached, facts)) = self.entries.get(&id) {
-            if *cached == version {
-                return facts.clone();
-            }
+        if let Some(facts) = self.cached(&meta) {
+            return facts;
         }
-        let (file, meta) = match open(path) {
-            Ok(opened) => opened,
-            Err(reason) => return ElfFacts::failed(reason),
-        };
         self.analyses += 1;
-        let facts = analyze_open(file, &meta, self.hash_budget, &AtomicBool::new(false));
-        // Key by what was actually read, and keep failures to read out of the cache
-        // (they may be transient, and are cheap to retry).
-        if facts.sha256.is_some() || facts.hash_skipped.is_some() {
-            let (id, version) = identity(&meta);
-            self.insert(id, version, facts.clone());
+        let (facts, read) = analyze_versioned(path, self.hash_budget, &AtomicBool::new(false));
+        if let Some(meta) = read {
+            self.insert_for(&meta, facts.clone());
         }
         facts
     }

@@ -157,14 +157,9 @@ fn work(shared: &Shared, only_credential: bool) {
 /// From the cache when this version of the file was analysed before, else read now (outside
 /// the cache's lock, so that the other threads go on).
 fn analyse(shared: &Shared, job: &Job) -> ElfFacts {
-    let meta = match std::fs::metadata(&job.path) {
-        Ok(m) => m,
-        Err(e) => {
-            return ElfFacts {
-                error: Some(format!("cannot stat {}: {e}", job.path.display())),
-                ..ElfFacts::default()
-            }
-        }
+    let meta = match super::elf::stat(&job.path) {
+        Ok(meta) => meta,
+        Err(failed) => return failed,
     };
     if let Some(facts) = lock(&shared.cache).cached(&meta) {
         return facts;

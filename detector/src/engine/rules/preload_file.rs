@@ -87,9 +87,14 @@ impl PreloadFile {
             .collect()
     }
 
-    /// A mapped library the file lists (for processes whose exec was not seen).
+    /// A mapped library the file lists (for processes whose exec was not seen). The file is
+    /// looked at on disk only when it is listed.
     fn on_mmap(&mut self, process: &Process, m: &Mmap) -> Option<Finding> {
-        self.on_mapped(m.hdr.ktime_ns, process, Library::from_kernel(&m.file))
+        self.refresh(m.hdr.ktime_ns);
+        if !self.libs.contains(&m.file.path) {
+            return None;
+        }
+        Some(self.finding(m.hdr.ktime_ns, process, Library::from_kernel(&m.file)))
     }
 
     /// `lib`, mapped in `process`, if the file lists it.
