@@ -374,3 +374,98 @@ impl Drop for Holder {
         let _ = self.0.wait();
     }
 }
+
+/// What a path was before a test changed it.
+enum Was {
+    Absent,
+    File {
+        bytes: Vec<u8>,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    Link(PathBuf),
+}
+
+/// Puts a path under /etc or /usr back as it was — a file's bytes, mode and owner, a symbolic
+/// link's target, or nothing — when dropped, even when the test panics. A file is put back by
+/// writing a sibling and renaming it over the path, so that processes that have the file
+/// mapped keep their pages. Commands given to `then_run` (e.g. `ldconfig`) run after.
+pub struct Restore {
+    path: PathBuf,
+    was: Was,
+    then: Vec<Vec<String>>,
+}
+
+impl Restore {
+    pub fn path(path: impl AsRef<Path>) -> Restore {
+        use std::os::unix::fs::MetadataExt as _;
+        let path = path.as_ref().to_owned();
+        let was = match std::fs::symlink_metadata(&path) {
+            Err(_) => Was::Absent,
+            Ok(m) if m.file_type().is_symlink() => {
+                Was::Link(std::fs::read_link(&path).expect("read the link"))
+            }
+            Ok(m) => Was::File {
+                bytes: std::fs::read(&path).expect("read the file"),
+                mode: m.mode() & 0o7777,
+                uid: m.uid(),
+                gid: m.gid(),
+            },
+        };
+        Restore {
+            path,
+            was,
+            then: Vec::new(),
+        }
+    }
+
+    /// A command to run after the path is restored.
+    pub fn then_run(mut self, argv: &[&str]) -> Restore {
+        self.then.push(argv.iter().map(|a| a.to_string()).collect());
+        self
+    }
+
+    fn put_back(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let side = {
+            let mut name = self.path.file_name().unwrap_or_default().to_owned();
+            name.push(format!(".detector-restore-{}", std::process::id()));
+            self.path.with_file_name(name)
+        };
+        let _ = std::fs::remove_file(&side);
+        match &self.was {
+            Was::Absent => match std::fs::symlink_metadata(&self.path) {
+                Ok(m) if m.is_dir() => std::fs::remove_dir_all(&self.path),
+                Ok(_) => std::fs::remove_file(&self.path),
+                Err(_) => Ok(()),
+            },
+            Was::Link(target) => {
+                std::os::unix::fs::symlink(target, &side)?;
+                std::fs::rename(&side, &self.path)
+            }
+            Was::File {
+                bytes,
+                mode,
+                uid,
+                gid,
+            } => {
+                std::fs::write(&side, bytes)?;
+                std::os::unix::fs::chown(&side, Some(*uid), Some(*gid))?;
+                std::fs::set_permissions(&side, std::fs::Permissions::from_mode(*mode))?;
+                std::fs::rename(&side, &self.path)
+            }
+        }
+    }
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        if let Err(e) = self.put_back() {
+            eprintln!("could not restore {}: {e}", self.path.display());
+        }
+        for argv in &self.then {
+            let _ = Command::new(&argv[0]).args(&argv[1..]).status();
+        }
+    }
+}

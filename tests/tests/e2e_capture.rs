@@ -4,7 +4,7 @@ use std::{
     process::Command,
 };
 
-use detector_tests::{gcc, has, s, trigger, Daemon, TempDir};
+use detector_tests::{gcc, has, s, trigger, Daemon, Restore, TempDir};
 use serde_json::Value;
 
 fn lib_is(a: &Value, path: &Path) -> bool {
@@ -154,25 +154,9 @@ fn process_that_exits_within_a_millisecond() {
     d.stop();
 }
 
-/// Restores /etc/ld.so.preload as it was, even when the test fails.
-struct PreloadFileGuard(Option<Vec<u8>>);
-
-impl Drop for PreloadFileGuard {
-    fn drop(&mut self) {
-        match &self.0 {
-            Some(content) => {
-                std::fs::write("/etc/ld.so.preload", content).expect("restore /etc/ld.so.preload")
-            }
-            None => {
-                let _ = std::fs::remove_file("/etc/ld.so.preload");
-            }
-        }
-    }
-}
-
 #[test]
 fn write_and_rename_onto_etc_ld_so_preload() {
-    let _guard = PreloadFileGuard(std::fs::read("/etc/ld.so.preload").ok());
+    let _guard = Restore::path("/etc/ld.so.preload");
     let d = Daemon::start();
     // The content stays harmless (no library): the test watches the change, not its effect.
     let content = std::fs::read("/etc/ld.so.preload").unwrap_or_default();

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use detector_tests::{detector_bin, gcc, has, require_root, s, trigger, Daemon, TempDir};
+use detector_tests::{detector_bin, gcc, has, require_root, s, trigger, Daemon, Restore, TempDir};
 use serde_json::Value;
 
 fn severity_rank(a: &Value) -> u8 {
@@ -53,21 +53,12 @@ fn preload_into_ssh_is_high_and_names_the_hook() {
     d.stop();
 }
 
-/// Restores /etc/pam.d/su, even when the test fails.
-struct PamSuGuard(Vec<u8>);
-
-impl Drop for PamSuGuard {
-    fn drop(&mut self) {
-        std::fs::write("/etc/pam.d/su", &self.0).expect("restore /etc/pam.d/su");
-    }
-}
-
 #[test]
 fn su_loading_a_pam_module_from_tmp_is_high() {
     let dir = TempDir::new("pam");
     let module = gcc(&dir, "pam_evil.c", "pam_evil.so", true);
     let original = std::fs::read("/etc/pam.d/su").expect("/etc/pam.d/su");
-    let _guard = PamSuGuard(original.clone());
+    let _guard = Restore::path("/etc/pam.d/su");
     let mut edited = format!("auth optional {}\n", module.display()).into_bytes();
     edited.extend_from_slice(&original);
     let d = Daemon::start();
@@ -313,20 +304,6 @@ fn tells_systemd_it_is_ready_and_writes_stats() {
     d.stop();
 }
 
-/// Restores /etc/ld.so.preload as it was, even when the test fails.
-struct PreloadFileGuard(Option<Vec<u8>>);
-
-impl Drop for PreloadFileGuard {
-    fn drop(&mut self) {
-        match &self.0 {
-            Some(content) => std::fs::write("/etc/ld.so.preload", content).unwrap(),
-            None => {
-                let _ = std::fs::remove_file("/etc/ld.so.preload");
-            }
-        }
-    }
-}
-
 /// Atomic Red Team T1574.006 test #1: a library named in /etc/ld.so.preload, then a program
 /// run (here ssh, a credential program).
 #[test]
@@ -335,7 +312,7 @@ fn atomic_t1574_006_1_etc_ld_so_preload() {
     let lib = gcc(&dir, "read_hook.c", "libpreloadfile.so", true);
     let lib = lib.to_str().unwrap().to_owned();
     let d = Daemon::start();
-    let guard = PreloadFileGuard(std::fs::read("/etc/ld.so.preload").ok());
+    let guard = Restore::path("/etc/ld.so.preload");
     std::fs::write("/etc/ld.so.preload", format!("{lib}\n")).unwrap();
     trigger(Command::new("ssh").arg("-V"));
     // The file stays until the daemon has seen the exec: it reads the list when it handles the

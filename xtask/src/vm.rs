@@ -66,6 +66,10 @@ const GUEST_TESTS: &[GuestTests] = &[
 ];
 /// One boot, start to power-off, at most (TCG is slow; a hung kernel must not hang CI).
 const BOOT_TIMEOUT: Duration = Duration::from_secs(900);
+/// How many times a kernel is booted again after its guest ended before the runner finished
+/// (a guest that powered off early, a qemu that died), to run the tests that have no result.
+/// A test that fails is never run again; a test whose guest died under it twice fails.
+const RESUMES: usize = 1;
 /// How long a KVM guest may leave the serial console empty. The kernel prints its first boot
 /// messages within a second or two of starting under KVM; a guest silent this long never ran.
 const FIRST_OUTPUT_DEADLINE: Duration = Duration::from_secs(45);
@@ -99,15 +103,55 @@ pub fn run(root: &Path, kernels: &[String]) -> Result<()> {
     for k in &kernels {
         let vmlinuz = kernel(&work, k)?;
         let initrd = with_modules(&work, k, &vmlinuz, &initrd)?;
-        let log = work.join(format!("serial-{k}.log"));
-        say(&format!("booting {} ({})", k, vmlinuz.display()));
-        let started = Instant::now();
-        let (accel, why) = boot(k, &vmlinuz, &initrd, &log, &work, &mut kvm)?;
-        say(&format!(
-            "{k}: done after {:.0} s with {accel} ({why})",
-            started.elapsed().as_secs_f64()
-        ));
-        let mut row = Row::parse(k, &fs::read_to_string(&log).unwrap_or_default());
+        let mut logs = String::new();
+        let mut accel = "?";
+        for attempt in 0..=RESUMES {
+            // The tests that have a result are not run again: the runner skips that many lines
+            // of its plan (results come in plan order).
+            let skip = Row::parse(k, &logs).results.len();
+            let log = match attempt {
+                0 => work.join(format!("serial-{k}.log")),
+                n => work.join(format!("serial-{k}-resume{n}.log")),
+            };
+            say(&format!(
+                "booting {} ({}), skipping {skip} tests",
+                k,
+                vmlinuz.display()
+            ));
+            let started = Instant::now();
+            let (a, why) = boot(k, &vmlinuz, &initrd, &log, &work, &mut kvm, skip)?;
+            accel = a;
+            say(&format!(
+                "{k}: done after {:.0} s with {accel} ({why})",
+                started.elapsed().as_secs_f64()
+            ));
+            let text = fs::read_to_string(&log).unwrap_or_default();
+            logs.push_str(&text);
+            if text.contains("VM done") {
+                break;
+            }
+            // The guest ended (or was killed) before the runner did: say what it printed last.
+            say(&format!(
+                "the {k} guest ended before its runner finished; the last lines of {}:",
+                log.display()
+            ));
+            for l in last_lines(&text, 30) {
+                println!("    | {l}");
+            }
+            let qemu = work.join(format!("qemu-{k}-{accel}.log"));
+            for l in last_lines(&fs::read_to_string(&qemu).unwrap_or_default(), 10) {
+                println!("    | qemu: {l}");
+            }
+            let progressed = Row::parse(k, &logs).results.len() > skip;
+            if attempt == RESUMES || !progressed {
+                break;
+            }
+            say(&format!(
+                "{k}: booting once more for the tests that have no result (the one that was \
+                 running included)"
+            ));
+        }
+        let mut row = Row::parse(k, &logs);
         row.accel = accel;
         rows.push(row);
     }
@@ -743,6 +787,7 @@ fn boot(
     log: &Path,
     work: &Path,
     kvm: &mut Kvm,
+    skip: usize,
 ) -> Result<(&'static str, String)> {
     if kvm.usable {
         let mut accel = vec!["-accel", "kvm", "-cpu", "host"];
@@ -760,6 +805,7 @@ fn boot(
             &qemu_log,
             &accel,
             FIRST_OUTPUT_DEADLINE,
+            skip,
         )?;
         let failure = match outcome {
             Boot::Ran { first_output, .. }
@@ -798,6 +844,7 @@ fn boot(
         &qemu_log,
         &["-accel", "tcg", "-cpu", "max"],
         FIRST_OUTPUT_DEADLINE_TCG,
+        skip,
     )? {
         Boot::Ran { timed_out, .. } => {
             if timed_out {
@@ -819,6 +866,7 @@ fn boot_with(
     qemu_log: &Path,
     accel: &[&str],
     first_output_deadline: Duration,
+    skip: usize,
 ) -> Result<Boot> {
     let _ = fs::remove_file(log);
     let mut child = Command::new("qemu-system-x86_64")
@@ -833,7 +881,11 @@ fn boot_with(
         .arg(initrd)
         // The kernel's boot messages reach the console (the first output the deadline waits
         // for); /init then lowers the console level to errors.
-        .args(["-append", "console=ttyS0 lsm=bpf panic=-1 loglevel=7"])
+        // /init skips the first `vmtest.skip` tests of its plan.
+        .arg("-append")
+        .arg(format!(
+            "console=ttyS0 lsm=bpf panic=-1 loglevel=7 vmtest.skip={skip}"
+        ))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(fs::File::create(qemu_log)?)
@@ -909,6 +961,12 @@ fn first_line(path: &Path) -> Option<String> {
         .map(str::trim)
         .find(|l| !l.is_empty())
         .map(str::to_owned)
+}
+
+/// The last `n` lines of `text`, carriage returns removed.
+fn last_lines(text: &str, n: usize) -> Vec<&str> {
+    let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
 }
 
 fn sh(cmd: &mut Command) -> Result<()> {

@@ -121,6 +121,7 @@ impl Correlator {
             ktime_ns,
             catalogue: &self.catalogue,
             watched: &self.watched,
+            package_manager: self.procs.package_manager(process.pid),
         };
         let mut found = Vec::new();
         for rule in &mut self.rules {

@@ -55,6 +55,13 @@ pub struct Library {
     pub hooks: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub constructors: Option<bool>,
+    /// The package that installed the file, as the package database names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
+    /// Whether the package database vouches for the file: a package lists it and its bytes
+    /// match the package's record. Absent when it was not asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
     /// What the file's enrichment left out, and why (over the hashing budget, the analysis
     /// late or its queue full).
     #[serde(skip_serializing_if = "Vec::is_empty")]

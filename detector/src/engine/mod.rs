@@ -6,6 +6,7 @@ pub mod credential;
 pub mod enrich;
 pub mod library;
 pub mod loader_vars;
+pub mod package_manager;
 pub mod policy;
 pub mod policy_stage;
 pub mod process;

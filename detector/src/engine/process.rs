@@ -11,7 +11,7 @@ use detector_common::LoaderVar;
 
 use crate::{
     capture::decode::{Exec, Exit, Header},
-    engine::sweep::Seen,
+    engine::{package_manager, sweep::Seen},
     output::alert::{Ancestor, Process},
 };
 
@@ -21,6 +21,8 @@ const EXITED_TTL_NS: u64 = 30_000_000_000;
 const EXITED_KEPT: usize = 4096;
 /// Live processes tracked at most (a fork bomb must not eat the daemon's memory).
 const LIVE_MAX: usize = 65536;
+/// Ancestors looked at, at most, to attribute a process to a package manager.
+const ANCESTRY_MAX: usize = 32;
 
 /// Pids are small integers the kernel hands out, not attacker-chosen keys: a multiplicative
 /// hash is enough, and the table is updated on every exec and exit (SipHash showed in the
@@ -55,6 +57,8 @@ pub struct ProcInfo {
     pub preload_origin: Option<(Ancestor, String)>,
     /// Kernel time of its exit, once it exited.
     pub exited_at: Option<u64>,
+    /// The package manager this process's program is (`package_manager::recognise`).
+    pub package_manager: Option<&'static str>,
 }
 
 #[derive(Default)]
@@ -62,6 +66,8 @@ pub struct ProcessTable {
     procs: HashMap<u32, ProcInfo, BuildHasherDefault<PidHasher>>,
     /// (pid, kernel time of its exit), oldest first.
     exited: VecDeque<(u32, u64)>,
+    /// Live processes that are package managers.
+    package_managers: HashSet<u32, BuildHasherDefault<PidHasher>>,
 }
 
 impl ProcessTable {
@@ -82,6 +88,7 @@ impl ProcessTable {
             alerted: HashSet::new(),
             preload_origin: inherited.filter(|_| has_preload),
             exited_at: None,
+            package_manager: package_manager::recognise(&e.filename),
         };
         self.insert(e.hdr.pid, info);
     }
@@ -121,6 +128,13 @@ impl ProcessTable {
                 };
                 (me, v.clone())
             }),
+            package_manager: package_manager::recognise(&p.exe).or_else(|| {
+                // A script (unattended-upgrade) runs as its interpreter: its path is argv[1].
+                p.cmdline
+                    .split(' ')
+                    .nth(1)
+                    .and_then(package_manager::recognise)
+            }),
             ..Default::default()
         };
         self.insert(p.pid, info);
@@ -153,6 +167,7 @@ impl ProcessTable {
         if let Some(info) = self.procs.get_mut(&x.hdr.pid) {
             info.exited_at = Some(now);
         }
+        self.package_managers.remove(&x.hdr.pid);
         self.exited.push_back((x.hdr.pid, now));
         while let Some(&(pid, at)) = self.exited.front() {
             if self.exited.len() <= EXITED_KEPT && now.saturating_sub(at) < EXITED_TTL_NS {
@@ -179,7 +194,35 @@ impl ProcessTable {
                 return;
             }
         }
+        if info.package_manager.is_some() {
+            self.package_managers.insert(pid);
+        } else {
+            self.package_managers.remove(&pid);
+        }
         self.procs.insert(pid, info);
+    }
+
+    /// The package manager `pid` is or descends from (through the processes this table knows),
+    /// if any.
+    pub fn package_manager(&self, pid: u32) -> Option<&'static str> {
+        let mut pid = pid;
+        for _ in 0..ANCESTRY_MAX {
+            let info = self.procs.get(&pid)?;
+            if let Some(name) = info.package_manager {
+                return Some(name);
+            }
+            if info.ppid == 0 || info.ppid == pid {
+                return None;
+            }
+            pid = info.ppid;
+        }
+        None
+    }
+
+    /// Whether a package manager is running now (files it changes may not match the package
+    /// database until it is done).
+    pub fn package_manager_running(&self) -> bool {
+        !self.package_managers.is_empty()
     }
 
     #[cfg(test)]
@@ -268,6 +311,7 @@ fn from_proc(hdr: &Header) -> ProcInfo {
     if let Ok(p) = procfs::process::Process::new(hdr.pid as i32) {
         info.exe = p.exe().map(|e| e.display().to_string()).unwrap_or_default();
         info.cmdline = p.cmdline().map(|c| c.join(" ")).unwrap_or_default();
+        info.package_manager = package_manager::recognise(&info.exe);
         if let Ok(uid) = p.uid() {
             info.uid = uid;
         }
@@ -326,6 +370,45 @@ mod tests {
             ..exec
         });
         assert_eq!(t.process(&hdr(4_000_003, 0, "cat")).exe, "/usr/bin/cat");
+    }
+
+    #[test]
+    fn maintainer_scripts_are_attributed_to_the_package_manager_that_runs_them() {
+        let mut t = ProcessTable::default();
+        let exec = |pid, ppid, comm: &str, filename: &str| Exec {
+            hdr: hdr(pid, ppid, comm),
+            filename: filename.into(),
+            filename_truncated: false,
+            argc: 1,
+            argv: vec![comm.into()],
+            args_truncated: false,
+            envc: 0,
+            env_incomplete: false,
+            loader_vars: 0,
+        };
+        t.on_exec(&exec(4_000_100, 1, "apt-get", "/usr/bin/apt-get"));
+        t.on_exec(&exec(4_000_101, 4_000_100, "dpkg", "/usr/bin/dpkg"));
+        t.on_exec(&exec(4_000_102, 4_000_101, "sh", "/bin/sh"));
+        t.on_exec(&exec(
+            4_000_103,
+            4_000_102,
+            "pam-auth-update",
+            "/usr/sbin/pam-auth-update",
+        ));
+        t.on_exec(&exec(4_000_104, 1, "sh", "/bin/sh"));
+        // A program named like one, elsewhere, is not one.
+        t.on_exec(&exec(4_000_105, 4_000_104, "dpkg", "/tmp/dpkg"));
+        assert_eq!(t.package_manager(4_000_103), Some("dpkg"));
+        assert_eq!(t.package_manager(4_000_100), Some("apt"));
+        assert_eq!(t.package_manager(4_000_105), None);
+        assert!(t.package_manager_running());
+        for pid in [4_000_101, 4_000_100] {
+            t.on_exit(&Exit {
+                hdr: hdr(pid, 1, "x"),
+                exit_code: 0,
+            });
+        }
+        assert!(!t.package_manager_running());
     }
 
     #[test]

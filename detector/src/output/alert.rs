@@ -36,6 +36,12 @@ pub enum Detection {
     UnsafeLoaderPath,
     /// Found by a sweep: a PAM configuration names a module outside the system directories.
     UnsafePamModule,
+    /// An object mapped executable (a library, a module, a program) that the package database
+    /// does not vouch for: no package lists it, or its bytes differ from the package's record.
+    UnverifiedObject,
+    /// A program exec'd with an ELF interpreter (the loader the kernel maps at exec) that the
+    /// package database does not vouch for.
+    UnverifiedLoader,
 }
 
 /// The attack a detection belongs to, in rising precedence: an alert's `rule` is the family of
@@ -80,7 +86,9 @@ impl Detection {
             | Detection::PreloadFile
             | Detection::AuditLibrary
             | Detection::UnsafeLibrary
-            | Detection::UnsafeLoaderPath => (&[T1574_006], DynamicLinkerHijacking, Low),
+            | Detection::UnsafeLoaderPath
+            | Detection::UnverifiedObject => (&[T1574_006], DynamicLinkerHijacking, Low),
+            Detection::UnverifiedLoader => (&[T1574_006], DynamicLinkerHijacking, High),
             Detection::LoaderConfigChange => (&[T1574_006], DynamicLinkerHijacking, Medium),
             Detection::PamConfigChange | Detection::UnsafePamModule => {
                 (&[T1556_003], PamTampering, High)

@@ -63,6 +63,8 @@ pub struct Context<'a> {
     pub ktime_ns: u64,
     pub catalogue: &'a Catalogue,
     pub watched: &'a Watched,
+    /// The package manager the process is or descends from (`package_manager::recognise`).
+    pub package_manager: Option<&'static str>,
 }
 
 pub trait Rule: Send {
@@ -285,6 +287,7 @@ mod tests {
             ktime_ns: 0,
             catalogue: &catalogue,
             watched: &watched,
+            package_manager: None,
         };
         for mut rule in registry() {
             found.extend(rule.evaluate(&cx, &Observation::Configuration(&etc)));
