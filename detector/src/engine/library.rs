@@ -70,6 +70,11 @@ pub struct Library {
     /// a memfd still mapped: /proc/<pid>/map_files/<range>).
     #[serde(skip)]
     pub read_from: Option<String>,
+    /// The filesystem root of the process that mapped the file when it is not the daemon's
+    /// (another mount namespace, a chroot: `/proc/<pid>/root`): `path` is in that root, and
+    /// package questions are asked of the package database under it.
+    #[serde(skip)]
+    pub root: Option<String>,
 }
 
 /// ECS `hash.sha256`.

@@ -106,6 +106,10 @@ pub struct Finding {
     pub mitre: Vec<&'static str>,
     /// The least severity this finding deserves on its own.
     pub floor: Severity,
+    /// The library is to be verified against the package database by enrichment: when the
+    /// database vouches for it, `UnverifiedObject` and `UnverifiedLoader` are taken off the
+    /// finding, and a finding left with no detection is dropped.
+    pub verify: bool,
 }
 
 impl Finding {
@@ -121,6 +125,7 @@ impl Finding {
             config: None,
             mitre: Vec::new(),
             floor: Severity::Low,
+            verify: false,
         }
     }
 
