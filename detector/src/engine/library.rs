@@ -8,7 +8,10 @@ use detector_common::{
     UNSAFE_MEMORY_FS, UNSAFE_NOT_ROOT_OWNED, UNSAFE_UNLINKED, UNSAFE_WRITABLE_BY_OTHERS,
 };
 
-use crate::capture::decode::File;
+use crate::{
+    capture::decode::{File, Header},
+    engine::file_view::{self, View},
+};
 
 /// Directories where the distribution's root-owned libraries live.
 const SYSTEM_DIRS: &[&str] = &[
@@ -86,8 +89,13 @@ impl Library {
     /// Looks at `path` on disk now. A bare name (no '/') is searched by the loader in its
     /// default directories; it is reported as given.
     pub fn inspect(path: &str) -> Self {
+        Library::inspect_at(path, path)
+    }
+
+    /// `inspect` of `path` as a process sees it, its file being at `on_disk` for the daemon.
+    fn inspect_at(path: &str, on_disk: &str) -> Self {
         let meta = if path.contains('/') {
-            fs::metadata(path).ok()
+            fs::metadata(on_disk).ok()
         } else {
             None
         };
@@ -108,26 +116,28 @@ impl Library {
             if m.mode() & 0o022 != 0 {
                 lib.unsafe_reasons.push("group_or_world_writable");
             }
-            if parent_writable_by_non_root(Path::new(path)) {
+            if parent_writable_by_non_root(Path::new(on_disk)) {
                 lib.unsafe_reasons.push("directory_writable_by_non_root");
             }
-            if on_tmpfs(path) {
+            if on_tmpfs(on_disk) {
                 lib.unsafe_reasons.push("tmpfs");
             }
         }
         lib
     }
 
-    /// A file the kernel mapped: its facts as the kernel saw them (the file may be gone now,
-    /// or never have had a name: a memfd).
-    pub fn from_kernel(f: &File) -> Self {
+    /// A file the kernel mapped in the process of `hdr`: its facts as the kernel saw them (the
+    /// file may be gone now, or never have had a name: a memfd). A named file is looked at
+    /// where that process sees it (`file_view`), and only when it is still the file the kernel
+    /// mapped; otherwise it is `replaced_since_mapped` and not read.
+    pub fn from_kernel(f: &File, hdr: &Header) -> Self {
         let mut lib = if f.is_memfd() || f.is_deleted() {
             Library {
                 path: f.path.clone(),
                 ..Default::default()
             }
         } else {
-            Library::inspect(&f.path)
+            Library::mapped_file(f, file_view::of(hdr.pid, hdr.ppid, &f.path))
         };
         lib.owner_uid = Some(f.info.uid);
         lib.mode = Some(format!("{:04o}", f.info.mode & 0o7777));
@@ -155,6 +165,34 @@ impl Library {
             add("group_or_world_writable");
         }
         lib
+    }
+
+    /// The named file the kernel mapped, as `view` shows it.
+    fn mapped_file(f: &File, view: View) -> Self {
+        let (root, path) = match view {
+            View::Root { root, path } => (Some(root), path),
+            View::Same | View::Unknown => (None, f.path.clone()),
+        };
+        let on_disk = match &root {
+            Some(root) => format!("{root}{path}"),
+            None => path.clone(),
+        };
+        match fs::metadata(&on_disk) {
+            Ok(meta) if !file_view::same_file(&meta, &f.info, f.fs()) => Library {
+                path,
+                root,
+                unsafe_reasons: vec!["replaced_since_mapped"],
+                ..Default::default()
+            },
+            _ => {
+                let mut lib = Library::inspect_at(&path, &on_disk);
+                if root.is_some() && lib.exists {
+                    lib.read_from = Some(on_disk);
+                }
+                lib.root = root;
+                lib
+            }
+        }
     }
 
     pub fn is_unsafe(&self) -> bool {
@@ -212,6 +250,80 @@ mod tests {
         assert!(!lib.exists);
         assert_eq!(lib.unsafe_reasons, ["world_writable_location"]);
         assert!(!lib.is_system());
+    }
+
+    fn kernel_file(path: &str, meta: &fs::Metadata) -> File {
+        let dev = meta.dev();
+        File {
+            path: path.into(),
+            path_truncated: false,
+            info: detector_common::FileInfo {
+                ino: meta.ino(),
+                mtime_sec: meta.mtime(),
+                dev: (libc::major(dev) << 20) | libc::minor(dev),
+                mode: meta.mode(),
+                uid: meta.uid(),
+                nlink: 1,
+                fs_magic: 0xef53,
+            },
+        }
+    }
+
+    fn own_header() -> Header {
+        Header {
+            ktime_ns: 1,
+            pid: std::process::id(),
+            tid: std::process::id(),
+            ppid: 0,
+            uid: 0,
+            gid: 0,
+            comm: "test".into(),
+        }
+    }
+
+    #[test]
+    fn a_mapped_file_is_read_only_while_it_is_the_one_the_kernel_mapped() {
+        let exe = fs::read_link("/proc/self/exe").unwrap();
+        let exe = exe.to_str().unwrap();
+        let meta = fs::metadata(exe).unwrap();
+        let lib = Library::from_kernel(&kernel_file(exe, &meta), &own_header());
+        assert!(lib.exists, "{lib:?}");
+        assert!(!lib.unsafe_reasons.contains(&"replaced_since_mapped"));
+        assert_eq!(
+            (lib.root, lib.read_from),
+            (None, None),
+            "the daemon's own view"
+        );
+
+        // Another file is at the path now.
+        let mut f = kernel_file(exe, &meta);
+        f.info.ino += 1;
+        let lib = Library::from_kernel(&f, &own_header());
+        assert!(!lib.exists, "{lib:?}");
+        assert!(lib.unsafe_reasons.contains(&"replaced_since_mapped"));
+        assert!(crate::engine::enrich::source_of(&lib).is_none(), "not read");
+    }
+
+    #[test]
+    fn a_file_in_another_root_is_read_there() {
+        let exe = fs::read_link("/proc/self/exe").unwrap();
+        let exe = exe.to_str().unwrap();
+        let meta = fs::metadata(exe).unwrap();
+        let root = format!("/proc/{}/root", std::process::id());
+        let view = View::Root {
+            root: root.clone(),
+            path: exe.into(),
+        };
+        let lib = Library::mapped_file(&kernel_file(exe, &meta), view.clone());
+        assert!(lib.exists);
+        assert_eq!(lib.path, exe);
+        assert_eq!(lib.root.as_deref(), Some(root.as_str()));
+        assert_eq!(lib.read_from, Some(format!("{root}{exe}")));
+        let mut f = kernel_file(exe, &meta);
+        f.info.ino += 1;
+        let lib = Library::mapped_file(&f, view);
+        assert!(!lib.exists && lib.read_from.is_none());
+        assert_eq!(lib.unsafe_reasons, ["replaced_since_mapped"]);
     }
 
     #[test]

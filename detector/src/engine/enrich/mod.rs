@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::engine::rules::Finding;
+use crate::engine::{library::Library, rules::Finding};
 use crate::output::alert::Detection;
 use elf::{ElfCache, ElfFacts, DEFAULT_CACHE_CAPACITY};
 
@@ -22,7 +22,11 @@ pub struct Skipped {
 
 /// The file to read for a finding's library, if any: where its bytes can still be read.
 pub fn source(f: &Finding) -> Option<PathBuf> {
-    let lib = f.library.as_ref()?;
+    source_of(f.library.as_ref()?)
+}
+
+/// Where `lib`'s bytes can still be read, if anywhere.
+pub fn source_of(lib: &Library) -> Option<PathBuf> {
     match &lib.read_from {
         Some(p) => Some(PathBuf::from(p)),
         None if lib.exists && lib.path.starts_with('/') => Some(PathBuf::from(&lib.path)),

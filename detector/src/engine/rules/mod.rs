@@ -11,6 +11,7 @@ pub mod preload_file;
 pub mod unsafe_library;
 pub mod unsafe_loader_path;
 pub mod unsafe_pam_module;
+pub mod unverified_loader;
 
 use std::{collections::BTreeSet, path::Path};
 
@@ -32,6 +33,7 @@ pub fn registry() -> Vec<Box<dyn Rule>> {
         Box::new(loader_argv::LoaderArgv),
         Box::new(loader_env::LoaderVariables),
         Box::new(preload_file::PreloadFile::new(preload_file::PATH)),
+        Box::new(unverified_loader::UnverifiedLoader),
         Box::new(unsafe_library::UnsafeLibrary),
         Box::new(config_change::ConfigChange),
         Box::new(memory_tamper::MemoryTamper),
