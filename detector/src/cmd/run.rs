@@ -31,7 +31,7 @@ use crate::{
     engine::{
         correlate::Correlator,
         policy::Policy,
-        policy_stage::{self, Settings, ToPolicy},
+        policy_stage::{self, Settings, ToPolicy, Wiring},
         rules::{config_change::Watched, Finding},
         sweep::Only,
     },
@@ -164,6 +164,13 @@ async fn serve(
     )?;
     let policy = Policy::from_config(&cfg);
     let mut correlator = Correlator::new(watched, policy.catalogue.clone());
+    let forget_seen = capture.take_seen_cache().map(|mut seen| {
+        Box::new(move |key| seen.forget(key)) as Box<dyn FnMut(detector_common::SeenKey) + Send>
+    });
+    let wiring = Wiring {
+        package_manager_running: correlator.package_manager_running(),
+        forget_seen,
+    };
     let (policy_tx, policy_thread) = policy_stage::spawn(
         clock,
         policy,
@@ -171,6 +178,7 @@ async fn serve(
         POLICY_QUEUE,
         out_tx.clone(),
         Arc::clone(&counters),
+        wiring,
     )?;
     let (already, seen, unreadable) =
         correlator.sweep(Only::AllBut(std::process::id()), Path::new("/etc"));

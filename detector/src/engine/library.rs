@@ -78,7 +78,18 @@ pub struct Library {
     /// package questions are asked of the package database under it.
     #[serde(skip)]
     pub root: Option<String>,
+    /// The kernel's seen-cache key of the file version it reported mapped (a live mapping of a
+    /// file only root controls): how the daemon tells the kernel to report that version again.
+    #[serde(skip)]
+    pub seen_key: Option<detector_common::SeenKey>,
 }
+
+/// `unsafe_reasons` that come from the package database, not from where the file is or who
+/// can change it.
+pub const PROVENANCE_REASONS: &[&str] = &[
+    crate::engine::provenance::NOT_FROM_PACKAGE,
+    crate::engine::provenance::MODIFIED_SINCE_PACKAGE,
+];
 
 /// ECS `hash.sha256`.
 fn sha256_object<S: serde::Serializer>(sha: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
@@ -144,6 +155,12 @@ impl Library {
         lib.inode = Some(f.info.ino);
         lib.device = Some(format!("{}:{}", f.info.dev >> 20, f.info.dev & 0xfffff));
         lib.fs = Some(f.fs());
+        lib.seen_key = Some(detector_common::SeenKey {
+            ino: f.info.ino,
+            mtime_sec: f.info.mtime_sec,
+            dev: f.info.dev,
+            _pad: 0,
+        });
         let mut add = |r: &'static str| {
             if !lib.unsafe_reasons.contains(&r) {
                 lib.unsafe_reasons.push(r);
@@ -195,15 +212,31 @@ impl Library {
         }
     }
 
+    /// Where the file is or who can change it lets a non-root user have put it there or
+    /// changed it (the package database's reasons are not counted: see `is_unverified`).
     pub fn is_unsafe(&self) -> bool {
-        !self.unsafe_reasons.is_empty()
+        self.unsafe_reasons
+            .iter()
+            .any(|r| !PROVENANCE_REASONS.contains(r))
     }
 
-    /// A root-owned library in a system directory, that only root can change.
+    /// The package database does not vouch for the file: no package lists it, or its bytes
+    /// differ from the package's record.
+    pub fn is_unverified(&self) -> bool {
+        self.verified == Some(false)
+            || self
+                .unsafe_reasons
+                .iter()
+                .any(|r| PROVENANCE_REASONS.contains(r))
+    }
+
+    /// A root-owned library in a system directory, that only root can change, and that the
+    /// package database does not disown.
     pub fn is_system(&self) -> bool {
         self.exists
             && self.owner_uid == Some(0)
             && !self.is_unsafe()
+            && !self.is_unverified()
             && SYSTEM_DIRS.iter().any(|d| self.path.starts_with(d))
     }
 }

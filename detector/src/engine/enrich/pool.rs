@@ -2,7 +2,9 @@
 //! everyone else's. One thread serves only the credential lane, so an alert about ssh or sudo
 //! never waits behind the analysis of another process's files, however many or large; the
 //! other threads serve the credential lane first, then the other. Results are cached per file
-//! version (device, inode, mtime, size) and shared by all threads.
+//! version (device, inode, mtime, size) and shared by all threads. A job may also ask the package
+//! database whether it vouches for the file ([`Verify`]); a file it vouches for is then not
+//! analysed unless the job asks for the analysis anyway.
 use std::{
     collections::VecDeque,
     path::PathBuf,
@@ -14,6 +16,7 @@ use std::{
 };
 
 use super::elf::{ElfCache, ElfFacts, DEFAULT_CACHE_CAPACITY};
+use crate::engine::provenance::{verifier::Verifier, Provenance};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lane {
@@ -23,12 +26,34 @@ pub enum Lane {
 
 pub struct Job {
     pub id: u64,
+    /// Where the file's bytes are read.
     pub path: PathBuf,
     pub lane: Lane,
+    /// Ask the package database about the file first.
+    pub verify: Option<Verify>,
+    /// Analyse the file even when the package database vouches for it.
+    pub always_analyse: bool,
+}
+
+/// The file as the package database knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Verify {
+    /// The file's path inside `root`.
+    pub path: String,
+    /// The filesystem root whose database answers; the host's when `None`.
+    pub root: Option<String>,
+}
+
+/// What a job found: the file's analysis (absent when the job skipped it: a verified file) and
+/// the package database's answer (when asked).
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub elf: Option<ElfFacts>,
+    pub provenance: Option<Provenance>,
 }
 
 /// Where a finished job's facts go.
-pub type Done = Box<dyn Fn(u64, ElfFacts) + Send + Sync>;
+pub type Done = Box<dyn Fn(u64, Facts) + Send + Sync>;
 
 struct Lanes {
     credential: VecDeque<Job>,
@@ -42,6 +67,7 @@ struct Shared {
     cancel: AtomicBool,
     work: Condvar,
     cache: Mutex<ElfCache>,
+    verifier: Verifier,
     capacity: usize,
     hash_budget: u64,
     done: Done,
@@ -66,6 +92,7 @@ impl Pool {
             cancel: AtomicBool::new(false),
             work: Condvar::new(),
             cache: Mutex::new(ElfCache::new(DEFAULT_CACHE_CAPACITY, hash_budget)),
+            verifier: Verifier::new(hash_budget),
             capacity: capacity.max(1),
             hash_budget,
             done,
@@ -146,7 +173,14 @@ fn work(shared: &Shared, only_credential: bool) {
                 lanes = shared.work.wait(lanes).unwrap_or_else(|e| e.into_inner());
             }
         };
-        let facts = analyse(shared, &job);
+        let provenance = job.verify.as_ref().map(|v| {
+            shared
+                .verifier
+                .verify(v.root.as_deref(), &v.path, &job.path)
+        });
+        let vouched = provenance.as_ref().is_some_and(|p| p.verified);
+        let elf = (job.always_analyse || !vouched).then(|| analyse(shared, &job));
+        let facts = Facts { elf, provenance };
         if shared.cancel.load(Ordering::Relaxed) {
             return;
         }
@@ -178,7 +212,7 @@ mod tests {
 
     use super::*;
 
-    fn pool(workers: usize, capacity: usize) -> (Pool, mpsc::Receiver<(u64, ElfFacts)>) {
+    fn pool(workers: usize, capacity: usize) -> (Pool, mpsc::Receiver<(u64, Facts)>) {
         let (tx, rx) = mpsc::channel();
         let tx = Mutex::new(tx);
         let done: Done = Box::new(move |id, facts| {
@@ -199,12 +233,15 @@ mod tests {
                 id,
                 path: file.clone(),
                 lane,
+                verify: None,
+                always_analyse: true,
             })
             .unwrap_or_else(|_| panic!("lane full"));
         }
         let mut ids: Vec<u64> = (0..3)
             .map(|_| {
                 let (id, facts) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+                let facts = facts.elf.unwrap();
                 assert_eq!(facts.error.as_deref(), Some("not an ELF file"));
                 assert!(facts.sha256.is_some());
                 id
@@ -224,6 +261,8 @@ mod tests {
             id,
             path: PathBuf::from("/nonexistent/detector-pool-test"),
             lane: Lane::Other,
+            verify: None,
+            always_analyse: true,
         };
         assert!(p.submit(job(1)).is_ok());
         let back = p.submit(job(2));

@@ -12,6 +12,7 @@ pub mod unsafe_library;
 pub mod unsafe_loader_path;
 pub mod unsafe_pam_module;
 pub mod unverified_loader;
+pub mod unverified_object;
 
 use std::{collections::BTreeSet, path::Path};
 
@@ -39,6 +40,7 @@ pub fn registry() -> Vec<Box<dyn Rule>> {
         Box::new(memory_tamper::MemoryTamper),
         Box::new(unsafe_loader_path::UnsafeLoaderPath),
         Box::new(unsafe_pam_module::UnsafePamModule),
+        Box::new(unverified_object::UnverifiedObject::default()),
     ]
 }
 
@@ -162,7 +164,15 @@ impl Finding {
             .map(|x| x.meta().floor)
             .max()
             .unwrap_or(Severity::Info);
-        let severity = if credential && d.contains(&Detection::UnsafeLibrary) {
+        let severity = if credential
+            && (d.contains(&Detection::UnsafeLibrary)
+                || self.library.as_ref().is_some_and(|lib| {
+                    lib.is_unverified()
+                        && (d.contains(&Detection::CredentialHooks)
+                            || lib.constructors == Some(true))
+                })) {
+            // Anything unpackaged or modified inside a credential process is high (below); with
+            // credential hooks, a constructor of its own or an unsafe location it is critical.
             Severity::Critical
         } else if credential {
             Severity::High
