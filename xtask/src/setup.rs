@@ -21,7 +21,14 @@ const TEST_PACKAGES: &[(&[&str], &str)] = &[
         &["openssh-client"],
         "ssh, the credential program the tests preload into",
     ),
-    (&["util-linux"], "su, whose PAM stack a test extends"),
+    (
+        &["util-linux"],
+        "su, whose PAM stack a test extends, and unshare, for a private mount namespace",
+    ),
+    (
+        &["patchelf"],
+        "to give a test program a copy of the loader as its interpreter",
+    ),
     (
         &["rsyslog"],
         "a real syslog collector the tests send alerts to",

@@ -41,7 +41,8 @@ fn own_place() -> Option<&'static Place> {
 
 /// How process `pid` sees the file the kernel named `path`. When the process is gone its
 /// parent's view is taken (a shell in the namespace that ran it): whichever view is taken, the
-/// file found there is compared with the kernel's facts before it is read.
+/// file found there is compared with the kernel's facts before it is read. The root given is the
+/// parent's `/proc/<ppid>/root` when the parent sees as the process does.
 pub fn of(pid: u32, ppid: u32, path: &str) -> View {
     let Some(own) = own_place() else {
         return View::Same;
@@ -52,6 +53,17 @@ pub fn of(pid: u32, ppid: u32, path: &str) -> View {
         }
         let dir = format!("/proc/{p}");
         if let Some(theirs) = place(&dir) {
+            if theirs == *own {
+                return View::Same;
+            }
+            // The files are read later, off the reader's path: through the parent when it is
+            // in the same place, as it most often outlives what it ran (a shell, ssh -V).
+            let parent = format!("/proc/{ppid}");
+            let dir = if p == pid && ppid != 0 && place(&parent).as_ref() == Some(&theirs) {
+                parent
+            } else {
+                dir
+            };
             return view(own, &theirs, &dir, path);
         }
     }

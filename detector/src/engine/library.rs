@@ -78,10 +78,44 @@ pub struct Library {
     /// package questions are asked of the package database under it.
     #[serde(skip)]
     pub root: Option<String>,
+    /// The file itself, held open when it was found under another process's root: `read_from`
+    /// is then `/proc/self/fd/<n>`, so that what is read later is the file the kernel mapped
+    /// even if that path has since been made to lead elsewhere.
+    #[serde(skip)]
+    pub pinned: Option<Pinned>,
     /// The kernel's seen-cache key of the file version it reported mapped (a live mapping of a
     /// file only root controls): how the daemon tells the kernel to report that version again.
     #[serde(skip)]
     pub seen_key: Option<detector_common::SeenKey>,
+}
+
+/// An open file shared by the copies of a library (closed with the last).
+#[derive(Debug, Clone)]
+pub struct Pinned(std::sync::Arc<fs::File>);
+
+impl PartialEq for Pinned {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Pinned {}
+
+/// Opens `path` (never blocking on a FIFO, never through a final symbolic link) when it is
+/// still the file the kernel described.
+fn pin(path: &str, f: &File) -> Option<(Pinned, String)> {
+    use std::os::{fd::AsRawFd as _, unix::fs::OpenOptionsExt as _};
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || !file_view::same_file(&meta, &f.info, f.fs()) {
+        return None;
+    }
+    let fd = format!("/proc/self/fd/{}", file.as_raw_fd());
+    Some((Pinned(std::sync::Arc::new(file)), fd))
 }
 
 /// `unsafe_reasons` that come from the package database, not from where the file is or who
@@ -184,31 +218,53 @@ impl Library {
         lib
     }
 
-    /// The named file the kernel mapped, as `view` shows it.
+    /// The named file the kernel mapped, as `view` shows it or, when that is another file (the
+    /// process changed its namespace or root after the mapping), as the daemon sees it.
     fn mapped_file(f: &File, view: View) -> Self {
         let (root, path) = match view {
             View::Root { root, path } => (Some(root), path),
             View::Same | View::Unknown => (None, f.path.clone()),
         };
-        let on_disk = match &root {
-            Some(root) => format!("{root}{path}"),
-            None => path.clone(),
-        };
-        match fs::metadata(&on_disk) {
-            Ok(meta) if !file_view::same_file(&meta, &f.info, f.fs()) => Library {
-                path,
-                root,
-                unsafe_reasons: vec!["replaced_since_mapped"],
-                ..Default::default()
-            },
-            _ => {
-                let mut lib = Library::inspect_at(&path, &on_disk);
-                if root.is_some() && lib.exists {
-                    lib.read_from = Some(on_disk);
+        let mut places = vec![(root.clone(), path.clone())];
+        if root.is_some() {
+            places.push((None, f.path.clone()));
+        }
+        let mut other_file = false;
+        for (root, path) in places {
+            let on_disk = match &root {
+                Some(root) => format!("{root}{path}"),
+                None => path.clone(),
+            };
+            match fs::metadata(&on_disk) {
+                Ok(meta) if file_view::same_file(&meta, &f.info, f.fs()) => {
+                    let mut lib = Library::inspect_at(&path, &on_disk);
+                    if root.is_some() {
+                        // Another root's path may be made to lead elsewhere before the file is
+                        // read (a bind mount in its namespace): the file is held open.
+                        match pin(&on_disk, f) {
+                            Some((pinned, fd)) => {
+                                lib.pinned = Some(pinned);
+                                lib.read_from = Some(fd);
+                            }
+                            None => lib.read_from = Some(on_disk),
+                        }
+                    }
+                    lib.root = root;
+                    return lib;
                 }
-                lib.root = root;
-                lib
+                Ok(_) => other_file = true,
+                Err(_) => {}
             }
+        }
+        Library {
+            path,
+            root,
+            unsafe_reasons: if other_file {
+                vec!["replaced_since_mapped"]
+            } else {
+                Vec::new()
+            },
+            ..Default::default()
         }
     }
 
@@ -351,12 +407,43 @@ mod tests {
         assert!(lib.exists);
         assert_eq!(lib.path, exe);
         assert_eq!(lib.root.as_deref(), Some(root.as_str()));
-        assert_eq!(lib.read_from, Some(format!("{root}{exe}")));
+        let pinned = lib.read_from.clone().unwrap();
+        assert!(pinned.starts_with("/proc/self/fd/"), "{pinned}");
+        assert_eq!(
+            fs::metadata(&pinned).unwrap().ino(),
+            meta.ino(),
+            "the file held open"
+        );
+        drop(lib);
         let mut f = kernel_file(exe, &meta);
         f.info.ino += 1;
         let lib = Library::mapped_file(&f, view);
         assert!(!lib.exists && lib.read_from.is_none());
         assert_eq!(lib.unsafe_reasons, ["replaced_since_mapped"]);
+    }
+
+    #[test]
+    fn a_file_mapped_before_the_process_changed_its_root_is_found_where_the_daemon_sees_it() {
+        let exe = fs::read_link("/proc/self/exe").unwrap();
+        let exe = exe.to_str().unwrap();
+        let meta = fs::metadata(exe).unwrap();
+        // Another root with another file at the same path.
+        let root = std::env::temp_dir().join(format!("detector-root-{}", std::process::id()));
+        let inside = root.join(&exe[1..]);
+        fs::create_dir_all(inside.parent().unwrap()).unwrap();
+        fs::copy(exe, &inside).unwrap();
+        let view = View::Root {
+            root: root.display().to_string(),
+            path: exe.into(),
+        };
+        let lib = Library::mapped_file(&kernel_file(exe, &meta), view.clone());
+        let copy = Library::mapped_file(&kernel_file(exe, &fs::metadata(&inside).unwrap()), view);
+        let _ = fs::remove_dir_all(&root);
+        assert!(lib.exists, "{lib:?}");
+        assert_eq!((lib.root, lib.read_from), (None, None), "the daemon's view");
+        assert!(!lib.unsafe_reasons.contains(&"replaced_since_mapped"));
+        assert_eq!(copy.root, Some(root.display().to_string()));
+        assert!(copy.pinned.is_some(), "{copy:?}");
     }
 
     #[test]
