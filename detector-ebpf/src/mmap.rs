@@ -232,13 +232,18 @@ fn report(
     ev.path_off = off;
     copy_path(SCRATCH_PATH, &mut ev.path);
     // What the kernel maps at exec is judged through /proc/<pid> (its root, its mount
-    // namespace) while the process may be about to exit: the daemon is woken for it. Only a
-    // seen-cache miss gets here.
-    let at_exec = source == MMAP_SOURCE_EXEC_PROGRAM || source == MMAP_SOURCE_EXEC_INTERPRETER;
-    entry.submit(if safe && !at_exec {
-        submit_flags()
-    } else {
+    // namespace) while the process may be about to exit: the daemon is woken for an
+    // interpreter, and for a program's first exec (a seen-cache miss). A program a non-root
+    // user controls is reported at each of its execs, and is not woken for.
+    let urgent = match source {
+        MMAP_SOURCE_EXEC_INTERPRETER => true,
+        MMAP_SOURCE_EXEC_PROGRAM => safe,
+        _ => !safe,
+    };
+    entry.submit(if urgent {
         submit_urgent()
+    } else {
+        submit_flags()
     });
     Some(())
 }
