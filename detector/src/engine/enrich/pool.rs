@@ -16,7 +16,10 @@ use std::{
 };
 
 use super::elf::{ElfCache, ElfFacts, DEFAULT_CACHE_CAPACITY};
-use crate::engine::provenance::{verifier::Verifier, Provenance};
+use crate::engine::provenance::{
+    verifier::{Verifier, CHANGED_SINCE_MAPPED},
+    Provenance,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lane {
@@ -42,6 +45,9 @@ pub struct Verify {
     pub path: String,
     /// The filesystem root whose database answers; the host's when `None`.
     pub root: Option<String>,
+    /// The file version the kernel saw mapped, when it did: a file that is no longer that
+    /// version is not the one to answer for.
+    pub mapped: Option<detector_common::SeenKey>,
 }
 
 /// What a job found: the file's analysis (absent when the job skipped it: a verified file) and
@@ -174,9 +180,13 @@ fn work(shared: &Shared, only_credential: bool) {
             }
         };
         let provenance = job.verify.as_ref().map(|v| {
-            shared
-                .verifier
-                .verify(v.root.as_deref(), &v.path, &job.path)
+            if v.mapped.is_some_and(|k| !still(&job.path, &k)) {
+                return Provenance {
+                    reasons: vec![CHANGED_SINCE_MAPPED],
+                    ..Provenance::default()
+                };
+            }
+            shared.verifier.verify(v.root.as_deref(), &v.path, &job.path)
         });
         let vouched = provenance.as_ref().is_some_and(|p| p.verified);
         let elf = (job.always_analyse || !vouched).then(|| analyse(shared, &job));
@@ -186,6 +196,15 @@ fn work(shared: &Shared, only_credential: bool) {
         }
         (shared.done)(job.id, facts);
     }
+}
+
+/// Whether the file at `path` is still the version the kernel saw mapped.
+fn still(path: &std::path::Path, key: &detector_common::SeenKey) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).is_ok_and(|m| {
+        let dev = (libc::major(m.dev()) << 20) | libc::minor(m.dev());
+        m.ino() == key.ino && m.mtime() == key.mtime_sec && dev == key.dev
+    })
 }
 
 /// From the cache when this version of the file was analysed before, else read now (outside
