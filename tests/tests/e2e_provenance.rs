@@ -53,7 +53,10 @@ fn unverified_in(a: &Value, process: &str, path: &Path) -> bool {
 
 #[test]
 fn ebury_a_trojaned_libkeyutils_in_ssh_is_high_and_not_from_package() {
-    assert!(ssh_loads("libkeyutils.so.1"), "ssh does not load libkeyutils");
+    assert!(
+        ssh_loads("libkeyutils.so.1"),
+        "ssh does not load libkeyutils"
+    );
     let dir = TempDir::new("ebury");
     let real = libkeyutils();
     let trojan = real.with_file_name("libkeyutils.so.1.detector-ebury");
@@ -80,7 +83,10 @@ fn ebury_a_trojaned_libkeyutils_in_ssh_is_high_and_not_from_package() {
     });
     assert!(severity_rank(&a) >= 3, "{a:#}");
     assert_eq!(a["library"]["verified"], false, "{a:#}");
-    assert!(has(&a, "library.unsafe_reasons", "not_from_package"), "{a:#}");
+    assert!(
+        has(&a, "library.unsafe_reasons", "not_from_package"),
+        "{a:#}"
+    );
     assert!(has(&a, "detections", "credential_process"), "{a:#}");
     d.stop();
 }
@@ -115,7 +121,10 @@ fn plague_a_replaced_pam_unix_in_su_is_modified_since_package() {
 
 #[test]
 fn a_library_first_found_through_a_new_loader_directory_is_high_in_ssh() {
-    assert!(ssh_loads("libkeyutils.so.1"), "ssh does not load libkeyutils");
+    assert!(
+        ssh_loads("libkeyutils.so.1"),
+        "ssh does not load libkeyutils"
+    );
     let conf = Path::new("/etc/ld.so.conf.d/00-detector-provenance.conf");
     let libs = Path::new("/usr/local/lib/detector-provenance");
     let copy = libs.join("libkeyutils.so.1");
@@ -124,17 +133,28 @@ fn a_library_first_found_through_a_new_loader_directory_is_high_in_ssh() {
     let _libs = Restore::path(libs);
     std::fs::create_dir_all(libs).unwrap();
     std::fs::copy(libkeyutils(), &copy).unwrap();
-    run(&["patchelf", "--add-needed", "libm.so.6", copy.to_str().unwrap()]);
+    run(&[
+        "patchelf",
+        "--add-needed",
+        "libm.so.6",
+        copy.to_str().unwrap(),
+    ]);
     let d = Daemon::start();
     std::fs::write(conf, format!("{}\n", libs.display())).unwrap();
     run(&["ldconfig"]);
-    assert!(ssh_loads(copy.to_str().unwrap()), "the loader does not pick the copy");
+    assert!(
+        ssh_loads(copy.to_str().unwrap()),
+        "the loader does not pick the copy"
+    );
     trigger(Command::new("ssh").arg("-V"));
     let a = d.expect_alert("the copy found through ld.so.conf.d in ssh", |a| {
         unverified_in(a, "ssh", &copy)
     });
     assert!(severity_rank(&a) >= 3, "{a:#}");
-    assert!(has(&a, "library.unsafe_reasons", "not_from_package"), "{a:#}");
+    assert!(
+        has(&a, "library.unsafe_reasons", "not_from_package"),
+        "{a:#}"
+    );
     d.stop();
 }
 
@@ -177,9 +197,10 @@ fn untouched_ssh_and_su_raise_nothing_of_medium_or_above() {
     let loud = loud_for(&d, &pids);
     assert!(loud.is_empty(), "untouched ssh and su raised: {loud:#?}");
     // What was already mapped at start was verified: the stats record counts it.
-    d.expect_alert("a stats record with files the package database vouched for", |a| {
-        a["record"] == "stats" && a["verification"]["vouched"].as_u64().unwrap_or(0) > 0
-    });
+    d.expect_alert(
+        "a stats record with files the package database vouched for",
+        |a| a["record"] == "stats" && a["verification"]["vouched"].as_u64().unwrap_or(0) > 0,
+    );
     d.stop();
 }
 
@@ -196,6 +217,9 @@ fn an_unpackaged_library_in_usr_local_lib_in_an_ordinary_program_raises_nothing(
     let mine = |a: &Value| s(a, "library.path") == lib.to_str().unwrap();
     let mut loud = loud_for(&d, &[pid]);
     loud.extend(d.alerts_matching(|a| mine(a) && severity_rank(a) >= 2));
-    assert!(loud.is_empty(), "an application's own library raised: {loud:#?}");
+    assert!(
+        loud.is_empty(),
+        "an application's own library raised: {loud:#?}"
+    );
     d.stop();
 }

@@ -123,7 +123,11 @@ impl Reader {
         let Some(seen) = self.seen.as_ref().filter(|_| f.verify) else {
             return;
         };
-        if !self.correlator.catalogue().matches(&f.process.exe, &f.process.comm) {
+        if !self
+            .correlator
+            .catalogue()
+            .matches(&f.process.exe, &f.process.comm)
+        {
             seen.lock().unwrap_or_else(|e| e.into_inner()).forget(key);
         }
     }
@@ -185,9 +189,7 @@ async fn serve(
     )?;
     let policy = Policy::from_config(&cfg);
     let mut correlator = Correlator::new(watched, policy.catalogue.clone());
-    let seen_cache = capture
-        .take_seen_cache()
-        .map(|s| Arc::new(Mutex::new(s)));
+    let seen_cache = capture.take_seen_cache().map(|s| Arc::new(Mutex::new(s)));
     let wiring = Wiring {
         package_manager_running: correlator.package_manager_running(),
         seen: seen_cache.clone(),

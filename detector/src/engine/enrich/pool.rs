@@ -186,7 +186,9 @@ fn work(shared: &Shared, only_credential: bool) {
                     ..Provenance::default()
                 };
             }
-            shared.verifier.verify(v.root.as_deref(), &v.path, &job.path)
+            shared
+                .verifier
+                .verify(v.root.as_deref(), &v.path, &job.path)
         });
         let vouched = provenance.as_ref().is_some_and(|p| p.verified);
         let elf = (job.always_analyse || !vouched).then(|| analyse(shared, &job));
@@ -268,6 +270,50 @@ mod tests {
             .collect();
         ids.sort();
         assert_eq!(ids, [1, 2, 3]);
+        p.stop();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_file_the_package_database_vouches_for_is_not_analysed() {
+        let libc = "/usr/lib/x86_64-linux-gnu/libc.so.6";
+        if !std::path::Path::new("/var/lib/dpkg/info").is_dir()
+            || !std::path::Path::new(libc).exists()
+        {
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("detector-pool-v-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let copy = dir.join("libc-copy.so");
+        std::fs::copy(libc, &copy).unwrap();
+        let (p, rx) = pool(1, 8);
+        for (id, path) in [(1, PathBuf::from(libc)), (2, copy.clone())] {
+            let verify = Some(Verify {
+                path: path.display().to_string(),
+                root: None,
+                mapped: None,
+            });
+            p.submit(Job {
+                id,
+                path,
+                lane: Lane::Other,
+                verify,
+                always_analyse: false,
+            })
+            .unwrap_or_else(|_| panic!("lane full"));
+        }
+        let mut got: Vec<(u64, Facts)> = (0..2)
+            .map(|_| rx.recv_timeout(Duration::from_secs(30)).unwrap())
+            .collect();
+        got.sort_by_key(|(id, _)| *id);
+        let (vouched, copied) = (&got[0].1, &got[1].1);
+        assert!(vouched.provenance.as_ref().unwrap().verified);
+        assert!(vouched.elf.is_none());
+        assert_eq!(
+            copied.provenance.as_ref().unwrap().reasons,
+            ["not_from_package"]
+        );
+        assert!(copied.elf.is_some());
         p.stop();
         let _ = std::fs::remove_dir_all(&dir);
     }
