@@ -532,7 +532,7 @@ pub struct KernelConfig {
 
 /// Key of the in-kernel seen-cache of safe executable mappings: one event per file version.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct SeenKey {
     pub ino: u64,
     pub mtime_sec: i64,

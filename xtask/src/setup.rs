@@ -34,6 +34,10 @@ const TEST_PACKAGES: &[(&[&str], &str)] = &[
         "a real syslog collector the tests send alerts to",
     ),
     (
+        &["patchelf"],
+        "to trojan a copy of a packaged library the way Ebury does (an added DT_NEEDED)",
+    ),
+    (
         &["python3", "git"],
         "ordinary activity the tests expect no alert from, and a service user's Python",
     ),

@@ -44,13 +44,20 @@ pub struct Capture {
 }
 
 /// The kernel's seen-cache of executable mappings (files only root controls, reported once per
-/// version): forgetting a key has the next mapping of that file version reported again.
+/// version): forgetting a key has the next mapping of that file version reported again;
+/// remembering one has its mappings no longer reported.
 pub struct SeenCache(HashMap<MapData, SeenKey, u8>);
 
 impl SeenCache {
     pub fn forget(&mut self, key: SeenKey) {
         // Absent already (evicted, or never added): nothing to do.
         let _ = self.0.remove(&key);
+    }
+
+    pub fn remember(&mut self, key: SeenKey) {
+        if let Err(e) = self.0.insert(key, 1, 0) {
+            log::debug!("seen-cache insert: {e}");
+        }
     }
 }
 

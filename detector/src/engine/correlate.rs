@@ -51,6 +51,10 @@ impl Correlator {
             .store(self.procs.package_manager_running(), Ordering::Relaxed);
     }
 
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
     pub fn set_catalogue(&mut self, catalogue: Catalogue) {
         self.catalogue = catalogue;
     }

@@ -19,13 +19,14 @@ use std::{
     sync::{
         atomic::{AtomicBool, Ordering},
         mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError},
-        Arc,
+        Arc, Mutex,
     },
     thread::JoinHandle,
     time::{Duration, Instant},
 };
 
 use crate::{
+    capture::load::SeenCache,
     engine::{
         enrich::{
             self,
@@ -73,15 +74,17 @@ pub struct Settings {
 pub struct Wiring {
     /// True while a package manager runs (kept by the reader, from its process table).
     pub package_manager_running: Arc<AtomicBool>,
-    /// Tells the kernel to report a file version again at its next mapping (its seen-cache).
-    pub forget_seen: Option<Box<dyn FnMut(detector_common::SeenKey) + Send>>,
+    /// The kernel's seen-cache: a file version the package database vouched for is
+    /// remembered there (its mappings are no longer reported); one it did not vouch for is
+    /// forgotten (its next mapping is reported again).
+    pub seen: Option<Arc<Mutex<SeenCache>>>,
 }
 
 impl Default for Wiring {
     fn default() -> Self {
         Wiring {
             package_manager_running: Arc::new(AtomicBool::new(false)),
-            forget_seen: None,
+            seen: None,
         }
     }
 }
@@ -208,6 +211,7 @@ impl Stage {
         let verify = f.library.as_ref().filter(|_| f.verify).map(|lib| Verify {
             path: lib.path.clone(),
             root: lib.root.clone(),
+            mapped: lib.seen_key.filter(|_| lib.read_from.is_none()),
         });
         let key: JobKey = (path.clone(), verify.clone(), !verify_only);
         let pending = |f| Pending {
@@ -321,13 +325,14 @@ impl Stage {
         let credential = self.policy.concerns_credentials(&f);
         match unverified_object::outcome(&f, credential) {
             Outcome::Drop { forget } => {
-                if f.library.as_ref().is_some_and(|l| l.verified == Some(true)) {
-                    add(&self.counters.verify_vouched);
+                let vouched = f.library.as_ref().is_some_and(|l| l.verified == Some(true));
+                add(if vouched {
+                    &self.counters.verify_vouched
                 } else {
-                    add(&self.counters.verify_dropped);
-                }
-                if forget {
-                    self.forget(&f);
+                    &self.counters.verify_dropped
+                });
+                if forget || vouched {
+                    self.tell_kernel(&f, vouched);
                 }
             }
             Outcome::Alert => {
@@ -380,11 +385,17 @@ impl Stage {
         }
     }
 
-    /// Tells the kernel to report the finding's file version again at its next mapping.
-    fn forget(&mut self, f: &Finding) {
+    /// Tells the kernel's seen-cache to remember the finding's file version (its mappings are
+    /// not reported again) or to forget it (its next mapping is reported).
+    fn tell_kernel(&mut self, f: &Finding, remember: bool) {
         let key = f.library.as_ref().and_then(|l| l.seen_key);
-        if let (Some(key), Some(forget)) = (key, self.wiring.forget_seen.as_mut()) {
-            forget(key);
+        if let (Some(key), Some(seen)) = (key, self.wiring.seen.as_ref()) {
+            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+            if remember {
+                seen.remember(key);
+            } else {
+                seen.forget(key);
+            }
         }
     }
 

@@ -16,7 +16,10 @@ use std::{
 };
 
 use super::elf::{ElfCache, ElfFacts, DEFAULT_CACHE_CAPACITY};
-use crate::engine::provenance::{verifier::Verifier, Provenance};
+use crate::engine::provenance::{
+    verifier::{Verifier, CHANGED_SINCE_MAPPED},
+    Provenance,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lane {
@@ -42,6 +45,9 @@ pub struct Verify {
     pub path: String,
     /// The filesystem root whose database answers; the host's when `None`.
     pub root: Option<String>,
+    /// The file version the kernel saw mapped, when it did: a file that is no longer that
+    /// version is not the one to answer for.
+    pub mapped: Option<detector_common::SeenKey>,
 }
 
 /// What a job found: the file's analysis (absent when the job skipped it: a verified file) and
@@ -174,6 +180,12 @@ fn work(shared: &Shared, only_credential: bool) {
             }
         };
         let provenance = job.verify.as_ref().map(|v| {
+            if v.mapped.is_some_and(|k| !still(&job.path, &k)) {
+                return Provenance {
+                    reasons: vec![CHANGED_SINCE_MAPPED],
+                    ..Provenance::default()
+                };
+            }
             shared
                 .verifier
                 .verify(v.root.as_deref(), &v.path, &job.path)
@@ -186,6 +198,15 @@ fn work(shared: &Shared, only_credential: bool) {
         }
         (shared.done)(job.id, facts);
     }
+}
+
+/// Whether the file at `path` is still the version the kernel saw mapped.
+fn still(path: &std::path::Path, key: &detector_common::SeenKey) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).is_ok_and(|m| {
+        let dev = (libc::major(m.dev()) << 20) | libc::minor(m.dev());
+        m.ino() == key.ino && m.mtime() == key.mtime_sec && dev == key.dev
+    })
 }
 
 /// From the cache when this version of the file was analysed before, else read now (outside
@@ -249,6 +270,51 @@ mod tests {
             .collect();
         ids.sort();
         assert_eq!(ids, [1, 2, 3]);
+        p.stop();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_file_the_package_database_vouches_for_is_not_analysed() {
+        // Small: the pool hashes up to 1 MiB here.
+        let packaged = "/usr/lib/x86_64-linux-gnu/libdl.so.2";
+        if !std::path::Path::new("/var/lib/dpkg/info").is_dir()
+            || !std::path::Path::new(packaged).exists()
+        {
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("detector-pool-v-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let copy = dir.join("libdl-copy.so");
+        std::fs::copy(packaged, &copy).unwrap();
+        let (p, rx) = pool(1, 8);
+        for (id, path) in [(1, PathBuf::from(packaged)), (2, copy.clone())] {
+            let verify = Some(Verify {
+                path: path.display().to_string(),
+                root: None,
+                mapped: None,
+            });
+            p.submit(Job {
+                id,
+                path,
+                lane: Lane::Other,
+                verify,
+                always_analyse: false,
+            })
+            .unwrap_or_else(|_| panic!("lane full"));
+        }
+        let mut got: Vec<(u64, Facts)> = (0..2)
+            .map(|_| rx.recv_timeout(Duration::from_secs(30)).unwrap())
+            .collect();
+        got.sort_by_key(|(id, _)| *id);
+        let (vouched, copied) = (&got[0].1, &got[1].1);
+        assert!(vouched.provenance.as_ref().unwrap().verified);
+        assert!(vouched.elf.is_none());
+        assert_eq!(
+            copied.provenance.as_ref().unwrap().reasons,
+            ["not_from_package"]
+        );
+        assert!(copied.elf.is_some());
         p.stop();
         let _ = std::fs::remove_dir_all(&dir);
     }
