@@ -26,16 +26,12 @@ const TEST_PACKAGES: &[(&[&str], &str)] = &[
         "su, whose PAM stack a test extends, and unshare, for a private mount namespace",
     ),
     (
-        &["patchelf"],
-        "to give a test program a copy of the loader as its interpreter",
-    ),
-    (
         &["rsyslog"],
         "a real syslog collector the tests send alerts to",
     ),
     (
         &["patchelf"],
-        "to trojan a copy of a packaged library the way Ebury does (an added DT_NEEDED)",
+        "to trojan a copy of a packaged library the way Ebury does (an added DT_NEEDED), and to give a test program a copy of the loader as its interpreter",
     ),
     (
         &["python3", "git"],
