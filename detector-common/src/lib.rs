@@ -122,6 +122,8 @@ event_table! {
     channels {
         Exec = 0, "exec", [btf("sched_exec", "sched_process_exec")];
         Mmap = 1, "mmap", [
+            // After the exec channel's program on the same tracepoint: the exec's event first.
+            btf("exec_mapped", "sched_process_exec"),
             syscall("sys_enter_mmap", "sys_enter_mmap", true),
             syscall("sys_enter_mprotect", "sys_enter_mprotect", true),
         ];
@@ -148,7 +150,8 @@ event_table! {
         Exec = 1, "exec", Exec;
         /// A dynamic-loader variable found in the new image's environment. [`LoaderEnvEvent`].
         LoaderEnv = 2, "loader_env", Exec;
-        /// A file mapped executable (mmap with PROT_EXEC, or mprotect adding it). [`MmapEvent`].
+        /// A file mapped executable (mmap with PROT_EXEC, mprotect adding it, the kernel at exec).
+        /// [`MmapEvent`].
         Mmap = 3, "mmap", Mmap;
         /// A watched loader or PAM file opened for write, renamed, unlinked. [`FileChangeEvent`].
         FileChange = 4, "file_change", FileChange;
@@ -375,8 +378,15 @@ pub const PROC_SUPER_MAGIC: u64 = 0x9fa0;
 /// `MmapEvent.source`.
 pub const MMAP_SOURCE_MMAP: u32 = 1;
 pub const MMAP_SOURCE_MPROTECT: u32 = 2;
+/// The program's own executable, mapped by the kernel at exec (`bprm->file`).
+pub const MMAP_SOURCE_EXEC_PROGRAM: u32 = 3;
+/// The ELF interpreter (the dynamic loader) the kernel mapped at exec for the program's
+/// PT_INTERP: the file of the mapping the new image starts running in.
+pub const MMAP_SOURCE_EXEC_INTERPRETER: u32 = 4;
 
-/// A file-backed mapping made executable.
+/// A file-backed mapping made executable: by mmap or mprotect, or by the kernel at exec (the
+/// program and its ELF interpreter; `prot` is then PROT_READ | PROT_EXEC, `map_flags`
+/// MAP_PRIVATE, as the ELF loader maps text).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct MmapEvent {
@@ -510,12 +520,19 @@ pub struct KernelConfig {
     /// Non-zero when `mm_struct`'s start_stack, arg_start, arg_end, env_start, env_end are
     /// adjacent, in that order (they are read with one call then).
     pub mm_stack_args_adjacent: u32,
-    pub _pad: u32,
+    /// `struct linux_binprm`'s `file`: the program the kernel loaded.
+    pub bprm_file: u32,
+    /// `mm_struct`'s start_code and end_code: the program's own text.
+    pub mm_start_code: u32,
+    pub mm_end_code: u32,
+    /// The offset in `struct pt_regs` of the user instruction pointer (0: unknown, the exec
+    /// program then does not look for the ELF interpreter).
+    pub regs_ip: u32,
 }
 
 /// Key of the in-kernel seen-cache of safe executable mappings: one event per file version.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct SeenKey {
     pub ino: u64,
     pub mtime_sec: i64,

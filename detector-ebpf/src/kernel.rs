@@ -158,6 +158,14 @@ impl Mm {
     }
 }
 
+impl Mm {
+    /// The program's own text: `start_code`, `end_code`.
+    #[inline(always)]
+    pub fn code(self, cfg: &KernelConfig) -> Option<(u64, u64)> {
+        Some((self.field(cfg.mm_start_code)?, self.field(cfg.mm_end_code)?))
+    }
+}
+
 impl Files {
     #[inline(always)]
     pub fn fdt(self, cfg: &KernelConfig) -> Option<Fdtable> {
@@ -333,6 +341,11 @@ impl Bprm {
     pub fn filename(self, cfg: &KernelConfig) -> Option<u64> {
         self.field(cfg.bprm_filename)
     }
+    /// `file`: the program the kernel loaded (for a script, its interpreter).
+    #[inline(always)]
+    pub fn file(self, cfg: &KernelConfig) -> Option<File> {
+        self.ptr(cfg.bprm_file)
+    }
 }
 
 impl PtRegs {
@@ -341,5 +354,10 @@ impl PtRegs {
     #[inline(always)]
     pub fn syscall_arg2(self, cfg: &KernelConfig) -> Option<u64> {
         self.field(cfg.regs_arg2)
+    }
+    /// The user instruction pointer (`regs_ip`; the caller checks it is known, non-zero).
+    #[inline(always)]
+    pub fn ip(self, cfg: &KernelConfig) -> Option<u64> {
+        self.field(cfg.regs_ip)
     }
 }

@@ -1,24 +1,27 @@
 //! Capture channel: executable file mappings.
 //!
 //! `mmap` with PROT_EXEC of a file (how ld.so maps a library's code, for a preload, a dlopen
-//! or a DT_NEEDED alike) and `mprotect` adding PROT_EXEC to a file mapping. The file is
+//! or a DT_NEEDED alike), `mprotect` adding PROT_EXEC to a file mapping, and what the kernel
+//! maps itself at exec, which no mmap call shows: the program and its ELF interpreter (the
+//! dynamic loader, which a rootkit may replace with a copy reading another preload file). The
+//! file is
 //! resolved in the kernel, with the facts user space judges it by. Root-owned files that only
 //! root can change cost one event per file version (the seen-cache); a file a non-root user
 //! can write, one on tmpfs, a memfd, or a deleted file is reported every time.
 use aya_ebpf::{
     cty::c_void,
-    helpers::generated::{bpf_find_vma, bpf_get_current_task_btf},
-    macros::tracepoint,
+    helpers::generated::{bpf_find_vma, bpf_get_current_task_btf, bpf_task_pt_regs},
+    macros::{btf_tracepoint, tracepoint},
     maps::LruHashMap,
-    programs::TracePointContext,
+    programs::{BtfTracePointContext, TracePointContext},
 };
 use detector_common::{
-    Channel, EventKind, KernelConfig, MmapEvent, SeenKey, MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT,
-    PATH_TRUNCATED,
+    Channel, EventKind, KernelConfig, MmapEvent, SeenKey, MMAP_SOURCE_EXEC_INTERPRETER,
+    MMAP_SOURCE_EXEC_PROGRAM, MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT, PATH_TRUNCATED,
 };
 
 use crate::{
-    kernel::{File, Task, Vma},
+    kernel::{Bprm, File, PtRegs, Task, Vma},
     read::OrCount as _,
     shared::{config, is_self, named_map, ppid, reserve, submit_flags, submit_urgent},
     tp::{Record, SysEnterMmap, SysEnterMprotect},
@@ -28,7 +31,9 @@ use crate::{
 /// The channel whose read errors these programs count.
 const CH: Channel = Channel::Mmap;
 
+const PROT_READ: u32 = 0x1;
 const PROT_EXEC: u64 = 0x4;
+const MAP_PRIVATE: u32 = 0x2;
 const MAP_ANONYMOUS: u64 = 0x20;
 const VM_EXEC: u64 = 0x4;
 
@@ -66,6 +71,84 @@ struct VmaLookup {
     already_exec: u64,
 }
 
+/// The file of the mapping of the current task that holds `addr`, and whether that mapping is
+/// executable already (null file: none, or anonymous memory).
+#[inline(always)]
+fn vma_at(addr: u64) -> VmaLookup {
+    let mut found = VmaLookup {
+        file: File::from_addr(0),
+        already_exec: 0,
+    };
+    // SAFETY: the helper takes the current task, which BTF vouches for, and hands `found` to
+    // `vma_found` only during the call.
+    unsafe {
+        bpf_find_vma(
+            bpf_get_current_task_btf(),
+            addr,
+            vma_found as *mut c_void,
+            &mut found as *mut VmaLookup as *mut c_void,
+            0,
+        )
+    };
+    found
+}
+
+/// `sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`, run
+/// after the exec channel's program: the program the kernel loaded (`bprm->file`) and its ELF
+/// interpreter. The kernel starts a dynamically linked image at its interpreter's entry
+/// (start_thread), so the mapping that holds the new image's instruction pointer is the
+/// interpreter's; when the pointer is in the program's own text, the program is static and has
+/// none. Both go through the seen-cache: an exec of a root-owned program with the usual loader
+/// costs two map lookups.
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn exec_mapped(ctx: BtfTracePointContext) -> i32 {
+    let bprm = Bprm::from_addr(ctx.arg::<*const u8>(2) as u64);
+    let _ = try_exec_mapped(bprm);
+    0
+}
+
+/// The ELF loader maps text private, readable and executable.
+const EXEC_PROT: u32 = PROT_READ | PROT_EXEC as u32;
+
+fn try_exec_mapped(bprm: Bprm) -> Option<()> {
+    let cfg = config()?;
+    if is_self(cfg) {
+        return None;
+    }
+    let task = Task::current();
+    let program = bprm.file(cfg).or_count(CH)?;
+    let _ = report(
+        cfg,
+        task,
+        program,
+        MMAP_SOURCE_EXEC_PROGRAM,
+        EXEC_PROT,
+        MAP_PRIVATE,
+    );
+    if cfg.regs_ip == 0 {
+        return None;
+    }
+    // SAFETY: the helper takes the current task, which BTF vouches for.
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf() as *mut _) };
+    let ip = PtRegs::from_addr(regs as u64).ip(cfg).or_count(CH)?;
+    let (start_code, end_code) = task.mm(cfg).or_count(CH)?.code(cfg).or_count(CH)?;
+    if ip >= start_code && ip < end_code {
+        return None;
+    }
+    let found = vma_at(ip);
+    if found.file.is_null() || found.file == program {
+        return None;
+    }
+    report(
+        cfg,
+        task,
+        found.file,
+        MMAP_SOURCE_EXEC_INTERPRETER,
+        EXEC_PROT,
+        MAP_PRIVATE,
+    )
+}
+
 #[tracepoint]
 pub fn sys_enter_mprotect(ctx: TracePointContext) -> u32 {
     let _ = try_mprotect(&ctx);
@@ -83,19 +166,7 @@ fn try_mprotect(ctx: &TracePointContext) -> Option<()> {
     if is_self(cfg) {
         return None;
     }
-    let mut found = VmaLookup {
-        file: File::from_addr(0),
-        already_exec: 0,
-    };
-    unsafe {
-        bpf_find_vma(
-            bpf_get_current_task_btf(),
-            start,
-            vma_found as *mut c_void,
-            &mut found as *mut VmaLookup as *mut c_void,
-            0,
-        )
-    };
+    let found = vma_at(start);
     // Anonymous memory (JITs) and mappings that were executable already are not news.
     if found.file.is_null() || found.already_exec != 0 {
         return None;
@@ -160,10 +231,19 @@ fn report(
     ev.map_flags = map_flags;
     ev.path_off = off;
     copy_path(SCRATCH_PATH, &mut ev.path);
-    entry.submit(if safe {
-        submit_flags()
-    } else {
+    // What the kernel maps at exec is judged through /proc/<pid> (its root, its mount
+    // namespace) while the process may be about to exit: the daemon is woken for an
+    // interpreter, and for a program's first exec (a seen-cache miss). A program a non-root
+    // user controls is reported at each of its execs, and is not woken for.
+    let urgent = match source {
+        MMAP_SOURCE_EXEC_INTERPRETER => true,
+        MMAP_SOURCE_EXEC_PROGRAM => safe,
+        _ => !safe,
+    };
+    entry.submit(if urgent {
         submit_urgent()
+    } else {
+        submit_flags()
     });
     Some(())
 }

@@ -24,6 +24,15 @@ pub struct Counters {
     pub enrichment_late: AtomicU64,
     /// Files analysed but not hashed: over the hashing budget.
     pub hash_over_budget: AtomicU64,
+    /// Files the package database vouched for: their findings dropped.
+    pub verify_vouched: AtomicU64,
+    /// Files it did not vouch for that raise no alert (an application's own library in a
+    /// process outside the catalogue), or that it could not answer for.
+    pub verify_dropped: AtomicU64,
+    /// Findings held while a package manager ran, to be verified again.
+    pub verify_held: AtomicU64,
+    /// Findings that were only a question to the package database, unanswered at stop.
+    pub verify_unanswered: AtomicU64,
     /// Alerts handed to the outputs.
     pub alerts: AtomicU64,
 }
@@ -74,6 +83,12 @@ impl Counters {
                 "late": n(&self.enrichment_late),
                 "queue_full": n(&self.enrichment_queue_full),
                 "hash_over_budget": n(&self.hash_over_budget),
+            },
+            "verification": {
+                "vouched": n(&self.verify_vouched),
+                "dropped": n(&self.verify_dropped),
+                "held": n(&self.verify_held),
+                "unanswered": n(&self.verify_unanswered),
             },
             "alerts": n(&self.alerts),
             "outputs": outputs,

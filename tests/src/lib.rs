@@ -469,3 +469,40 @@ impl Drop for Restore {
         }
     }
 }
+
+/// The system's dynamic loader, the file `/lib64/ld-linux-x86-64.so.2` leads to.
+pub fn system_loader() -> PathBuf {
+    std::fs::canonicalize("/lib64/ld-linux-x86-64.so.2").expect("the system loader")
+}
+
+/// The loader's path as programs name it in their PT_INTERP.
+pub const INTERP: &str = "/lib64/ld-linux-x86-64.so.2";
+
+/// `bytes` with every NUL-terminated occurrence of `old` replaced by `new`, which must be as
+/// long (an ELF's strings cannot move): a program's PT_INTERP, a loader's built-in preload
+/// file. Panics when `old` does not occur.
+pub fn rewrite_string(bytes: &[u8], old: &str, new: &str) -> Vec<u8> {
+    assert_eq!(old.len(), new.len(), "{new} must be as long as {old}");
+    let needle: Vec<u8> = old.bytes().chain([0]).collect();
+    let mut out = bytes.to_vec();
+    let mut found = 0;
+    let mut i = 0;
+    while i + needle.len() <= out.len() {
+        if out[i..i + needle.len()] == needle[..] {
+            out[i..i + old.len()].copy_from_slice(new.as_bytes());
+            found += 1;
+            i += needle.len();
+        } else {
+            i += 1;
+        }
+    }
+    assert!(found > 0, "{old} not found");
+    out
+}
+
+/// Writes `bytes` to `path`, root-owned, mode 0755.
+pub fn write_program(path: &Path, bytes: &[u8]) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod 0755");
+}

@@ -9,7 +9,7 @@ use std::{
     process::{Command, ExitStatus, Stdio},
 };
 
-use detector_tests::{gcc, Events, TempDir};
+use detector_tests::{gcc, rewrite_string, system_loader, write_program, Events, TempDir, INTERP};
 use serde_json::{json, Value};
 
 /// Runs a trigger to completion; returns its pid (the `pid` of its events) and its status.
@@ -178,6 +178,66 @@ fn mmap_of_a_dlopened_library() {
         e["prot"].as_u64().unwrap() & libc::PROT_EXEC as u64,
         0,
         "{e}"
+    );
+    ev.stop();
+}
+
+/// At exec the kernel maps the program and its ELF interpreter itself, with no mmap call: a copy
+/// of /usr/bin/true whose PT_INTERP names a copy of the loader gives one event for each, with
+/// the kernel's facts of each file; the loader run as a program (a static executable: the new
+/// image starts in its own text) gives its program event and no interpreter event.
+#[test]
+fn exec_maps_the_program_and_its_interpreter() {
+    let dir = TempDir::new("chan-interp");
+    // As long as INTERP, which the copy's PT_INTERP is rewritten to name.
+    let interp = Path::new("/tmp/detector-e2e-interp.so");
+    let _gone = RemoveOnDrop(vec![interp.to_owned()], None);
+    let loader = std::fs::read(system_loader()).expect("read the loader");
+    write_program(interp, &loader);
+    let program = dir.path("true-interp");
+    let true_bytes = std::fs::read("/usr/bin/true").expect("read /usr/bin/true");
+    write_program(
+        &program,
+        &rewrite_string(&true_bytes, INTERP, interp.to_str().unwrap()),
+    );
+    let static_program = dir.path("ld-as-program");
+    write_program(&static_program, &loader);
+
+    let ev = Events::start(&["--kind", "mmap"]);
+    let (static_pid, st) = run(Command::new(&static_program).arg("--version"));
+    assert!(st.success(), "{static_program:?} --version: {st}");
+    let (pid, st) = run(&mut Command::new(&program));
+    assert!(st.success(), "{program:?}: {st}");
+
+    let source =
+        |pid: u32, source: &'static str| move |e: &Value| pid_is(e, pid) && e["source"] == source;
+    let e = ev.expect("the program", source(pid, "exec_program"));
+    assert_eq!(e["file"]["path"], program.to_str().unwrap());
+    assert_eq!(e["mprotect"], false);
+    let e = ev.expect("its interpreter", source(pid, "exec_interpreter"));
+    let m = std::fs::metadata(interp).unwrap();
+    let f = &e["file"];
+    assert_eq!(f["path"], interp.to_str().unwrap());
+    assert_eq!(f["inode"], m.ino());
+    assert_eq!(
+        f["device"],
+        format!("{}:{}", libc::major(m.dev()), libc::minor(m.dev()))
+    );
+    assert_eq!(f["mtime_sec"], m.mtime());
+    assert_eq!(e["comm"], "true-interp");
+    assert_eq!(e["ppid"], std::process::id());
+    assert_eq!(e["prot"], libc::PROT_READ | libc::PROT_EXEC);
+
+    // The static program's events came before these.
+    let e = ev.expect(
+        "the loader run as a program",
+        source(static_pid, "exec_program"),
+    );
+    assert_eq!(e["file"]["path"], static_program.to_str().unwrap());
+    let interpreters = ev.matching(source(static_pid, "exec_interpreter"));
+    assert!(
+        interpreters.is_empty(),
+        "a static program has no interpreter: {interpreters:?}"
     );
     ev.stop();
 }

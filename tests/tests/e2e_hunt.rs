@@ -6,7 +6,9 @@ use std::{
     process::{Command, Output, Stdio},
 };
 
-use detector_tests::{detector_bin, gcc, has, require_root, s, trigger, Daemon, Holder, TempDir};
+use detector_tests::{
+    detector_bin, gcc, has, require_root, s, trigger, Daemon, Holder, Restore, TempDir,
+};
 use serde_json::Value;
 
 fn detector(args: &[&str]) -> Output {
@@ -98,6 +100,68 @@ fn scan_exit_codes() {
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.starts_with("detector: error:"), "{err}");
     }
+}
+
+#[test]
+fn scan_verifies_a_running_credential_process_and_the_configured_modules_on_a_clean_system() {
+    require_root();
+    let dir = TempDir::new("scan-clean");
+    let socket = dir.path("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&socket)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("ssh-agent");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = detector(&["scan", "--json"]);
+    let pid = agent.id();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let found = json_lines(&out);
+    // Other tests on this machine may leave findings of their own: only these matter here.
+    let unverified: Vec<&Value> = found
+        .iter()
+        .filter(|a| has(a, "detections", "unverified_object") || a["process"]["pid"] == pid)
+        .collect();
+    assert!(
+        unverified.is_empty(),
+        "a clean system's objects were not vouched for: {unverified:#?}\n{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn scan_finds_a_replaced_pam_module_by_the_configuration_that_names_it() {
+    require_root();
+    let dir = TempDir::new("scan-plague");
+    let module = gcc(&dir, "pam_evil.c", "pam_evil.so", true);
+    let pam_unix = Path::new("/usr/lib/x86_64-linux-gnu/security/pam_unix.so");
+    let out = {
+        let _guard = Restore::path(pam_unix);
+        let side = pam_unix.with_file_name("pam_unix.so.detector-scan");
+        std::fs::copy(&module, &side).unwrap();
+        std::fs::rename(&side, pam_unix).unwrap();
+        detector(&["scan", "--json"])
+    };
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let found = json_lines(&out);
+    let a = found
+        .iter()
+        .find(|a| s(a, "library.path") == pam_unix.to_str().unwrap())
+        .unwrap_or_else(|| panic!("pam_unix.so not found in {found:#?}"));
+    assert!(has(a, "detections", "unverified_object"), "{a:#}");
+    assert!(
+        has(a, "library.unsafe_reasons", "modified_since_package"),
+        "{a:#}"
+    );
+    assert!(
+        s(a, "library.package").starts_with("libpam-modules"),
+        "{a:#}"
+    );
+    assert!(s(a, "config.path").starts_with("/etc/pam.d/"), "{a:#}");
+    assert!(matches!(s(a, "severity"), "high" | "critical"), "{a:#}");
 }
 
 #[test]

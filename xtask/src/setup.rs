@@ -21,10 +21,17 @@ const TEST_PACKAGES: &[(&[&str], &str)] = &[
         &["openssh-client"],
         "ssh, the credential program the tests preload into",
     ),
-    (&["util-linux"], "su, whose PAM stack a test extends"),
+    (
+        &["util-linux"],
+        "su, whose PAM stack a test extends, and unshare, for a private mount namespace",
+    ),
     (
         &["rsyslog"],
         "a real syslog collector the tests send alerts to",
+    ),
+    (
+        &["patchelf"],
+        "to trojan a copy of a packaged library the way Ebury does (an added DT_NEEDED), and to give a test program a copy of the loader as its interpreter",
     ),
     (
         &["python3", "git"],

@@ -76,7 +76,10 @@ pub fn config(btf_path: &str, self_tgid: u32) -> Result<KernelConfig> {
         openat_nr: libc::SYS_openat as u32,
         regs_arg2: third_syscall_arg(&btf),
         mm_stack_args_adjacent: adjacent as u32,
-        _pad: 0,
+        bprm_file: off("linux_binprm", "file")?,
+        mm_start_code: off("mm_struct", "start_code")?,
+        mm_end_code: off("mm_struct", "end_code")?,
+        regs_ip: user_ip(&btf),
     })
 }
 
@@ -87,6 +90,18 @@ fn third_syscall_arg(btf: &Btf) -> u32 {
         member_offset(btf, "pt_regs", "dx").unwrap_or(0)
     } else if cfg!(target_arch = "aarch64") {
         member_offset(btf, "user_pt_regs", "regs").map_or(0, |o| o + 16)
+    } else {
+        0
+    }
+}
+
+/// Where `struct pt_regs` keeps the user instruction pointer on this architecture (0 when this
+/// build does not know).
+fn user_ip(btf: &Btf) -> u32 {
+    if cfg!(target_arch = "x86_64") {
+        member_offset(btf, "pt_regs", "ip").unwrap_or(0)
+    } else if cfg!(target_arch = "aarch64") {
+        member_offset(btf, "user_pt_regs", "pc").unwrap_or(0)
     } else {
         0
     }
@@ -161,5 +176,8 @@ mod tests {
         );
         #[cfg(target_arch = "x86_64")]
         assert_eq!(cfg.regs_arg2, 96, "pt_regs.dx, as the x86_64 ABI has it");
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(cfg.regs_ip, 128, "pt_regs.ip, as the x86_64 ABI has it");
+        assert_eq!(cfg.mm_end_code, cfg.mm_start_code + 8);
     }
 }

@@ -5,8 +5,10 @@ use detector_common::{
     EventHeader, EventKind, ExecEvent, ExitEvent, FileChangeEvent, FileInfo, LoaderEnvEvent,
     LoaderVar, MemTamperEvent, MmapEvent, EXEC_ARGS_TRUNCATED, EXEC_ENV_INCOMPLETE,
     EXEC_FILENAME_TRUNCATED, FILE_OP_OPEN_WRITE, FILE_OP_RENAME, FILE_OP_TRUNCATE, FILE_OP_UNLINK,
-    HUGETLBFS_MAGIC, LOADER_VALUE_TRUNCATED, MMAP_SOURCE_MPROTECT, OVERLAYFS_MAGIC, PATH_TRUNCATED,
-    RAMFS_MAGIC, TAMPER_PROCESS_VM_WRITEV, TAMPER_PROC_MEM, TAMPER_PTRACE, TMPFS_MAGIC,
+    HUGETLBFS_MAGIC, LOADER_VALUE_TRUNCATED, MMAP_SOURCE_EXEC_INTERPRETER,
+    MMAP_SOURCE_EXEC_PROGRAM, MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT, OVERLAYFS_MAGIC,
+    PATH_TRUNCATED, RAMFS_MAGIC, TAMPER_PROCESS_VM_WRITEV, TAMPER_PROC_MEM, TAMPER_PTRACE,
+    TMPFS_MAGIC,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -83,11 +85,31 @@ impl File {
     }
 }
 
+/// How a file came to be mapped executable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MmapSource {
+    Mmap,
+    Mprotect,
+    /// The program's own executable, mapped by the kernel at exec.
+    ExecProgram,
+    /// The ELF interpreter (dynamic loader) the kernel mapped at exec.
+    ExecInterpreter,
+}
+
+impl MmapSource {
+    /// Mapped by the kernel at exec, not asked for by the process.
+    pub fn at_exec(self) -> bool {
+        matches!(self, MmapSource::ExecProgram | MmapSource::ExecInterpreter)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Mmap {
     #[serde(flatten)]
     pub hdr: Header,
     pub file: File,
+    pub source: MmapSource,
     pub mprotect: bool,
     pub prot: u32,
 }
@@ -352,10 +374,18 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
         }
         Some(EventKind::Mmap) => {
             let e: MmapEvent = read(buf, kind)?;
+            let source = match e.source {
+                MMAP_SOURCE_MMAP => MmapSource::Mmap,
+                MMAP_SOURCE_MPROTECT => MmapSource::Mprotect,
+                MMAP_SOURCE_EXEC_PROGRAM => MmapSource::ExecProgram,
+                MMAP_SOURCE_EXEC_INTERPRETER => MmapSource::ExecInterpreter,
+                _ => return Err(DecodeError::UnknownKind(kind)),
+            };
             Ok(Event::Mmap(Mmap {
                 hdr: header(&e.hdr),
                 file: file(&e.hdr, e.file, &e.path, e.path_off),
-                mprotect: e.source == MMAP_SOURCE_MPROTECT,
+                source,
+                mprotect: source == MmapSource::Mprotect,
                 prot: e.prot,
             }))
         }

@@ -9,7 +9,7 @@ use aya::{
     programs::{BtfTracePoint, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
-use detector_common::{maps, Attach, Channel, KernelConfig, WatchKey, CHANNELS};
+use detector_common::{maps, Attach, Channel, KernelConfig, SeenKey, WatchKey, CHANNELS};
 use tokio::io::unix::AsyncFd;
 
 type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
@@ -40,6 +40,25 @@ pub struct Capture {
     lost: PerCpuArray<MapData, u64>,
     read_errors: PerCpuArray<MapData, u64>,
     reader_idle: Array<MapData, u32>,
+    seen: Option<HashMap<MapData, SeenKey, u8>>,
+}
+
+/// The kernel's seen-cache of executable mappings (files only root controls, reported once per
+/// version): forgetting a key has the next mapping of that file version reported again;
+/// remembering one has its mappings no longer reported.
+pub struct SeenCache(HashMap<MapData, SeenKey, u8>);
+
+impl SeenCache {
+    pub fn forget(&mut self, key: SeenKey) {
+        // Absent already (evicted, or never added): nothing to do.
+        let _ = self.0.remove(&key);
+    }
+
+    pub fn remember(&mut self, key: SeenKey) {
+        if let Err(e) = self.0.insert(key, 1, 0) {
+            log::debug!("seen-cache insert: {e}");
+        }
+    }
 }
 
 /// The programs' own log lines (aya-log), forwarded to our logger.
@@ -155,6 +174,7 @@ impl Capture {
         let lost = PerCpuArray::try_from(take_map(&mut ebpf, maps::LOST)?)?;
         let read_errors = PerCpuArray::try_from(take_map(&mut ebpf, maps::READ_ERRORS)?)?;
         let reader_idle = Array::try_from(take_map(&mut ebpf, maps::READER_IDLE)?)?;
+        let seen = HashMap::try_from(take_map(&mut ebpf, maps::SEEN)?)?;
         let ring = register(ring, "the ring buffer")?;
         Ok((
             Capture {
@@ -164,9 +184,15 @@ impl Capture {
                 lost,
                 read_errors,
                 reader_idle,
+                seen: Some(seen),
             },
             KernelLog(logger),
         ))
+    }
+
+    /// The handle to the kernel's seen-cache, once.
+    pub fn take_seen_cache(&mut self) -> Option<SeenCache> {
+        self.seen.take().map(SeenCache)
     }
 
     /// How many programs are attached.

@@ -159,8 +159,9 @@ async fn serve(args: EventsArgs, kcfg: KernelConfig) -> Result<ExitCode> {
 mod tests {
     use detector_common::{
         EventKind, ExitEvent, FileChangeEvent, FileInfo, LoaderVar, MemTamperEvent, MmapEvent,
-        FILE_OP_RENAME, LOADER_VALUE_TAIL, LOADER_VALUE_TRUNCATED, MMAP_SOURCE_MPROTECT, NAME_MAX,
-        PATH_BUF, TAMPER_PTRACE, TMPFS_MAGIC,
+        FILE_OP_RENAME, LOADER_VALUE_TAIL, LOADER_VALUE_TRUNCATED, MMAP_SOURCE_EXEC_INTERPRETER,
+        MMAP_SOURCE_EXEC_PROGRAM, MMAP_SOURCE_MPROTECT, NAME_MAX, PATH_BUF, TAMPER_PTRACE,
+        TMPFS_MAGIC,
     };
     use serde_json::{json, Value};
 
@@ -256,6 +257,7 @@ mod tests {
         let v = json_of(bytes_of(&e));
         assert_header(&v, EventKind::Mmap, 5, "loadlib");
         assert_eq!(v["mprotect"], true);
+        assert_eq!(v["source"], "mprotect");
         assert_eq!(v["prot"], 5);
         assert_eq!(
             v["file"],
@@ -265,6 +267,30 @@ mod tests {
                 "fs": "tmpfs", "fs_magic": "0x1021994",
             })
         );
+    }
+
+    #[test]
+    fn mmap_sources_at_exec_are_named_and_unknown_ones_rejected() {
+        let mut e = MmapEvent {
+            hdr: hdr(EventKind::Mmap, 5, "ssh"),
+            file: FileInfo::default(),
+            source: MMAP_SOURCE_EXEC_INTERPRETER,
+            prot: 5,
+            map_flags: 2,
+            path_off: 0,
+            path: [0; PATH_BUF],
+        };
+        e.path_off = right_aligned(
+            &mut e.path,
+            "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+        );
+        let v = json_of(bytes_of(&e));
+        assert_eq!(v["source"], "exec_interpreter");
+        assert_eq!(v["mprotect"], false);
+        e.source = MMAP_SOURCE_EXEC_PROGRAM;
+        assert_eq!(json_of(bytes_of(&e))["source"], "exec_program");
+        e.source = 99;
+        assert!(decode(&bytes_of(&e)).is_err());
     }
 
     #[test]

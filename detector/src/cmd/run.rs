@@ -12,7 +12,7 @@ use std::{
     process::ExitCode,
     sync::{
         mpsc::{SyncSender, TrySendError},
-        Arc,
+        Arc, Mutex,
     },
     time::Duration,
 };
@@ -23,7 +23,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::{
     capture::{
         decode::decode,
-        load::{report_loss, Capture},
+        load::{report_loss, Capture, SeenCache},
     },
     cli::RunArgs,
     cmd::notify,
@@ -31,7 +31,7 @@ use crate::{
     engine::{
         correlate::Correlator,
         policy::Policy,
-        policy_stage::{self, Settings, ToPolicy},
+        policy_stage::{self, Settings, ToPolicy, Wiring},
         rules::{config_change::Watched, Finding},
         sweep::Only,
     },
@@ -81,6 +81,8 @@ struct Reader {
     correlator: Correlator,
     to_policy: SyncSender<ToPolicy>,
     counters: Arc<Counters>,
+    /// The kernel's seen-cache.
+    seen: Option<Arc<Mutex<SeenCache>>>,
 }
 
 impl Reader {
@@ -100,10 +102,33 @@ impl Reader {
     }
 
     fn pass(&self, f: Finding) {
+        self.unsee(&f);
         match self.to_policy.try_send(ToPolicy::Finding(Box::new(f))) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => add(&self.counters.dropped_findings),
             Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+impl Reader {
+    /// A file version to be verified, mapped by a process outside the catalogue: the kernel
+    /// forgets it at once, so that a credential process mapping it before the answer is in is
+    /// reported too (the policy stage has it remembered again once the package database
+    /// vouches for it).
+    fn unsee(&self, f: &Finding) {
+        let Some(key) = f.library.as_ref().and_then(|l| l.seen_key) else {
+            return;
+        };
+        let Some(seen) = self.seen.as_ref().filter(|_| f.verify) else {
+            return;
+        };
+        if !self
+            .correlator
+            .catalogue()
+            .matches(&f.process.exe, &f.process.comm)
+        {
+            seen.lock().unwrap_or_else(|e| e.into_inner()).forget(key);
         }
     }
 }
@@ -164,6 +189,11 @@ async fn serve(
     )?;
     let policy = Policy::from_config(&cfg);
     let mut correlator = Correlator::new(watched, policy.catalogue.clone());
+    let seen_cache = capture.take_seen_cache().map(|s| Arc::new(Mutex::new(s)));
+    let wiring = Wiring {
+        package_manager_running: correlator.package_manager_running(),
+        seen: seen_cache.clone(),
+    };
     let (policy_tx, policy_thread) = policy_stage::spawn(
         clock,
         policy,
@@ -171,6 +201,7 @@ async fn serve(
         POLICY_QUEUE,
         out_tx.clone(),
         Arc::clone(&counters),
+        wiring,
     )?;
     let (already, seen, unreadable) =
         correlator.sweep(Only::AllBut(std::process::id()), Path::new("/etc"));
@@ -182,6 +213,7 @@ async fn serve(
         correlator,
         to_policy: policy_tx,
         counters: Arc::clone(&counters),
+        seen: seen_cache,
     };
     for f in already {
         reader.pass(f);

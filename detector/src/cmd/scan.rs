@@ -17,6 +17,7 @@ use crate::{
         correlate::Correlator,
         enrich::{elf::DEFAULT_HASH_BUDGET, Enricher},
         policy::Policy,
+        rules::unverified_object::{self, Outcome},
     },
     output::alert::Clock,
     output::text,
@@ -45,6 +46,10 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
         .into_iter()
         .filter_map(|mut f| {
             enricher.enrich(&mut f);
+            let credential = policy.concerns_credentials(&f);
+            if f.verify && unverified_object::outcome(&f, credential) != Outcome::Alert {
+                return None;
+            }
             policy.judge(f, &clock)
         })
         .collect();

@@ -1,7 +1,13 @@
 //! Correlation, the reader's work: keeps the process table in event order and runs each event
 //! through the rules. What they find goes on to enrichment and policy; nothing here reads a
 //! library file.
-use std::path::Path;
+use std::{
+    path::Path,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+};
 
 use detector_common::LoaderVar;
 
@@ -19,6 +25,8 @@ pub struct Correlator {
     watched: Watched,
     catalogue: Catalogue,
     rules: Vec<Box<dyn Rule>>,
+    /// Whether a package manager runs, for the stages after the reader.
+    package_manager_running: Arc<AtomicBool>,
 }
 
 impl Correlator {
@@ -28,7 +36,23 @@ impl Correlator {
             watched,
             catalogue,
             rules: rules::registry(),
+            package_manager_running: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// True while a package manager runs, as the process table knows it; kept up to date as
+    /// events come.
+    pub fn package_manager_running(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.package_manager_running)
+    }
+
+    fn note_package_managers(&self) {
+        self.package_manager_running
+            .store(self.procs.package_manager_running(), Ordering::Relaxed);
+    }
+
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
     }
 
     pub fn set_catalogue(&mut self, catalogue: Catalogue) {
@@ -51,6 +75,7 @@ impl Correlator {
                 found.extend(self.evaluate(&seen.process, 0, &Observation::Mapped(lib)));
             }
         }
+        self.note_package_managers();
         found.extend(self.evaluate(&Process::default(), 0, &Observation::Configuration(etc)));
         let findings = self.first_alerts(found);
         (findings, sweep.processes.len(), sweep.unreadable)
@@ -60,6 +85,7 @@ impl Correlator {
         let findings: Vec<Finding> = match &event {
             Event::Exec(exec) => {
                 self.procs.on_exec(exec);
+                self.note_package_managers();
                 // Most execs concern no rule: the process is only copied out for one that does.
                 let mut wanted = false;
                 for rule in &mut self.rules {
@@ -103,6 +129,7 @@ impl Correlator {
             }
             Event::Exit(x) => {
                 self.procs.on_exit(x);
+                self.note_package_managers();
                 Vec::new()
             }
         };

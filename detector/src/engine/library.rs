@@ -8,7 +8,10 @@ use detector_common::{
     UNSAFE_MEMORY_FS, UNSAFE_NOT_ROOT_OWNED, UNSAFE_UNLINKED, UNSAFE_WRITABLE_BY_OTHERS,
 };
 
-use crate::capture::decode::File;
+use crate::{
+    capture::decode::{File, Header},
+    engine::file_view::{self, View},
+};
 
 /// Directories where the distribution's root-owned libraries live.
 const SYSTEM_DIRS: &[&str] = &[
@@ -75,7 +78,52 @@ pub struct Library {
     /// package questions are asked of the package database under it.
     #[serde(skip)]
     pub root: Option<String>,
+    /// The file itself, held open when it was found under another process's root: `read_from`
+    /// is then `/proc/self/fd/<n>`, so that what is read later is the file the kernel mapped
+    /// even if that path has since been made to lead elsewhere.
+    #[serde(skip)]
+    pub pinned: Option<Pinned>,
+    /// The kernel's seen-cache key of the file version it reported mapped (a live mapping of a
+    /// file only root controls): how the daemon tells the kernel to report that version again.
+    #[serde(skip)]
+    pub seen_key: Option<detector_common::SeenKey>,
 }
+
+/// An open file shared by the copies of a library (closed with the last).
+#[derive(Debug, Clone)]
+pub struct Pinned(std::sync::Arc<fs::File>);
+
+impl PartialEq for Pinned {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Pinned {}
+
+/// Opens `path` (never blocking on a FIFO, never through a final symbolic link) when it is
+/// still the file the kernel described.
+fn pin(path: &str, f: &File) -> Option<(Pinned, String)> {
+    use std::os::{fd::AsRawFd as _, unix::fs::OpenOptionsExt as _};
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || !file_view::same_file(&meta, &f.info, f.fs()) {
+        return None;
+    }
+    let fd = format!("/proc/self/fd/{}", file.as_raw_fd());
+    Some((Pinned(std::sync::Arc::new(file)), fd))
+}
+
+/// `unsafe_reasons` that come from the package database, not from where the file is or who
+/// can change it.
+pub const PROVENANCE_REASONS: &[&str] = &[
+    crate::engine::provenance::NOT_FROM_PACKAGE,
+    crate::engine::provenance::MODIFIED_SINCE_PACKAGE,
+];
 
 /// ECS `hash.sha256`.
 fn sha256_object<S: serde::Serializer>(sha: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
@@ -86,8 +134,13 @@ impl Library {
     /// Looks at `path` on disk now. A bare name (no '/') is searched by the loader in its
     /// default directories; it is reported as given.
     pub fn inspect(path: &str) -> Self {
+        Library::inspect_at(path, path)
+    }
+
+    /// `inspect` of `path` as a process sees it, its file being at `on_disk` for the daemon.
+    fn inspect_at(path: &str, on_disk: &str) -> Self {
         let meta = if path.contains('/') {
-            fs::metadata(path).ok()
+            fs::metadata(on_disk).ok()
         } else {
             None
         };
@@ -108,32 +161,40 @@ impl Library {
             if m.mode() & 0o022 != 0 {
                 lib.unsafe_reasons.push("group_or_world_writable");
             }
-            if parent_writable_by_non_root(Path::new(path)) {
+            if parent_writable_by_non_root(Path::new(on_disk)) {
                 lib.unsafe_reasons.push("directory_writable_by_non_root");
             }
-            if on_tmpfs(path) {
+            if on_tmpfs(on_disk) {
                 lib.unsafe_reasons.push("tmpfs");
             }
         }
         lib
     }
 
-    /// A file the kernel mapped: its facts as the kernel saw them (the file may be gone now,
-    /// or never have had a name: a memfd).
-    pub fn from_kernel(f: &File) -> Self {
+    /// A file the kernel mapped in the process of `hdr`: its facts as the kernel saw them (the
+    /// file may be gone now, or never have had a name: a memfd). A named file is looked at
+    /// where that process sees it (`file_view`), and only when it is still the file the kernel
+    /// mapped; otherwise it is `replaced_since_mapped` and not read.
+    pub fn from_kernel(f: &File, hdr: &Header) -> Self {
         let mut lib = if f.is_memfd() || f.is_deleted() {
             Library {
                 path: f.path.clone(),
                 ..Default::default()
             }
         } else {
-            Library::inspect(&f.path)
+            Library::mapped_file(f, file_view::of(hdr.pid, hdr.ppid, &f.path))
         };
         lib.owner_uid = Some(f.info.uid);
         lib.mode = Some(format!("{:04o}", f.info.mode & 0o7777));
         lib.inode = Some(f.info.ino);
         lib.device = Some(format!("{}:{}", f.info.dev >> 20, f.info.dev & 0xfffff));
         lib.fs = Some(f.fs());
+        lib.seen_key = Some(detector_common::SeenKey {
+            ino: f.info.ino,
+            mtime_sec: f.info.mtime_sec,
+            dev: f.info.dev,
+            _pad: 0,
+        });
         let mut add = |r: &'static str| {
             if !lib.unsafe_reasons.contains(&r) {
                 lib.unsafe_reasons.push(r);
@@ -157,15 +218,81 @@ impl Library {
         lib
     }
 
-    pub fn is_unsafe(&self) -> bool {
-        !self.unsafe_reasons.is_empty()
+    /// The named file the kernel mapped, as `view` shows it or, when that is another file (the
+    /// process changed its namespace or root after the mapping), as the daemon sees it.
+    fn mapped_file(f: &File, view: View) -> Self {
+        let (root, path) = match view {
+            View::Root { root, path } => (Some(root), path),
+            View::Same | View::Unknown => (None, f.path.clone()),
+        };
+        let mut places = vec![(root.clone(), path.clone())];
+        if root.is_some() {
+            places.push((None, f.path.clone()));
+        }
+        let mut other_file = false;
+        for (root, path) in places {
+            let on_disk = match &root {
+                Some(root) => format!("{root}{path}"),
+                None => path.clone(),
+            };
+            match fs::metadata(&on_disk) {
+                Ok(meta) if file_view::same_file(&meta, &f.info, f.fs()) => {
+                    let mut lib = Library::inspect_at(&path, &on_disk);
+                    if root.is_some() {
+                        // Another root's path may be made to lead elsewhere before the file is
+                        // read (a bind mount in its namespace): the file is held open.
+                        match pin(&on_disk, f) {
+                            Some((pinned, fd)) => {
+                                lib.pinned = Some(pinned);
+                                lib.read_from = Some(fd);
+                            }
+                            None => lib.read_from = Some(on_disk),
+                        }
+                    }
+                    lib.root = root;
+                    return lib;
+                }
+                Ok(_) => other_file = true,
+                Err(_) => {}
+            }
+        }
+        Library {
+            path,
+            root,
+            unsafe_reasons: if other_file {
+                vec!["replaced_since_mapped"]
+            } else {
+                Vec::new()
+            },
+            ..Default::default()
+        }
     }
 
-    /// A root-owned library in a system directory, that only root can change.
+    /// Where the file is or who can change it lets a non-root user have put it there or
+    /// changed it (the package database's reasons are not counted: see `is_unverified`).
+    pub fn is_unsafe(&self) -> bool {
+        self.unsafe_reasons
+            .iter()
+            .any(|r| !PROVENANCE_REASONS.contains(r))
+    }
+
+    /// The package database does not vouch for the file: no package lists it, or its bytes
+    /// differ from the package's record.
+    pub fn is_unverified(&self) -> bool {
+        self.verified == Some(false)
+            || self
+                .unsafe_reasons
+                .iter()
+                .any(|r| PROVENANCE_REASONS.contains(r))
+    }
+
+    /// A root-owned library in a system directory, that only root can change, and that the
+    /// package database does not disown.
     pub fn is_system(&self) -> bool {
         self.exists
             && self.owner_uid == Some(0)
             && !self.is_unsafe()
+            && !self.is_unverified()
             && SYSTEM_DIRS.iter().any(|d| self.path.starts_with(d))
     }
 }
@@ -212,6 +339,111 @@ mod tests {
         assert!(!lib.exists);
         assert_eq!(lib.unsafe_reasons, ["world_writable_location"]);
         assert!(!lib.is_system());
+    }
+
+    fn kernel_file(path: &str, meta: &fs::Metadata) -> File {
+        let dev = meta.dev();
+        File {
+            path: path.into(),
+            path_truncated: false,
+            info: detector_common::FileInfo {
+                ino: meta.ino(),
+                mtime_sec: meta.mtime(),
+                dev: (libc::major(dev) << 20) | libc::minor(dev),
+                mode: meta.mode(),
+                uid: meta.uid(),
+                nlink: 1,
+                fs_magic: 0xef53,
+            },
+        }
+    }
+
+    fn own_header() -> Header {
+        Header {
+            ktime_ns: 1,
+            pid: std::process::id(),
+            tid: std::process::id(),
+            ppid: 0,
+            uid: 0,
+            gid: 0,
+            comm: "test".into(),
+        }
+    }
+
+    #[test]
+    fn a_mapped_file_is_read_only_while_it_is_the_one_the_kernel_mapped() {
+        let exe = fs::read_link("/proc/self/exe").unwrap();
+        let exe = exe.to_str().unwrap();
+        let meta = fs::metadata(exe).unwrap();
+        let lib = Library::from_kernel(&kernel_file(exe, &meta), &own_header());
+        assert!(lib.exists, "{lib:?}");
+        assert!(!lib.unsafe_reasons.contains(&"replaced_since_mapped"));
+        assert_eq!(
+            (lib.root, lib.read_from),
+            (None, None),
+            "the daemon's own view"
+        );
+
+        // Another file is at the path now.
+        let mut f = kernel_file(exe, &meta);
+        f.info.ino += 1;
+        let lib = Library::from_kernel(&f, &own_header());
+        assert!(!lib.exists, "{lib:?}");
+        assert!(lib.unsafe_reasons.contains(&"replaced_since_mapped"));
+        assert!(crate::engine::enrich::source_of(&lib).is_none(), "not read");
+    }
+
+    #[test]
+    fn a_file_in_another_root_is_read_there() {
+        let exe = fs::read_link("/proc/self/exe").unwrap();
+        let exe = exe.to_str().unwrap();
+        let meta = fs::metadata(exe).unwrap();
+        let root = format!("/proc/{}/root", std::process::id());
+        let view = View::Root {
+            root: root.clone(),
+            path: exe.into(),
+        };
+        let lib = Library::mapped_file(&kernel_file(exe, &meta), view.clone());
+        assert!(lib.exists);
+        assert_eq!(lib.path, exe);
+        assert_eq!(lib.root.as_deref(), Some(root.as_str()));
+        let pinned = lib.read_from.clone().unwrap();
+        assert!(pinned.starts_with("/proc/self/fd/"), "{pinned}");
+        assert_eq!(
+            fs::metadata(&pinned).unwrap().ino(),
+            meta.ino(),
+            "the file held open"
+        );
+        drop(lib);
+        let mut f = kernel_file(exe, &meta);
+        f.info.ino += 1;
+        let lib = Library::mapped_file(&f, view);
+        assert!(!lib.exists && lib.read_from.is_none());
+        assert_eq!(lib.unsafe_reasons, ["replaced_since_mapped"]);
+    }
+
+    #[test]
+    fn a_file_mapped_before_the_process_changed_its_root_is_found_where_the_daemon_sees_it() {
+        let exe = fs::read_link("/proc/self/exe").unwrap();
+        let exe = exe.to_str().unwrap();
+        let meta = fs::metadata(exe).unwrap();
+        // Another root with another file at the same path.
+        let root = std::env::temp_dir().join(format!("detector-root-{}", std::process::id()));
+        let inside = root.join(&exe[1..]);
+        fs::create_dir_all(inside.parent().unwrap()).unwrap();
+        fs::copy(exe, &inside).unwrap();
+        let view = View::Root {
+            root: root.display().to_string(),
+            path: exe.into(),
+        };
+        let lib = Library::mapped_file(&kernel_file(exe, &meta), view.clone());
+        let copy = Library::mapped_file(&kernel_file(exe, &fs::metadata(&inside).unwrap()), view);
+        let _ = fs::remove_dir_all(&root);
+        assert!(lib.exists, "{lib:?}");
+        assert_eq!((lib.root, lib.read_from), (None, None), "the daemon's view");
+        assert!(!lib.unsafe_reasons.contains(&"replaced_since_mapped"));
+        assert_eq!(copy.root, Some(root.display().to_string()));
+        assert!(copy.pinned.is_some(), "{copy:?}");
     }
 
     #[test]

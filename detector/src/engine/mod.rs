@@ -4,6 +4,7 @@
 pub mod correlate;
 pub mod credential;
 pub mod enrich;
+pub mod file_view;
 pub mod library;
 pub mod loader_vars;
 pub mod package_manager;

@@ -5,26 +5,38 @@
 //!
 //! A finding waits only for its own file: the reader never waits, and the others go on. Files
 //! of credential processes take the pool's credential lane.
+//!
+//! A finding that asks for its file to be verified (`Finding::verify`) has the package database
+//! asked on the pool too. One that is only that question (`enrich::verify_only`) is not an alert
+//! until the answer says so: it waits for the answer past the deadline, and is dropped if the
+//! daemon stops first. What the answer makes of it is `unverified_object::outcome`; an answer
+//! that the file is unpackaged or modified, given while a package manager runs, may be the
+//! upgrade in progress: the finding is held and verified again once no package manager runs
+//! (at most [`HOLD_MAX`]).
 use std::{
     collections::HashMap,
     path::PathBuf,
     sync::{
+        atomic::{AtomicBool, Ordering},
         mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError},
-        Arc,
+        Arc, Mutex,
     },
     thread::JoinHandle,
     time::{Duration, Instant},
 };
 
 use crate::{
+    capture::load::SeenCache,
     engine::{
         enrich::{
             self,
-            elf::ElfFacts,
-            pool::{Job, Lane, Pool},
+            pool::{Facts, Job, Lane, Pool, Verify},
         },
         policy::Policy,
-        rules::Finding,
+        rules::{
+            unverified_object::{self, Outcome},
+            Finding,
+        },
     },
     output::{aggregate::Aggregator, alert::Clock, stage::ToOutput},
     stats::{add, Counters},
@@ -35,11 +47,15 @@ const TICK: Duration = Duration::from_millis(100);
 /// At stop, how long findings still wait for their file's analysis before they go out
 /// without it.
 const STOP_GRACE: Duration = Duration::from_millis(300);
+/// The longest a finding is held while package managers run before it is judged anyway.
+pub const HOLD_MAX: Duration = Duration::from_secs(300);
+/// Findings held at most; past it they are judged at once.
+const HOLD_CAPACITY: usize = 1024;
 
 pub enum ToPolicy {
     Finding(Box<Finding>),
     /// A finished analysis (from the pool).
-    Analysed(u64, ElfFacts),
+    Analysed(u64, Facts),
     /// A reloaded configuration: the policy and the aggregation window.
     Reload(Box<Policy>, Duration),
     /// Finish what is pending, flush the aggregation windows, and stop.
@@ -54,10 +70,40 @@ pub struct Settings {
     pub aggregate_window: Duration,
 }
 
+/// What the stage learns from, and tells, the rest of the daemon.
+pub struct Wiring {
+    /// True while a package manager runs (kept by the reader, from its process table).
+    pub package_manager_running: Arc<AtomicBool>,
+    /// The kernel's seen-cache: a file version the package database vouched for is
+    /// remembered there (its mappings are no longer reported); one it did not vouch for is
+    /// forgotten (its next mapping is reported again).
+    pub seen: Option<Arc<Mutex<SeenCache>>>,
+}
+
+impl Default for Wiring {
+    fn default() -> Self {
+        Wiring {
+            package_manager_running: Arc::new(AtomicBool::new(false)),
+            seen: None,
+        }
+    }
+}
+
+/// A finding on its way: when it goes out without its facts (`None`: it waits for them), and
+/// since when it has been held for a package manager.
+struct Pending {
+    f: Finding,
+    deadline: Option<Instant>,
+    held_since: Option<Instant>,
+}
+
+/// The jobs a finding can share: the same file, the same question.
+type JobKey = (PathBuf, Option<Verify>, bool);
+
 /// Findings waiting for one file's analysis.
 struct Waiting {
-    path: PathBuf,
-    findings: Vec<(Finding, Instant)>,
+    key: JobKey,
+    findings: Vec<Pending>,
 }
 
 struct Stage {
@@ -69,8 +115,11 @@ struct Stage {
     next_job: u64,
     /// By job id.
     waiting: HashMap<u64, Waiting>,
-    /// Job id of the analysis in progress for a path: one at a time per file.
-    in_progress: HashMap<PathBuf, u64>,
+    /// Job id of the analysis in progress for a file and question: one at a time.
+    in_progress: HashMap<JobKey, u64>,
+    /// Findings held until no package manager runs.
+    held: Vec<Pending>,
+    wiring: Wiring,
     out: SyncSender<ToOutput>,
     counters: Arc<Counters>,
 }
@@ -83,6 +132,7 @@ pub fn spawn(
     capacity: usize,
     out: SyncSender<ToOutput>,
     counters: Arc<Counters>,
+    wiring: Wiring,
 ) -> anyhow::Result<(SyncSender<ToPolicy>, JoinHandle<()>)> {
     let (tx, rx) = mpsc::sync_channel(capacity);
     let done_tx = tx.clone();
@@ -105,6 +155,8 @@ pub fn spawn(
         next_job: 0,
         waiting: HashMap::new(),
         in_progress: HashMap::new(),
+        held: Vec::new(),
+        wiring,
         out,
         counters,
     };
@@ -119,7 +171,7 @@ impl Stage {
         let mut stopping = false;
         loop {
             match rx.recv_timeout(TICK) {
-                Ok(ToPolicy::Finding(f)) => self.on_finding(*f),
+                Ok(ToPolicy::Finding(f)) => self.on_finding(*f, None),
                 Ok(ToPolicy::Analysed(id, facts)) => self.on_analysed(id, &facts),
                 Ok(ToPolicy::Reload(policy, window)) => {
                     self.policy = *policy;
@@ -134,6 +186,7 @@ impl Stage {
             }
             let now = Instant::now();
             self.expire_waiting(now);
+            self.release_held(now, stopping);
             if stopping && self.waiting.values().all(|w| w.findings.is_empty()) {
                 break;
             }
@@ -149,14 +202,26 @@ impl Stage {
         self.pool.stop();
     }
 
-    fn on_finding(&mut self, mut f: Finding) {
+    fn on_finding(&mut self, mut f: Finding, held_since: Option<Instant>) {
         let Some(path) = enrich::source(&f) else {
-            return self.judge(f);
+            return self.settle(f, held_since);
         };
-        let deadline = Instant::now() + self.deadline;
-        if let Some(id) = self.in_progress.get(&path) {
+        let verify_only = enrich::verify_only(&f);
+        let deadline = (!verify_only).then(|| Instant::now() + self.deadline);
+        let verify = f.library.as_ref().filter(|_| f.verify).map(|lib| Verify {
+            path: lib.path.clone(),
+            root: lib.root.clone(),
+            mapped: lib.seen_key.filter(|_| lib.read_from.is_none()),
+        });
+        let key: JobKey = (path.clone(), verify.clone(), !verify_only);
+        let pending = |f| Pending {
+            f,
+            deadline,
+            held_since,
+        };
+        if let Some(id) = self.in_progress.get(&key) {
             if let Some(w) = self.waiting.get_mut(id) {
-                w.findings.push((f, deadline));
+                w.findings.push(pending(f));
                 return;
             }
         }
@@ -169,72 +234,168 @@ impl Stage {
         };
         let job = Job {
             id,
-            path: path.clone(),
+            path,
             lane,
+            verify,
+            always_analyse: !verify_only,
         };
         match self.pool.submit(job) {
             Ok(()) => {
-                self.in_progress.insert(path.clone(), id);
+                self.in_progress.insert(key.clone(), id);
                 self.waiting.insert(
                     id,
                     Waiting {
-                        path,
-                        findings: vec![(f, deadline)],
+                        key,
+                        findings: vec![pending(f)],
                     },
                 );
             }
             Err(_) => {
                 add(&self.counters.enrichment_queue_full);
                 enrich::skip(&mut f, "the enrichment queue was full".into());
-                self.judge(f);
+                self.settle(f, held_since);
             }
         }
     }
 
-    fn on_analysed(&mut self, id: u64, facts: &ElfFacts) {
-        if facts.hash_skipped.is_some() {
+    fn on_analysed(&mut self, id: u64, facts: &Facts) {
+        if facts.elf.as_ref().is_some_and(|e| e.hash_skipped.is_some()) {
             add(&self.counters.hash_over_budget);
         }
         let Some(w) = self.waiting.remove(&id) else {
             return;
         };
-        if self.in_progress.get(&w.path) == Some(&id) {
-            self.in_progress.remove(&w.path);
+        if self.in_progress.get(&w.key) == Some(&id) {
+            self.in_progress.remove(&w.key);
         }
-        for (mut f, _) in w.findings {
-            enrich::apply(&mut f, facts);
-            self.judge(f);
+        for mut p in w.findings {
+            if let Some(prov) = &facts.provenance {
+                enrich::apply_provenance(&mut p.f, prov);
+            }
+            if let Some(elf) = &facts.elf {
+                enrich::apply(&mut p.f, elf);
+            }
+            self.settle(p.f, p.held_since);
         }
     }
 
     /// Brings every waiting finding's deadline forward to `by` at the latest.
     fn hurry(&mut self, by: Instant) {
         for w in self.waiting.values_mut() {
-            for (_, deadline) in &mut w.findings {
-                *deadline = (*deadline).min(by);
+            for p in &mut w.findings {
+                p.deadline = Some(p.deadline.map_or(by, |d| d.min(by)));
             }
         }
     }
 
     /// Sends out, without their file's facts, the findings whose deadline passed. The analysis
-    /// goes on; its result is then only cached.
+    /// goes on; its result is then only cached. A finding that was only a question to the
+    /// package database, still unanswered at stop, is dropped.
     fn expire_waiting(&mut self, now: Instant) {
         let deadline_ms = self.deadline.as_millis();
         let mut late = Vec::new();
         for w in self.waiting.values_mut() {
             let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut w.findings)
                 .into_iter()
-                .partition(|(_, d)| *d <= now);
+                .partition(|p| p.deadline.is_some_and(|d| d <= now));
             w.findings = kept;
-            late.extend(gone.into_iter().map(|(f, _)| f));
+            late.extend(gone.into_iter().map(|p| p.f));
         }
         for mut f in late {
+            if enrich::verify_only(&f) {
+                add(&self.counters.verify_unanswered);
+                continue;
+            }
             add(&self.counters.enrichment_late);
             enrich::skip(
                 &mut f,
                 format!("the file's analysis did not finish within {deadline_ms} ms"),
             );
-            self.judge(f);
+            self.settle(f, None);
+        }
+    }
+
+    /// What a finding comes to once enriched: verified findings follow
+    /// `unverified_object::outcome` (and may be held while a package manager runs); the rest
+    /// are judged.
+    fn settle(&mut self, f: Finding, held_since: Option<Instant>) {
+        if !f.verify {
+            return self.judge(f);
+        }
+        let credential = self.policy.concerns_credentials(&f);
+        match unverified_object::outcome(&f, credential) {
+            Outcome::Drop { forget } => {
+                let vouched = f.library.as_ref().is_some_and(|l| l.verified == Some(true));
+                add(if vouched {
+                    &self.counters.verify_vouched
+                } else {
+                    &self.counters.verify_dropped
+                });
+                if forget || vouched {
+                    self.tell_kernel(&f, vouched);
+                }
+            }
+            Outcome::Alert => {
+                let unverified = f.library.as_ref().is_some_and(|l| l.is_unverified());
+                let busy = self.wiring.package_manager_running.load(Ordering::Relaxed);
+                let now = Instant::now();
+                let since = held_since.unwrap_or(now);
+                if unverified
+                    && busy
+                    && now.duration_since(since) < HOLD_MAX
+                    && self.held.len() < HOLD_CAPACITY
+                {
+                    add(&self.counters.verify_held);
+                    self.held.push(Pending {
+                        f,
+                        deadline: None,
+                        held_since: Some(since),
+                    });
+                } else {
+                    self.judge(f);
+                }
+            }
+        }
+    }
+
+    /// Verifies the held findings again once no package manager runs (judges them as they are
+    /// when they were held too long, or at stop).
+    fn release_held(&mut self, now: Instant, stopping: bool) {
+        if self.held.is_empty() {
+            return;
+        }
+        let busy = self.wiring.package_manager_running.load(Ordering::Relaxed);
+        let (due, kept): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.held).into_iter().partition(|p| {
+                stopping
+                    || !busy
+                    || p.held_since
+                        .is_some_and(|s| now.duration_since(s) >= HOLD_MAX)
+            });
+        self.held = kept;
+        for p in due {
+            let expired = p
+                .held_since
+                .is_some_and(|s| now.duration_since(s) >= HOLD_MAX);
+            if stopping || expired {
+                self.judge(p.f);
+            } else {
+                self.on_finding(p.f, p.held_since);
+            }
+        }
+    }
+
+    /// Tells the kernel's seen-cache to remember the finding's file version (its mappings are
+    /// not reported again) or to forget it (its next mapping is reported).
+    fn tell_kernel(&mut self, f: &Finding, remember: bool) {
+        let key = f.library.as_ref().and_then(|l| l.seen_key);
+        if let (Some(key), Some(seen)) = (key, self.wiring.seen.as_ref()) {
+            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+            if remember {
+                seen.remember(key);
+            } else {
+                seen.forget(key);
+            }
         }
     }
 

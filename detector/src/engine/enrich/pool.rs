@@ -2,7 +2,9 @@
 //! everyone else's. One thread serves only the credential lane, so an alert about ssh or sudo
 //! never waits behind the analysis of another process's files, however many or large; the
 //! other threads serve the credential lane first, then the other. Results are cached per file
-//! version (device, inode, mtime, size) and shared by all threads.
+//! version (device, inode, mtime, size) and shared by all threads. A job may also ask the package
+//! database whether it vouches for the file ([`Verify`]); a file it vouches for is then not
+//! analysed unless the job asks for the analysis anyway.
 use std::{
     collections::VecDeque,
     path::PathBuf,
@@ -14,6 +16,10 @@ use std::{
 };
 
 use super::elf::{ElfCache, ElfFacts, DEFAULT_CACHE_CAPACITY};
+use crate::engine::provenance::{
+    verifier::{Verifier, CHANGED_SINCE_MAPPED},
+    Provenance,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lane {
@@ -23,12 +29,37 @@ pub enum Lane {
 
 pub struct Job {
     pub id: u64,
+    /// Where the file's bytes are read.
     pub path: PathBuf,
     pub lane: Lane,
+    /// Ask the package database about the file first.
+    pub verify: Option<Verify>,
+    /// Analyse the file even when the package database vouches for it.
+    pub always_analyse: bool,
+}
+
+/// The file as the package database knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Verify {
+    /// The file's path inside `root`.
+    pub path: String,
+    /// The filesystem root whose database answers; the host's when `None`.
+    pub root: Option<String>,
+    /// The file version the kernel saw mapped, when it did: a file that is no longer that
+    /// version is not the one to answer for.
+    pub mapped: Option<detector_common::SeenKey>,
+}
+
+/// What a job found: the file's analysis (absent when the job skipped it: a verified file) and
+/// the package database's answer (when asked).
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub elf: Option<ElfFacts>,
+    pub provenance: Option<Provenance>,
 }
 
 /// Where a finished job's facts go.
-pub type Done = Box<dyn Fn(u64, ElfFacts) + Send + Sync>;
+pub type Done = Box<dyn Fn(u64, Facts) + Send + Sync>;
 
 struct Lanes {
     credential: VecDeque<Job>,
@@ -42,6 +73,7 @@ struct Shared {
     cancel: AtomicBool,
     work: Condvar,
     cache: Mutex<ElfCache>,
+    verifier: Verifier,
     capacity: usize,
     hash_budget: u64,
     done: Done,
@@ -66,6 +98,7 @@ impl Pool {
             cancel: AtomicBool::new(false),
             work: Condvar::new(),
             cache: Mutex::new(ElfCache::new(DEFAULT_CACHE_CAPACITY, hash_budget)),
+            verifier: Verifier::new(hash_budget),
             capacity: capacity.max(1),
             hash_budget,
             done,
@@ -146,12 +179,34 @@ fn work(shared: &Shared, only_credential: bool) {
                 lanes = shared.work.wait(lanes).unwrap_or_else(|e| e.into_inner());
             }
         };
-        let facts = analyse(shared, &job);
+        let provenance = job.verify.as_ref().map(|v| {
+            if v.mapped.is_some_and(|k| !still(&job.path, &k)) {
+                return Provenance {
+                    reasons: vec![CHANGED_SINCE_MAPPED],
+                    ..Provenance::default()
+                };
+            }
+            shared
+                .verifier
+                .verify(v.root.as_deref(), &v.path, &job.path)
+        });
+        let vouched = provenance.as_ref().is_some_and(|p| p.verified);
+        let elf = (job.always_analyse || !vouched).then(|| analyse(shared, &job));
+        let facts = Facts { elf, provenance };
         if shared.cancel.load(Ordering::Relaxed) {
             return;
         }
         (shared.done)(job.id, facts);
     }
+}
+
+/// Whether the file at `path` is still the version the kernel saw mapped.
+fn still(path: &std::path::Path, key: &detector_common::SeenKey) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).is_ok_and(|m| {
+        let dev = (libc::major(m.dev()) << 20) | libc::minor(m.dev());
+        m.ino() == key.ino && m.mtime() == key.mtime_sec && dev == key.dev
+    })
 }
 
 /// From the cache when this version of the file was analysed before, else read now (outside
@@ -178,7 +233,7 @@ mod tests {
 
     use super::*;
 
-    fn pool(workers: usize, capacity: usize) -> (Pool, mpsc::Receiver<(u64, ElfFacts)>) {
+    fn pool(workers: usize, capacity: usize) -> (Pool, mpsc::Receiver<(u64, Facts)>) {
         let (tx, rx) = mpsc::channel();
         let tx = Mutex::new(tx);
         let done: Done = Box::new(move |id, facts| {
@@ -199,12 +254,15 @@ mod tests {
                 id,
                 path: file.clone(),
                 lane,
+                verify: None,
+                always_analyse: true,
             })
             .unwrap_or_else(|_| panic!("lane full"));
         }
         let mut ids: Vec<u64> = (0..3)
             .map(|_| {
                 let (id, facts) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+                let facts = facts.elf.unwrap();
                 assert_eq!(facts.error.as_deref(), Some("not an ELF file"));
                 assert!(facts.sha256.is_some());
                 id
@@ -217,6 +275,51 @@ mod tests {
     }
 
     #[test]
+    fn a_file_the_package_database_vouches_for_is_not_analysed() {
+        // Small: the pool hashes up to 1 MiB here.
+        let packaged = "/usr/lib/x86_64-linux-gnu/libdl.so.2";
+        if !std::path::Path::new("/var/lib/dpkg/info").is_dir()
+            || !std::path::Path::new(packaged).exists()
+        {
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("detector-pool-v-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let copy = dir.join("libdl-copy.so");
+        std::fs::copy(packaged, &copy).unwrap();
+        let (p, rx) = pool(1, 8);
+        for (id, path) in [(1, PathBuf::from(packaged)), (2, copy.clone())] {
+            let verify = Some(Verify {
+                path: path.display().to_string(),
+                root: None,
+                mapped: None,
+            });
+            p.submit(Job {
+                id,
+                path,
+                lane: Lane::Other,
+                verify,
+                always_analyse: false,
+            })
+            .unwrap_or_else(|_| panic!("lane full"));
+        }
+        let mut got: Vec<(u64, Facts)> = (0..2)
+            .map(|_| rx.recv_timeout(Duration::from_secs(30)).unwrap())
+            .collect();
+        got.sort_by_key(|(id, _)| *id);
+        let (vouched, copied) = (&got[0].1, &got[1].1);
+        assert!(vouched.provenance.as_ref().unwrap().verified);
+        assert!(vouched.elf.is_none());
+        assert_eq!(
+            copied.provenance.as_ref().unwrap().reasons,
+            ["not_from_package"]
+        );
+        assert!(copied.elf.is_some());
+        p.stop();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_full_lane_gives_the_job_back() {
         // No thread serves the other lane: its one place stays taken.
         let (p, _rx) = pool(0, 1);
@@ -224,6 +327,8 @@ mod tests {
             id,
             path: PathBuf::from("/nonexistent/detector-pool-test"),
             lane: Lane::Other,
+            verify: None,
+            always_analyse: true,
         };
         assert!(p.submit(job(1)).is_ok());
         let back = p.submit(job(2));

@@ -127,12 +127,14 @@ impl Dpkg {
         Some(format!("/{}", rel.to_str()?))
     }
 
-    fn answer(&self, path: &Path) -> io::Result<Provenance> {
+    /// Provenance of `path` (inside the root); the checksum is taken of the bytes at `bytes`
+    /// when given (a file the daemon reads through `/proc/<pid>/map_files`), else of the file.
+    fn answer(&self, path: &Path, bytes: Option<&Path>) -> io::Result<Provenance> {
         let rel = path
             .strip_prefix("/")
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "the path is not absolute"))?;
         let full = self.root.join(rel);
-        let meta = fs::metadata(&full)?;
+        let meta = fs::metadata(bytes.unwrap_or(&full))?;
         let link_meta = fs::symlink_metadata(&full)?;
         let version = (
             meta.dev(),
@@ -160,7 +162,11 @@ impl Dpkg {
             _ => None,
         };
         let index = self.index()?;
-        let mut p = self.check(index, &target, &self.root.join(&target[1..]))?;
+        let read_at = match bytes {
+            Some(b) => b.to_owned(),
+            None => self.root.join(&target[1..]),
+        };
+        let mut p = self.check(index, &target, &read_at)?;
         if let Some(link) = link.filter(|l| *l != target) {
             p.symlink_package = self
                 .owners_at(index, &link)
@@ -312,7 +318,11 @@ impl Dpkg {
 
 impl PackageDb for Dpkg {
     fn provenance(&self, path: &Path) -> io::Result<Provenance> {
-        self.answer(path)
+        self.answer(path, None)
+    }
+
+    fn provenance_of_bytes(&self, path: &Path, bytes: &Path) -> io::Result<Provenance> {
+        self.answer(path, Some(bytes))
     }
 }
 

@@ -2,6 +2,7 @@
 //! the package database recorded for it. [`PackageDb`] is the interface; [`dpkg::Dpkg`] reads
 //! Debian's database. [`system`] picks the database of the running machine.
 pub mod dpkg;
+pub mod verifier;
 
 use std::{io, path::Path};
 
@@ -44,6 +45,10 @@ pub trait PackageDb: Send + Sync {
     /// Provenance of the file at `path`; an error when the file cannot be looked at (missing,
     /// unreadable) or the database cannot be read.
     fn provenance(&self, path: &Path) -> io::Result<Provenance>;
+
+    /// Provenance of the file at `path`, its checksum taken of the bytes at `bytes` (the same
+    /// file read another way: `/proc/<pid>/map_files/<range>`, or through `/proc/<pid>/root`).
+    fn provenance_of_bytes(&self, path: &Path, bytes: &Path) -> io::Result<Provenance>;
 }
 
 /// The package database of this machine, when it has one this build can read; files over

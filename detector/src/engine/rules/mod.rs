@@ -11,6 +11,8 @@ pub mod preload_file;
 pub mod unsafe_library;
 pub mod unsafe_loader_path;
 pub mod unsafe_pam_module;
+pub mod unverified_loader;
+pub mod unverified_object;
 
 use std::{collections::BTreeSet, path::Path};
 
@@ -32,11 +34,13 @@ pub fn registry() -> Vec<Box<dyn Rule>> {
         Box::new(loader_argv::LoaderArgv),
         Box::new(loader_env::LoaderVariables),
         Box::new(preload_file::PreloadFile::new(preload_file::PATH)),
+        Box::new(unverified_loader::UnverifiedLoader),
         Box::new(unsafe_library::UnsafeLibrary),
         Box::new(config_change::ConfigChange),
         Box::new(memory_tamper::MemoryTamper),
         Box::new(unsafe_loader_path::UnsafeLoaderPath),
         Box::new(unsafe_pam_module::UnsafePamModule),
+        Box::new(unverified_object::UnverifiedObject::default()),
     ]
 }
 
@@ -160,7 +164,15 @@ impl Finding {
             .map(|x| x.meta().floor)
             .max()
             .unwrap_or(Severity::Info);
-        let severity = if credential && d.contains(&Detection::UnsafeLibrary) {
+        let severity = if credential
+            && (d.contains(&Detection::UnsafeLibrary)
+                || self.library.as_ref().is_some_and(|lib| {
+                    lib.is_unverified()
+                        && (d.contains(&Detection::CredentialHooks)
+                            || lib.constructors == Some(true))
+                })) {
+            // Anything unpackaged or modified inside a credential process is high (below); with
+            // credential hooks, a constructor of its own or an unsafe location it is critical.
             Severity::Critical
         } else if credential {
             Severity::High
@@ -258,6 +270,54 @@ mod tests {
     }
 
     #[test]
+    fn unverified_objects_are_high_in_credential_processes_and_critical_with_code_of_their_own() {
+        let score = |exe: &str, reason: &'static str, constructors: bool, hooks: bool| {
+            let process = Process {
+                pid: 4243,
+                exe: exe.into(),
+                comm: exe.rsplit('/').next().unwrap().into(),
+                ..Process::default()
+            };
+            let mut f = Finding::new(1, process, Detection::UnverifiedObject);
+            if hooks {
+                f.detections.insert(Detection::CredentialHooks);
+            }
+            f.library = Some(Library {
+                path: "/usr/lib/x86_64-linux-gnu/libkeyutils.so.1.10".into(),
+                exists: true,
+                owner_uid: Some(0),
+                unsafe_reasons: vec![reason],
+                verified: Some(false),
+                constructors: Some(constructors),
+                ..Library::default()
+            });
+            let clock = Clock::fixed(std::time::Duration::ZERO);
+            let a = f.finish(&clock, &Catalogue::default());
+            assert!(!a.detections.contains(&Detection::UnsafeLibrary));
+            a.severity
+        };
+        let (not_packaged, modified) = ("not_from_package", "modified_since_package");
+        assert_eq!(
+            score("/usr/bin/ssh", not_packaged, false, false),
+            Severity::High
+        );
+        assert_eq!(score("/usr/bin/su", modified, false, false), Severity::High);
+        assert_eq!(
+            score("/usr/bin/ssh", not_packaged, true, false),
+            Severity::Critical
+        );
+        assert_eq!(
+            score("/usr/bin/su", modified, false, true),
+            Severity::Critical
+        );
+        // Elsewhere a modified packaged file is medium, not a system library's low.
+        assert_eq!(
+            score("/usr/bin/git", modified, false, false),
+            Severity::Medium
+        );
+    }
+
+    #[test]
     fn configuration_files() {
         let root = std::env::temp_dir().join(format!("detector-sweep-{}", std::process::id()));
         let etc = root.join("etc");
@@ -314,8 +374,16 @@ mod tests {
                 (Detection::PreloadFile, 1),
                 (Detection::UnsafeLoaderPath, 3),
                 (Detection::UnsafePamModule, 2),
+                (Detection::UnverifiedObject, 1),
+                (Detection::UnverifiedObject, 3),
             ]
         );
         assert_eq!(found[3].library.as_ref().unwrap().path, "/tmp/evil.so");
+        // The modules in the system directory are to be verified, by their real paths.
+        for f in &found[4..] {
+            assert!(f.verify && f.floor == Severity::High);
+            let path = &f.library.as_ref().unwrap().path;
+            assert!(path.contains("/security/pam_"), "{path}");
+        }
     }
 }

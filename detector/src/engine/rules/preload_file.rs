@@ -90,11 +90,18 @@ impl PreloadFile {
     /// A mapped library the file lists (for processes whose exec was not seen). The file is
     /// looked at on disk only when it is listed.
     fn on_mmap(&mut self, process: &Process, m: &Mmap) -> Option<Finding> {
+        if m.source.at_exec() {
+            return None;
+        }
         self.refresh(m.hdr.ktime_ns);
         if !self.libs.contains(&m.file.path) {
             return None;
         }
-        Some(self.finding(m.hdr.ktime_ns, process, Library::from_kernel(&m.file)))
+        Some(self.finding(
+            m.hdr.ktime_ns,
+            process,
+            Library::from_kernel(&m.file, &m.hdr),
+        ))
     }
 
     /// `lib`, mapped in `process`, if the file lists it.

@@ -1,6 +1,7 @@
 //! Rule: a library mapped executable from where a non-root user could have put or changed it:
 //! a file not owned by root or writable by others, a tmpfs, a memfd, a deleted file. Live (the
-//! kernel's facts at the mapping) and in a sweep (what /proc/<pid>/maps shows).
+//! kernel's facts at the mapping) and in a sweep (what /proc/<pid>/maps shows). What the kernel
+//! maps at exec (the program, its interpreter) is not a library: `unverified_loader` judges it.
 use super::{Context, Finding, Observation, Rule};
 use crate::{engine::library::Library, output::alert::Detection};
 
@@ -9,7 +10,7 @@ pub struct UnsafeLibrary;
 impl Rule for UnsafeLibrary {
     fn evaluate(&mut self, cx: &Context, observation: &Observation) -> Vec<Finding> {
         let lib = match observation {
-            Observation::Mmap(m) => Library::from_kernel(&m.file),
+            Observation::Mmap(m) if !m.source.at_exec() => Library::from_kernel(&m.file, &m.hdr),
             Observation::Mapped(lib) => (*lib).clone(),
             _ => return Vec::new(),
         };

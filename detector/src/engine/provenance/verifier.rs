@@ -1,0 +1,145 @@
+//! The package databases the daemon asks while it runs: the host's, and one per other
+//! filesystem root a process mapped a file from (`Library.root`). A database is read again from
+//! scratch once dpkg has changed it (its `status` or `info/` changed: a package was installed,
+//! upgraded or removed), so that answers never come from an index or a checksum older than the
+//! database.
+use std::{
+    collections::HashMap,
+    fs,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use super::{dpkg::Dpkg, PackageDb, Provenance};
+
+/// Other roots whose databases are kept; past it the oldest are forgotten.
+const ROOTS: usize = 16;
+/// `provenance_reasons` when the root has no package database this build reads.
+pub const NO_PACKAGE_DATABASE: &str = "no_package_database";
+/// The file at the path is no longer the version that was mapped: the bytes the process ran
+/// cannot be read there any more.
+pub const CHANGED_SINCE_MAPPED: &str = "changed_since_mapped";
+/// `provenance_reasons` when the database could not answer for the file.
+pub const PROVENANCE_UNKNOWN: &str = "provenance_unknown";
+
+/// When dpkg last changed its database under a root: mtimes of `status` and `info/`.
+type Stamp = (i64, i64, i64, i64);
+
+struct Db {
+    stamp: Stamp,
+    dpkg: Arc<Dpkg>,
+}
+
+pub struct Verifier {
+    hash_budget: u64,
+    dbs: Mutex<HashMap<PathBuf, Db>>,
+}
+
+fn stamp(root: &Path) -> Option<Stamp> {
+    let admin = root.join("var/lib/dpkg");
+    let status = fs::metadata(admin.join("status")).ok()?;
+    let info = fs::metadata(admin.join("info")).ok()?;
+    Some((
+        status.mtime(),
+        status.mtime_nsec(),
+        info.mtime(),
+        info.mtime_nsec(),
+    ))
+}
+
+impl Verifier {
+    /// Files over `hash_budget` bytes are not hashed (`checksum_skipped`).
+    pub fn new(hash_budget: u64) -> Self {
+        Verifier {
+            hash_budget,
+            dbs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The database under `root`, current with dpkg's last change; `None` when it has none.
+    fn db(&self, root: &Path) -> Option<Arc<Dpkg>> {
+        let now = stamp(root)?;
+        let mut dbs = self.dbs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(db) = dbs.get(root) {
+            if db.stamp == now {
+                return Some(Arc::clone(&db.dpkg));
+            }
+        }
+        if dbs.len() >= ROOTS && !dbs.contains_key(root) {
+            // Keep the host's; forget another root's.
+            let other = dbs.keys().find(|k| *k != Path::new("/")).cloned();
+            if let Some(k) = other {
+                dbs.remove(&k);
+            }
+        }
+        let dpkg = Arc::new(Dpkg::new(root).with_hash_budget(self.hash_budget));
+        dbs.insert(
+            root.to_owned(),
+            Db {
+                stamp: now,
+                dpkg: Arc::clone(&dpkg),
+            },
+        );
+        Some(dpkg)
+    }
+
+    /// What the package database under `root` (the host's when `None`) says of the file at
+    /// `path` (inside that root), whose bytes are read at `bytes`. A database that is missing
+    /// or cannot answer gives an unverified answer that says why.
+    pub fn verify(&self, root: Option<&str>, path: &str, bytes: &Path) -> Provenance {
+        let root = Path::new(root.unwrap_or("/"));
+        let Some(db) = self.db(root) else {
+            return Provenance {
+                reasons: vec![NO_PACKAGE_DATABASE],
+                ..Provenance::default()
+            };
+        };
+        let answer = if bytes == Path::new(path) && root == Path::new("/") {
+            db.provenance(bytes)
+        } else {
+            db.provenance_of_bytes(Path::new(path), bytes)
+        };
+        answer.unwrap_or_else(|e| {
+            log::debug!("{path}: package provenance: {e}");
+            Provenance {
+                reasons: vec![PROVENANCE_UNKNOWN],
+                ..Provenance::default()
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hosts_libc_verifies_and_a_copy_does_not() {
+        if !Dpkg::present(Path::new("/")) {
+            return;
+        }
+        let v = Verifier::new(u64::MAX);
+        let libc = "/usr/lib/x86_64-linux-gnu/libc.so.6";
+        if !Path::new(libc).exists() {
+            return;
+        }
+        let p = v.verify(None, libc, Path::new(libc));
+        assert!(p.verified, "{p:?}");
+        assert!(p.package.as_deref().unwrap_or("").starts_with("libc6"));
+        let dir = std::env::temp_dir().join(format!("detector-verifier-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let copy = dir.join("libc-copy.so");
+        fs::copy(libc, &copy).unwrap();
+        let copy = copy.to_str().unwrap();
+        let p = v.verify(None, copy, Path::new(copy));
+        assert!(!p.verified);
+        assert_eq!(p.reasons, [super::super::NOT_FROM_PACKAGE]);
+        // The packaged path, other bytes: modified.
+        let p = v.verify(None, libc, Path::new("/etc/hostname"));
+        assert_eq!(p.reasons, [super::super::MODIFIED_SINCE_PACKAGE]);
+        let _ = fs::remove_dir_all(&dir);
+        let p = v.verify(Some("/nonexistent-root"), libc, Path::new(libc));
+        assert_eq!(p.reasons, [NO_PACKAGE_DATABASE]);
+    }
+}

@@ -1,0 +1,225 @@
+//! Package provenance in the live pipeline, for real: objects that no package vouches for,
+//! loaded into credential processes the way Ebury (a trojaned libkeyutils) and Plague (a
+//! replaced pam_unix.so) do it, and through a new loader search directory; and their benign
+//! twins. Every change to /usr and /etc is put back by a `Restore` guard, even on failure.
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use detector_tests::{gcc, has, s, trigger, Daemon, Restore, TempDir};
+use serde_json::Value;
+
+const LIBDIR: &str = "/usr/lib/x86_64-linux-gnu";
+
+fn severity_rank(a: &Value) -> u8 {
+    match s(a, "severity") {
+        "critical" => 4,
+        "high" => 3,
+        "medium" => 2,
+        "low" => 1,
+        _ => 0,
+    }
+}
+
+fn run(argv: &[&str]) {
+    let st = Command::new(argv[0]).args(&argv[1..]).status().unwrap();
+    assert!(st.success(), "{argv:?} failed: {st}");
+}
+
+/// The real file the libkeyutils.so.1 link leads to.
+fn libkeyutils() -> PathBuf {
+    std::fs::canonicalize(Path::new(LIBDIR).join("libkeyutils.so.1")).expect("libkeyutils.so.1")
+}
+
+/// ssh loads libkeyutils (through Kerberos on Debian 12): the tests' premise.
+fn ssh_loads(lib: &str) -> bool {
+    let out = Command::new("ldd").arg("/usr/bin/ssh").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).contains(lib)
+}
+
+/// A gcc-built library that does nothing, at `path`.
+fn harmless_library(dir: &TempDir, path: &Path) {
+    let built = gcc(dir, "plain_ext.c", "libharmless.so", true);
+    std::fs::copy(&built, path).unwrap();
+}
+
+fn unverified_in(a: &Value, process: &str, path: &Path) -> bool {
+    s(a, "process.name") == process
+        && s(a, "library.path") == path.to_str().unwrap()
+        && has(a, "detections", "unverified_object")
+}
+
+#[test]
+fn ebury_a_trojaned_libkeyutils_in_ssh_is_high_and_not_from_package() {
+    assert!(
+        ssh_loads("libkeyutils.so.1"),
+        "ssh does not load libkeyutils"
+    );
+    let dir = TempDir::new("ebury");
+    let real = libkeyutils();
+    let trojan = real.with_file_name("libkeyutils.so.1.detector-ebury");
+    let helper = Path::new(LIBDIR).join("libdetector-ebury-helper.so");
+    let link = Path::new(LIBDIR).join("libkeyutils.so.1");
+    let _link = Restore::path(&link);
+    let _trojan = Restore::path(&trojan);
+    let _helper = Restore::path(&helper);
+    harmless_library(&dir, &helper);
+    std::fs::copy(&real, &trojan).unwrap();
+    run(&[
+        "patchelf",
+        "--add-needed",
+        helper.to_str().unwrap(),
+        trojan.to_str().unwrap(),
+    ]);
+    let d = Daemon::start();
+    let side = link.with_file_name("libkeyutils.so.1.detector-ebury-link");
+    std::os::unix::fs::symlink(trojan.file_name().unwrap(), &side).unwrap();
+    std::fs::rename(&side, &link).unwrap();
+    trigger(Command::new("ssh").arg("-V"));
+    let a = d.expect_alert("the trojaned libkeyutils in ssh", |a| {
+        unverified_in(a, "ssh", &trojan)
+    });
+    assert!(severity_rank(&a) >= 3, "{a:#}");
+    assert_eq!(a["library"]["verified"], false, "{a:#}");
+    assert!(
+        has(&a, "library.unsafe_reasons", "not_from_package"),
+        "{a:#}"
+    );
+    assert!(has(&a, "detections", "credential_process"), "{a:#}");
+    d.stop();
+}
+
+#[test]
+fn plague_a_replaced_pam_unix_in_su_is_modified_since_package() {
+    let dir = TempDir::new("plague");
+    let module = gcc(&dir, "pam_evil.c", "pam_evil.so", true);
+    let pam_unix = Path::new(LIBDIR).join("security/pam_unix.so");
+    let d = Daemon::start();
+    let _guard = Restore::path(&pam_unix);
+    // A sibling renamed over it: processes that have the real module mapped keep their pages.
+    let side = pam_unix.with_file_name("pam_unix.so.detector-plague");
+    std::fs::copy(&module, &side).unwrap();
+    std::fs::rename(&side, &pam_unix).unwrap();
+    trigger(Command::new("su").args(["-s", "/bin/true", "nobody"]));
+    let a = d.expect_alert("the replaced pam_unix.so in su", |a| {
+        unverified_in(a, "su", &pam_unix)
+    });
+    assert!(severity_rank(&a) >= 3, "{a:#}");
+    assert_eq!(a["library"]["verified"], false, "{a:#}");
+    assert!(
+        has(&a, "library.unsafe_reasons", "modified_since_package"),
+        "{a:#}"
+    );
+    assert!(
+        s(&a, "library.package").starts_with("libpam-modules"),
+        "{a:#}"
+    );
+    d.stop();
+}
+
+#[test]
+fn a_library_first_found_through_a_new_loader_directory_is_high_in_ssh() {
+    assert!(
+        ssh_loads("libkeyutils.so.1"),
+        "ssh does not load libkeyutils"
+    );
+    let conf = Path::new("/etc/ld.so.conf.d/00-detector-provenance.conf");
+    let libs = Path::new("/usr/local/lib/detector-provenance");
+    let copy = libs.join("libkeyutils.so.1");
+    // Dropped in reverse: the directory goes first, then the file, then ldconfig runs.
+    let _conf = Restore::path(conf).then_run(&["ldconfig"]);
+    let _libs = Restore::path(libs);
+    std::fs::create_dir_all(libs).unwrap();
+    std::fs::copy(libkeyutils(), &copy).unwrap();
+    run(&[
+        "patchelf",
+        "--add-needed",
+        "libm.so.6",
+        copy.to_str().unwrap(),
+    ]);
+    let d = Daemon::start();
+    std::fs::write(conf, format!("{}\n", libs.display())).unwrap();
+    run(&["ldconfig"]);
+    assert!(
+        ssh_loads(copy.to_str().unwrap()),
+        "the loader does not pick the copy"
+    );
+    trigger(Command::new("ssh").arg("-V"));
+    let a = d.expect_alert("the copy found through ld.so.conf.d in ssh", |a| {
+        unverified_in(a, "ssh", &copy)
+    });
+    assert!(severity_rank(&a) >= 3, "{a:#}");
+    assert!(
+        has(&a, "library.unsafe_reasons", "not_from_package"),
+        "{a:#}"
+    );
+    d.stop();
+}
+
+/// Runs `cmd` to a successful end; its pid.
+fn run_pid(cmd: &mut Command) -> u32 {
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let st = child.wait().unwrap();
+    assert!(st.success(), "{cmd:?}: {st}");
+    pid
+}
+
+/// Alerts of medium or above about one of `pids` (other tests on the machine raise their own).
+fn loud_for(d: &Daemon, pids: &[u32]) -> Vec<Value> {
+    d.alerts_matching(|a| {
+        a.get("rule").is_some()
+            && severity_rank(a) >= 2
+            && a["process"]["pid"]
+                .as_u64()
+                .is_some_and(|p| pids.contains(&(p as u32)))
+    })
+}
+
+#[test]
+fn untouched_ssh_and_su_raise_nothing_of_medium_or_above() {
+    let dir = TempDir::new("untouched");
+    let cfg = dir.path("detector.toml");
+    std::fs::write(&cfg, "[thresholds]\nstats_interval_secs = 1\n").unwrap();
+    let d = Daemon::start_with(&["--config", cfg.to_str().unwrap()]);
+    let pids = [
+        run_pid(Command::new("ssh").arg("-V")),
+        run_pid(Command::new("su").args(["-s", "/bin/true", "nobody"])),
+    ];
+    std::thread::sleep(Duration::from_millis(1500));
+    let loud = loud_for(&d, &pids);
+    assert!(loud.is_empty(), "untouched ssh and su raised: {loud:#?}");
+    // What was already mapped at start was verified: the stats record counts it.
+    d.expect_alert(
+        "a stats record with files the package database vouched for",
+        |a| a["record"] == "stats" && a["verification"]["vouched"].as_u64().unwrap_or(0) > 0,
+    );
+    d.stop();
+}
+
+#[test]
+fn an_unpackaged_library_in_usr_local_lib_in_an_ordinary_program_raises_nothing() {
+    let dir = TempDir::new("applib");
+    let loadlib = gcc(&dir, "loadlib.c", "loadlib", false);
+    let lib = Path::new("/usr/local/lib/libdetector-provenance-app.so");
+    let _guard = Restore::path(lib);
+    harmless_library(&dir, lib);
+    let d = Daemon::start();
+    let pid = run_pid(Command::new(&loadlib).args(["path", lib.to_str().unwrap()]));
+    std::thread::sleep(Duration::from_millis(1500));
+    let mine = |a: &Value| s(a, "library.path") == lib.to_str().unwrap();
+    let mut loud = loud_for(&d, &[pid]);
+    loud.extend(d.alerts_matching(|a| mine(a) && severity_rank(a) >= 2));
+    assert!(
+        loud.is_empty(),
+        "an application's own library raised: {loud:#?}"
+    );
+    d.stop();
+}
