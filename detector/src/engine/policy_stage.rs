@@ -211,7 +211,10 @@ impl Stage {
         let verify = f.library.as_ref().filter(|_| f.verify).map(|lib| Verify {
             path: lib.path.clone(),
             root: lib.root.clone(),
-            mapped: lib.seen_key.filter(|_| lib.read_from.is_none()),
+            // Compared with the file at the path the daemon reads (its own root's).
+            mapped: lib
+                .seen_key
+                .filter(|_| lib.read_from.is_none() && lib.root.is_none()),
         });
         let key: JobKey = (path.clone(), verify.clone(), !verify_only);
         let pending = |f| Pending {

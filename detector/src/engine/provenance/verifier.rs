@@ -85,7 +85,8 @@ impl Verifier {
     }
 
     /// What the package database under `root` (the host's when `None`) says of the file at
-    /// `path` (inside that root), whose bytes are read at `bytes`. A database that is missing
+    /// `path` (inside that root), whose bytes are read at `bytes` (when it is `path` itself:
+    /// inside the root). A database that is missing
     /// or cannot answer gives an unverified answer that says why.
     pub fn verify(&self, root: Option<&str>, path: &str, bytes: &Path) -> Provenance {
         let root = Path::new(root.unwrap_or("/"));
@@ -95,8 +96,9 @@ impl Verifier {
                 ..Provenance::default()
             };
         };
-        let answer = if bytes == Path::new(path) && root == Path::new("/") {
-            db.provenance(bytes)
+        // The same path: the file is read inside the root.
+        let answer = if bytes == Path::new(path) {
+            db.provenance(Path::new(path))
         } else {
             db.provenance_of_bytes(Path::new(path), bytes)
         };
