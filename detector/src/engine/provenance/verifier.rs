@@ -11,17 +11,13 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use super::{dpkg::Dpkg, PackageDb, Provenance};
+use super::{dpkg::Dpkg, PackageDb, Provenance, NO_PACKAGE_DATABASE, PROVENANCE_UNKNOWN};
 
 /// Other roots whose databases are kept; past it the oldest are forgotten.
 const ROOTS: usize = 16;
-/// `provenance_reasons` when the root has no package database this build reads.
-pub const NO_PACKAGE_DATABASE: &str = "no_package_database";
 /// The file at the path is no longer the version that was mapped: the bytes the process ran
 /// cannot be read there any more.
 pub const CHANGED_SINCE_MAPPED: &str = "changed_since_mapped";
-/// `provenance_reasons` when the database could not answer for the file.
-pub const PROVENANCE_UNKNOWN: &str = "provenance_unknown";
 
 /// When dpkg last changed its database under a root: mtimes of `status` and `info/`.
 type Stamp = (i64, i64, i64, i64);
