@@ -496,6 +496,7 @@ fn workload_report(bin: &Path, dir: &Path, dispatch_ns: f64) -> Result<Vec<Strin
     if rss > load::BUDGET_RSS_MIB {
         missed.push(format!("RSS {rss:.1} MiB after 100k processes"));
     }
+    package_index_report(bin)?;
     println!();
     println!("| budget | limit | measured | verdict |");
     println!("| --- | ---: | ---: | --- |");
@@ -876,4 +877,52 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
     }
+}
+
+/// The package database's index (dpkg): how long its first build takes and what it holds, from
+/// the line the detector logs when it builds it, in fresh `detector analyze` processes (the
+/// index is built on the first question), and their peak RSS.
+fn package_index_report(bin: &Path) -> Result<()> {
+    const RUNS: usize = 7;
+    let (mut ms, mut rss) = (Vec::new(), Vec::new());
+    let mut facts = String::new();
+    for _ in 0..RUNS {
+        let mut child = Command::new(bin)
+            .args(["--log-level", "info", "analyze", "--json", "/usr/bin/true"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("running detector analyze")?;
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err)?;
+        let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
+        // SAFETY: waits for our own child; status and usage are ours to write.
+        if unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) } < 0 {
+            bail!("wait4: {}", std::io::Error::last_os_error());
+        }
+        let Some(line) = err.lines().find(|l| l.contains("package index of")) else {
+            println!("\nPackage index: not built (no package database this build reads?)");
+            return Ok(());
+        };
+        let (built, took) = line
+            .rsplit_once(", built in ")
+            .context("package index line")?;
+        ms.push(took.trim_end_matches(" ms").trim().parse::<f64>()?);
+        rss.push(usage.ru_maxrss as f64 / 1024.0);
+        facts = built
+            .split_once(": ")
+            .map_or(built, |(_, f)| f)
+            .to_owned();
+    }
+    let (ms_min, ms_max) = (
+        ms.iter().copied().fold(f64::INFINITY, f64::min),
+        ms.iter().copied().fold(0.0, f64::max),
+    );
+    let ms_median = load::median(&mut ms);
+    let rss_median = load::median(&mut rss);
+    println!();
+    println!(
+        "Package index (dpkg, built on the first question; {RUNS} fresh `detector analyze /usr/bin/true`): {facts}; built in {ms_median:.0} ms median (min {ms_min:.0}, max {ms_max:.0}); the process's peak RSS {rss_median:.1} MiB."
+    );
+    Ok(())
 }

@@ -89,7 +89,21 @@ impl Dpkg {
     /// The index, built on first use.
     fn index(&self) -> io::Result<&Index> {
         self.index
-            .get_or_init(|| Index::build(&self.admin, &|p| self.normalise(p).into_owned()))
+            .get_or_init(|| {
+                let started = std::time::Instant::now();
+                let index = Index::build(&self.admin, &|p| self.normalise(p).into_owned());
+                if let Ok(i) = &index {
+                    log::info!(
+                        "package index of {}: {} files of {} packages, {} KiB, built in {:.1} ms",
+                        self.admin.display(),
+                        i.len(),
+                        i.packages.len(),
+                        i.heap_bytes() / 1024,
+                        started.elapsed().as_secs_f64() * 1e3
+                    );
+                }
+                index
+            })
             .as_ref()
             .map_err(|e| io::Error::other(e.clone()))
     }
@@ -506,13 +520,11 @@ impl Index {
     }
 
     /// Listed files (directories left out).
-    #[cfg(test)]
     fn len(&self) -> usize {
         self.entries.len()
     }
 
     /// Approximate heap bytes the index holds.
-    #[cfg(test)]
     fn heap_bytes(&self) -> usize {
         let packages: usize = self
             .packages
