@@ -223,3 +223,42 @@ fn an_unpackaged_library_in_usr_local_lib_in_an_ordinary_program_raises_nothing(
     );
     d.stop();
 }
+
+#[test]
+fn a_modified_packaged_library_mapped_while_dpkg_runs_is_judged_once_dpkg_is_done() {
+    // pam_exec.so: packaged (libpam-modules), in no stock PAM stack, loaded by no other test.
+    let dir = TempDir::new("held");
+    let loadlib = gcc(&dir, "loadlib.c", "loadlib", false);
+    let module = Path::new(LIBDIR).join("security/pam_exec.so");
+    let d = Daemon::start();
+    let _guard = Restore::path(&module);
+    let side = module.with_file_name("pam_exec.so.detector-held");
+    harmless_library(&dir, &side);
+    std::fs::rename(&side, &module).unwrap();
+    // A package manager at work: dpkg reading selections from a pipe that stays open 3 s (an
+    // empty list changes nothing).
+    let mut dpkg = Command::new("sh")
+        .args(["-c", "sleep 3 | dpkg --set-selections"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = run_pid(Command::new(&loadlib).args(["path", module.to_str().unwrap()]));
+    let about_it =
+        |a: &Value| a["process"]["pid"] == pid && s(a, "library.path") == module.to_str().unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let early = d.alerts_matching(about_it);
+    let still_running = dpkg.try_wait().unwrap().is_none();
+    assert!(
+        still_running,
+        "dpkg ended too soon for this test to mean anything"
+    );
+    assert!(early.is_empty(), "alerted while dpkg ran: {early:#?}");
+    assert!(dpkg.wait().unwrap().success());
+    let a = d.expect_alert("the modified library, once dpkg is done", about_it);
+    assert_eq!(s(&a, "severity"), "medium", "{a:#}");
+    assert!(
+        has(&a, "library.unsafe_reasons", "modified_since_package"),
+        "{a:#}"
+    );
+    d.stop();
+}

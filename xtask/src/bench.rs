@@ -911,10 +911,7 @@ fn package_index_report(bin: &Path) -> Result<()> {
             .context("package index line")?;
         ms.push(took.trim_end_matches(" ms").trim().parse::<f64>()?);
         rss.push(usage.ru_maxrss as f64 / 1024.0);
-        facts = built
-            .split_once(": ")
-            .map_or(built, |(_, f)| f)
-            .to_owned();
+        facts = built.split_once(": ").map_or(built, |(_, f)| f).to_owned();
     }
     let (ms_min, ms_max) = (
         ms.iter().copied().fold(f64::INFINITY, f64::min),

@@ -13,14 +13,12 @@ use serde::Serialize;
 
 use crate::{
     cli::AnalyzeArgs,
-    engine::{enrich::elf, provenance},
+    engine::{
+        enrich::elf,
+        provenance::{self, NO_PACKAGE_DATABASE, PROVENANCE_UNKNOWN},
+    },
     output::text,
 };
-
-/// `provenance_reasons` when the machine has no package database this build reads.
-const NO_PACKAGE_DATABASE: &str = "no_package_database";
-/// `provenance_reasons` when the database could not answer for the file.
-const PROVENANCE_UNKNOWN: &str = "provenance_unknown";
 
 #[derive(Serialize)]
 struct Report {

@@ -97,7 +97,8 @@ struct Pending {
     held_since: Option<Instant>,
 }
 
-/// The jobs a finding can share: the same file, the same question.
+/// The jobs a finding can share: the same file (where its bytes are read, or for a question to
+/// the package database alone, its path), the same question.
 type JobKey = (PathBuf, Option<Verify>, bool);
 
 /// Findings waiting for one file's analysis.
@@ -211,9 +212,19 @@ impl Stage {
         let verify = f.library.as_ref().filter(|_| f.verify).map(|lib| Verify {
             path: lib.path.clone(),
             root: lib.root.clone(),
-            mapped: lib.seen_key.filter(|_| lib.read_from.is_none()),
+            // Compared with the file at the path the daemon reads (its own root's).
+            mapped: lib
+                .seen_key
+                .filter(|_| lib.read_from.is_none() && lib.root.is_none()),
         });
-        let key: JobKey = (path.clone(), verify.clone(), !verify_only);
+        // A question to the package database alone is about the file, however each process
+        // reads it (a sweep reads each process's mapping through its own /proc entry): the
+        // findings of every process that maps it share one answer.
+        let read_at = match &verify {
+            Some(v) if verify_only => PathBuf::from(&v.path),
+            _ => path.clone(),
+        };
+        let key: JobKey = (read_at, verify.clone(), !verify_only);
         let pending = |f| Pending {
             f,
             deadline,

@@ -11,17 +11,13 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use super::{dpkg::Dpkg, PackageDb, Provenance};
+use super::{dpkg::Dpkg, PackageDb, Provenance, NO_PACKAGE_DATABASE, PROVENANCE_UNKNOWN};
 
 /// Other roots whose databases are kept; past it the oldest are forgotten.
 const ROOTS: usize = 16;
-/// `provenance_reasons` when the root has no package database this build reads.
-pub const NO_PACKAGE_DATABASE: &str = "no_package_database";
 /// The file at the path is no longer the version that was mapped: the bytes the process ran
 /// cannot be read there any more.
 pub const CHANGED_SINCE_MAPPED: &str = "changed_since_mapped";
-/// `provenance_reasons` when the database could not answer for the file.
-pub const PROVENANCE_UNKNOWN: &str = "provenance_unknown";
 
 /// When dpkg last changed its database under a root: mtimes of `status` and `info/`.
 type Stamp = (i64, i64, i64, i64);
@@ -85,7 +81,8 @@ impl Verifier {
     }
 
     /// What the package database under `root` (the host's when `None`) says of the file at
-    /// `path` (inside that root), whose bytes are read at `bytes`. A database that is missing
+    /// `path` (inside that root), whose bytes are read at `bytes` (when it is `path` itself:
+    /// inside the root). A database that is missing
     /// or cannot answer gives an unverified answer that says why.
     pub fn verify(&self, root: Option<&str>, path: &str, bytes: &Path) -> Provenance {
         let root = Path::new(root.unwrap_or("/"));
@@ -95,8 +92,9 @@ impl Verifier {
                 ..Provenance::default()
             };
         };
-        let answer = if bytes == Path::new(path) && root == Path::new("/") {
-            db.provenance(bytes)
+        // The same path: the file is read inside the root.
+        let answer = if bytes == Path::new(path) {
+            db.provenance(Path::new(path))
         } else {
             db.provenance_of_bytes(Path::new(path), bytes)
         };
