@@ -19,7 +19,10 @@ use std::{
 
 use super::{unsafe_pam_module::pam_module, Context, Finding, Observation, Rule};
 use crate::{
-    engine::{library::Library, provenance::MODIFIED_SINCE_PACKAGE},
+    engine::{
+        library::Library,
+        provenance::{MODIFIED_SINCE_PACKAGE, NO_PACKAGE_DATABASE},
+    },
     output::alert::{Detection, Severity},
 };
 
@@ -205,19 +208,32 @@ pub fn outcome(f: &Finding, credential: bool) -> Outcome {
     if f.detections.is_empty() {
         return Outcome::Drop { forget: false };
     }
-    let only_this = f
+    let only_provenance = f
         .detections
         .iter()
-        .all(|d| *d == Detection::UnverifiedObject);
-    let Some(lib) = f.library.as_ref().filter(|_| only_this) else {
+        .all(|d| matches!(d, Detection::UnverifiedObject | Detection::UnverifiedLoader));
+    let Some(lib) = f.library.as_ref().filter(|_| only_provenance) else {
         return Outcome::Alert;
     };
+    let loader = f.detections.contains(&Detection::UnverifiedLoader);
     // The database could not answer (none under that root, no checksum to compare, the file
-    // over the hashing budget): nothing to say about it.
+    // over the hashing budget): nothing to say about it. Where there is no database at all the
+    // answer cannot change: the kernel is not asked to report the file again (on such a host
+    // every mapping would come back), nor ever for a loader (every exec would).
     if lib.verified != Some(false) {
-        return Outcome::Drop { forget: true };
+        let no_database = lib
+            .enrichment_skipped
+            .iter()
+            .any(|s| s.what == "provenance" && s.why.contains(NO_PACKAGE_DATABASE));
+        return Outcome::Drop {
+            forget: !loader && !no_database,
+        };
     }
-    if credential || f.process.is_none() || lib.unsafe_reasons.contains(&MODIFIED_SINCE_PACKAGE) {
+    if loader
+        || credential
+        || f.process.is_none()
+        || lib.unsafe_reasons.contains(&MODIFIED_SINCE_PACKAGE)
+    {
         Outcome::Alert
     } else {
         Outcome::Drop { forget: true }
@@ -239,7 +255,10 @@ mod tests {
 
     #[test]
     fn what_a_verified_finding_becomes() {
-        use crate::{engine::provenance::NOT_FROM_PACKAGE, output::alert::Process};
+        use crate::{
+            engine::{enrich::Skipped, provenance::NOT_FROM_PACKAGE},
+            output::alert::Process,
+        };
         let f = |exe: &str, verified: Option<bool>, reason: Option<&'static str>| {
             let mut f = Finding::new(
                 1,
@@ -268,5 +287,23 @@ mod tests {
         let mut vouched = f("/usr/bin/ssh", Some(true), None);
         vouched.detections.clear();
         assert_eq!(outcome(&vouched, true), Outcome::Drop { forget: false });
+        // No package database on the host: nothing to say, and the kernel keeps its cache.
+        let mut no_db = f("/usr/bin/app", None, None);
+        no_db.library.as_mut().unwrap().enrichment_skipped.push(Skipped {
+            what: "provenance",
+            why: NO_PACKAGE_DATABASE.into(),
+        });
+        assert_eq!(outcome(&no_db, false), Outcome::Drop { forget: false });
+        // A loader the database does not vouch for alerts in any process; one it cannot
+        // decide on does not, and is never reported again.
+        let as_loader = |mut f: Finding| {
+            f.detections = [Detection::UnverifiedLoader].into();
+            f
+        };
+        assert_eq!(outcome(&as_loader(app), false), Outcome::Alert);
+        assert_eq!(
+            outcome(&as_loader(unknown), false),
+            Outcome::Drop { forget: false }
+        );
     }
 }
