@@ -13,12 +13,13 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use detector_common::{
-    Channel, EventKind, KernelConfig, MmapEvent, SeenKey, MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT,
-    PATH_TRUNCATED,
+    Channel, EventKind, KernelConfig, MmapEvent, SeenKey, MMAP_AFTER_PRELOAD_LIST,
+    MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT, PATH_TRUNCATED,
 };
 
 use crate::{
     kernel::{File, Task, Vma},
+    preload_list,
     read::OrCount as _,
     shared::{config, is_self, named_map, ppid, reserve, submit_flags, submit_urgent},
     tp::{Record, SysEnterMmap, SysEnterMprotect},
@@ -49,7 +50,13 @@ fn try_mmap(ctx: &TracePointContext) -> Option<()> {
     let flags = rec.flags();
     // An int argument: only the low 32 bits of the register are meaningful.
     let fd = rec.fd() as i32;
-    if prot & PROT_EXEC == 0 || flags & MAP_ANONYMOUS != 0 || fd < 0 {
+    if prot & PROT_EXEC == 0 {
+        if preload_list::may_be_the_list(prot, flags, rec.addr(), fd) {
+            let _ = preload_list::mark(fd, rec.len());
+        }
+        return None;
+    }
+    if flags & MAP_ANONYMOUS != 0 || fd < 0 {
         return None;
     }
     let cfg = config()?;
@@ -139,7 +146,10 @@ fn report(
         dev: id.dev,
         _pad: 0,
     };
-    if unsafe { SEEN.get(key) }.is_some() {
+    // While the loader holds /etc/ld.so.preload mapped, what it maps is what the list names:
+    // reported every time.
+    let after_list = preload_list::marked(cfg, task);
+    if !after_list && unsafe { SEEN.get(key) }.is_some() {
         return None;
     }
     let info = inode_info_of(cfg, inode, &id, CH);
@@ -154,13 +164,16 @@ fn report(
     if truncated {
         ev.hdr.flags |= PATH_TRUNCATED;
     }
+    if after_list {
+        ev.hdr.flags |= MMAP_AFTER_PRELOAD_LIST;
+    }
     ev.file = info;
     ev.source = source;
     ev.prot = prot;
     ev.map_flags = map_flags;
     ev.path_off = off;
     copy_path(SCRATCH_PATH, &mut ev.path);
-    entry.submit(if safe {
+    entry.submit(if safe && !after_list {
         submit_flags()
     } else {
         submit_urgent()

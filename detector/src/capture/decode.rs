@@ -3,10 +3,12 @@ use std::mem::size_of;
 
 use detector_common::{
     EventHeader, EventKind, ExecEvent, ExitEvent, FileChangeEvent, FileInfo, LoaderEnvEvent,
-    LoaderVar, MemTamperEvent, MmapEvent, EXEC_ARGS_TRUNCATED, EXEC_ENV_INCOMPLETE,
-    EXEC_FILENAME_TRUNCATED, FILE_OP_OPEN_WRITE, FILE_OP_RENAME, FILE_OP_TRUNCATE, FILE_OP_UNLINK,
-    HUGETLBFS_MAGIC, LOADER_VALUE_TRUNCATED, MMAP_SOURCE_MPROTECT, OVERLAYFS_MAGIC, PATH_TRUNCATED,
-    RAMFS_MAGIC, TAMPER_PROCESS_VM_WRITEV, TAMPER_PROC_MEM, TAMPER_PTRACE, TMPFS_MAGIC,
+    LoaderVar, MemTamperEvent, MmapEvent, PreloadListEvent, EXEC_ARGS_TRUNCATED,
+    EXEC_ENV_INCOMPLETE, EXEC_FILENAME_TRUNCATED, FILE_OP_OPEN_WRITE, FILE_OP_RENAME,
+    FILE_OP_TRUNCATE, FILE_OP_UNLINK, HUGETLBFS_MAGIC, LOADER_VALUE_TRUNCATED,
+    MMAP_AFTER_PRELOAD_LIST, MMAP_SOURCE_MPROTECT, OVERLAYFS_MAGIC, PATH_TRUNCATED,
+    PRELOAD_LIST_MAX, PRELOAD_LIST_TRUNCATED, PRELOAD_LIST_UNREAD, RAMFS_MAGIC,
+    TAMPER_PROCESS_VM_WRITEV, TAMPER_PROC_MEM, TAMPER_PTRACE, TMPFS_MAGIC,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -90,6 +92,46 @@ pub struct Mmap {
     pub file: File,
     pub mprotect: bool,
     pub prot: u32,
+    /// Made while the process's loader held /etc/ld.so.preload mapped: an object the list
+    /// names (see [`PreloadList`]).
+    pub after_preload_list: bool,
+}
+
+/// /etc/ld.so.preload as a process's loader read it, from the kernel: the file's facts when
+/// the loader mapped it and the loader's copy of its content when it unmapped it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PreloadList {
+    #[serde(flatten)]
+    pub hdr: Header,
+    /// The list file (its path is not built: the loader opens `/etc/ld.so.preload` in its root).
+    #[serde(serialize_with = "json::file_info")]
+    pub file: FileInfo,
+    /// Kernel time the loader mapped the list.
+    pub mapped_ns: u64,
+    /// Bytes the loader mapped (the file's size then).
+    pub size: u64,
+    /// The names the loader's copy held, in order, without repeats.
+    pub names: Vec<String>,
+    /// The list is longer than what was kept of it.
+    pub truncated: bool,
+    /// The loader's copy could not be read (`names` is empty).
+    pub unread: bool,
+}
+
+/// The names in the loader's copy of the list: glibc overwrote comments with spaces and the
+/// separators it passed with NUL; names are separated by white space, `:` or NUL.
+pub fn list_names(content: &[u8]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for name in content.split(|&b| matches!(b, 0 | b' ' | b'\t' | b'\n' | b':')) {
+        if name.is_empty() {
+            continue;
+        }
+        let name = String::from_utf8_lossy(name).into_owned();
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -144,6 +186,7 @@ pub enum Event {
     FileChange(FileChange),
     Exit(Exit),
     MemTamper(MemTamper),
+    PreloadList(PreloadList),
 }
 
 impl Event {
@@ -155,6 +198,7 @@ impl Event {
             Event::FileChange(_) => EventKind::FileChange,
             Event::Exit(_) => EventKind::Exit,
             Event::MemTamper(_) => EventKind::MemTamper,
+            Event::PreloadList(_) => EventKind::PreloadList,
         }
     }
 }
@@ -162,9 +206,9 @@ impl Event {
 /// JSON forms (`detector events`): an event is its fields, header fields included, under a
 /// `kind` named by [`EventKind::name`]; a file's kernel facts are written readably.
 mod json {
-    use serde::{ser::SerializeStruct as _, Serialize, Serializer};
+    use serde::{ser::SerializeStruct, Serialize, Serializer};
 
-    use super::{Event, File, LoaderVar};
+    use super::{Event, File, FileInfo, LoaderVar};
 
     impl Serialize for Event {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -182,6 +226,7 @@ mod json {
                 Event::FileChange(event) => Tagged { kind, event }.serialize(s),
                 Event::Exit(event) => Tagged { kind, event }.serialize(s),
                 Event::MemTamper(event) => Tagged { kind, event }.serialize(s),
+                Event::PreloadList(event) => Tagged { kind, event }.serialize(s),
             }
         }
     }
@@ -189,20 +234,40 @@ mod json {
     /// `device` as `major:minor`, `mode` in octal (type and permission bits), `fs` by name.
     impl Serialize for File {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            let i = &self.info;
             let mut m = s.serialize_struct("File", 10)?;
             m.serialize_field("path", &self.path)?;
             m.serialize_field("path_truncated", &self.path_truncated)?;
-            m.serialize_field("inode", &i.ino)?;
-            m.serialize_field("device", &format!("{}:{}", i.dev >> 20, i.dev & 0xfffff))?;
-            m.serialize_field("mode", &format!("{:o}", i.mode))?;
-            m.serialize_field("uid", &i.uid)?;
-            m.serialize_field("nlink", &i.nlink)?;
-            m.serialize_field("mtime_sec", &i.mtime_sec)?;
-            m.serialize_field("fs", self.fs())?;
-            m.serialize_field("fs_magic", &format!("{:#x}", i.fs_magic))?;
+            info_fields(&mut m, &self.info, self.fs())?;
             m.end()
         }
+    }
+
+    /// A file known by its kernel facts alone, as `File` writes them.
+    pub fn file_info<S: Serializer>(i: &FileInfo, s: S) -> Result<S::Ok, S::Error> {
+        let f = super::File {
+            path: String::new(),
+            path_truncated: false,
+            info: *i,
+        };
+        let mut m = s.serialize_struct("FileInfo", 8)?;
+        info_fields(&mut m, i, f.fs())?;
+        m.end()
+    }
+
+    fn info_fields<M: SerializeStruct>(
+        m: &mut M,
+        i: &FileInfo,
+        fs: &'static str,
+    ) -> Result<(), M::Error> {
+        m.serialize_field("inode", &i.ino)?;
+        m.serialize_field("device", &format!("{}:{}", i.dev >> 20, i.dev & 0xfffff))?;
+        m.serialize_field("mode", &format!("{:o}", i.mode))?;
+        m.serialize_field("uid", &i.uid)?;
+        m.serialize_field("nlink", &i.nlink)?;
+        m.serialize_field("mtime_sec", &i.mtime_sec)?;
+        m.serialize_field("fs", fs)?;
+        m.serialize_field("fs_magic", &format!("{:#x}", i.fs_magic))?;
+        Ok(())
     }
 
     pub fn loader_var<S: Serializer>(v: &LoaderVar, s: S) -> Result<S::Ok, S::Error> {
@@ -357,6 +422,7 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
                 file: file(&e.hdr, e.file, &e.path, e.path_off),
                 mprotect: e.source == MMAP_SOURCE_MPROTECT,
                 prot: e.prot,
+                after_preload_list: e.hdr.flags & MMAP_AFTER_PRELOAD_LIST != 0,
             }))
         }
         Some(EventKind::FileChange) => {
@@ -423,6 +489,19 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
                 target_pid,
                 request: e.request,
                 addr: e.addr,
+            }))
+        }
+        Some(EventKind::PreloadList) => {
+            let e: PreloadListEvent = read(buf, kind)?;
+            let len = (e.content_len as usize).min(PRELOAD_LIST_MAX);
+            Ok(Event::PreloadList(PreloadList {
+                hdr: header(&e.hdr),
+                file: e.file,
+                mapped_ns: e.mapped_ns,
+                size: e.size,
+                names: list_names(&e.content[..len]),
+                truncated: e.hdr.flags & PRELOAD_LIST_TRUNCATED != 0,
+                unread: e.hdr.flags & PRELOAD_LIST_UNREAD != 0,
             }))
         }
         None => Err(DecodeError::UnknownKind(kind)),

@@ -101,9 +101,17 @@ impl Correlator {
                     &Observation::MemTamper(t, target.as_ref()),
                 )
             }
+            Event::PreloadList(l) => {
+                let p = self.procs.process(&l.hdr);
+                self.evaluate(&p, l.hdr.ktime_ns, &Observation::PreloadList(l))
+            }
             Event::Exit(x) => {
+                let mut found = Vec::new();
+                for rule in &mut self.rules {
+                    found.extend(rule.exited(x.hdr.pid));
+                }
                 self.procs.on_exit(x);
-                Vec::new()
+                found
             }
         };
         self.first_alerts(findings)

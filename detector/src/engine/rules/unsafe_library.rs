@@ -9,7 +9,8 @@ pub struct UnsafeLibrary;
 impl Rule for UnsafeLibrary {
     fn evaluate(&mut self, cx: &Context, observation: &Observation) -> Vec<Finding> {
         let lib = match observation {
-            Observation::Mmap(m) => Library::from_kernel(&m.file),
+            // A mapping the loader made from /etc/ld.so.preload is the preload-file rule's.
+            Observation::Mmap(m) if !m.after_preload_list => Library::from_kernel(&m.file),
             Observation::Mapped(lib) => (*lib).clone(),
             _ => return Vec::new(),
         };
