@@ -511,7 +511,9 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
 #[cfg(test)]
 pub mod tests {
     use super::*;
-    use detector_common::{EXEC_ARGS_MAX, EXEC_FILENAME_MAX, LOADER_VALUE_HEAD, LOADER_VALUE_TAIL};
+    use detector_common::{
+        EXEC_ARGS_MAX, EXEC_FILENAME_MAX, LOADER_VALUE_HEAD, LOADER_VALUE_TAIL, PATH_BUF,
+    };
 
     pub fn bytes_of<T>(v: &T) -> Vec<u8> {
         // SAFETY: reading the bytes of a plain-data value.
@@ -570,6 +572,79 @@ pub mod tests {
         };
         e.head[..value.len()].copy_from_slice(value.as_bytes());
         e
+    }
+
+    /// An executable mapping of `path` (root-owned, 0755, on ext4), flagged `flags`.
+    pub fn mmap_event(pid: u32, comm: &str, path: &str, flags: u32) -> MmapEvent {
+        let mut e = MmapEvent {
+            hdr: hdr(EventKind::Mmap, pid, comm),
+            file: FileInfo {
+                ino: 77,
+                mtime_sec: 1,
+                dev: (254 << 20) | 1,
+                mode: 0o100755,
+                uid: 0,
+                nlink: 1,
+                fs_magic: 0xef53,
+            },
+            source: 1,
+            prot: 5,
+            map_flags: 2,
+            path_off: 0,
+            path: [0; PATH_BUF],
+        };
+        e.hdr.flags = flags;
+        let off = PATH_BUF - path.len() - 1;
+        e.path[off..off + path.len()].copy_from_slice(path.as_bytes());
+        e.path_off = off as u32;
+        e
+    }
+
+    /// The loader's copy of a list holding `content`, as the kernel sends it.
+    pub fn preload_list_event(pid: u32, comm: &str, content: &[u8]) -> PreloadListEvent {
+        let mut e = PreloadListEvent {
+            hdr: hdr(EventKind::PreloadList, pid, comm),
+            file: FileInfo {
+                ino: 4242,
+                mtime_sec: 1_700_000_000,
+                dev: (254 << 20) | 1,
+                mode: 0o100644,
+                uid: 0,
+                nlink: 1,
+                fs_magic: 0xef53,
+            },
+            mapped_ns: 5,
+            size: content.len() as u64,
+            content_len: content.len() as u32,
+            _pad: 0,
+            content: [0; PRELOAD_LIST_MAX],
+        };
+        e.content[..content.len()].copy_from_slice(content);
+        e
+    }
+
+    #[test]
+    fn decodes_the_loaders_copy_of_the_list() {
+        // As glibc leaves it: the comment overwritten with spaces, separators it passed NUL.
+        let e = preload_list_event(3, "ssh", b"/tmp/a.so\0      \0/usr/local/lib/b.so:/tmp/a.so\0");
+        let Event::PreloadList(l) = decode(&bytes_of(&e)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(l.names, ["/tmp/a.so", "/usr/local/lib/b.so"]);
+        assert_eq!((l.size, l.file.ino), (47, 4242));
+        assert!(!l.truncated && !l.unread);
+        let mut e = preload_list_event(3, "ssh", b"");
+        e.hdr.flags = PRELOAD_LIST_UNREAD;
+        e.content_len = 99_999;
+        let Event::PreloadList(l) = decode(&bytes_of(&e)).unwrap() else {
+            panic!()
+        };
+        assert!(l.unread && l.names.is_empty());
+        let m = mmap_event(3, "ssh", "/tmp/a.so", MMAP_AFTER_PRELOAD_LIST);
+        let Event::Mmap(m) = decode(&bytes_of(&m)).unwrap() else {
+            panic!()
+        };
+        assert!(m.after_preload_list && m.file.path == "/tmp/a.so");
     }
 
     #[test]
