@@ -626,7 +626,11 @@ pub mod tests {
     #[test]
     fn decodes_the_loaders_copy_of_the_list() {
         // As glibc leaves it: the comment overwritten with spaces, separators it passed NUL.
-        let e = preload_list_event(3, "ssh", b"/tmp/a.so\0      \0/usr/local/lib/b.so:/tmp/a.so\0");
+        let e = preload_list_event(
+            3,
+            "ssh",
+            b"/tmp/a.so\0      \0/usr/local/lib/b.so:/tmp/a.so\0",
+        );
         let Event::PreloadList(l) = decode(&bytes_of(&e)).unwrap() else {
             panic!()
         };
