@@ -111,14 +111,14 @@ pub fn mark(fd: i32, len: u64) -> Option<()> {
         mapped_ns: unsafe { bpf_ktime_get_boot_ns() },
         info: inode_info(cfg, inode, CH),
     };
-    PRELOAD_MARKS.insert(&tgid(), &mark, 0).ok()
+    PRELOAD_MARKS.insert(tgid(), mark, 0).ok()
 }
 
 /// Whether the current process's loader holds the list mapped (for each executable mapping:
 /// one map lookup, and one read when the process has a mark).
 #[inline(always)]
 pub fn marked(cfg: &KernelConfig, task: Task) -> bool {
-    match unsafe { PRELOAD_MARKS.get(&tgid()) } {
+    match unsafe { PRELOAD_MARKS.get(tgid()) } {
         Some(m) => task.mm(cfg).is_some_and(|mm| mm.addr() == m.mm),
         None => false,
     }
@@ -139,7 +139,7 @@ fn try_munmap(ctx: &TracePointContext) -> Option<()> {
     let tgid = tgid();
     // Every munmap of the system comes here: one lookup rejects it unless the process has a
     // mark.
-    let mark = *unsafe { PRELOAD_MARKS.get(&tgid) }?;
+    let mark = *unsafe { PRELOAD_MARKS.get(tgid) }?;
     let rec = Record::<SysEnterMunmap>::of(ctx);
     if rec.len() != mark.len {
         return None;
@@ -165,7 +165,7 @@ fn try_munmap(ctx: &TracePointContext) -> Option<()> {
     if found.found == 0 {
         return None;
     }
-    let _ = PRELOAD_MARKS.remove(&tgid);
+    let _ = PRELOAD_MARKS.remove(tgid);
     let task = Task::current();
     let mut entry = reserve::<PreloadListEvent>(EventKind::PreloadList, ppid(cfg, task, CH))?;
     let ev = unsafe { &mut *entry.as_mut_ptr() };
