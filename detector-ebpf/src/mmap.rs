@@ -4,7 +4,9 @@
 //! or a DT_NEEDED alike) and `mprotect` adding PROT_EXEC to a file mapping. The file is
 //! resolved in the kernel, with the facts user space judges it by. Root-owned files that only
 //! root can change cost one event per file version (the seen-cache); a file a non-root user
-//! can write, one on tmpfs, a memfd, or a deleted file is reported every time.
+//! can write, one on tmpfs, a memfd, or a deleted file is reported every time, and so is every
+//! mapping a process makes while its loader holds /etc/ld.so.preload (`preload_list`, which
+//! also learns of the list's mmap here).
 use aya_ebpf::{
     cty::c_void,
     helpers::generated::{bpf_find_vma, bpf_get_current_task_btf},
