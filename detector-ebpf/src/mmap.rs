@@ -150,8 +150,7 @@ fn report(
     };
     // While the loader holds /etc/ld.so.preload mapped, what it maps is what the list names:
     // reported every time.
-    let after_list = preload_list::marked(cfg, task);
-    if !after_list && unsafe { SEEN.get(key) }.is_some() {
+    if unsafe { SEEN.get(key) }.is_some() && !preload_list::marked(cfg, task) {
         return None;
     }
     let info = inode_info_of(cfg, inode, &id, CH);
@@ -166,16 +165,16 @@ fn report(
     if truncated {
         ev.hdr.flags |= PATH_TRUNCATED;
     }
-    if after_list {
-        ev.hdr.flags |= MMAP_AFTER_PRELOAD_LIST;
-    }
+    // Asked again here rather than kept from above: a flag kept in a register through the path
+    // walk doubles what the verifier explores (older kernels refuse the program).
+    ev.hdr.flags |= preload_list::flag(cfg, task);
     ev.file = info;
     ev.source = source;
     ev.prot = prot;
     ev.map_flags = map_flags;
     ev.path_off = off;
     copy_path(SCRATCH_PATH, &mut ev.path);
-    entry.submit(if safe && !after_list {
+    entry.submit(if safe && ev.hdr.flags & MMAP_AFTER_PRELOAD_LIST == 0 {
         submit_flags()
     } else {
         submit_urgent()

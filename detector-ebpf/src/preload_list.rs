@@ -28,8 +28,8 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use detector_common::{
-    Channel, EventKind, FileInfo, KernelConfig, PreloadListEvent, PRELOAD_LIST_MAX,
-    PRELOAD_LIST_TRUNCATED, PRELOAD_LIST_UNREAD,
+    Channel, EventKind, FileInfo, KernelConfig, PreloadListEvent, MMAP_AFTER_PRELOAD_LIST,
+    PRELOAD_LIST_MAX, PRELOAD_LIST_TRUNCATED, PRELOAD_LIST_UNREAD,
 };
 
 use crate::{
@@ -121,6 +121,16 @@ pub fn marked(cfg: &KernelConfig, task: Task) -> bool {
     match unsafe { PRELOAD_MARKS.get(tgid()) } {
         Some(m) => task.mm(cfg).is_some_and(|mm| mm.addr() == m.mm),
         None => false,
+    }
+}
+
+/// `MMAP_AFTER_PRELOAD_LIST` when `marked`, else 0.
+#[inline(always)]
+pub fn flag(cfg: &KernelConfig, task: Task) -> u32 {
+    if marked(cfg, task) {
+        MMAP_AFTER_PRELOAD_LIST
+    } else {
+        0
     }
 }
 
