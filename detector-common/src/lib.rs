@@ -144,6 +144,9 @@ event_table! {
             syscall("sys_enter_ptrace", "sys_enter_ptrace", true),
             syscall("sys_enter_process_vm_writev", "sys_enter_process_vm_writev", true),
         ];
+        /// The loader's read of /etc/ld.so.preload: marked by the mmap channel's
+        /// `sys_enter_mmap` when the list is mapped, sent when it is unmapped.
+        PreloadList = 5, "preload_list", [syscall("sys_enter_munmap", "sys_enter_munmap", true)];
     }
     kinds {
         /// A successful exec (new image in place). [`ExecEvent`].
@@ -160,6 +163,8 @@ event_table! {
         Exit = 6, "exit", Lifecycle;
         /// Another process's memory written or attached to. [`MemTamperEvent`].
         MemTamper = 7, "mem_tamper", MemTamper;
+        /// /etc/ld.so.preload as a process's loader read it. [`PreloadListEvent`].
+        PreloadList = 8, "preload_list", PreloadList;
     }
 }
 
@@ -181,6 +186,8 @@ pub mod maps {
     pub const WATCH: &str = "WATCH";
     /// Seen-cache of safe executable mappings, [`SeenKey`](super::SeenKey) to `u8`.
     pub const SEEN: &str = "SEEN";
+    /// Processes whose loader holds /etc/ld.so.preload mapped: tgid to the list's facts.
+    pub const PRELOAD_MARKS: &str = "PRELOAD_MARKS";
     /// The programs' own scratch space: syscall string arguments, the exec walk's buffers,
     /// paths being built.
     pub const NAMES: &str = "NAMES";
@@ -384,6 +391,11 @@ pub const MMAP_SOURCE_EXEC_PROGRAM: u32 = 3;
 /// PT_INTERP: the file of the mapping the new image starts running in.
 pub const MMAP_SOURCE_EXEC_INTERPRETER: u32 = 4;
 
+/// `MmapEvent.hdr.flags`: made while the process's loader held /etc/ld.so.preload mapped
+/// (between its mmap and munmap of the list, when the loader maps only the objects the list
+/// names), so reported past the seen-cache.
+pub const MMAP_AFTER_PRELOAD_LIST: u32 = 1 << 0;
+
 /// A file-backed mapping made executable: by mmap or mprotect, or by the kernel at exec (the
 /// program and its ELF interpreter; `prot` is then PROT_READ | PROT_EXEC, `map_flags`
 /// MAP_PRIVATE, as the ELF loader maps text).
@@ -460,6 +472,32 @@ pub struct MemTamperEvent {
     pub path_off: u32,
     pub _pad: u32,
     pub path: [u8; PATH_BUF],
+}
+
+/// Bytes of the loader's copy of /etc/ld.so.preload kept in a [`PreloadListEvent`].
+pub const PRELOAD_LIST_MAX: usize = 4096;
+/// `PreloadListEvent.hdr.flags`: the list is longer than `content`.
+pub const PRELOAD_LIST_TRUNCATED: u32 = 1 << 0;
+/// `PreloadListEvent.hdr.flags`: the loader's copy could not be read (`content_len` is 0).
+pub const PRELOAD_LIST_UNREAD: u32 = 1 << 1;
+
+/// /etc/ld.so.preload as a process's loader read it: the file's facts when the loader mapped
+/// it, and the loader's private copy of its content when the loader unmapped it, after
+/// parsing it in place (glibc overwrites separators with NUL and comments with spaces).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PreloadListEvent {
+    pub hdr: EventHeader,
+    /// The list file when the loader mapped it.
+    pub file: FileInfo,
+    /// `bpf_ktime_get_boot_ns()` when the loader mapped it.
+    pub mapped_ns: u64,
+    /// Bytes the loader mapped: the file's size at its fstat.
+    pub size: u64,
+    /// Valid bytes of `content`.
+    pub content_len: u32,
+    pub _pad: u32,
+    pub content: [u8; PRELOAD_LIST_MAX],
 }
 
 /// Kernel facts user space hands to the programs at start (map `CONFIG`, index 0).

@@ -8,6 +8,7 @@ mod kernel;
 mod lifecycle;
 mod mem_tamper;
 mod mmap;
+mod preload_list;
 mod read;
 mod shared;
 mod tp;

@@ -7,7 +7,9 @@
 //! file is
 //! resolved in the kernel, with the facts user space judges it by. Root-owned files that only
 //! root can change cost one event per file version (the seen-cache); a file a non-root user
-//! can write, one on tmpfs, a memfd, or a deleted file is reported every time.
+//! can write, one on tmpfs, a memfd, or a deleted file is reported every time, and so is every
+//! mapping a process makes while its loader holds /etc/ld.so.preload (`preload_list`, which
+//! also learns of the list's mmap here).
 use aya_ebpf::{
     cty::c_void,
     helpers::generated::{bpf_find_vma, bpf_get_current_task_btf, bpf_task_pt_regs},
@@ -16,12 +18,14 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, TracePointContext},
 };
 use detector_common::{
-    Channel, EventKind, KernelConfig, MmapEvent, SeenKey, MMAP_SOURCE_EXEC_INTERPRETER,
-    MMAP_SOURCE_EXEC_PROGRAM, MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT, PATH_TRUNCATED,
+    Channel, EventKind, KernelConfig, MmapEvent, SeenKey, MMAP_AFTER_PRELOAD_LIST,
+    MMAP_SOURCE_EXEC_INTERPRETER, MMAP_SOURCE_EXEC_PROGRAM, MMAP_SOURCE_MMAP,
+    MMAP_SOURCE_MPROTECT, PATH_TRUNCATED,
 };
 
 use crate::{
     kernel::{Bprm, File, PtRegs, Task, Vma},
+    preload_list,
     read::OrCount as _,
     shared::{config, is_self, named_map, ppid, reserve, submit_flags, submit_urgent},
     tp::{Record, SysEnterMmap, SysEnterMprotect},
@@ -54,7 +58,13 @@ fn try_mmap(ctx: &TracePointContext) -> Option<()> {
     let flags = rec.flags();
     // An int argument: only the low 32 bits of the register are meaningful.
     let fd = rec.fd() as i32;
-    if prot & PROT_EXEC == 0 || flags & MAP_ANONYMOUS != 0 || fd < 0 {
+    if prot & PROT_EXEC == 0 {
+        if preload_list::may_be_the_list(prot, flags, rec.addr(), fd) {
+            let _ = preload_list::mark(fd, rec.len());
+        }
+        return None;
+    }
+    if flags & MAP_ANONYMOUS != 0 || fd < 0 {
         return None;
     }
     let cfg = config()?;
@@ -210,7 +220,9 @@ fn report(
         dev: id.dev,
         _pad: 0,
     };
-    if unsafe { SEEN.get(key) }.is_some() {
+    // While the loader holds /etc/ld.so.preload mapped, what it maps is what the list names:
+    // reported every time.
+    if unsafe { SEEN.get(key) }.is_some() && !preload_list::marked(cfg, task) {
         return None;
     }
     let info = inode_info_of(cfg, inode, &id, CH);
@@ -225,6 +237,9 @@ fn report(
     if truncated {
         ev.hdr.flags |= PATH_TRUNCATED;
     }
+    // Asked again here rather than kept from above: a flag kept in a register through the path
+    // walk doubles what the verifier explores (older kernels refuse the program).
+    ev.hdr.flags |= preload_list::flag(cfg, task);
     ev.file = info;
     ev.source = source;
     ev.prot = prot;
@@ -234,11 +249,12 @@ fn report(
     // What the kernel maps at exec is judged through /proc/<pid> (its root, its mount
     // namespace) while the process may be about to exit: the daemon is woken for an
     // interpreter, and for a program's first exec (a seen-cache miss). A program a non-root
-    // user controls is reported at each of its execs, and is not woken for.
+    // user controls is reported at each of its execs, and is not woken for. A mapping made
+    // while the loader holds the preload list wakes it.
     let urgent = match source {
         MMAP_SOURCE_EXEC_INTERPRETER => true,
         MMAP_SOURCE_EXEC_PROGRAM => safe,
-        _ => !safe,
+        _ => !safe || ev.hdr.flags & MMAP_AFTER_PRELOAD_LIST != 0,
     };
     entry.submit(if urgent {
         submit_urgent()

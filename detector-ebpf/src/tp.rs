@@ -94,6 +94,11 @@ records! {
         len: u64 = 24,
         prot: u64 = 32,
     }
+    /// `sys_enter_munmap(addr, len)`.
+    SysEnterMunmap {
+        addr: u64 = 16,
+        len: u64 = 24,
+    }
     /// `sys_enter_renameat(olddfd, oldname, newdfd, newname)`, and the same first four fields
     /// of `sys_enter_renameat2` (whose fifth, `flags`, is not read).
     SysEnterRenameat {

@@ -265,6 +265,26 @@ impl Daemon {
         self.child.id()
     }
 
+    /// Stops the daemon (SIGSTOP) until the guard is dropped (SIGCONT): as busy as a daemon can
+    /// be, it reads nothing and looks at no file meanwhile; the kernel's events wait in the
+    /// ring buffer. Returns once the daemon is stopped.
+    pub fn freeze(&self) -> Frozen {
+        let pid = self.pid();
+        unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+        let frozen = Frozen(pid);
+        let deadline = Instant::now() + scaled(Duration::from_secs(5));
+        // /proc/<pid>/stat: "pid (comm) STATE ...".
+        while !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+            st.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('T'))
+        }) {
+            assert!(Instant::now() < deadline, "the daemon did not stop");
+            thread::sleep(Duration::from_millis(2));
+        }
+        frozen
+    }
+
     /// SIGTERM; asserts a clean exit (0) within a second. Returns stderr.
     pub fn stop(mut self) -> String {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
@@ -297,6 +317,16 @@ impl Drop for Daemon {
     }
 }
 
+/// A stopped daemon (`Daemon::freeze`), continued (SIGCONT) when dropped, even when the test
+/// panics.
+pub struct Frozen(u32);
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
+    }
+}
+
 /// `detector events`: the capture and the decoder alone; each stdout line is one decoded event
 /// (`kind`, the header's `pid`, `ppid`, `uid`, `comm`..., the kind's fields).
 pub struct Events(Daemon);
@@ -321,6 +351,18 @@ impl Events {
     pub fn stop(self) -> String {
         self.0.stop()
     }
+}
+
+/// Runs a trigger to completion and returns its pid (that of its events and alerts).
+pub fn trigger_pid(cmd: &mut Command) -> u32 {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("trigger {cmd:?}: {e}"));
+    let pid = child.id();
+    child.wait().expect("wait for the trigger");
+    pid
 }
 
 /// Runs a trigger to completion and returns its status.

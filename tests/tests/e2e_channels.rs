@@ -9,7 +9,9 @@ use std::{
     process::{Command, ExitStatus, Stdio},
 };
 
-use detector_tests::{gcc, rewrite_string, system_loader, write_program, Events, TempDir, INTERP};
+use detector_tests::{
+    gcc, rewrite_string, system_loader, write_program, Events, Restore, TempDir, INTERP,
+};
 use serde_json::{json, Value};
 
 /// Runs a trigger to completion; returns its pid (the `pid` of its events) and its status.
@@ -53,7 +55,14 @@ fn exec_filename_argv_uid_ppid() {
     assert_eq!(e["env_incomplete"], false);
     let stderr = ev.stop();
     // Lost events are reported at exit, channel by channel.
-    for channel in ["exec", "mmap", "file_change", "lifecycle", "mem_tamper"] {
+    for channel in [
+        "exec",
+        "mmap",
+        "file_change",
+        "lifecycle",
+        "mem_tamper",
+        "preload_list",
+    ] {
         assert!(
             stderr.contains(&format!("lost on channel {channel}"))
                 || stderr.contains(&format!(" {channel} events (ring buffer full)")),
@@ -259,6 +268,57 @@ impl Drop for RemoveOnDrop {
 
 /// A write open, a rename and an unlink in /etc/ld.so.conf.d (a watched directory), by this
 /// process. The name does not end in `.conf`: ld.so.conf's include never reads it.
+/// /etc/ld.so.preload as ssh's loader read it (the file's inode and size, the names in the
+/// loader's copy, its comment gone), and the library it named, mapped while the loader held
+/// the list: flagged, and reported both times though a root-owned file is reported once.
+#[test]
+fn preload_list_as_the_loader_read_it() {
+    let dir = TempDir::new("chan-list");
+    let lib = gcc(&dir, "read_hook.c", "liblist.so", true);
+    let lib = lib.to_str().unwrap().to_owned();
+    let ev = Events::start(&["--kind", "preload_list", "--kind", "mmap"]);
+    let text = format!("# a comment\n{lib}:/nonexistent/detector-e2e-missing.so\n");
+    let (inode, runs) = {
+        let _list = Restore::path("/etc/ld.so.preload");
+        std::fs::write("/etc/ld.so.preload", &text).unwrap();
+        let inode = std::fs::metadata("/etc/ld.so.preload").unwrap().ino();
+        let runs = [
+            run(Command::new("ssh").arg("-V")).0,
+            run(Command::new("ssh").arg("-V")).0,
+        ];
+        (inode, runs)
+    };
+    for pid in runs {
+        let l = ev.expect("ssh's loader reading the list", |e| {
+            pid_is(e, pid) && e["kind"] == "preload_list"
+        });
+        assert_eq!(l["comm"], "ssh");
+        assert_eq!(l["file"]["inode"], inode, "{l}");
+        assert_eq!(l["size"], text.len(), "{l}");
+        assert_eq!(
+            l["names"],
+            json!([lib, "/nonexistent/detector-e2e-missing.so"]),
+            "{l}"
+        );
+        assert_eq!(
+            (&l["truncated"], &l["unread"]),
+            (&json!(false), &json!(false))
+        );
+        let m = ev.expect("the listed library mapped while the list was held", |e| {
+            pid_is(e, pid) && e["kind"] == "mmap" && e["file"]["path"] == lib.as_str()
+        });
+        assert_eq!(m["after_preload_list"], true, "{m}");
+    }
+    // What ssh maps after the loader let go of the list is not flagged.
+    assert!(ev
+        .matching(|e| pid_is(e, runs[0])
+            && e["kind"] == "mmap"
+            && e["after_preload_list"] == true
+            && e["file"]["path"] != lib.as_str())
+        .is_empty());
+    ev.stop();
+}
+
 #[test]
 fn file_change_open_rename_unlink_in_ld_so_conf_d() {
     let me = std::process::id();

@@ -7,7 +7,9 @@ use std::{
     time::Duration,
 };
 
-use detector_tests::{detector_bin, gcc, has, require_root, s, trigger, Daemon, Restore, TempDir};
+use detector_tests::{
+    detector_bin, gcc, has, require_root, s, trigger, trigger_pid, Daemon, Restore, TempDir,
+};
 use serde_json::Value;
 
 fn severity_rank(a: &Value) -> u8 {
@@ -288,11 +290,19 @@ fn tells_systemd_it_is_ready_and_writes_stats() {
             "file_change",
             "loader_env",
             "mem_tamper",
-            "mmap"
+            "mmap",
+            "preload_list"
         ],
         "{stats}"
     );
-    let channels = ["exec", "file_change", "lifecycle", "mem_tamper", "mmap"];
+    let channels = [
+        "exec",
+        "file_change",
+        "lifecycle",
+        "mem_tamper",
+        "mmap",
+        "preload_list",
+    ];
     assert_eq!(keys(&stats["lost"]), channels, "{stats}");
     assert_eq!(keys(&stats["read_errors"]), channels, "{stats}");
     assert_eq!(
@@ -305,7 +315,8 @@ fn tells_systemd_it_is_ready_and_writes_stats() {
 }
 
 /// Atomic Red Team T1574.006 test #1: a library named in /etc/ld.so.preload, then a program
-/// run (here ssh, a credential program).
+/// run (here ssh, a credential program). The list is removed as soon as ssh has run, before
+/// the daemon can have looked at it: ssh is judged by what its loader read, from the kernel.
 #[test]
 fn atomic_t1574_006_1_etc_ld_so_preload() {
     let dir = TempDir::new("preloadfile");
@@ -314,13 +325,11 @@ fn atomic_t1574_006_1_etc_ld_so_preload() {
     let d = Daemon::start();
     let guard = Restore::path("/etc/ld.so.preload");
     std::fs::write("/etc/ld.so.preload", format!("{lib}\n")).unwrap();
-    trigger(Command::new("ssh").arg("-V"));
-    // The file stays until the daemon has seen the exec: it reads the list when it handles the
-    // event (as with a real attack, where the file stays).
-    let a = d.expect_alert("ssh loading a library from /etc/ld.so.preload", |a| {
-        s(a, "process.name") == "ssh" && s(a, "library.path") == lib
-    });
+    let ssh = trigger_pid(Command::new("ssh").arg("-V"));
     drop(guard);
+    let a = d.expect_alert("ssh loading a library from /etc/ld.so.preload", |a| {
+        a["process"]["pid"] == ssh && s(a, "library.path") == lib
+    });
     for det in [
         "preload_file",
         "credential_process",
@@ -332,9 +341,118 @@ fn atomic_t1574_006_1_etc_ld_so_preload() {
     assert_eq!(s(&a, "severity"), "critical");
     assert_eq!(s(&a, "preload.source"), "file");
     assert_eq!(s(&a, "preload.variable"), "/etc/ld.so.preload");
+    assert_eq!(
+        s(&a, "preload.value"),
+        lib,
+        "the list as ssh's loader read it: {a}"
+    );
+    assert_eq!(a["preload"]["list"]["captured"], true, "{a}");
     d.expect_alert("the write to /etc/ld.so.preload", |a| {
         s(a, "file.path") == "/etc/ld.so.preload" && has(a, "detections", "loader_config_change")
     });
+    d.stop();
+}
+
+/// The list written, `ssh -V` run, the list removed within milliseconds, all while the daemon
+/// is stopped (as busy as it gets: it reads no event and looks at no file until the list is
+/// gone): ssh is still blamed, with the list as its loader read it.
+#[test]
+fn a_list_gone_before_the_daemon_looks_still_blames_the_process_that_loaded_it() {
+    let dir = TempDir::new("preloadrace");
+    let lib = gcc(&dir, "read_hook.c", "libpreloadrace.so", true);
+    let lib = lib.to_str().unwrap().to_owned();
+    let d = Daemon::start_with(&["--ring-buffer-kib", "65536"]);
+    let ssh = {
+        let _frozen = d.freeze();
+        let _list = Restore::path("/etc/ld.so.preload");
+        std::fs::write("/etc/ld.so.preload", format!("# test\n{lib}\n")).unwrap();
+        trigger_pid(Command::new("ssh").arg("-V"))
+        // The list is removed here, then the daemon continues.
+    };
+    let a = d.expect_alert("ssh, whose loader read a list removed since", |a| {
+        a["process"]["pid"] == ssh && s(a, "library.path") == lib
+    });
+    assert!(severity_rank(&a) >= 3, "{a}");
+    assert_eq!(s(&a, "process.name"), "ssh");
+    assert!(has(&a, "detections", "preload_file"), "{a}");
+    assert_eq!(s(&a, "preload.value"), lib, "{a}");
+    d.stop();
+}
+
+/// A root-owned library in /usr/local/lib: a file only root controls, whose mapping the kernel
+/// reports once ever (the seen-cache). Named in the list, it is reported for every process
+/// whose loader read the list: ssh run twice, the daemon stopped throughout, both blamed.
+#[test]
+fn a_root_owned_library_from_the_list_is_blamed_on_every_process_that_loaded_it() {
+    let dir = TempDir::new("preloadseen");
+    let built = gcc(&dir, "read_hook.c", "libseen.so", true);
+    let lib = format!(
+        "/usr/local/lib/libdetector-e2e-seen-{}.so",
+        std::process::id()
+    );
+    let _installed = Restore::path(&lib);
+    std::fs::copy(&built, &lib).unwrap();
+    std::fs::set_permissions(&lib, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cfg = write(
+        &dir,
+        "detector.toml",
+        "[thresholds]\naggregate_window_secs = 0\n",
+    );
+    let d = Daemon::start_with(&["--config", &cfg, "--ring-buffer-kib", "65536"]);
+    let (first, second) = {
+        let _frozen = d.freeze();
+        let _list = Restore::path("/etc/ld.so.preload");
+        std::fs::write("/etc/ld.so.preload", format!("{lib}\n")).unwrap();
+        (
+            trigger_pid(Command::new("ssh").arg("-V")),
+            trigger_pid(Command::new("ssh").arg("-V")),
+        )
+    };
+    for (run, pid) in [("first", first), ("second", second)] {
+        let a = d.expect_alert(&format!("the {run} ssh loading {lib}"), |a| {
+            a["process"]["pid"] == pid && s(a, "library.path") == lib
+        });
+        assert!(severity_rank(&a) >= 3, "{a}");
+        assert!(has(&a, "detections", "preload_file"), "{a}");
+        assert_eq!(a["library"]["uid"], 0, "{a}");
+    }
+    d.stop();
+}
+
+/// Benign twins: ssh run with no list gets no preload_file finding; nor does an ssh that ran
+/// with no list and exited before a list was written, though the list is still there when the
+/// daemon handles its events.
+#[test]
+fn no_list_no_blame_and_a_list_written_after_the_exit_does_not_blame() {
+    let dir = TempDir::new("preloadlate");
+    let lib = gcc(&dir, "plain_ext.c", "liblate.so", true);
+    let lib = lib.to_str().unwrap().to_owned();
+    let d = Daemon::start();
+    let plain = trigger_pid(Command::new("ssh").arg("-V"));
+    let guard = {
+        let _frozen = d.freeze();
+        let late = trigger_pid(Command::new("ssh").arg("-V"));
+        let guard = Restore::path("/etc/ld.so.preload");
+        std::fs::write("/etc/ld.so.preload", format!("{lib}\n")).unwrap();
+        (late, guard)
+        // The daemon continues with the list in place.
+    };
+    let (late, guard) = guard;
+    // The write comes after ssh's events: once it is alerted on, ssh's exec and exit were
+    // handled with the list in place.
+    d.expect_alert("the write to /etc/ld.so.preload", |a| {
+        s(a, "file.path") == "/etc/ld.so.preload" && has(a, "detections", "loader_config_change")
+    });
+    drop(guard);
+    std::thread::sleep(Duration::from_millis(500));
+    let blamed = d.alerts_matching(|a| {
+        has(a, "detections", "preload_file")
+            && (a["process"]["pid"] == plain || a["process"]["pid"] == late)
+    });
+    assert!(
+        blamed.is_empty(),
+        "blamed for a list its loader never read: {blamed:#?}"
+    );
     d.stop();
 }
 

@@ -53,6 +53,7 @@ const GUEST_TESTS: &[GuestTests] = &[
         tests: &[
             "preload_into_ssh_is_high_and_names_the_hook",
             "atomic_t1574_006_1_etc_ld_so_preload",
+            "a_list_gone_before_the_daemon_looks_still_blames_the_process_that_loaded_it",
         ],
         except: &[],
         programs: &["ssh"],
@@ -61,7 +62,7 @@ const GUEST_TESTS: &[GuestTests] = &[
         binary: "e2e_channels",
         tests: &[],
         except: &[],
-        programs: &["true"],
+        programs: &["true", "ssh"],
     },
 ];
 /// One boot, start to power-off, at most (TCG is slow; a hung kernel must not hang CI).

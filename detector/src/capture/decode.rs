@@ -3,12 +3,13 @@ use std::mem::size_of;
 
 use detector_common::{
     EventHeader, EventKind, ExecEvent, ExitEvent, FileChangeEvent, FileInfo, LoaderEnvEvent,
-    LoaderVar, MemTamperEvent, MmapEvent, EXEC_ARGS_TRUNCATED, EXEC_ENV_INCOMPLETE,
-    EXEC_FILENAME_TRUNCATED, FILE_OP_OPEN_WRITE, FILE_OP_RENAME, FILE_OP_TRUNCATE, FILE_OP_UNLINK,
-    HUGETLBFS_MAGIC, LOADER_VALUE_TRUNCATED, MMAP_SOURCE_EXEC_INTERPRETER,
-    MMAP_SOURCE_EXEC_PROGRAM, MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT, OVERLAYFS_MAGIC,
-    PATH_TRUNCATED, RAMFS_MAGIC, TAMPER_PROCESS_VM_WRITEV, TAMPER_PROC_MEM, TAMPER_PTRACE,
-    TMPFS_MAGIC,
+    LoaderVar, MemTamperEvent, MmapEvent, PreloadListEvent, EXEC_ARGS_TRUNCATED,
+    EXEC_ENV_INCOMPLETE, EXEC_FILENAME_TRUNCATED, FILE_OP_OPEN_WRITE, FILE_OP_RENAME,
+    FILE_OP_TRUNCATE, FILE_OP_UNLINK, HUGETLBFS_MAGIC, LOADER_VALUE_TRUNCATED,
+    MMAP_AFTER_PRELOAD_LIST, MMAP_SOURCE_EXEC_INTERPRETER, MMAP_SOURCE_EXEC_PROGRAM,
+    MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT, OVERLAYFS_MAGIC, PATH_TRUNCATED, PRELOAD_LIST_MAX,
+    PRELOAD_LIST_TRUNCATED, PRELOAD_LIST_UNREAD, RAMFS_MAGIC, TAMPER_PROCESS_VM_WRITEV,
+    TAMPER_PROC_MEM, TAMPER_PTRACE, TMPFS_MAGIC,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -112,6 +113,46 @@ pub struct Mmap {
     pub source: MmapSource,
     pub mprotect: bool,
     pub prot: u32,
+    /// Made while the process's loader held /etc/ld.so.preload mapped: an object the list
+    /// names (see [`PreloadList`]).
+    pub after_preload_list: bool,
+}
+
+/// /etc/ld.so.preload as a process's loader read it, from the kernel: the file's facts when
+/// the loader mapped it and the loader's copy of its content when it unmapped it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PreloadList {
+    #[serde(flatten)]
+    pub hdr: Header,
+    /// The list file (its path is not built: the loader opens `/etc/ld.so.preload` in its root).
+    #[serde(serialize_with = "json::file_info")]
+    pub file: FileInfo,
+    /// Kernel time the loader mapped the list.
+    pub mapped_ns: u64,
+    /// Bytes the loader mapped (the file's size then).
+    pub size: u64,
+    /// The names the loader's copy held, in order, without repeats.
+    pub names: Vec<String>,
+    /// The list is longer than what was kept of it.
+    pub truncated: bool,
+    /// The loader's copy could not be read (`names` is empty).
+    pub unread: bool,
+}
+
+/// The names in the loader's copy of the list: glibc overwrote comments with spaces and the
+/// separators it passed with NUL; names are separated by white space, `:` or NUL.
+pub fn list_names(content: &[u8]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for name in content.split(|&b| matches!(b, 0 | b' ' | b'\t' | b'\n' | b':')) {
+        if name.is_empty() {
+            continue;
+        }
+        let name = String::from_utf8_lossy(name).into_owned();
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -166,6 +207,7 @@ pub enum Event {
     FileChange(FileChange),
     Exit(Exit),
     MemTamper(MemTamper),
+    PreloadList(PreloadList),
 }
 
 impl Event {
@@ -177,6 +219,7 @@ impl Event {
             Event::FileChange(_) => EventKind::FileChange,
             Event::Exit(_) => EventKind::Exit,
             Event::MemTamper(_) => EventKind::MemTamper,
+            Event::PreloadList(_) => EventKind::PreloadList,
         }
     }
 }
@@ -184,9 +227,9 @@ impl Event {
 /// JSON forms (`detector events`): an event is its fields, header fields included, under a
 /// `kind` named by [`EventKind::name`]; a file's kernel facts are written readably.
 mod json {
-    use serde::{ser::SerializeStruct as _, Serialize, Serializer};
+    use serde::{ser::SerializeStruct, Serialize, Serializer};
 
-    use super::{Event, File, LoaderVar};
+    use super::{Event, File, FileInfo, LoaderVar};
 
     impl Serialize for Event {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -204,6 +247,7 @@ mod json {
                 Event::FileChange(event) => Tagged { kind, event }.serialize(s),
                 Event::Exit(event) => Tagged { kind, event }.serialize(s),
                 Event::MemTamper(event) => Tagged { kind, event }.serialize(s),
+                Event::PreloadList(event) => Tagged { kind, event }.serialize(s),
             }
         }
     }
@@ -211,20 +255,40 @@ mod json {
     /// `device` as `major:minor`, `mode` in octal (type and permission bits), `fs` by name.
     impl Serialize for File {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            let i = &self.info;
             let mut m = s.serialize_struct("File", 10)?;
             m.serialize_field("path", &self.path)?;
             m.serialize_field("path_truncated", &self.path_truncated)?;
-            m.serialize_field("inode", &i.ino)?;
-            m.serialize_field("device", &format!("{}:{}", i.dev >> 20, i.dev & 0xfffff))?;
-            m.serialize_field("mode", &format!("{:o}", i.mode))?;
-            m.serialize_field("uid", &i.uid)?;
-            m.serialize_field("nlink", &i.nlink)?;
-            m.serialize_field("mtime_sec", &i.mtime_sec)?;
-            m.serialize_field("fs", self.fs())?;
-            m.serialize_field("fs_magic", &format!("{:#x}", i.fs_magic))?;
+            info_fields(&mut m, &self.info, self.fs())?;
             m.end()
         }
+    }
+
+    /// A file known by its kernel facts alone, as `File` writes them.
+    pub fn file_info<S: Serializer>(i: &FileInfo, s: S) -> Result<S::Ok, S::Error> {
+        let f = super::File {
+            path: String::new(),
+            path_truncated: false,
+            info: *i,
+        };
+        let mut m = s.serialize_struct("FileInfo", 8)?;
+        info_fields(&mut m, i, f.fs())?;
+        m.end()
+    }
+
+    fn info_fields<M: SerializeStruct>(
+        m: &mut M,
+        i: &FileInfo,
+        fs: &'static str,
+    ) -> Result<(), M::Error> {
+        m.serialize_field("inode", &i.ino)?;
+        m.serialize_field("device", &format!("{}:{}", i.dev >> 20, i.dev & 0xfffff))?;
+        m.serialize_field("mode", &format!("{:o}", i.mode))?;
+        m.serialize_field("uid", &i.uid)?;
+        m.serialize_field("nlink", &i.nlink)?;
+        m.serialize_field("mtime_sec", &i.mtime_sec)?;
+        m.serialize_field("fs", fs)?;
+        m.serialize_field("fs_magic", &format!("{:#x}", i.fs_magic))?;
+        Ok(())
     }
 
     pub fn loader_var<S: Serializer>(v: &LoaderVar, s: S) -> Result<S::Ok, S::Error> {
@@ -387,6 +451,7 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
                 source,
                 mprotect: source == MmapSource::Mprotect,
                 prot: e.prot,
+                after_preload_list: e.hdr.flags & MMAP_AFTER_PRELOAD_LIST != 0,
             }))
         }
         Some(EventKind::FileChange) => {
@@ -455,6 +520,19 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
                 addr: e.addr,
             }))
         }
+        Some(EventKind::PreloadList) => {
+            let e: PreloadListEvent = read(buf, kind)?;
+            let len = (e.content_len as usize).min(PRELOAD_LIST_MAX);
+            Ok(Event::PreloadList(PreloadList {
+                hdr: header(&e.hdr),
+                file: e.file,
+                mapped_ns: e.mapped_ns,
+                size: e.size,
+                names: list_names(&e.content[..len]),
+                truncated: e.hdr.flags & PRELOAD_LIST_TRUNCATED != 0,
+                unread: e.hdr.flags & PRELOAD_LIST_UNREAD != 0,
+            }))
+        }
         None => Err(DecodeError::UnknownKind(kind)),
     }
 }
@@ -462,7 +540,9 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
 #[cfg(test)]
 pub mod tests {
     use super::*;
-    use detector_common::{EXEC_ARGS_MAX, EXEC_FILENAME_MAX, LOADER_VALUE_HEAD, LOADER_VALUE_TAIL};
+    use detector_common::{
+        EXEC_ARGS_MAX, EXEC_FILENAME_MAX, LOADER_VALUE_HEAD, LOADER_VALUE_TAIL, PATH_BUF,
+    };
 
     pub fn bytes_of<T>(v: &T) -> Vec<u8> {
         // SAFETY: reading the bytes of a plain-data value.
@@ -521,6 +601,83 @@ pub mod tests {
         };
         e.head[..value.len()].copy_from_slice(value.as_bytes());
         e
+    }
+
+    /// An executable mapping of `path` (root-owned, 0755, on ext4), flagged `flags`.
+    pub fn mmap_event(pid: u32, comm: &str, path: &str, flags: u32) -> MmapEvent {
+        let mut e = MmapEvent {
+            hdr: hdr(EventKind::Mmap, pid, comm),
+            file: FileInfo {
+                ino: 77,
+                mtime_sec: 1,
+                dev: (254 << 20) | 1,
+                mode: 0o100755,
+                uid: 0,
+                nlink: 1,
+                fs_magic: 0xef53,
+            },
+            source: 1,
+            prot: 5,
+            map_flags: 2,
+            path_off: 0,
+            path: [0; PATH_BUF],
+        };
+        e.hdr.flags = flags;
+        let off = PATH_BUF - path.len() - 1;
+        e.path[off..off + path.len()].copy_from_slice(path.as_bytes());
+        e.path_off = off as u32;
+        e
+    }
+
+    /// The loader's copy of a list holding `content`, as the kernel sends it.
+    pub fn preload_list_event(pid: u32, comm: &str, content: &[u8]) -> PreloadListEvent {
+        let mut e = PreloadListEvent {
+            hdr: hdr(EventKind::PreloadList, pid, comm),
+            file: FileInfo {
+                ino: 4242,
+                mtime_sec: 1_700_000_000,
+                dev: (254 << 20) | 1,
+                mode: 0o100644,
+                uid: 0,
+                nlink: 1,
+                fs_magic: 0xef53,
+            },
+            mapped_ns: 5,
+            size: content.len() as u64,
+            content_len: content.len() as u32,
+            _pad: 0,
+            content: [0; PRELOAD_LIST_MAX],
+        };
+        e.content[..content.len()].copy_from_slice(content);
+        e
+    }
+
+    #[test]
+    fn decodes_the_loaders_copy_of_the_list() {
+        // As glibc leaves it: the comment overwritten with spaces, separators it passed NUL.
+        let e = preload_list_event(
+            3,
+            "ssh",
+            b"/tmp/a.so\0      \0/usr/local/lib/b.so:/tmp/a.so\0",
+        );
+        let Event::PreloadList(l) = decode(&bytes_of(&e)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(l.names, ["/tmp/a.so", "/usr/local/lib/b.so"]);
+        assert_eq!((l.size, l.file.ino), (47, 4242));
+        assert!(!l.truncated && !l.unread);
+        let mut e = preload_list_event(3, "ssh", b"");
+        e.hdr.flags = PRELOAD_LIST_UNREAD;
+        e.content_len = 99_999;
+        let Event::PreloadList(l) = decode(&bytes_of(&e)).unwrap() else {
+            panic!()
+        };
+        assert!(l.unread && l.names.is_empty());
+        let m = mmap_event(3, "ssh", "/tmp/a.so", MMAP_AFTER_PRELOAD_LIST);
+        let Event::Mmap(m) = decode(&bytes_of(&m)).unwrap() else {
+            panic!()
+        };
+        assert!(m.after_preload_list && m.file.path == "/tmp/a.so");
     }
 
     #[test]

@@ -39,6 +39,7 @@ fn header(event: &Event) -> &Header {
         Event::FileChange(e) => &e.hdr,
         Event::Exit(e) => &e.hdr,
         Event::MemTamper(e) => &e.hdr,
+        Event::PreloadList(e) => &e.hdr,
     }
 }
 

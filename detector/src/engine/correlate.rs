@@ -127,10 +127,18 @@ impl Correlator {
                     &Observation::MemTamper(t, target.as_ref()),
                 )
             }
+            Event::PreloadList(l) => {
+                let p = self.procs.process(&l.hdr);
+                self.evaluate(&p, l.hdr.ktime_ns, &Observation::PreloadList(l))
+            }
             Event::Exit(x) => {
+                let mut found = Vec::new();
+                for rule in &mut self.rules {
+                    found.extend(rule.exited(x.hdr.pid));
+                }
                 self.procs.on_exit(x);
                 self.note_package_managers();
-                Vec::new()
+                found
             }
         };
         self.first_alerts(findings)
@@ -176,6 +184,8 @@ impl Correlator {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use detector_common::MMAP_AFTER_PRELOAD_LIST;
 
     use super::*;
     use crate::{
@@ -381,6 +391,70 @@ mod tests {
         let left = run_with(high_only, preload_in_sh_then_ssh());
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].process.comm, "ssh");
+    }
+
+    fn exit_event(pid: u32) -> Vec<u8> {
+        bytes_of(&detector_common::ExitEvent {
+            hdr: hdr(detector_common::EventKind::Exit, pid, ""),
+            exit_code: 0,
+            _pad: 0,
+        })
+    }
+
+    const LIB: &str = "/usr/local/lib/libdetector-unit-x.so";
+
+    #[test]
+    fn a_mapping_made_while_the_loader_held_the_list_is_blamed_on_the_list_it_read() {
+        let pid = 4_100_040;
+        let alerts = run(vec![
+            bytes_of(&exec_event(pid, "ssh", "/usr/bin/ssh", &["ssh", "-V"])),
+            bytes_of(&mmap_event(pid, "ssh", LIB, MMAP_AFTER_PRELOAD_LIST)),
+            bytes_of(&preload_list_event(
+                pid,
+                "ssh",
+                format!("{LIB}\0 \0/tmp/never-mapped.so\0").as_bytes(),
+            )),
+            exit_event(pid),
+        ]);
+        assert_eq!(alerts.len(), 1, "{alerts:#?}");
+        let a = &alerts[0];
+        assert_eq!((a.process.pid, a.process.comm.as_str()), (pid, "ssh"));
+        assert_eq!(a.library.as_ref().unwrap().path, LIB);
+        assert!(a.detections.contains(&Detection::PreloadFile));
+        assert!(a.detections.contains(&Detection::CredentialProcess));
+        assert!(a.severity >= Severity::High);
+        let p = a.preload.as_ref().unwrap();
+        assert_eq!(p.variable, "/etc/ld.so.preload");
+        assert_eq!(p.value, format!("{LIB} /tmp/never-mapped.so"));
+        let list = p.list.as_ref().unwrap();
+        assert_eq!((list.inode, list.size, list.captured), (4242, 60, true));
+    }
+
+    #[test]
+    fn a_mapping_held_for_a_list_that_never_came_is_reported_at_exit() {
+        let pid = 4_100_041;
+        let alerts = run(vec![
+            bytes_of(&exec_event(pid, "ssh", "/usr/bin/ssh", &["ssh", "-V"])),
+            bytes_of(&mmap_event(pid, "ssh", LIB, MMAP_AFTER_PRELOAD_LIST)),
+            exit_event(pid),
+        ]);
+        assert_eq!(alerts.len(), 1, "{alerts:#?}");
+        assert!(alerts[0].detections.contains(&Detection::PreloadFile));
+        assert!(alerts[0].preload.as_ref().unwrap().list.is_none());
+    }
+
+    #[test]
+    fn without_a_mapping_made_under_the_list_there_is_no_preload_file_finding() {
+        let pid = 4_100_042;
+        // A root-owned library mapped outside the loader's read of a list, and a list read
+        // whose objects were not mapped: neither is a preload through the file.
+        let alerts = run(vec![
+            bytes_of(&exec_event(pid, "ssh", "/usr/bin/ssh", &["ssh", "-V"])),
+            bytes_of(&mmap_event(pid, "ssh", LIB, 0)),
+            bytes_of(&preload_list_event(pid, "ssh", b"/tmp/missing.so\0")),
+            exit_event(pid),
+        ]);
+        assert!(alerts.is_empty(), "{alerts:#?}");
     }
 
     #[test]

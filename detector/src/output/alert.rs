@@ -168,6 +168,23 @@ pub struct Preload {
     /// The ancestor the environment came from, when the process inherited it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inherited_from: Option<Ancestor>,
+    /// For `/etc/ld.so.preload` in a live alert: the list file as the process's loader read
+    /// it, from the kernel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub list: Option<ListRead>,
+}
+
+/// /etc/ld.so.preload as a process's loader read it, from the kernel: the file when the loader
+/// mapped it, and whether the loader's copy of its content was captured (`preload.value` then
+/// holds the names in it).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ListRead {
+    pub inode: u64,
+    /// `major:minor`.
+    pub device: String,
+    pub mtime_sec: i64,
+    pub size: u64,
+    pub captured: bool,
 }
 
 /// A process up the parent chain.

@@ -160,31 +160,6 @@ pub fn analyze_versioned(
     }
 }
 
-/// True when the ELF program at `path` names a program interpreter (PT_INTERP), so that ld.so
-/// runs and loads /etc/ld.so.preload. Anything that cannot be read or parsed counts as dynamic.
-pub fn has_interpreter(path: &Path) -> bool {
-    // The program headers follow the ELF header; 64 KiB holds them in any real binary.
-    let mut data = Vec::with_capacity(64 * 1024);
-    let Ok((file, _)) = open(path) else {
-        return true;
-    };
-    if file.take(64 * 1024).read_to_end(&mut data).is_err() {
-        return true;
-    }
-    fn interp<Elf: FileHeader<Endian = object::Endianness>>(data: &[u8]) -> Option<bool> {
-        let header = Elf::parse(data).ok()?;
-        let endian = header.endian().ok()?;
-        let phdrs = header.program_headers(endian, data).ok()?;
-        Some(phdrs.iter().any(|p| p.p_type(endian) == elf::PT_INTERP))
-    }
-    match object::FileKind::parse(&data[..]) {
-        Ok(object::FileKind::Elf64) => interp::<elf::FileHeader64<object::Endianness>>(&data),
-        Ok(object::FileKind::Elf32) => interp::<elf::FileHeader32<object::Endianness>>(&data),
-        _ => None,
-    }
-    .unwrap_or(true)
-}
-
 /// Opens without blocking on FIFOs and returns the metadata of what was opened.
 fn open(path: &Path) -> Result<(File, std::fs::Metadata), String> {
     let file = std::fs::OpenOptions::new()
@@ -620,15 +595,6 @@ int pam_sm_authenticate(void *pamh, int flags, int argc, const char **argv) {
 int SSL_read(void *ssl, void *buf, int num) { (void)ssl; (void)buf; return num; }
 int not_a_credential_api(void) { return 2; }
 ";
-
-    #[test]
-    fn programs_with_and_without_an_interpreter() {
-        assert!(has_interpreter(Path::new("/bin/sh")));
-        assert!(!has_interpreter(Path::new("/bin/busybox")) || !Path::new("/bin/busybox").exists());
-        // Not ELF, missing: counted as dynamic (the safe answer for this rule).
-        assert!(has_interpreter(Path::new("/etc/hostname")));
-        assert!(has_interpreter(Path::new("/nonexistent")));
-    }
 
     #[test]
     fn credential_api_list_is_sorted_and_unique() {

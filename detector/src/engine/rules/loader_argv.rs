@@ -93,6 +93,7 @@ fn evaluate(catalogue: &Catalogue, process: &Process, exec: &Exec) -> Vec<Findin
                 occurrences: 1,
                 truncated: exec.args_truncated,
                 inherited_from: None,
+                list: None,
             });
             out.push(f);
         }

@@ -46,6 +46,7 @@ fn evaluate(process: &Process, env: &LoaderEnv) -> Vec<Finding> {
                 occurrences: env.occurrences,
                 truncated: env.truncated,
                 inherited_from: None,
+                list: None,
             });
             f
         })

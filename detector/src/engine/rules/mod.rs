@@ -17,7 +17,7 @@ pub mod unverified_object;
 use std::{collections::BTreeSet, path::Path};
 
 use crate::{
-    capture::decode::{Exec, FileChange, LoaderEnv, MemTamper, Mmap},
+    capture::decode::{Exec, FileChange, LoaderEnv, MemTamper, Mmap, PreloadList},
     engine::credential::Catalogue,
     engine::library::Library,
     output::alert::{
@@ -33,7 +33,7 @@ pub fn registry() -> Vec<Box<dyn Rule>> {
     vec![
         Box::new(loader_argv::LoaderArgv),
         Box::new(loader_env::LoaderVariables),
-        Box::new(preload_file::PreloadFile::new(preload_file::PATH)),
+        Box::new(preload_file::PreloadFile::new()),
         Box::new(unverified_loader::UnverifiedLoader),
         Box::new(unsafe_library::UnsafeLibrary),
         Box::new(config_change::ConfigChange),
@@ -54,6 +54,8 @@ pub enum Observation<'a> {
     FileChange(&'a FileChange),
     /// A write into another process's memory, with the target when it is known.
     MemTamper(&'a MemTamper, Option<&'a Process>),
+    /// /etc/ld.so.preload as the process's loader read it.
+    PreloadList(&'a PreloadList),
     /// The loader's and PAM's configuration under this directory (normally /etc), as a sweep
     /// reads it.
     Configuration(&'a Path),
@@ -79,6 +81,11 @@ pub trait Rule: Send {
     }
 
     fn evaluate(&mut self, cx: &Context, observation: &Observation) -> Vec<Finding>;
+
+    /// Process `pid` exited: what the rule held back for it, if anything.
+    fn exited(&mut self, _pid: u32) -> Vec<Finding> {
+        Vec::new()
+    }
 }
 
 /// An ordinary named file a process that handles no credentials mapped by itself — no preload

@@ -1,201 +1,174 @@
 //! Rule: /etc/ld.so.preload names libraries that ld.so loads into every dynamically linked
-//! program it starts. Each exec of such a program (and each mapping of a listed library) is a
-//! preload through the file, one alert per process and library. A sweep that finds the file
-//! listing libraries reports the file itself.
-use std::{
-    collections::HashMap,
-    os::unix::fs::MetadataExt as _,
-    path::{Path, PathBuf},
-};
+//! program it starts.
+//!
+//! Live, a process is judged by what its loader read, from the kernel's facts of that moment
+//! (`detector-ebpf/src/preload_list.rs`): each object mapped while the loader held the list
+//! (an `Mmap` with `after_preload_list`) is one the list named. Those mappings are held back
+//! until the list itself arrives (`PreloadList`, sent when the loader unmaps it, after them)
+//! and each becomes a finding naming the library, the process and the list as the loader read
+//! it; a process that exits first gets them without the list's content. The file on disk is
+//! never read for this: it may be gone, or hold another list, by the time the daemon looks,
+//! and a list written after a process's exec does not concern that process.
+//!
+//! A sweep (processes that were running before the daemon, and the configuration) has no
+//! kernel facts: it reports the file itself when it lists libraries, and a running process's
+//! mapping of a library the file lists now.
+use std::{collections::HashMap, path::Path};
 
 use super::{Context, Finding, Observation, Rule};
 use crate::{
-    capture::decode::{Exec, Mmap},
-    engine::enrich::elf,
+    capture::decode::{Mmap, PreloadList},
     engine::library::Library,
-    output::alert::{Detection, Preload, PreloadSource, Process, Severity},
+    output::alert::{Detection, ListRead, Preload, PreloadSource, Process, Severity},
 };
 
 pub const PATH: &str = "/etc/ld.so.preload";
-/// Executables whose "is it dynamic" answer is remembered.
-const PROGRAMS_KEPT: usize = 4096;
+/// Processes whose held-back mappings are kept at most (their list or exit normally follows
+/// within milliseconds); past it the oldest are reported without the list.
+const PENDING_MAX: usize = 1024;
 
-/// The file's current list (re-read whenever its inode, size or mtime changes).
+/// A mapping made while the loader held the list, waiting for the list.
+struct Held {
+    ktime_ns: u64,
+    process: Process,
+    library: Library,
+}
+
+#[derive(Default)]
 pub struct PreloadFile {
-    path: PathBuf,
-    /// When (CLOCK_BOOTTIME, the kernel events' clock) the file was last looked at. An event
-    /// older than that is judged by what was seen then, which is newer than the event: at a
-    /// high exec rate the daemon reads events in batches, and one stat serves a whole batch.
-    checked_at: Option<u64>,
-    version: Option<(u64, u64, u64, i64, i64)>,
-    libs: Vec<String>,
-    value: String,
-    /// Executable path → (mtime, has a program interpreter).
-    dynamic: HashMap<String, (i64, bool)>,
+    /// Per pid, in arrival order.
+    pending: HashMap<u32, Vec<Held>>,
+    /// Pids in the order their first mapping was held.
+    order: Vec<u32>,
+    /// For sweeps: the file's names as read at the sweep.
+    sweep_names: Option<Vec<String>>,
 }
 
 impl PreloadFile {
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        PreloadFile {
-            path: path.into(),
-            checked_at: None,
-            version: None,
-            libs: Vec::new(),
-            value: String::new(),
-            dynamic: HashMap::new(),
-        }
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// Brings the list up to date for an event at `ktime_ns` (0: now).
-    fn refresh(&mut self, ktime_ns: u64) {
-        if self
-            .checked_at
-            .is_some_and(|t| t > ktime_ns && ktime_ns != 0)
-        {
-            return;
+    fn hold(&mut self, process: &Process, m: &Mmap) -> Vec<Finding> {
+        let pid = m.hdr.pid;
+        let mut out = Vec::new();
+        if !self.pending.contains_key(&pid) {
+            if self.pending.len() >= PENDING_MAX && !self.order.is_empty() {
+                let oldest = self.order.remove(0);
+                out = self.release(oldest, None);
+            }
+            self.order.push(pid);
         }
-        self.checked_at = Some(boottime_ns());
-        let meta = std::fs::metadata(&self.path).ok();
-        let version = meta
-            .as_ref()
-            .map(|m| (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()));
-        if version == self.version {
-            return;
-        }
-        self.version = version;
-        self.value = std::fs::read(&self.path)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        self.libs = parse(&self.value);
+        self.pending.entry(pid).or_default().push(Held {
+            ktime_ns: m.hdr.ktime_ns,
+            process: process.clone(),
+            library: Library::from_kernel(&m.file, &m.hdr),
+        });
+        out
     }
 
-    /// Whether the file lists libraries, as of an event at `ktime_ns`.
-    fn lists_libraries(&mut self, ktime_ns: u64) -> bool {
-        self.refresh(ktime_ns);
-        !self.libs.is_empty()
-    }
-
-    /// The libraries a new image of `exec` gets from the file (none for static programs).
-    fn on_exec(&mut self, process: &Process, exec: &Exec) -> Vec<Finding> {
-        self.refresh(exec.hdr.ktime_ns);
-        if self.libs.is_empty() || !self.is_dynamic(&exec.filename) {
+    /// Findings for what `pid` mapped while its loader held the list, with the list as the
+    /// loader read it when it was captured.
+    fn release(&mut self, pid: u32, list: Option<&PreloadList>) -> Vec<Finding> {
+        let Some(held) = self.pending.remove(&pid) else {
             return Vec::new();
-        }
-        let libs = self.libs.clone();
-        libs.iter()
-            .map(|lib| self.finding(exec.hdr.ktime_ns, process, Library::inspect(lib)))
+        };
+        self.order.retain(|p| *p != pid);
+        held.into_iter()
+            .map(|h| {
+                let mut f = Finding::new(h.ktime_ns, h.process, Detection::PreloadFile);
+                f.library = Some(h.library);
+                f.preload = Some(preload(list));
+                // What the package database says of it goes in the alert.
+                f.verify = true;
+                f
+            })
             .collect()
     }
+}
 
-    /// A mapped library the file lists (for processes whose exec was not seen). The file is
-    /// looked at on disk only when it is listed.
-    fn on_mmap(&mut self, process: &Process, m: &Mmap) -> Option<Finding> {
-        if m.source.at_exec() {
-            return None;
-        }
-        self.refresh(m.hdr.ktime_ns);
-        if !self.libs.contains(&m.file.path) {
-            return None;
-        }
-        Some(self.finding(
-            m.hdr.ktime_ns,
-            process,
-            Library::from_kernel(&m.file, &m.hdr),
-        ))
-    }
-
-    /// `lib`, mapped in `process`, if the file lists it.
-    fn on_mapped(&mut self, ktime_ns: u64, process: &Process, lib: Library) -> Option<Finding> {
-        self.refresh(ktime_ns);
-        if !self.libs.contains(&lib.path) {
-            return None;
-        }
-        Some(self.finding(ktime_ns, process, lib))
-    }
-
-    fn finding(&self, ktime_ns: u64, process: &Process, lib: Library) -> Finding {
-        let mut f = Finding::new(ktime_ns, process.clone(), Detection::PreloadFile);
-        f.library = Some(lib);
-        f.preload = Some(Preload {
-            source: PreloadSource::File,
-            variable: PATH,
-            value: self.value.trim().to_owned(),
-            occurrences: 1,
-            truncated: false,
-            inherited_from: None,
-        });
-        f
-    }
-
-    fn is_dynamic(&mut self, exe: &str) -> bool {
-        let mtime = std::fs::metadata(exe).map(|m| m.mtime()).unwrap_or(0);
-        if let Some(&(t, dynamic)) = self.dynamic.get(exe) {
-            if t == mtime {
-                return dynamic;
-            }
-        }
-        if self.dynamic.len() >= PROGRAMS_KEPT {
-            self.dynamic.clear();
-        }
-        let dynamic = elf::has_interpreter(Path::new(exe));
-        self.dynamic.insert(exe.to_owned(), (mtime, dynamic));
-        dynamic
+/// `preload` of a live finding: the names the loader's copy held, and the file's facts.
+fn preload(list: Option<&PreloadList>) -> Preload {
+    Preload {
+        source: PreloadSource::File,
+        variable: PATH,
+        value: list.map(|l| l.names.join(" ")).unwrap_or_default(),
+        occurrences: 1,
+        truncated: list.is_some_and(|l| l.truncated),
+        inherited_from: None,
+        list: list.map(|l| ListRead {
+            inode: l.file.ino,
+            device: format!("{}:{}", l.file.dev >> 20, l.file.dev & 0xfffff),
+            mtime_sec: l.file.mtime_sec,
+            size: l.size,
+            captured: !l.unread,
+        }),
     }
 }
 
 impl Rule for PreloadFile {
-    fn wants_exec(&mut self, exec: &Exec) -> bool {
-        self.lists_libraries(exec.hdr.ktime_ns)
-    }
-
     fn evaluate(&mut self, cx: &Context, observation: &Observation) -> Vec<Finding> {
         match observation {
-            Observation::Exec(exec) => self.on_exec(cx.process, exec),
-            Observation::Mmap(m) => self.on_mmap(cx.process, m).into_iter().collect(),
-            Observation::Mapped(lib) => self
-                .on_mapped(cx.ktime_ns, cx.process, (*lib).clone())
-                .into_iter()
-                .collect(),
-            Observation::Configuration(etc) => listed(&etc.join("ld.so.preload")),
+            Observation::Mmap(m) if m.after_preload_list => self.hold(cx.process, m),
+            Observation::PreloadList(l) => self.release(l.hdr.pid, Some(l)),
+            Observation::Mapped(lib) => {
+                let names = self
+                    .sweep_names
+                    .get_or_insert_with(|| read_names(Path::new(PATH)));
+                if !names.contains(&lib.path) {
+                    return Vec::new();
+                }
+                let mut f = Finding::new(cx.ktime_ns, cx.process.clone(), Detection::PreloadFile);
+                f.library = Some((*lib).clone());
+                f.preload = Some(Preload {
+                    value: names.join(" "),
+                    ..preload(None)
+                });
+                vec![f]
+            }
+            Observation::Configuration(etc) => {
+                // The end of a sweep: the next one reads the file again.
+                self.sweep_names = None;
+                listed(&etc.join("ld.so.preload"))
+            }
             _ => Vec::new(),
         }
     }
+
+    fn exited(&mut self, pid: u32) -> Vec<Finding> {
+        if self.pending.is_empty() {
+            return Vec::new();
+        }
+        self.release(pid, None)
+    }
+}
+
+fn read_names(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .map(|t| parse(&t))
+        .unwrap_or_default()
 }
 
 /// The file itself, found listing libraries: every dynamically linked program loads them, the
 /// credential ones included (high).
-fn listed(preload: &Path) -> Vec<Finding> {
-    let Ok(text) = std::fs::read_to_string(preload) else {
+fn listed(file: &Path) -> Vec<Finding> {
+    let Ok(text) = std::fs::read_to_string(file) else {
         return Vec::new();
     };
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         for lib in parse(line) {
-            let mut f = Finding::config_line(Detection::PreloadFile, preload, n, line);
+            let mut f = Finding::config_line(Detection::PreloadFile, file, n, line);
             f.floor = Severity::High;
             f.library = Some(Library::inspect(&lib));
             f.preload = Some(Preload {
-                source: PreloadSource::File,
-                variable: PATH,
                 value: text.trim().to_owned(),
-                occurrences: 1,
-                truncated: false,
-                inherited_from: None,
+                ..preload(None)
             });
             out.push(f);
         }
     }
     out
-}
-
-fn boottime_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The names in the file as glibc reads them: separated by white space or colons.

@@ -10,7 +10,11 @@ pub struct UnsafeLibrary;
 impl Rule for UnsafeLibrary {
     fn evaluate(&mut self, cx: &Context, observation: &Observation) -> Vec<Finding> {
         let lib = match observation {
-            Observation::Mmap(m) if !m.source.at_exec() => Library::from_kernel(&m.file, &m.hdr),
+            // A mapping the loader made from /etc/ld.so.preload is the preload-file rule's; what
+            // the kernel maps at exec is the unverified-loader rule's.
+            Observation::Mmap(m) if !m.after_preload_list && !m.source.at_exec() => {
+                Library::from_kernel(&m.file, &m.hdr)
+            }
             Observation::Mapped(lib) => (*lib).clone(),
             _ => return Vec::new(),
         };

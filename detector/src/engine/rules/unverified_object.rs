@@ -61,11 +61,13 @@ impl Rule for UnverifiedObject {
         let lib = match observation {
             // What the kernel reports every time (not a file only root controls) is the
             // unsafe_library rule's; the rest it reports once per file version. What it maps
-            // at exec is the unverified_loader rule's.
+            // at exec is the unverified_loader rule's, and what the loader maps from
+            // /etc/ld.so.preload the preload_file rule's (which has it verified).
             Observation::Mmap(m)
                 if !m.file.path_truncated
                     && m.file.info.unsafe_facts() == 0
-                    && !m.source.at_exec() =>
+                    && !m.source.at_exec()
+                    && !m.after_preload_list =>
             {
                 Library::from_kernel(&m.file, &m.hdr)
             }
