@@ -58,6 +58,7 @@ mod tests {
             },
             source,
             mprotect: false,
+            after_preload_list: false,
             prot: 5,
         }
     }
