@@ -94,7 +94,7 @@ records! {
         len: u64 = 24,
         prot: u64 = 32,
     }
-    /// `sys_enter_renameat(olddfd, oldname, newdfd, newname)`, and the same first four fields
+    /// `sys_enter_renameat(olddfd, oldname, newdfd, newname)` (`sys_enter_linkat` too), and the same first four fields
     /// of `sys_enter_renameat2` (whose fifth, `flags`, is not read).
     SysEnterRenameat {
         olddfd: u64 = 16,
@@ -102,7 +102,7 @@ records! {
         newdfd: u64 = 32,
         newname: u64 = 40,
     }
-    /// `sys_enter_rename(oldname, newname)`.
+    /// `sys_enter_rename(oldname, newname)` (`sys_enter_link` too).
     SysEnterRename {
         oldname: u64 = 16,
         newname: u64 = 24,
@@ -115,6 +115,12 @@ records! {
     /// `sys_enter_unlink(pathname)`.
     SysEnterUnlink {
         pathname: u64 = 16,
+    }
+    /// `sys_enter_symlinkat(oldname, newdfd, newname)`: `oldname` is the link's target.
+    SysEnterSymlinkat {
+        oldname: u64 = 16,
+        newdfd: u64 = 24,
+        newname: u64 = 32,
     }
     /// `sys_enter_truncate(path, length)`.
     SysEnterTruncate {
