@@ -17,10 +17,7 @@ use crate::{
     output::text,
 };
 
-/// `provenance_reasons` when the machine has no package database this build reads.
-const NO_PACKAGE_DATABASE: &str = "no_package_database";
-/// `provenance_reasons` when the database could not answer for the file.
-const PROVENANCE_UNKNOWN: &str = "provenance_unknown";
+use provenance::{NO_PACKAGE_DATABASE, PROVENANCE_UNKNOWN};
 
 #[derive(Serialize)]
 struct Report {

@@ -34,6 +34,7 @@ use crate::{
         policy_stage::{self, Settings, ToPolicy},
         rules::{config_change::Watched, Finding},
         sweep::Only,
+        watch::{snapshot::Snapshot, Changes},
     },
     output::{self, alert::Clock, sink, stage::ToOutput},
     stats::{add, Counters, KernelCounts},
@@ -81,6 +82,8 @@ struct Reader {
     correlator: Correlator,
     to_policy: SyncSender<ToPolicy>,
     counters: Arc<Counters>,
+    /// A package manager was running after the last event.
+    package_manager_running: bool,
 }
 
 impl Reader {
@@ -91,6 +94,15 @@ impl Reader {
                 for f in self.correlator.handle(event) {
                     self.pass(f);
                 }
+                let running = self.correlator.package_manager_running();
+                if self.package_manager_running && !running {
+                    if let Err(TrySendError::Full(_)) =
+                        self.to_policy.try_send(ToPolicy::PackageManagersDone)
+                    {
+                        add(&self.counters.dropped_findings);
+                    }
+                }
+                self.package_manager_running = running;
             }
             Err(e) => {
                 add(&self.counters.malformed);
@@ -163,6 +175,7 @@ async fn serve(
         Arc::clone(&counters),
     )?;
     let policy = Policy::from_config(&cfg);
+    let changes = Changes::new(Snapshot::take(&watched), settings(&cfg).hash_budget);
     let mut correlator = Correlator::new(watched, policy.catalogue.clone());
     let (policy_tx, policy_thread) = policy_stage::spawn(
         clock,
@@ -171,6 +184,7 @@ async fn serve(
         POLICY_QUEUE,
         out_tx.clone(),
         Arc::clone(&counters),
+        changes,
     )?;
     let (already, seen, unreadable) =
         correlator.sweep(Only::AllBut(std::process::id()), Path::new("/etc"));
@@ -178,10 +192,12 @@ async fn serve(
         "swept /proc: {seen} running processes ({unreadable} unreadable), {} findings for what they already had loaded",
         already.len()
     );
+    let package_manager_running = correlator.package_manager_running();
     let mut reader = Reader {
         correlator,
         to_policy: policy_tx,
         counters: Arc::clone(&counters),
+        package_manager_running,
     };
     for f in already {
         reader.pass(f);

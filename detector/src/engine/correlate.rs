@@ -109,6 +109,11 @@ impl Correlator {
         self.first_alerts(findings)
     }
 
+    /// Whether a package manager is running now.
+    pub fn package_manager_running(&self) -> bool {
+        self.procs.package_manager_running()
+    }
+
     /// Every rule's findings for one observation, in registry order.
     fn evaluate(
         &mut self,
@@ -165,7 +170,7 @@ mod tests {
     /// thread.
     fn run_with(policy: Policy, events: Vec<Vec<u8>>) -> Vec<Alert> {
         let clock = Clock::fixed(Duration::ZERO);
-        let mut c = Correlator::new(Watched { loaders: vec![] }, policy.catalogue.clone());
+        let mut c = Correlator::new(Watched::default(), policy.catalogue.clone());
         let mut enricher = Enricher::new(u64::MAX);
         events
             .into_iter()

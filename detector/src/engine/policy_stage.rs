@@ -1,7 +1,8 @@
 //! The policy and aggregation stage, on a thread of its own: takes the reader's findings, has
 //! the file each one names analysed on the enrichment pool, scores the finding once its facts
 //! are in (or once its deadline passed: it then goes out without them and says so), applies the
-//! policy, folds repeats, and hands alerts to the outputs.
+//! policy, folds repeats, and hands alerts to the outputs. Changes to watched files wait until
+//! they settled, and are described ([`Changes`]) before they are judged.
 //!
 //! A finding waits only for its own file: the reader never waits, and the others go on. Files
 //! of credential processes take the pool's credential lane.
@@ -25,6 +26,7 @@ use crate::{
         },
         policy::Policy,
         rules::Finding,
+        watch::Changes,
     },
     output::{aggregate::Aggregator, alert::Clock, stage::ToOutput},
     stats::{add, Counters},
@@ -40,6 +42,8 @@ pub enum ToPolicy {
     Finding(Box<Finding>),
     /// A finished analysis (from the pool).
     Analysed(u64, ElfFacts),
+    /// No package manager runs any more (the reader saw the last one exit).
+    PackageManagersDone,
     /// A reloaded configuration: the policy and the aggregation window.
     Reload(Box<Policy>, Duration),
     /// Finish what is pending, flush the aggregation windows, and stop.
@@ -73,6 +77,7 @@ struct Stage {
     in_progress: HashMap<PathBuf, u64>,
     out: SyncSender<ToOutput>,
     counters: Arc<Counters>,
+    changes: Changes,
 }
 
 /// Starts the stage; returns its queue (bounded by `capacity`) and its thread.
@@ -83,6 +88,7 @@ pub fn spawn(
     capacity: usize,
     out: SyncSender<ToOutput>,
     counters: Arc<Counters>,
+    changes: Changes,
 ) -> anyhow::Result<(SyncSender<ToPolicy>, JoinHandle<()>)> {
     let (tx, rx) = mpsc::sync_channel(capacity);
     let done_tx = tx.clone();
@@ -107,6 +113,7 @@ pub fn spawn(
         in_progress: HashMap::new(),
         out,
         counters,
+        changes,
     };
     let thread = std::thread::Builder::new()
         .name("policy".into())
@@ -121,6 +128,9 @@ impl Stage {
             match rx.recv_timeout(TICK) {
                 Ok(ToPolicy::Finding(f)) => self.on_finding(*f),
                 Ok(ToPolicy::Analysed(id, facts)) => self.on_analysed(id, &facts),
+                Ok(ToPolicy::PackageManagersDone) => {
+                    self.changes.package_managers_done(Instant::now())
+                }
                 Ok(ToPolicy::Reload(policy, window)) => {
                     self.policy = *policy;
                     self.aggregator.set_window(window);
@@ -134,6 +144,9 @@ impl Stage {
             }
             let now = Instant::now();
             self.expire_waiting(now);
+            for f in self.changes.settled((!stopping).then_some(now)) {
+                self.judge(f);
+            }
             if stopping && self.waiting.values().all(|w| w.findings.is_empty()) {
                 break;
             }
@@ -150,6 +163,9 @@ impl Stage {
     }
 
     fn on_finding(&mut self, mut f: Finding) {
+        if f.file.is_some() {
+            return self.changes.admit(f, Instant::now());
+        }
         let Some(path) = enrich::source(&f) else {
             return self.judge(f);
         };

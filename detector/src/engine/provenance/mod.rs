@@ -21,6 +21,11 @@ pub const CHECKSUM_SKIPPED: &str = "checksum_skipped";
 /// The path asked about is a symbolic link that no package lists (its target may be owned).
 pub const SYMLINK_NOT_FROM_PACKAGE: &str = "symlink_not_from_package";
 
+/// The machine has no package database this build reads.
+pub const NO_PACKAGE_DATABASE: &str = "no_package_database";
+/// The database could not answer for the file.
+pub const PROVENANCE_UNKNOWN: &str = "provenance_unknown";
+
 /// What the package database says about one file.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Provenance {

@@ -1,0 +1,372 @@
+//! Changes to the watched places, from the config_change rule's findings to alerts that say
+//! what changed. A change is reported once it settled (`SETTLE` after its event: the kernel
+//! reports a rename before it happens and an open before anything is written):
+//!
+//! - an edit the usual way — a temporary file written, then renamed over the target (`sed -i`,
+//!   editors, `install`, `ln -sf`) — is one change of the target: the temporary file's own
+//!   events are folded into the rename;
+//! - a name that did not exist, was created and is gone again once settled left nothing: a
+//!   package manager's is dropped, another writer's is low;
+//! - what changed: for text configuration the lines added and removed (against the snapshot,
+//!   `snapshot`), for a symbolic link its previous and new target, for code its new hash and,
+//!   when the writer is not a package manager, what the package database says of it;
+//! - a package manager's changes are information; once no package manager runs any more, the
+//!   code it changed is verified against the package database, and a file it does not vouch for
+//!   is high. `pam-auth-update`'s changes are trusted only when the package database vouches for
+//!   every profile it composes them from.
+pub mod diff;
+pub mod snapshot;
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::Read as _,
+    os::unix::fs::FileTypeExt as _,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::{
+    capture::decode::FileOp,
+    engine::{
+        provenance::{self, PackageDb, CHECKSUM_SKIPPED, SYMLINK_NOT_FROM_PACKAGE},
+        rules::{config_change::Place, Finding},
+    },
+    output::alert::{ChangedFile, Detection, FileHash, Process, Severity},
+};
+use snapshot::{Snapshot, Text};
+
+/// How long after its event a change is looked at.
+pub const SETTLE: Duration = Duration::from_millis(250);
+/// Lines listed at most, added and removed each.
+const DIFF_LINES_MAX: usize = 64;
+/// Where pam-auth-update takes its profiles and templates from.
+const PAM_PROFILE_DIRS: &[&str] = &["/usr/share/pam-configs", "/usr/share/pam"];
+/// `file.provenance_reasons` when a pam-auth-update profile is not vouched for.
+pub const PAM_PROFILE_UNVERIFIED: &str = "pam_profile_unverified";
+
+struct Pending {
+    finding: Finding,
+    due: Instant,
+}
+
+/// Code a package manager changed, to verify once it is done.
+struct ToVerify {
+    ktime_ns: u64,
+    process: Process,
+    file: ChangedFile,
+}
+
+pub struct Changes {
+    snapshot: Snapshot,
+    pending: Vec<Pending>,
+    hash_budget: u64,
+    /// The package database, read on first use and again after it changed.
+    db: Option<Box<dyn PackageDb>>,
+    to_verify: BTreeMap<String, ToVerify>,
+    verify_at: Option<Instant>,
+}
+
+impl Changes {
+    pub fn new(snapshot: Snapshot, hash_budget: u64) -> Self {
+        Changes {
+            snapshot,
+            pending: Vec::new(),
+            hash_budget,
+            db: None,
+            to_verify: BTreeMap::new(),
+            verify_at: None,
+        }
+    }
+
+    /// Takes a finding about a watched file (one with `file`).
+    pub fn admit(&mut self, f: Finding, now: Instant) {
+        let Some(file) = &f.file else {
+            return;
+        };
+        let op = file.operation;
+        if matches!(op, FileOp::Rename) && file.paths.len() == 2 {
+            // The temporary file's own events are the rename's.
+            let source = &file.paths[0];
+            self.pending
+                .retain(|p| !(about(&p.finding) == source.as_str() && creates(&p.finding)));
+        }
+        if op == FileOp::Unlink && file.package_manager.is_some() && !self.snapshot.known(&file.path)
+        {
+            // A package manager's transient name (`*.dpkg-tmp`, `*.dpkg-new`) left nothing.
+            let before = self.pending.len();
+            let path = file.path.clone();
+            self.pending.retain(|p| {
+                !(about(&p.finding) == path
+                    && creates(&p.finding)
+                    && p.finding
+                        .file
+                        .as_ref()
+                        .is_some_and(|x| x.package_manager.is_some()))
+            });
+            if self.pending.len() < before {
+                return;
+            }
+        }
+        self.pending.push(Pending {
+            finding: f,
+            due: now + SETTLE,
+        });
+    }
+
+    /// No package manager runs any more: what they changed is verified once settled.
+    pub fn package_managers_done(&mut self, now: Instant) {
+        self.verify_at = Some(now + SETTLE);
+    }
+
+    /// The changes settled by `now` (everything with `None`), described, in event order.
+    pub fn settled(&mut self, now: Option<Instant>) -> Vec<Finding> {
+        let due = |t: Instant| now.is_none_or(|n| t <= n);
+        let mut out = Vec::new();
+        let pending = std::mem::take(&mut self.pending);
+        for p in pending {
+            if due(p.due) {
+                let mut f = p.finding;
+                if self.describe(&mut f) {
+                    out.push(f);
+                }
+            } else {
+                self.pending.push(p);
+            }
+        }
+        if self.verify_at.is_some_and(due) {
+            self.verify_at = None;
+            out.extend(self.verify());
+        }
+        out
+    }
+
+    fn db(&mut self) -> Option<&dyn PackageDb> {
+        if self.db.is_none() {
+            self.db = provenance::system(self.hash_budget);
+        }
+        self.db.as_deref()
+    }
+
+    /// Fills in what changed; false when the change is to be dropped.
+    fn describe(&mut self, f: &mut Finding) -> bool {
+        let Some(mut file) = f.file.take() else {
+            return false;
+        };
+        let path = file.path.clone();
+        let meta = fs::symlink_metadata(&path).ok();
+        let exists = meta.is_some();
+        file.exists = Some(exists);
+        let by_manager = file.package_manager.is_some();
+        if !exists && !self.snapshot.known(&path) {
+            // Created and gone again: nothing is left.
+            if by_manager {
+                return false;
+            }
+            f.ceiling = f.ceiling.min(Severity::Low);
+        }
+        let is_link = meta.as_ref().is_some_and(|m| m.file_type().is_symlink());
+        let target = if is_link {
+            fs::read_link(&path).ok().map(|t| t.display().to_string())
+        } else {
+            None
+        };
+        let previous = self.snapshot.link(&path).cloned();
+        if target.is_some() || previous.is_some() {
+            file.target_path = target.clone();
+            file.previous_target_path = previous;
+        }
+        if file.place.is_code() || is_link {
+            self.snapshot.set_link(&path, target);
+        }
+        self.snapshot.set_known(&path, exists);
+        if file.place.is_text() {
+            self.text_diff(&mut file);
+        }
+        if file.place.is_code() && !is_link {
+            if let Some(m) = meta.as_ref().filter(|m| m.file_type().is_file()) {
+                self.hash(&mut file, m.len());
+            }
+        }
+        if file.place.is_code() && exists {
+            if by_manager {
+                self.to_verify.insert(
+                    path.clone(),
+                    ToVerify {
+                        ktime_ns: f.ktime_ns,
+                        process: f.process.clone(),
+                        file: file.clone(),
+                    },
+                );
+            } else {
+                self.provenance(&mut file);
+            }
+        }
+        if file.place == Place::PackageDatabase {
+            // Answers from the record as it was are stale.
+            self.db = None;
+        }
+        if file.by_pam_auth_update && file.place == Place::PamConfig {
+            if let Some(untrusted) = self.unverified_pam_profile() {
+                file.provenance_reasons.push(PAM_PROFILE_UNVERIFIED);
+                file.content_skipped = None;
+                f.ceiling = Severity::Critical;
+                f.floor = Severity::High;
+                log::warn!("pam-auth-update composed {path} from {untrusted}, which the package database does not vouch for");
+            }
+        }
+        f.file = Some(file);
+        true
+    }
+
+    fn text_diff(&mut self, file: &mut ChangedFile) {
+        let path = file.path.clone();
+        let old = match self.snapshot.text(&path) {
+            Some(Text::Lines(l)) => Some(l.clone()),
+            Some(Text::Unkept(why)) => {
+                file.content_skipped = Some(format!("the previous content is unknown: {why}"));
+                None
+            }
+            None => Some(Vec::new()),
+        };
+        match snapshot::read_text(&path) {
+            Ok(new) => {
+                if let Some(old) = old {
+                    file.diff = Some(diff::lines(
+                        &old,
+                        new.as_deref().unwrap_or(&[]),
+                        DIFF_LINES_MAX,
+                    ));
+                }
+                self.snapshot.set_text(&path, new.map(Text::Lines));
+            }
+            Err(why) => {
+                file.content_skipped = Some(why.clone());
+                self.snapshot.set_text(&path, Some(Text::Unkept(why)));
+            }
+        }
+    }
+
+    fn hash(&self, file: &mut ChangedFile, size: u64) {
+        if size > self.hash_budget {
+            file.content_skipped = Some(format!(
+                "the file is {size} bytes, over the {}-byte hashing budget",
+                self.hash_budget
+            ));
+            return;
+        }
+        match sha256(Path::new(&file.path)) {
+            Ok(h) => file.hash = Some(FileHash { sha256: h }),
+            Err(e) => file.content_skipped = Some(format!("cannot hash the file: {e}")),
+        }
+    }
+
+    fn provenance(&mut self, file: &mut ChangedFile) {
+        let path = file.path.clone();
+        let Some(db) = self.db() else {
+            file.provenance_reasons.push(provenance::NO_PACKAGE_DATABASE);
+            return;
+        };
+        match db.provenance(Path::new(&path)) {
+            Ok(p) => {
+                file.package = p.package;
+                file.verified = Some(p.verified);
+                file.provenance_reasons = p.reasons;
+            }
+            Err(_) => file.provenance_reasons.push(provenance::PROVENANCE_UNKNOWN),
+        }
+    }
+
+    /// The first pam-auth-update profile or template the package database does not vouch
+    /// for, if any.
+    fn unverified_pam_profile(&mut self) -> Option<String> {
+        let mut files: Vec<_> = PAM_PROFILE_DIRS
+            .iter()
+            .filter_map(|d| fs::read_dir(d).ok())
+            .flat_map(|rd| rd.flatten().map(|e| e.path()))
+            .collect();
+        files.sort();
+        let Some(db) = self.db() else {
+            return Some("a system without a package database".into());
+        };
+        files
+            .into_iter()
+            .find(|p| {
+                !db.provenance(p).is_ok_and(|x| {
+                    x.verified || x.reasons.iter().all(|r| *r == CHECKSUM_SKIPPED)
+                })
+            })
+            .map(|p| p.display().to_string())
+    }
+
+    /// The code package managers changed, verified now that they are done: a finding for
+    /// each file the package database does not vouch for.
+    fn verify(&mut self) -> Vec<Finding> {
+        // The database as the package managers left it.
+        self.db = None;
+        let mut out = Vec::new();
+        for (path, v) in std::mem::take(&mut self.to_verify) {
+            let Some(db) = self.db() else {
+                break;
+            };
+            let Ok(p) = db.provenance(Path::new(&path)) else {
+                // Gone since: nothing to verify.
+                continue;
+            };
+            let vouched = p.verified
+                || p.reasons
+                    .iter()
+                    .all(|r| *r == CHECKSUM_SKIPPED || *r == SYMLINK_NOT_FROM_PACKAGE);
+            if vouched {
+                continue;
+            }
+            let mut f = Finding::new(v.ktime_ns, v.process, v.file.place.detection());
+            f.detections.insert(Detection::UnverifiedObject);
+            f.floor = Severity::High;
+            let mut file = v.file;
+            file.package = p.package;
+            file.verified = Some(false);
+            file.provenance_reasons = p.reasons;
+            f.file = Some(file);
+            out.push(f);
+        }
+        out
+    }
+}
+
+/// The watched path a finding is about.
+fn about(f: &Finding) -> &str {
+    f.file.as_ref().map_or("", |x| x.path.as_str())
+}
+
+/// Whether the finding's event created or wrote the name it is about.
+fn creates(f: &Finding) -> bool {
+    f.file.as_ref().is_some_and(|x| {
+        matches!(
+            x.operation,
+            FileOp::OpenWrite | FileOp::Symlink | FileOp::Link | FileOp::Truncate
+        )
+    })
+}
+
+fn sha256(path: &Path) -> std::io::Result<String> {
+    let mut f = fs::File::open(path)?;
+    if !f.metadata()?.file_type().is_file() || f.metadata()?.file_type().is_fifo() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>())
+}
