@@ -268,20 +268,25 @@ fn target(watched: &Watched, c: &decode::FileChange) -> Option<(String, Place)> 
         .find_map(|p| watched.classify(p).map(|k| (p.clone(), k)))
 }
 
-/// A change by a package manager (the writer is one or descends from one) is information; any
-/// other writer's is high. What changed is filled in once the change settled
+/// A change by a package manager (the writer is one or descends from one) or by pam-auth-update
+/// is information; any other writer's is high. What changed is filled in once the change settled
 /// (`engine::watch`).
 fn evaluate(cx: &Context, c: &decode::FileChange) -> Option<Finding> {
     let (path, place) = target(cx.watched, c)?;
     let mut f = Finding::new(c.hdr.ktime_ns, cx.process.clone(), place.detection());
-    if cx.package_manager.is_some() {
+    let by_pam_auth_update = package_manager::is_pam_auth_update(&cx.process.exe);
+    // pam-auth-update is trusted as far as its profiles are (checked once settled).
+    let manager = cx
+        .package_manager
+        .or(by_pam_auth_update.then_some("pam-auth-update"));
+    if manager.is_some() {
         f.ceiling = Severity::Info;
     } else {
         f.floor = Severity::High;
     }
     let mut file = ChangedFile::new(path, c.op, c.paths.clone(), place);
-    file.package_manager = cx.package_manager;
-    file.by_pam_auth_update = package_manager::is_pam_auth_update(&cx.process.exe);
+    file.package_manager = manager;
+    file.by_pam_auth_update = by_pam_auth_update;
     f.file = Some(file);
     Some(f)
 }

@@ -88,10 +88,15 @@ impl Changes {
         };
         let op = file.operation;
         if matches!(op, FileOp::Rename) && file.paths.len() == 2 {
-            // The temporary file's own events are the rename's.
-            let source = &file.paths[0];
-            self.pending
-                .retain(|p| !(about(&p.finding) == source.as_str() && creates(&p.finding)));
+            // The temporary file's own events are the rename's; so is the same process's
+            // attempt to link the target in place (`ln -sf` tries that before it renames).
+            let (source, dest) = (&file.paths[0], &file.paths[1]);
+            let pid = f.process.pid;
+            self.pending.retain(|p| {
+                let (on, f2) = (about(&p.finding), &p.finding);
+                !((on == source.as_str() && creates(f2))
+                    || (on == dest.as_str() && f2.process.pid == pid && links(f2)))
+            });
         }
         if op == FileOp::Unlink && file.package_manager.is_some() && !self.snapshot.known(&file.path)
         {
@@ -349,6 +354,13 @@ fn creates(f: &Finding) -> bool {
             FileOp::OpenWrite | FileOp::Symlink | FileOp::Link | FileOp::Truncate
         )
     })
+}
+
+/// Whether the finding's event made a link.
+fn links(f: &Finding) -> bool {
+    f.file
+        .as_ref()
+        .is_some_and(|x| matches!(x.operation, FileOp::Symlink | FileOp::Link))
 }
 
 fn sha256(path: &Path) -> std::io::Result<String> {
