@@ -38,7 +38,10 @@ pub fn recognise(program: &str) -> Option<&'static str> {
 /// profiles packages install in /usr/share/pam-configs: its changes are trusted as far as
 /// the package database vouches for those profiles.
 pub fn is_pam_auth_update(program: &str) -> bool {
-    matches!(program, "/usr/sbin/pam-auth-update" | "/sbin/pam-auth-update")
+    matches!(
+        program,
+        "/usr/sbin/pam-auth-update" | "/sbin/pam-auth-update"
+    )
 }
 
 #[cfg(test)]

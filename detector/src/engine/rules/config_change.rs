@@ -67,7 +67,11 @@ const DPKG_FILES: &[&str] = &["status", "diversions", "statoverride"];
 const DPKG_INFO_SUFFIXES: &[&str] = &[".md5sums", ".list", ".conffiles"];
 
 /// Text configuration files and directories watched in /etc.
-pub const TEXT_FILES: &[&str] = &["/etc/ld.so.preload", "/etc/ld.so.conf", "/etc/nsswitch.conf"];
+pub const TEXT_FILES: &[&str] = &[
+    "/etc/ld.so.preload",
+    "/etc/ld.so.conf",
+    "/etc/nsswitch.conf",
+];
 pub const TEXT_DIRS: &[&str] = &["/etc/ld.so.conf.d", "/etc/pam.d"];
 
 /// The watched places of this machine: the loader binaries (as real paths, symlinks resolved
@@ -354,7 +358,10 @@ mod tests {
             paths: paths.iter().map(|p| p.to_string()).collect(),
         };
         assert_eq!(
-            target(&w, &c(FileOp::Rename, &["/etc/pam.d/sedAbc123", "/etc/pam.d/su-l"])),
+            target(
+                &w,
+                &c(FileOp::Rename, &["/etc/pam.d/sedAbc123", "/etc/pam.d/su-l"])
+            ),
             Some(("/etc/pam.d/su-l".into(), Place::PamConfig))
         );
         assert_eq!(

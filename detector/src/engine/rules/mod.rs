@@ -286,11 +286,8 @@ mod tests {
         )
         .unwrap();
         let mut found = Vec::new();
-        let (process, catalogue, watched) = (
-            Process::default(),
-            Catalogue::default(),
-            Watched::default(),
-        );
+        let (process, catalogue, watched) =
+            (Process::default(), Catalogue::default(), Watched::default());
         let cx = Context {
             process: &process,
             ktime_ns: 0,

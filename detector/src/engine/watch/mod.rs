@@ -98,7 +98,9 @@ impl Changes {
                     || (on == dest.as_str() && f2.process.pid == pid && links(f2)))
             });
         }
-        if op == FileOp::Unlink && file.package_manager.is_some() && !self.snapshot.known(&file.path)
+        if op == FileOp::Unlink
+            && file.package_manager.is_some()
+            && !self.snapshot.known(&file.path)
         {
             // A package manager's transient name (`*.dpkg-tmp`, `*.dpkg-new`) left nothing.
             let before = self.pending.len();
@@ -271,7 +273,8 @@ impl Changes {
     fn provenance(&mut self, file: &mut ChangedFile) {
         let path = file.path.clone();
         let Some(db) = self.db() else {
-            file.provenance_reasons.push(provenance::NO_PACKAGE_DATABASE);
+            file.provenance_reasons
+                .push(provenance::NO_PACKAGE_DATABASE);
             return;
         };
         match db.provenance(Path::new(&path)) {
@@ -299,9 +302,8 @@ impl Changes {
         files
             .into_iter()
             .find(|p| {
-                !db.provenance(p).is_ok_and(|x| {
-                    x.verified || x.reasons.iter().all(|r| *r == CHECKSUM_SKIPPED)
-                })
+                !db.provenance(p)
+                    .is_ok_and(|x| x.verified || x.reasons.iter().all(|r| *r == CHECKSUM_SKIPPED))
             })
             .map(|p| p.display().to_string())
     }
