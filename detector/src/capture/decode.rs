@@ -10,7 +10,7 @@ use detector_common::{
     TAMPER_PROC_MEM, TAMPER_PTRACE, TMPFS_MAGIC,
 };
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Header {
     pub ktime_ns: u64,
     pub pid: u32,

@@ -384,3 +384,162 @@ fn sha256(path: &Path) -> std::io::Result<String> {
         .map(|b| format!("{b:02x}"))
         .collect::<String>())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::alert::Clock;
+
+    fn change(
+        pid: u32,
+        op: FileOp,
+        paths: &[&str],
+        place: Place,
+        manager: Option<&'static str>,
+    ) -> Finding {
+        let process = Process {
+            pid,
+            comm: "sed".into(),
+            exe: "/usr/bin/sed".into(),
+            ..Process::default()
+        };
+        let mut f = Finding::new(1, process, place.detection());
+        if manager.is_some() {
+            f.ceiling = Severity::Info;
+        } else {
+            f.floor = Severity::High;
+        }
+        let target = match op {
+            FileOp::Rename | FileOp::Link => paths[1],
+            _ => paths[0],
+        };
+        let mut file = ChangedFile::new(
+            target.into(),
+            op,
+            paths.iter().map(|p| p.to_string()).collect(),
+            place,
+        );
+        file.package_manager = manager;
+        f.file = Some(file);
+        f
+    }
+
+    fn dir(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("detector-watch-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn an_edit_through_a_temporary_file_is_one_change_of_the_target_with_its_lines() {
+        let d = dir("sed");
+        let (target, temp) = (d.join("su-l"), d.join("sedXyZ"));
+        let (target, temp) = (target.to_str().unwrap(), temp.to_str().unwrap());
+        fs::write(target, "auth include common-auth\n").unwrap();
+        let mut snapshot = Snapshot::default();
+        snapshot.set_text(
+            target,
+            Some(Text::Lines(vec!["auth include common-auth".into()])),
+        );
+        snapshot.set_known(target, true);
+        let mut c = Changes::new(snapshot, 1 << 20);
+        let t0 = Instant::now();
+        c.admit(
+            change(7, FileOp::OpenWrite, &[temp], Place::PamConfig, None),
+            t0,
+        );
+        fs::write(
+            temp,
+            "auth include common-auth\nauth sufficient pam_succeed_if.so uid >= 0\n",
+        )
+        .unwrap();
+        fs::rename(temp, target).unwrap();
+        c.admit(
+            change(7, FileOp::Rename, &[temp, target], Place::PamConfig, None),
+            t0,
+        );
+        assert!(c.settled(Some(t0)).is_empty(), "not settled yet");
+        let found = c.settled(Some(t0 + SETTLE));
+        assert_eq!(found.len(), 1);
+        let file = found[0].file.as_ref().unwrap();
+        assert_eq!(file.path, target);
+        let diff = file.diff.as_ref().unwrap();
+        assert_eq!(diff.added, ["auth sufficient pam_succeed_if.so uid >= 0"]);
+        assert!(diff.removed.is_empty());
+        let alert = found.into_iter().next().unwrap().finish(
+            &Clock::fixed(Duration::ZERO),
+            &crate::engine::credential::Catalogue::default(),
+        );
+        assert_eq!(alert.severity, Severity::High);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_package_managers_changes_are_information_and_its_transient_names_leave_nothing() {
+        let d = dir("dpkg");
+        let (target, temp) = (d.join("pam_x.so"), d.join("pam_x.so.dpkg-new"));
+        let (target, temp) = (target.to_str().unwrap(), temp.to_str().unwrap());
+        let mut c = Changes::new(Snapshot::default(), 1 << 20);
+        let t0 = Instant::now();
+        let dpkg = Some("dpkg");
+        c.admit(
+            change(8, FileOp::OpenWrite, &[temp], Place::PamModule, dpkg),
+            t0,
+        );
+        fs::write(target, "new module").unwrap();
+        c.admit(
+            change(8, FileOp::Rename, &[temp, target], Place::PamModule, dpkg),
+            t0,
+        );
+        // A backup name made and removed again.
+        let tmp = format!("{target}.dpkg-tmp");
+        c.admit(
+            change(8, FileOp::Link, &[target, &tmp], Place::PamModule, dpkg),
+            t0,
+        );
+        c.admit(
+            change(8, FileOp::Unlink, &[&tmp], Place::PamModule, dpkg),
+            t0,
+        );
+        let found = c.settled(None);
+        assert_eq!(
+            found.len(),
+            1,
+            "{:?}",
+            found.iter().map(|f| &f.file).collect::<Vec<_>>()
+        );
+        let f = &found[0];
+        let file = f.file.as_ref().unwrap();
+        assert_eq!((file.path.as_str(), file.package_manager), (target, dpkg));
+        assert!(file.hash.is_some());
+        assert_eq!(f.ceiling, Severity::Info);
+        // Verified once the package manager is done (no package lists this file).
+        c.package_managers_done(t0);
+        let later = c.settled(None);
+        if provenance::system(1 << 20).is_some() {
+            assert_eq!(later.len(), 1);
+            assert!(later[0].detections.contains(&Detection::UnverifiedObject));
+            assert_eq!(later[0].floor, Severity::High);
+        }
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_name_created_and_removed_by_another_writer_is_low() {
+        let d = dir("gone");
+        let p = d.join("4913");
+        let p = p.to_str().unwrap();
+        let mut c = Changes::new(Snapshot::default(), 1 << 20);
+        let t0 = Instant::now();
+        c.admit(
+            change(9, FileOp::OpenWrite, &[p], Place::PamConfig, None),
+            t0,
+        );
+        c.admit(change(9, FileOp::Unlink, &[p], Place::PamConfig, None), t0);
+        let found = c.settled(None);
+        assert_eq!(found.len(), 2);
+        assert!(found.iter().all(|f| f.ceiling == Severity::Low));
+        let _ = fs::remove_dir_all(&d);
+    }
+}
