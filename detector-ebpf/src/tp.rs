@@ -94,8 +94,8 @@ records! {
         len: u64 = 24,
         prot: u64 = 32,
     }
-    /// `sys_enter_renameat(olddfd, oldname, newdfd, newname)` (`sys_enter_linkat` too), and the same first four fields
-    /// of `sys_enter_renameat2` (whose fifth, `flags`, is not read).
+    /// `sys_enter_renameat(olddfd, oldname, newdfd, newname)` (`sys_enter_linkat` too), and the
+    /// same first four fields of `sys_enter_renameat2` (whose fifth, `flags`, is not read).
     SysEnterRenameat {
         olddfd: u64 = 16,
         oldname: u64 = 24,

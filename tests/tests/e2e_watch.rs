@@ -140,11 +140,7 @@ fn an_administrators_write_outside_the_watched_places_raises_nothing() {
         "/var/lib/dpkg/detector-e2e-watch",
     ];
     let marker = "/etc/pam.d/zz-detector-e2e-watch-marker";
-    let _guards: Vec<Restore> = benign
-        .iter()
-        .chain([&marker])
-        .map(|p| Restore::path(p))
-        .collect();
+    let _guards: Vec<Restore> = benign.iter().chain([&marker]).map(Restore::path).collect();
     for p in benign {
         std::fs::write(p, "a = 1\n").unwrap();
     }

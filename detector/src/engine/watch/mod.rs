@@ -44,6 +44,8 @@ pub const SETTLE: Duration = Duration::from_millis(250);
 const DIFF_LINES_MAX: usize = 64;
 /// Where pam-auth-update takes its profiles and templates from.
 const PAM_PROFILE_DIRS: &[&str] = &["/usr/share/pam-configs", "/usr/share/pam"];
+/// Files kept for verification at most while package managers run.
+const TO_VERIFY_MAX: usize = 20_000;
 /// `file.provenance_reasons` when a pam-auth-update profile is not vouched for.
 pub const PAM_PROFILE_UNVERIFIED: &str = "pam_profile_unverified";
 
@@ -198,7 +200,11 @@ impl Changes {
             }
         }
         if file.place.is_code() && exists {
-            if by_manager {
+            if by_manager && self.to_verify.len() >= TO_VERIFY_MAX {
+                file.content_skipped = Some(format!(
+                    "over {TO_VERIFY_MAX} files wait for verification: this one is not verified"
+                ));
+            } else if by_manager {
                 self.to_verify.insert(
                     path.clone(),
                     ToVerify {
