@@ -195,8 +195,14 @@ fn a_package_upgrade_raises_nothing_of_medium_or_above() {
         has(a, "detections", "pam_module_change") && s(a, "file.package_manager") == "dpkg"
     });
     assert_eq!(s(&a, "severity"), "info", "{a}");
-    let a = d.expect_alert("pam-auth-update rewriting common-auth", |a| {
-        s(a, "file.path") == "/etc/pam.d/common-auth" && s(a, "process.name") == "pam-auth-update"
+    let a = d.expect_alert("pam-auth-update, run by dpkg, rewriting common-auth", |a| {
+        s(a, "file.path") == "/etc/pam.d/common-auth" && s(a, "file.package_manager") == "dpkg"
+    });
+    assert_eq!(s(&a, "severity"), "info", "{a}");
+    // Run by the administrator: trusted as far as the package database vouches for its profiles.
+    let a = d.expect_alert("pam-auth-update, run alone, rewriting common-auth", |a| {
+        s(a, "file.path") == "/etc/pam.d/common-auth"
+            && s(a, "file.package_manager") == "pam-auth-update"
     });
     assert_eq!(s(&a, "severity"), "info", "{a}");
     d.expect_alert("dpkg updating its own record", |a| {
@@ -213,4 +219,59 @@ fn a_package_upgrade_raises_nothing_of_medium_or_above() {
     });
     assert!(unnamed.is_empty(), "{unnamed:#?}");
     d.stop();
+}
+
+const PAM_TYPES: &[&str] = &[
+    "auth",
+    "account",
+    "password",
+    "session",
+    "session-noninteractive",
+];
+
+/// The malicious twin of pam-auth-update's trust: a profile no package installed, composed into
+/// common-auth by pam-auth-update, is high.
+#[test]
+fn pam_auth_update_composing_a_profile_no_package_installed_is_high() {
+    let profile = "/usr/share/pam-configs/detector-e2e-profile";
+    let mut guards = vec![Restore::path(profile)];
+    for t in PAM_TYPES {
+        guards.push(Restore::path(format!("/etc/pam.d/common-{t}")));
+        guards.push(Restore::path(format!("/var/lib/pam/{t}")));
+    }
+    for p in [
+        "/var/lib/pam/seen",
+        "/var/cache/debconf/config.dat",
+        "/var/cache/debconf/config.dat-old",
+    ] {
+        guards.push(Restore::path(p));
+    }
+    // A harmless line: the test watches the change, not its effect.
+    std::fs::write(
+        profile,
+        "Name: detector e2e profile\nDefault: yes\nPriority: 0\nAuth-Type: Additional\nAuth:\n\toptional\tpam_permit.so\n",
+    )
+    .unwrap();
+    let d = Daemon::start();
+    assert!(trigger(Command::new("pam-auth-update").arg("--package")).success());
+    let a = d.expect_alert("pam-auth-update adding the profile to common-auth", |a| {
+        s(a, "file.path") == "/etc/pam.d/common-auth" && s(a, "process.name") == "pam-auth-update"
+    });
+    assert_eq!(s(&a, "severity"), "high", "{a}");
+    assert!(
+        has(&a, "file.provenance_reasons", "pam_profile_unverified"),
+        "{a}"
+    );
+    let added = a["file"]["diff"]["added"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        added
+            .iter()
+            .any(|l| l.as_str().unwrap_or("").contains("pam_permit.so")),
+        "{a}"
+    );
+    d.stop();
+    drop(guards);
 }

@@ -1,8 +1,8 @@
 //! Aggregation: an alert seen again (same rule, severity, program, library, file or tampering
 //! act, and detections) within the window is counted, not re-emitted; when the window closes, a summary
 //! with the count, first_seen and last_seen follows if it was seen more than once. A file's
-//! change is a repeat only when it changed the file the same way (operation, lines, link
-//! target, hash): a different change of the same file is an alert of its own.
+//! change is a repeat only when it changed the file the same way (operation, package manager,
+//! lines, link target, hash): a different change of the same file is an alert of its own.
 use std::{
     collections::HashMap,
     time::{Duration, Instant},
@@ -30,7 +30,13 @@ fn key(a: &Alert) -> Key {
         .map(|l| l.path.clone())
         .or_else(|| {
             a.file.as_ref().map(|f| {
-                let what = serde_json::json!([f.operation, f.diff, f.target_path, f.hash]);
+                let what = serde_json::json!([
+                    f.operation,
+                    f.package_manager,
+                    f.diff,
+                    f.target_path,
+                    f.hash
+                ]);
                 format!("{} {what}", f.path)
             })
         })

@@ -3,8 +3,9 @@
 //! reports a rename before it happens and an open before anything is written):
 //!
 //! - an edit the usual way — a temporary file written, then renamed over the target (`sed -i`,
-//!   editors, `install`, `ln -sf`) — is one change of the target: the temporary file's own
-//!   events are folded into the rename;
+//!   editors, `ln -sf`) — is one change of the target: the temporary file's own events are
+//!   folded into the rename; a name one process removes and makes again (`install`) is one
+//!   change too;
 //! - a name that did not exist, was created and is gone again once settled left nothing: a
 //!   package manager's is dropped, another writer's is low;
 //! - what changed: for text configuration the lines added and removed (against the snapshot,
@@ -98,6 +99,18 @@ impl Changes {
                 let (on, f2) = (about(&p.finding), &p.finding);
                 !((on == source.as_str() && creates(f2))
                     || (on == dest.as_str() && f2.process.pid == pid && links(f2)))
+            });
+        }
+        if creates(&f) {
+            // A name removed and made again by one process (`install`) is one change.
+            let pid = f.process.pid;
+            self.pending.retain(|p| {
+                !(about(&p.finding) == file.path.as_str()
+                    && p.finding.process.pid == pid
+                    && p.finding
+                        .file
+                        .as_ref()
+                        .is_some_and(|x| x.operation == FileOp::Unlink))
             });
         }
         if op == FileOp::Unlink
