@@ -275,3 +275,48 @@ fn pam_auth_update_composing_a_profile_no_package_installed_is_high() {
     d.stop();
     drop(guards);
 }
+
+/// The malicious twin of the package manager's trust: a library a package manager's hook leaves
+/// behind (dpkg's `--pre-invoke`, run through `sh -c` as dpkg's child) is information while dpkg
+/// runs, and high once it is done, since no package vouches for it.
+#[test]
+fn a_library_a_package_manager_leaves_that_no_package_vouches_for_is_high_once_it_is_done() {
+    let lib = format!("{LIB_DIR}/libdetector-e2e-from-a-hook.so");
+    let _guard = Restore::path(&lib);
+    let source = std::fs::canonicalize(format!("{LIB_DIR}/{LINK}")).unwrap();
+    let d = Daemon::start();
+    let hook = format!("cp {} {lib}", source.display());
+    // dpkg takes no lock timeout: another dpkg or apt may hold the lock for a while.
+    let deadline = Instant::now() + scaled(Duration::from_secs(600));
+    loop {
+        let out = Command::new("dpkg")
+            .arg(format!("--pre-invoke={hook}"))
+            .args(["--triggers-only", "--pending"])
+            .output()
+            .expect("run dpkg");
+        if out.status.success() {
+            break;
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("lock") && Instant::now() < deadline,
+            "dpkg failed ({}): {err}",
+            out.status
+        );
+        thread::sleep(Duration::from_secs(1));
+    }
+    let a = d.expect_alert("the hook's copy, while dpkg runs", |a| {
+        s(a, "file.path") == lib && s(a, "file.package_manager") == "dpkg"
+    });
+    assert_eq!(s(&a, "severity"), "info", "{a}");
+    let a = d.expect_alert("the copy, verified once dpkg is done", |a| {
+        s(a, "file.path") == lib && has(a, "detections", "unverified_object")
+    });
+    assert_eq!(s(&a, "severity"), "high", "{a}");
+    assert_eq!(a["file"]["verified"], serde_json::json!(false), "{a}");
+    assert!(
+        has(&a, "file.provenance_reasons", "not_from_package"),
+        "{a}"
+    );
+    d.stop();
+}
