@@ -22,7 +22,6 @@ use std::{
     collections::BTreeMap,
     fs,
     io::Read as _,
-    os::unix::fs::FileTypeExt as _,
     path::Path,
     time::{Duration, Instant},
 };
@@ -237,7 +236,6 @@ impl Changes {
         if file.by_pam_auth_update && file.place == Place::PamConfig {
             if let Some(untrusted) = self.unverified_pam_profile() {
                 file.provenance_reasons.push(PAM_PROFILE_UNVERIFIED);
-                file.content_skipped = None;
                 f.ceiling = Severity::Critical;
                 f.floor = Severity::High;
                 log::warn!("pam-auth-update composed {path} from {untrusted}, which the package database does not vouch for");
@@ -385,10 +383,7 @@ fn links(f: &Finding) -> bool {
 }
 
 fn sha256(path: &Path) -> std::io::Result<String> {
-    let mut f = fs::File::open(path)?;
-    if !f.metadata()?.file_type().is_file() || f.metadata()?.file_type().is_fifo() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
+    let mut f = snapshot::open_regular(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {

@@ -7,6 +7,7 @@ use std::{
     collections::{HashMap, HashSet},
     fs,
     io::Read as _,
+    os::unix::fs::OpenOptionsExt as _,
     path::Path,
 };
 
@@ -33,9 +34,22 @@ pub struct Snapshot {
     names: HashSet<String>,
 }
 
+/// Opens a regular file for reading; anything else (a FIFO, a device: opening or reading one
+/// could wait forever) is an error.
+pub fn open_regular(path: &Path) -> std::io::Result<fs::File> {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    if !f.metadata()?.file_type().is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(f)
+}
+
 /// The file's lines (`None`: it does not exist), or why they cannot be read.
 pub fn read_text(path: &str) -> Result<Option<Vec<String>>, String> {
-    let f = match fs::File::open(path) {
+    let f = match open_regular(Path::new(path)) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read the file: {e}")),
@@ -152,4 +166,29 @@ fn entries(dir: &str) -> Vec<String> {
     rd.flatten()
         .map(|e| e.path().display().to_string())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fifo_is_not_read_and_a_missing_file_is_none() {
+        let dir = std::env::temp_dir().join(format!("detector-snapshot-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(read_text(fifo.to_str().unwrap()).is_err());
+        assert_eq!(read_text(dir.join("none").to_str().unwrap()), Ok(None));
+        let text = dir.join("text");
+        fs::write(&text, "a\nb\n").unwrap();
+        assert_eq!(
+            read_text(text.to_str().unwrap()),
+            Ok(Some(vec!["a".into(), "b".into()]))
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
 }
