@@ -206,7 +206,7 @@ pub struct ChangedFile {
     /// For text configuration: the lines added and removed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<LineDiff>,
-    /// For a symbolic link: where it points now (ECS `file.target_path`)...
+    /// For a symbolic link: where it points after the change (ECS `file.target_path`)...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_path: Option<String>,
     /// ...and where it pointed before the change.
@@ -218,7 +218,7 @@ pub struct ChangedFile {
     /// The package the package database says installed the file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub package: Option<String>,
-    /// Whether the package database vouches for the file as it is now.
+    /// Whether the package database vouches for the file as the change left it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verified: Option<bool>,
     /// Why it is not verified (`engine::provenance`'s reasons), or why a tool's change is not
@@ -230,7 +230,7 @@ pub struct ChangedFile {
     pub content_skipped: Option<String>,
     /// What the path is (decides what is said about its change).
     #[serde(skip)]
-    pub place: crate::engine::rules::config_change::Place,
+    pub place: crate::engine::watch::places::Place,
     /// The writer is `pam-auth-update`.
     #[serde(skip)]
     pub by_pam_auth_update: bool,
@@ -241,7 +241,7 @@ impl ChangedFile {
         path: String,
         operation: crate::capture::decode::FileOp,
         paths: Vec<String>,
-        place: crate::engine::rules::config_change::Place,
+        place: crate::engine::watch::places::Place,
     ) -> Self {
         ChangedFile {
             path,

@@ -16,6 +16,7 @@
 //!   is high. `pam-auth-update`'s changes are trusted only when the package database vouches for
 //!   every profile it composes them from.
 pub mod diff;
+pub mod places;
 pub mod snapshot;
 
 use std::{
@@ -32,7 +33,8 @@ use crate::{
     capture::decode::FileOp,
     engine::{
         provenance::{self, PackageDb, CHECKSUM_SKIPPED, SYMLINK_NOT_FROM_PACKAGE},
-        rules::{config_change::Place, Finding},
+        rules::Finding,
+        watch::places::Place,
     },
     output::alert::{ChangedFile, Detection, FileHash, Process, Severity},
 };

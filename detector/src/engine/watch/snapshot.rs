@@ -11,7 +11,7 @@ use std::{
     path::Path,
 };
 
-use crate::engine::rules::config_change::{Watched, TEXT_DIRS, TEXT_FILES};
+use super::places::{Watched, TEXT_DIRS, TEXT_FILES};
 
 /// Bytes of one text file kept at most.
 pub const TEXT_FILE_MAX: u64 = 64 * 1024;
