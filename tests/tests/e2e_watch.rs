@@ -2,8 +2,13 @@
 //! database) changed by an attacker's tools and by the package manager, with the real daemon.
 //! Every path changed is restored, even when a test fails.
 use std::{
+    collections::HashMap,
     path::Path,
     process::Command,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -33,12 +38,90 @@ fn rank(a: &Value) -> u8 {
     }
 }
 
-/// Other test binaries may run on this machine at the same time as these tests: their alerts
-/// name their fixtures (`detector-*`) or their test executables (under a `target/` directory),
-/// and are not this test's.
-fn from_this_test(a: &Value) -> bool {
+/// Other test binaries may run on this machine at the same time as these tests. An alert is
+/// another test's when its process, or its parent, was seen descending from a process other than
+/// this test (`Parents`), or when it names another test's fixtures (`detector-*`) or executable
+/// (under a `target/` directory). An alert whose ancestry was not seen counts as this test's.
+fn from_this_test(a: &Value, parents: &Parents) -> bool {
+    let pid = |k: &str| a["process"][k].as_u64().map(|p| p as u32);
+    let parent = a["process"]["parent"]["pid"].as_u64().map(|p| p as u32);
+    let seen = pid("pid")
+        .and_then(|p| parents.descends_from_this_test(p))
+        .or_else(|| parent.and_then(|p| parents.descends_from_this_test(p)));
     let text = a.to_string();
-    !text.contains("detector-") && !s(a, "process.executable").contains("/target/")
+    seen != Some(false)
+        && !text.contains("detector-")
+        && !s(a, "process.executable").contains("/target/")
+}
+
+/// The parent of every process seen while it runs, from /proc polled every few milliseconds.
+struct Parents {
+    map: Arc<Mutex<HashMap<u32, u32>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Parents {
+    fn start() -> Parents {
+        let map = Arc::new(Mutex::new(HashMap::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (m, st) = (map.clone(), stop.clone());
+        let thread = thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                    let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                        continue;
+                    };
+                    let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                        continue;
+                    };
+                    // pid (comm) state ppid ...: comm may hold spaces and parentheses.
+                    let ppid = stat
+                        .rsplit_once(')')
+                        .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                        .and_then(|p| p.parse::<u32>().ok());
+                    if let Some(ppid) = ppid {
+                        m.lock().unwrap().insert(pid, ppid);
+                    }
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
+        });
+        Parents {
+            map,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Whether `pid` is this test or was seen descending from it; `None` when its chain of
+    /// parents up to this test or to init was not seen whole.
+    fn descends_from_this_test(&self, pid: u32) -> Option<bool> {
+        let me = std::process::id();
+        let map = self.map.lock().unwrap();
+        let mut p = pid;
+        for _ in 0..64 {
+            if p == me {
+                return Some(true);
+            }
+            match map.get(&p) {
+                Some(&pp) if pp > 1 => p = pp,
+                Some(_) => return Some(false),
+                // An ancestor not seen: the chain is not known.
+                None => return None,
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Parents {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Waits until the alerts have had time to settle and be judged (the daemon waits 250 ms after
@@ -165,6 +248,7 @@ fn an_administrators_write_outside_the_watched_places_raises_nothing() {
 /// manager's changes are information that names it.
 #[test]
 fn a_package_upgrade_raises_nothing_of_medium_or_above() {
+    let parents = Parents::start();
     let d = Daemon::start();
     let started = Instant::now();
     let out = Command::new("apt-get")
@@ -209,7 +293,7 @@ fn a_package_upgrade_raises_nothing_of_medium_or_above() {
         has(a, "detections", "package_database_change") && s(a, "file.package_manager") == "dpkg"
     });
     settle();
-    let loud = d.alerts_matching(|a| rank(a) >= 2 && from_this_test(a));
+    let loud = d.alerts_matching(|a| rank(a) >= 2 && from_this_test(a, &parents));
     assert!(loud.is_empty(), "alerts of medium or above:\n{loud:#?}");
     // Every change the package manager made is information naming it.
     let unnamed = d.alerts_matching(|a| {
