@@ -15,52 +15,52 @@ pub struct ConfigChange;
 impl Rule for ConfigChange {
     fn evaluate(&mut self, cx: &Context, observation: &Observation) -> Vec<Finding> {
         match observation {
-            Observation::FileChange(c) => evaluate(cx, c).into_iter().collect(),
+            Observation::FileChange(c) => evaluate(cx, c),
             _ => Vec::new(),
         }
     }
 }
 
-/// The path a change is about: a rename's or a hard link's destination when it is watched,
-/// else the first watched path (a rename's source: the watched file went away).
-fn target(watched: &Watched, c: &decode::FileChange) -> Option<(String, Place)> {
-    let dest = match c.op {
-        FileOp::Rename | FileOp::Link if c.paths.len() == 2 => c.paths.get(1),
-        _ => None,
-    };
-    if let Some(place) = dest.and_then(|d| watched.classify(d)) {
-        return dest.map(|d| (d.clone(), place));
-    }
-    if c.op == FileOp::Link {
+/// The paths a change is about, each with what it is: a rename's source and destination when
+/// both are watched (the source went away, the destination was replaced), else the watched
+/// one; for a hard link, its new name.
+fn targets(watched: &Watched, c: &decode::FileChange) -> Vec<(String, Place)> {
+    let classified = |p: &String| watched.classify(p).map(|k| (p.clone(), k));
+    match (c.op, c.paths.as_slice()) {
+        (FileOp::Rename, [from, to]) if from != to => {
+            classified(from).into_iter().chain(classified(to)).collect()
+        }
         // Linking a watched file elsewhere changes nothing watched.
-        return None;
+        (FileOp::Link, [_, to]) => classified(to).into_iter().collect(),
+        _ => c.paths.iter().find_map(classified).into_iter().collect(),
     }
-    c.paths
-        .iter()
-        .find_map(|p| watched.classify(p).map(|k| (p.clone(), k)))
 }
 
 /// A change by a package manager (the writer is one or descends from one) or by pam-auth-update
 /// is information; any other writer's is high. What changed is filled in once the change settled
 /// (`engine::watch`).
-fn evaluate(cx: &Context, c: &decode::FileChange) -> Option<Finding> {
-    let (path, place) = target(cx.watched, c)?;
-    let mut f = Finding::new(c.hdr.ktime_ns, cx.process.clone(), place.detection());
+fn evaluate(cx: &Context, c: &decode::FileChange) -> Vec<Finding> {
     let by_pam_auth_update = package_manager::is_pam_auth_update(&cx.process.exe);
     // pam-auth-update is trusted as far as its profiles are (checked once settled).
     let manager = cx
         .package_manager
         .or(by_pam_auth_update.then_some("pam-auth-update"));
-    if manager.is_some() {
-        f.ceiling = Severity::Info;
-    } else {
-        f.floor = Severity::High;
-    }
-    let mut file = ChangedFile::new(path, c.op, c.paths.clone(), place);
-    file.package_manager = manager;
-    file.by_pam_auth_update = by_pam_auth_update;
-    f.file = Some(file);
-    Some(f)
+    targets(cx.watched, c)
+        .into_iter()
+        .map(|(path, place)| {
+            let mut f = Finding::new(c.hdr.ktime_ns, cx.process.clone(), place.detection());
+            if manager.is_some() {
+                f.ceiling = Severity::Info;
+            } else {
+                f.floor = Severity::High;
+            }
+            let mut file = ChangedFile::new(path, c.op, c.paths.clone(), place);
+            file.package_manager = manager;
+            file.by_pam_auth_update = by_pam_auth_update;
+            f.file = Some(file);
+            f
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -68,27 +68,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_rename_is_about_its_destination() {
+    fn a_rename_is_about_both_its_ends() {
         let w = Watched::default();
         let c = |op, paths: &[&str]| decode::FileChange {
             hdr: Default::default(),
             op,
             paths: paths.iter().map(|p| p.to_string()).collect(),
         };
+        let pam = |p: &str| (p.to_owned(), Place::PamConfig);
         assert_eq!(
-            target(
+            targets(
                 &w,
                 &c(FileOp::Rename, &["/etc/pam.d/sedAbc123", "/etc/pam.d/su-l"])
             ),
-            Some(("/etc/pam.d/su-l".into(), Place::PamConfig))
+            [pam("/etc/pam.d/sedAbc123"), pam("/etc/pam.d/su-l")]
         );
         assert_eq!(
-            target(&w, &c(FileOp::Rename, &["/etc/pam.d/su", "/tmp/su"])),
-            Some(("/etc/pam.d/su".into(), Place::PamConfig))
+            targets(&w, &c(FileOp::Rename, &["/etc/pam.d/su", "/tmp/su"])),
+            [pam("/etc/pam.d/su")]
         );
         assert_eq!(
-            target(&w, &c(FileOp::Link, &["/etc/pam.d/su", "/tmp/su"])),
-            None
+            targets(&w, &c(FileOp::Rename, &["/tmp/su", "/etc/pam.d/su"])),
+            [pam("/etc/pam.d/su")]
+        );
+        assert!(targets(&w, &c(FileOp::Link, &["/etc/pam.d/su", "/tmp/su"])).is_empty());
+        assert_eq!(
+            targets(&w, &c(FileOp::Unlink, &["/etc/pam.d/su"])),
+            [pam("/etc/pam.d/su")]
         );
     }
 }

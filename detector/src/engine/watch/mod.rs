@@ -1,6 +1,7 @@
 //! Changes to the watched places, from the config_change rule's findings to alerts that say
-//! what changed. A change is reported once it settled (`SETTLE` after its event: the kernel
-//! reports a rename before it happens and an open before anything is written):
+//! what changed. A change is reported once it settled (`SETTLE` after its event, a second for
+//! the creation of a name that did not exist: the kernel reports a rename before it happens and
+//! an open before anything is written):
 //!
 //! - an edit the usual way — a temporary file written, then renamed over the target (`sed -i`,
 //!   editors, `ln -sf`) — is one change of the target: the temporary file's own events are
@@ -42,6 +43,9 @@ use snapshot::{Snapshot, Text};
 
 /// How long after its event a change is looked at.
 pub const SETTLE: Duration = Duration::from_millis(250);
+/// How long the creation of a name that did not exist waits (for a rename that makes it a
+/// temporary file).
+pub const NEW_NAME_SETTLE: Duration = Duration::from_secs(1);
 /// Lines listed at most, added and removed each.
 const DIFF_LINES_MAX: usize = 64;
 /// Where pam-auth-update takes its profiles and templates from.
@@ -91,7 +95,19 @@ impl Changes {
             return;
         };
         let op = file.operation;
-        if matches!(op, FileOp::Rename) && file.paths.len() == 2 {
+        if op == FileOp::Rename && file.paths.len() == 2 && file.path == file.paths[0] {
+            // The source's end of a rename: a temporary file (still pending its creation) went
+            // away into the destination, whose change is the one to report.
+            let source = &file.paths[0];
+            if self
+                .pending
+                .iter()
+                .any(|p| about(&p.finding) == source.as_str() && creates(&p.finding))
+            {
+                return;
+            }
+        }
+        if op == FileOp::Rename && file.paths.len() == 2 && file.path == file.paths[1] {
             // The temporary file's own events are the rename's; so is the same process's
             // attempt to link the target in place (`ln -sf` tries that before it renames).
             let (source, dest) = (&file.paths[0], &file.paths[1]);
@@ -133,9 +149,15 @@ impl Changes {
                 return;
             }
         }
+        // A name that did not exist may be a temporary file: it waits longer for its rename.
+        let wait = if creates(&f) && !self.snapshot.known(&file.path) {
+            NEW_NAME_SETTLE
+        } else {
+            SETTLE
+        };
         self.pending.push(Pending {
             finding: f,
-            due: now + SETTLE,
+            due: now + wait,
         });
     }
 
@@ -440,6 +462,48 @@ mod tests {
         f
     }
 
+    /// The finding about a rename's source.
+    fn source_end(mut f: Finding) -> Finding {
+        let file = f.file.as_mut().unwrap();
+        file.path = file.paths[0].clone();
+        f
+    }
+
+    #[test]
+    fn a_watched_file_renamed_away_is_reported_at_both_ends() {
+        let d = dir("mv");
+        let (from, to) = (d.join("su"), d.join("su.disabled"));
+        let (from, to) = (from.to_str().unwrap(), to.to_str().unwrap());
+        fs::write(from, "auth include common-auth\n").unwrap();
+        let mut snapshot = Snapshot::default();
+        snapshot.set_text(
+            from,
+            Some(Text::Lines(vec!["auth include common-auth".into()])),
+        );
+        snapshot.set_known(from, true);
+        let mut c = Changes::new(snapshot, 1 << 20);
+        let t0 = Instant::now();
+        fs::rename(from, to).unwrap();
+        let rename = || change(3, FileOp::Rename, &[from, to], Place::PamConfig, None);
+        c.admit(source_end(rename()), t0);
+        c.admit(rename(), t0);
+        let found = c.settled(None);
+        assert_eq!(found.len(), 2);
+        let gone = found[0].file.as_ref().unwrap();
+        assert_eq!((gone.path.as_str(), gone.exists), (from, Some(false)));
+        assert_eq!(
+            gone.diff.as_ref().unwrap().removed,
+            ["auth include common-auth"]
+        );
+        let made = found[1].file.as_ref().unwrap();
+        assert_eq!(
+            made.diff.as_ref().unwrap().added,
+            ["auth include common-auth"]
+        );
+        assert!(found.iter().all(|f| f.floor == Severity::High));
+        let _ = fs::remove_dir_all(&d);
+    }
+
     fn dir(tag: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("detector-watch-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
@@ -471,10 +535,9 @@ mod tests {
         )
         .unwrap();
         fs::rename(temp, target).unwrap();
-        c.admit(
-            change(7, FileOp::Rename, &[temp, target], Place::PamConfig, None),
-            t0,
-        );
+        let rename = || change(7, FileOp::Rename, &[temp, target], Place::PamConfig, None);
+        c.admit(source_end(rename()), t0);
+        c.admit(rename(), t0);
         assert!(c.settled(Some(t0)).is_empty(), "not settled yet");
         let found = c.settled(Some(t0 + SETTLE));
         assert_eq!(found.len(), 1);
