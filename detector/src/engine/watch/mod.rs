@@ -181,7 +181,14 @@ impl Changes {
                 self.pending.push(p);
             }
         }
-        if self.verify_at.is_some_and(due) {
+        // Verified once what the package managers changed has settled.
+        let managers_pending = self.pending.iter().any(|p| {
+            p.finding
+                .file
+                .as_ref()
+                .is_some_and(|x| x.package_manager.is_some())
+        });
+        if self.verify_at.is_some_and(due) && !managers_pending {
             self.verify_at = None;
             out.extend(self.verify());
         }
@@ -601,6 +608,31 @@ mod tests {
             assert!(later[0].detections.contains(&Detection::UnverifiedObject));
             assert_eq!(later[0].floor, Severity::High);
         }
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn verification_waits_for_the_package_managers_changes_to_settle() {
+        if provenance::system(1 << 20).is_none() {
+            return;
+        }
+        let d = dir("late");
+        let lib = d.join("libx.so");
+        let lib = lib.to_str().unwrap();
+        fs::write(lib, "a library no package lists").unwrap();
+        let mut c = Changes::new(Snapshot::default(), 1 << 20);
+        let t0 = Instant::now();
+        c.admit(
+            change(10, FileOp::OpenWrite, &[lib], Place::Library, Some("dpkg")),
+            t0,
+        );
+        c.package_managers_done(t0);
+        // The copy, a name that did not exist, settles after the package manager is done.
+        assert!(c.settled(Some(t0 + SETTLE)).is_empty());
+        let found = c.settled(Some(t0 + NEW_NAME_SETTLE));
+        assert_eq!(found.len(), 2, "the change, then its verification");
+        assert_eq!(found[0].ceiling, Severity::Info);
+        assert!(found[1].detections.contains(&Detection::UnverifiedObject));
         let _ = fs::remove_dir_all(&d);
     }
 
