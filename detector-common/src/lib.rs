@@ -138,6 +138,10 @@ event_table! {
             syscall("sys_enter_unlinkat", "sys_enter_unlinkat", true),
             syscall("sys_enter_unlink", "sys_enter_unlink", false),
             syscall("sys_enter_truncate", "sys_enter_truncate", true),
+            syscall("sys_enter_symlinkat", "sys_enter_symlinkat", true),
+            syscall("sys_enter_symlink", "sys_enter_symlink", false),
+            syscall("sys_enter_linkat", "sys_enter_linkat", true),
+            syscall("sys_enter_link", "sys_enter_link", false),
         ];
         Lifecycle = 3, "lifecycle", [btf("sched_exit", "sched_process_exit")];
         MemTamper = 4, "mem_tamper", [
@@ -417,6 +421,10 @@ pub const FILE_OP_OPEN_WRITE: u32 = 1;
 pub const FILE_OP_RENAME: u32 = 2;
 pub const FILE_OP_UNLINK: u32 = 3;
 pub const FILE_OP_TRUNCATE: u32 = 4;
+/// A symbolic link created (`name` is the link; its target is read by user space).
+pub const FILE_OP_SYMLINK: u32 = 5;
+/// A hard link created (`name` the existing file, `name2` the new name).
+pub const FILE_OP_LINK: u32 = 6;
 
 /// A change to a watched file (loader configuration, loader binaries, PAM configuration).
 /// For an open, `path` is the file resolved in the kernel; for rename, unlink and truncate,

@@ -1,12 +1,14 @@
-//! Capture channel: changes to the loader's and PAM's files, and `/proc/<pid>/mem` writes.
+//! Capture channel: changes to the loader's, the libraries', PAM's and the package database's
+//! files, and `/proc/<pid>/mem` writes.
 //!
 //! Opens are judged at syscall exit on the file the kernel actually opened (relative paths,
-//! symlinks and `..` are already resolved): opened for write in a watched directory (user
-//! space fills `WATCH` with the directories of /etc/ld.so.preload, /etc/ld.so.conf, the loader
-//! binaries, and /etc/ld.so.conf.d, /etc/pam.d themselves). Renames, unlinks and truncates
-//! are judged at entry on their strings: absolute names under /etc or the library
-//! directories, and relative names whose base directory (dirfd or cwd) is watched; the base
-//! directory is resolved in the kernel for user space.
+//! symlinks and `..` are already resolved): opened for write (created, written, truncated) in
+//! a watched directory (user space fills `WATCH` with the directories it watches: /etc, the
+//! library and PAM module directories, /var/lib/dpkg...). Renames, unlinks, truncates,
+//! symbolic and hard links are judged at entry on their strings: absolute names under /etc,
+//! the library directories (/lib*, /usr/lib*, /usr/local/lib) or /var/lib/dpkg, and relative
+//! names whose base directory (dirfd or cwd) is watched; the base directory is resolved in the
+//! kernel for user space.
 use aya_ebpf::{
     helpers::generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
     macros::tracepoint,
@@ -15,8 +17,8 @@ use aya_ebpf::{
 };
 use detector_common::{
     Channel, EventKind, FileChangeEvent, KernelConfig, MemTamperEvent, WatchKey, DIR_TRUNCATED,
-    FILE_OP_OPEN_WRITE, FILE_OP_RENAME, FILE_OP_TRUNCATE, FILE_OP_UNLINK, NAME_MAX, PATH_TRUNCATED,
-    PROC_SUPER_MAGIC, TAMPER_PROC_MEM,
+    FILE_OP_LINK, FILE_OP_OPEN_WRITE, FILE_OP_RENAME, FILE_OP_SYMLINK, FILE_OP_TRUNCATE,
+    FILE_OP_UNLINK, NAME_MAX, PATH_TRUNCATED, PROC_SUPER_MAGIC, TAMPER_PROC_MEM,
 };
 
 use crate::{
@@ -24,8 +26,8 @@ use crate::{
     read::{self, count_error, OrCount as _},
     shared::{config, current_task_and_ppid, is_self, named_map, ppid, reserve, submit_urgent},
     tp::{
-        Record, SysEnterRename, SysEnterRenameat, SysEnterTruncate, SysEnterUnlink,
-        SysEnterUnlinkat, SysExit,
+        Record, SysEnterRename, SysEnterRenameat, SysEnterSymlinkat, SysEnterTruncate,
+        SysEnterUnlink, SysEnterUnlinkat, SysExit,
     },
     vfs::{
         build_path, copy_path, dentry_inode, dentry_name, fd_file, inode_info, path_parts,
@@ -35,7 +37,7 @@ use crate::{
 
 named_map! {
     /// Watched directories, by (dev, inode). Filled by user space at start.
-    pub static WATCH: HashMap<WatchKey, u32> = HashMap::with_max_entries(64, 0);
+    pub static WATCH: HashMap<WatchKey, u32> = HashMap::with_max_entries(256, 0);
 }
 
 named_map! {
@@ -224,6 +226,54 @@ pub fn sys_enter_truncate(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// symlinkat: the link's name is judged; its target is read by user space from the link.
+#[tracepoint]
+pub fn sys_enter_symlinkat(ctx: TracePointContext) -> u32 {
+    let rec = Record::<SysEnterSymlinkat>::of(&ctx);
+    let _ = string_op(
+        FILE_OP_SYMLINK,
+        dfd(rec.newdfd()),
+        rec.newname(),
+        AT_FDCWD,
+        0,
+    );
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_symlink(ctx: TracePointContext) -> u32 {
+    let rec = Record::<SysEnterRename>::of(&ctx);
+    let _ = string_op(FILE_OP_SYMLINK, AT_FDCWD, rec.newname(), AT_FDCWD, 0);
+    0
+}
+
+/// linkat: the existing file, then the new name (as a rename's).
+#[tracepoint]
+pub fn sys_enter_linkat(ctx: TracePointContext) -> u32 {
+    let rec = Record::<SysEnterRenameat>::of(&ctx);
+    let _ = string_op(
+        FILE_OP_LINK,
+        dfd(rec.olddfd()),
+        rec.oldname(),
+        dfd(rec.newdfd()),
+        rec.newname(),
+    );
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_link(ctx: TracePointContext) -> u32 {
+    let rec = Record::<SysEnterRename>::of(&ctx);
+    let _ = string_op(
+        FILE_OP_LINK,
+        AT_FDCWD,
+        rec.oldname(),
+        AT_FDCWD,
+        rec.newname(),
+    );
+    0
+}
+
 /// Reads a user string into NAMES[`slot`]; returns a pointer to it.
 #[inline(always)]
 fn read_name(slot: u32, user: u64) -> Option<*mut [u8; NAME_MAX]> {
@@ -236,19 +286,29 @@ fn read_name(slot: u32, user: u64) -> Option<*mut [u8; NAME_MAX]> {
     Some(buf)
 }
 
-/// Absolute names under /etc/ or the library directories (/lib*, /usr/lib*).
+/// Whether `n` starts with `prefix`.
+#[inline(always)]
+fn starts_with<const N: usize>(n: &[u8; NAME_MAX], prefix: &[u8; N]) -> bool {
+    let mut i = 0;
+    while i < N {
+        if n[i] != prefix[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Absolute names under /etc/, the library directories (/lib*, /usr/lib*, /usr/local/lib) or
+/// the package database (/var/lib/dpkg).
 #[inline(always)]
 fn interesting_absolute(n: &[u8; NAME_MAX]) -> bool {
-    (n[0] == b'/' && n[1] == b'e' && n[2] == b't' && n[3] == b'c' && n[4] == b'/')
-        || (n[0] == b'/' && n[1] == b'l' && n[2] == b'i' && n[3] == b'b')
-        || (n[0] == b'/'
-            && n[1] == b'u'
-            && n[2] == b's'
-            && n[3] == b'r'
-            && n[4] == b'/'
-            && n[5] == b'l'
-            && n[6] == b'i'
-            && n[7] == b'b')
+    n[0] == b'/'
+        && (starts_with(n, b"/etc/")
+            || starts_with(n, b"/lib")
+            || starts_with(n, b"/usr/lib")
+            || starts_with(n, b"/usr/local/lib")
+            || starts_with(n, b"/var/lib/dpkg"))
 }
 
 /// The (vfsmount, dentry) a relative name is resolved against.

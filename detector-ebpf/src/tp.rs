@@ -99,15 +99,15 @@ records! {
         addr: u64 = 16,
         len: u64 = 24,
     }
-    /// `sys_enter_renameat(olddfd, oldname, newdfd, newname)`, and the same first four fields
-    /// of `sys_enter_renameat2` (whose fifth, `flags`, is not read).
+    /// `sys_enter_renameat(olddfd, oldname, newdfd, newname)` (`sys_enter_linkat` too), and the
+    /// same first four fields of `sys_enter_renameat2` (whose fifth, `flags`, is not read).
     SysEnterRenameat {
         olddfd: u64 = 16,
         oldname: u64 = 24,
         newdfd: u64 = 32,
         newname: u64 = 40,
     }
-    /// `sys_enter_rename(oldname, newname)`.
+    /// `sys_enter_rename(oldname, newname)` (`sys_enter_link` too).
     SysEnterRename {
         oldname: u64 = 16,
         newname: u64 = 24,
@@ -120,6 +120,12 @@ records! {
     /// `sys_enter_unlink(pathname)`.
     SysEnterUnlink {
         pathname: u64 = 16,
+    }
+    /// `sys_enter_symlinkat(oldname, newdfd, newname)`: `oldname` is the link's target.
+    SysEnterSymlinkat {
+        oldname: u64 = 16,
+        newdfd: u64 = 24,
+        newname: u64 = 32,
     }
     /// `sys_enter_truncate(path, length)`.
     SysEnterTruncate {

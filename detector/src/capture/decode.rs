@@ -4,15 +4,15 @@ use std::mem::size_of;
 use detector_common::{
     EventHeader, EventKind, ExecEvent, ExitEvent, FileChangeEvent, FileInfo, LoaderEnvEvent,
     LoaderVar, MemTamperEvent, MmapEvent, PreloadListEvent, EXEC_ARGS_TRUNCATED,
-    EXEC_ENV_INCOMPLETE, EXEC_FILENAME_TRUNCATED, FILE_OP_OPEN_WRITE, FILE_OP_RENAME,
-    FILE_OP_TRUNCATE, FILE_OP_UNLINK, HUGETLBFS_MAGIC, LOADER_VALUE_TRUNCATED,
+    EXEC_ENV_INCOMPLETE, EXEC_FILENAME_TRUNCATED, FILE_OP_LINK, FILE_OP_OPEN_WRITE, FILE_OP_RENAME,
+    FILE_OP_SYMLINK, FILE_OP_TRUNCATE, FILE_OP_UNLINK, HUGETLBFS_MAGIC, LOADER_VALUE_TRUNCATED,
     MMAP_AFTER_PRELOAD_LIST, MMAP_SOURCE_EXEC_INTERPRETER, MMAP_SOURCE_EXEC_PROGRAM,
     MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT, OVERLAYFS_MAGIC, PATH_TRUNCATED, PRELOAD_LIST_MAX,
     PRELOAD_LIST_TRUNCATED, PRELOAD_LIST_UNREAD, RAMFS_MAGIC, TAMPER_PROCESS_VM_WRITEV,
     TAMPER_PROC_MEM, TAMPER_PTRACE, TMPFS_MAGIC,
 };
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Header {
     pub ktime_ns: u64,
     pub pid: u32,
@@ -162,10 +162,15 @@ pub enum FileOp {
     Rename,
     Unlink,
     Truncate,
+    /// A symbolic link created; `paths` holds the link.
+    Symlink,
+    /// A hard link created; `paths` holds the existing file then the new name.
+    Link,
 }
 
 /// A change to a watched file. `paths` are the absolute paths involved: for an open, the file;
-/// for a rename, source then destination; for unlink and truncate, the file.
+/// for a rename or a hard link, source then destination; for unlink, truncate and a symbolic
+/// link, the file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FileChange {
     #[serde(flatten)]
@@ -461,6 +466,8 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
                 FILE_OP_RENAME => FileOp::Rename,
                 FILE_OP_UNLINK => FileOp::Unlink,
                 FILE_OP_TRUNCATE => FileOp::Truncate,
+                FILE_OP_SYMLINK => FileOp::Symlink,
+                FILE_OP_LINK => FileOp::Link,
                 _ => return Err(DecodeError::UnknownKind(kind)),
             };
             let paths = if op == FileOp::OpenWrite {

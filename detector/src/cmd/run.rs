@@ -34,6 +34,7 @@ use crate::{
         policy_stage::{self, Settings, ToPolicy, Wiring},
         rules::{config_change::Watched, Finding},
         sweep::Only,
+        watch::{snapshot::Snapshot, Changes},
     },
     output::{self, alert::Clock, sink, stage::ToOutput},
     stats::{add, Counters, KernelCounts},
@@ -83,6 +84,8 @@ struct Reader {
     counters: Arc<Counters>,
     /// The kernel's seen-cache.
     seen: Option<Arc<Mutex<SeenCache>>>,
+    /// A package manager was running after the last event.
+    package_manager_running: bool,
 }
 
 impl Reader {
@@ -93,6 +96,15 @@ impl Reader {
                 for f in self.correlator.handle(event) {
                     self.pass(f);
                 }
+                let running = self.correlator.package_manager_running();
+                if self.package_manager_running && !running {
+                    if let Err(TrySendError::Full(_)) =
+                        self.to_policy.try_send(ToPolicy::PackageManagersDone)
+                    {
+                        add(&self.counters.dropped_findings);
+                    }
+                }
+                self.package_manager_running = running;
             }
             Err(e) => {
                 add(&self.counters.malformed);
@@ -188,10 +200,11 @@ async fn serve(
         Arc::clone(&counters),
     )?;
     let policy = Policy::from_config(&cfg);
+    let changes = Changes::new(Snapshot::take(&watched), settings(&cfg).hash_budget);
     let mut correlator = Correlator::new(watched, policy.catalogue.clone());
     let seen_cache = capture.take_seen_cache().map(|s| Arc::new(Mutex::new(s)));
     let wiring = Wiring {
-        package_manager_running: correlator.package_manager_running(),
+        package_manager_running: correlator.package_manager_flag(),
         seen: seen_cache.clone(),
     };
     let (policy_tx, policy_thread) = policy_stage::spawn(
@@ -202,6 +215,7 @@ async fn serve(
         out_tx.clone(),
         Arc::clone(&counters),
         wiring,
+        changes,
     )?;
     let (already, seen, unreadable) =
         correlator.sweep(Only::AllBut(std::process::id()), Path::new("/etc"));
@@ -209,11 +223,13 @@ async fn serve(
         "swept /proc: {seen} running processes ({unreadable} unreadable), {} findings for what they already had loaded",
         already.len()
     );
+    let package_manager_running = correlator.package_manager_running();
     let mut reader = Reader {
         correlator,
         to_policy: policy_tx,
         counters: Arc::clone(&counters),
         seen: seen_cache,
+        package_manager_running,
     };
     for f in already {
         reader.pass(f);

@@ -41,8 +41,8 @@ impl Correlator {
     }
 
     /// True while a package manager runs, as the process table knows it; kept up to date as
-    /// events come.
-    pub fn package_manager_running(&self) -> Arc<AtomicBool> {
+    /// events come, for the policy stage.
+    pub fn package_manager_flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.package_manager_running)
     }
 
@@ -144,6 +144,11 @@ impl Correlator {
         self.first_alerts(findings)
     }
 
+    /// Whether a package manager is running now.
+    pub fn package_manager_running(&self) -> bool {
+        self.procs.package_manager_running()
+    }
+
     /// Every rule's findings for one observation, in registry order.
     fn evaluate(
         &mut self,
@@ -202,7 +207,7 @@ mod tests {
     /// thread.
     fn run_with(policy: Policy, events: Vec<Vec<u8>>) -> Vec<Alert> {
         let clock = Clock::fixed(Duration::ZERO);
-        let mut c = Correlator::new(Watched { loaders: vec![] }, policy.catalogue.clone());
+        let mut c = Correlator::new(Watched::default(), policy.catalogue.clone());
         let mut enricher = Enricher::new(u64::MAX);
         events
             .into_iter()
@@ -455,6 +460,89 @@ mod tests {
             exit_event(pid),
         ]);
         assert!(alerts.is_empty(), "{alerts:#?}");
+    }
+
+    /// A rename of absolute `from` onto `to` by `pid`.
+    fn rename_event(
+        pid: u32,
+        comm: &str,
+        from: &str,
+        to: &str,
+    ) -> detector_common::FileChangeEvent {
+        use detector_common::{EventKind, FileChangeEvent, FILE_OP_RENAME, NAME_MAX, PATH_BUF};
+        let mut e = FileChangeEvent {
+            hdr: hdr(EventKind::FileChange, pid, comm),
+            file: Default::default(),
+            op: FILE_OP_RENAME,
+            op_flags: 0,
+            path_off: 0,
+            dir_off: 0,
+            path: [0; PATH_BUF],
+            dir: [0; PATH_BUF],
+            name: [0; NAME_MAX],
+            name2: [0; NAME_MAX],
+        };
+        e.name[..from.len()].copy_from_slice(from.as_bytes());
+        e.name2[..to.len()].copy_from_slice(to.as_bytes());
+        e
+    }
+
+    #[test]
+    fn a_change_by_a_package_managers_descendant_is_information_naming_it() {
+        let mut c = Correlator::new(Watched::default(), Catalogue::default());
+        let mut found = Vec::new();
+        for b in [
+            bytes_of(&exec_event(
+                4_100_040,
+                "apt-get",
+                "/usr/bin/apt-get",
+                &["apt-get"],
+            )),
+            bytes_of(&child_of(
+                4_100_040,
+                exec_event(4_100_041, "dpkg", "/usr/bin/dpkg", &["dpkg"]),
+            )),
+            bytes_of(&child_of(
+                4_100_041,
+                exec_event(4_100_042, "sh", "/bin/sh", &["sh", "postinst"]),
+            )),
+            bytes_of(&rename_event(
+                4_100_042,
+                "sh",
+                "/etc/pam.d/common-auth.pam-new",
+                "/etc/pam.d/common-auth",
+            )),
+            bytes_of(&exec_event(
+                4_100_050,
+                "sed",
+                "/usr/bin/sed",
+                &["sed", "-i"],
+            )),
+            bytes_of(&rename_event(
+                4_100_050,
+                "sed",
+                "/etc/pam.d/sedAbc123",
+                "/etc/pam.d/su-l",
+            )),
+        ] {
+            found.extend(c.handle(decode(&b).unwrap()));
+        }
+        assert!(c.package_manager_running());
+        // Each rename is about both its ends (both are in /etc/pam.d): the destinations here.
+        assert_eq!(found.len(), 4);
+        let (by_dpkg, by_sed) = (&found[1], &found[3]);
+        let file = by_dpkg.file.as_ref().unwrap();
+        assert_eq!(
+            (file.path.as_str(), file.package_manager),
+            ("/etc/pam.d/common-auth", Some("dpkg"))
+        );
+        assert_eq!(by_dpkg.ceiling, Severity::Info);
+        let file = by_sed.file.as_ref().unwrap();
+        assert_eq!(
+            (file.path.as_str(), file.package_manager),
+            ("/etc/pam.d/su-l", None)
+        );
+        assert_eq!(by_sed.floor, Severity::High);
     }
 
     #[test]

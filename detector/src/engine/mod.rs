@@ -1,6 +1,6 @@
 //! The engine: the process table, correlation of events into findings by the rules, enrichment
-//! of what they name (library files: hash, ELF analysis), and the policy that turns findings into
-//! alerts.
+//! of what they name (library files: hash, ELF analysis), what changed in the watched places
+//! (`watch`), and the policy that turns findings into alerts.
 pub mod correlate;
 pub mod credential;
 pub mod enrich;
@@ -14,3 +14,4 @@ pub mod process;
 pub mod provenance;
 pub mod rules;
 pub mod sweep;
+pub mod watch;

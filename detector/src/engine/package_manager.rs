@@ -34,6 +34,16 @@ pub fn recognise(program: &str) -> Option<&'static str> {
         .map(|(_, name)| *name)
 }
 
+/// Whether `program` is Debian's `pam-auth-update`, which writes /etc/pam.d/common-* from the
+/// profiles packages install in /usr/share/pam-configs: its changes are trusted as far as
+/// the package database vouches for those profiles.
+pub fn is_pam_auth_update(program: &str) -> bool {
+    matches!(
+        program,
+        "/usr/sbin/pam-auth-update" | "/sbin/pam-auth-update"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,8 @@
 //! The policy and aggregation stage, on a thread of its own: takes the reader's findings, has
 //! the file each one names analysed on the enrichment pool, scores the finding once its facts
 //! are in (or once its deadline passed: it then goes out without them and says so), applies the
-//! policy, folds repeats, and hands alerts to the outputs.
+//! policy, folds repeats, and hands alerts to the outputs. Changes to watched files wait until
+//! they settled, and are described ([`Changes`]) before they are judged.
 //!
 //! A finding waits only for its own file: the reader never waits, and the others go on. Files
 //! of credential processes take the pool's credential lane.
@@ -37,6 +38,7 @@ use crate::{
             unverified_object::{self, Outcome},
             Finding,
         },
+        watch::Changes,
     },
     output::{aggregate::Aggregator, alert::Clock, stage::ToOutput},
     stats::{add, Counters},
@@ -56,6 +58,8 @@ pub enum ToPolicy {
     Finding(Box<Finding>),
     /// A finished analysis (from the pool).
     Analysed(u64, Facts),
+    /// No package manager runs any more (the reader saw the last one exit).
+    PackageManagersDone,
     /// A reloaded configuration: the policy and the aggregation window.
     Reload(Box<Policy>, Duration),
     /// Finish what is pending, flush the aggregation windows, and stop.
@@ -123,6 +127,7 @@ struct Stage {
     wiring: Wiring,
     out: SyncSender<ToOutput>,
     counters: Arc<Counters>,
+    changes: Changes,
 }
 
 /// Starts the stage; returns its queue (bounded by `capacity`) and its thread.
@@ -134,6 +139,7 @@ pub fn spawn(
     out: SyncSender<ToOutput>,
     counters: Arc<Counters>,
     wiring: Wiring,
+    changes: Changes,
 ) -> anyhow::Result<(SyncSender<ToPolicy>, JoinHandle<()>)> {
     let (tx, rx) = mpsc::sync_channel(capacity);
     let done_tx = tx.clone();
@@ -160,6 +166,7 @@ pub fn spawn(
         wiring,
         out,
         counters,
+        changes,
     };
     let thread = std::thread::Builder::new()
         .name("policy".into())
@@ -174,6 +181,9 @@ impl Stage {
             match rx.recv_timeout(TICK) {
                 Ok(ToPolicy::Finding(f)) => self.on_finding(*f, None),
                 Ok(ToPolicy::Analysed(id, facts)) => self.on_analysed(id, &facts),
+                Ok(ToPolicy::PackageManagersDone) => {
+                    self.changes.package_managers_done(Instant::now())
+                }
                 Ok(ToPolicy::Reload(policy, window)) => {
                     self.policy = *policy;
                     self.aggregator.set_window(window);
@@ -188,6 +198,9 @@ impl Stage {
             let now = Instant::now();
             self.expire_waiting(now);
             self.release_held(now, stopping);
+            for f in self.changes.settled((!stopping).then_some(now)) {
+                self.judge(f);
+            }
             if stopping && self.waiting.values().all(|w| w.findings.is_empty()) {
                 break;
             }
@@ -204,6 +217,9 @@ impl Stage {
     }
 
     fn on_finding(&mut self, mut f: Finding, held_since: Option<Instant>) {
+        if f.file.is_some() {
+            return self.changes.admit(f, Instant::now());
+        }
         let Some(path) = enrich::source(&f) else {
             return self.settle(f, held_since);
         };

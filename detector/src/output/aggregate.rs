@@ -1,12 +1,14 @@
-//! Aggregation: an alert seen again (same rule, program, library, file or tampering act, and
-//! detections) within the window is counted, not re-emitted; when the window closes, a summary
-//! with the count, first_seen and last_seen follows if it was seen more than once.
+//! Aggregation: an alert seen again (same rule, severity, program, library, file or tampering
+//! act, and detections) within the window is counted, not re-emitted; when the window closes, a summary
+//! with the count, first_seen and last_seen follows if it was seen more than once. A file's
+//! change is a repeat only when it changed the file the same way (operation, package manager,
+//! lines, link target, hash): a different change of the same file is an alert of its own.
 use std::{
     collections::HashMap,
     time::{Duration, Instant},
 };
 
-use crate::output::alert::{Alert, Detection};
+use crate::output::alert::{Alert, Detection, Severity};
 
 /// Open windows kept at most; past it the oldest close early.
 const OPEN_MAX: usize = 10_000;
@@ -14,6 +16,8 @@ const OPEN_MAX: usize = 10_000;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
     rule: &'static str,
+    /// A worse alert is never counted as a repeat of a milder one.
+    severity: Severity,
     exe: String,
     object: String,
     detections: Vec<Detection>,
@@ -24,7 +28,18 @@ fn key(a: &Alert) -> Key {
         .library
         .as_ref()
         .map(|l| l.path.clone())
-        .or_else(|| a.file.as_ref().map(|f| f.path.clone()))
+        .or_else(|| {
+            a.file.as_ref().map(|f| {
+                let what = serde_json::json!([
+                    f.operation,
+                    f.package_manager,
+                    f.diff,
+                    f.target_path,
+                    f.hash
+                ]);
+                format!("{} {what}", f.path)
+            })
+        })
         // Attaching and writing are different acts: each gets its own window.
         .or_else(|| {
             a.target
@@ -34,6 +49,7 @@ fn key(a: &Alert) -> Key {
         .unwrap_or_default();
     Key {
         rule: a.rule,
+        severity: a.severity,
         exe: a.process.exe.clone(),
         object,
         detections: a.detections.iter().copied().collect(),
@@ -142,6 +158,35 @@ mod tests {
         assert!(ag
             .admit(alert(4, "t4"), t0 + Duration::from_secs(12))
             .is_some());
+    }
+
+    #[test]
+    fn different_changes_of_one_file_are_not_repeats() {
+        use crate::{
+            capture::decode::FileOp,
+            engine::rules::config_change::Place,
+            output::alert::{ChangedFile, LineDiff},
+        };
+        let t0 = Instant::now();
+        let mut ag = Aggregator::new(Duration::from_secs(10));
+        let change = |line: &str| {
+            let mut a = alert(1, "t");
+            let mut f = ChangedFile::new(
+                "/etc/pam.d/su-l".into(),
+                FileOp::Rename,
+                vec![],
+                Place::PamConfig,
+            );
+            f.diff = Some(LineDiff {
+                added: vec![line.into()],
+                ..LineDiff::default()
+            });
+            a.file = Some(f);
+            a
+        };
+        assert!(ag.admit(change("a"), t0).is_some());
+        assert!(ag.admit(change("b"), t0).is_some());
+        assert!(ag.admit(change("b"), t0).is_none());
     }
 
     #[test]

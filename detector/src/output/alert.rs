@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::engine::library::Library;
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
@@ -42,6 +42,12 @@ pub enum Detection {
     /// A program exec'd with an ELF interpreter (the loader the kernel maps at exec) that the
     /// package database does not vouch for.
     UnverifiedLoader,
+    /// A file in a library directory created, written, renamed, linked or unlinked.
+    LibraryChange,
+    /// A file in a PAM module directory created, written, renamed, linked or unlinked.
+    PamModuleChange,
+    /// dpkg's record of installed files and their checksums changed.
+    PackageDatabaseChange,
 }
 
 /// The attack a detection belongs to, in rising precedence: an alert's `rule` is the family of
@@ -89,6 +95,10 @@ impl Detection {
             | Detection::UnsafeLoaderPath
             | Detection::UnverifiedObject => (&[T1574_006], DynamicLinkerHijacking, Low),
             Detection::UnverifiedLoader => (&[T1574_006], DynamicLinkerHijacking, High),
+            Detection::LibraryChange => (&[T1574_006], DynamicLinkerHijacking, Medium),
+            Detection::PamModuleChange => (&[T1556_003], PamTampering, Medium),
+            // Rewriting the record hides a replaced file from verification.
+            Detection::PackageDatabaseChange => (&[T1565_001], DynamicLinkerHijacking, Medium),
             Detection::LoaderConfigChange => (&[T1574_006], DynamicLinkerHijacking, Medium),
             Detection::PamConfigChange | Detection::UnsafePamModule => {
                 (&[T1556_003], PamTampering, High)
@@ -115,6 +125,7 @@ pub const T1056_004: &str = "T1056.004";
 pub const T1556_003: &str = "T1556.003";
 pub const T1055_008: &str = "T1055.008";
 pub const T1055_009: &str = "T1055.009";
+pub const T1565_001: &str = "T1565.001";
 
 /// Field names are Elastic Common Schema's (`process.name`, `process.executable`,
 /// `process.command_line`, `process.parent.pid`, `process.user.id`).
@@ -203,6 +214,84 @@ pub struct ChangedFile {
     pub operation: crate::capture::decode::FileOp,
     /// Every path the operation named (a rename's source and destination).
     pub paths: Vec<String>,
+    /// The package manager the writer is or descends from: the change is the package's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package_manager: Option<&'static str>,
+    /// Whether the path exists once the change settled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exists: Option<bool>,
+    /// For text configuration: the lines added and removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<LineDiff>,
+    /// For a symbolic link: where it points after the change (ECS `file.target_path`)...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_path: Option<String>,
+    /// ...and where it pointed before the change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_target_path: Option<String>,
+    /// For code (a library, a PAM module, the loader): its new hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash: Option<FileHash>,
+    /// The package the package database says installed the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
+    /// Whether the package database vouches for the file as the change left it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
+    /// Why it is not verified (`engine::provenance`'s reasons), or why a tool's change is not
+    /// trusted (`pam_profile_unverified`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub provenance_reasons: Vec<&'static str>,
+    /// What could not be said about the change, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_skipped: Option<String>,
+    /// What the path is (decides what is said about its change).
+    #[serde(skip)]
+    pub place: crate::engine::watch::places::Place,
+    /// The writer is `pam-auth-update`.
+    #[serde(skip)]
+    pub by_pam_auth_update: bool,
+}
+
+impl ChangedFile {
+    pub fn new(
+        path: String,
+        operation: crate::capture::decode::FileOp,
+        paths: Vec<String>,
+        place: crate::engine::watch::places::Place,
+    ) -> Self {
+        ChangedFile {
+            path,
+            operation,
+            paths,
+            package_manager: None,
+            exists: None,
+            diff: None,
+            target_path: None,
+            previous_target_path: None,
+            hash: None,
+            package: None,
+            verified: None,
+            provenance_reasons: Vec::new(),
+            content_skipped: None,
+            place,
+            by_pam_auth_update: false,
+        }
+    }
+}
+
+/// Lines of a text file added and removed by a change, in file order.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct LineDiff {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// More lines changed than are listed.
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FileHash {
+    pub sha256: String,
 }
 
 /// A configuration file's line, for what a sweep found in it.

@@ -56,6 +56,20 @@ fn object(a: &Alert) -> String {
         }
     } else if let Some(f) = &a.file {
         out.push_str(&format!("{} {:?}", f.path, f.operation).to_lowercase());
+        if let Some(t) = &f.target_path {
+            out.push_str(&format!(" -> {t}"));
+        }
+        if let Some(d) = &f.diff {
+            for l in &d.added {
+                out.push_str(&format!(" +[{l}]"));
+            }
+            for l in &d.removed {
+                out.push_str(&format!(" -[{l}]"));
+            }
+        }
+        if let Some(pm) = f.package_manager {
+            out.push_str(&format!(" by {pm}"));
+        }
     } else if let Some(t) = &a.target {
         out.push_str(&format!("-> {}[{}] {}", t.comm, t.pid, t.exe));
     }

@@ -1,106 +1,66 @@
-//! Rule: the dynamic loader's configuration or binaries, or the PAM configuration, changed
-//! (opened for write, renamed onto or away, unlinked, truncated).
+//! Rule: a watched place changed — the dynamic loader's configuration or binaries, a library
+//! or PAM module directory, the PAM or NSS configuration, the package database — (opened for
+//! write, created, renamed onto or away, linked, unlinked, truncated). The findings go to
+//! `engine::watch`, which waits for the change to settle and says what changed.
 use super::{Context, Finding, Observation, Rule};
+pub use crate::engine::watch::places::{Place, Watched};
 use crate::{
-    capture::decode,
-    output::alert::{ChangedFile, Detection, Process, Severity},
+    capture::decode::{self, FileOp},
+    engine::package_manager,
+    output::alert::{ChangedFile, Severity},
 };
-
-/// The loader binaries, as real paths (symlinks resolved at start).
-pub struct Watched {
-    pub loaders: Vec<String>,
-}
-
-impl Watched {
-    pub fn discover() -> Self {
-        let mut loaders = Vec::new();
-        for dir in [
-            "/lib64",
-            "/lib",
-            "/usr/lib64",
-            "/usr/lib",
-            "/lib/x86_64-linux-gnu",
-            "/usr/lib/x86_64-linux-gnu",
-            "/lib/aarch64-linux-gnu",
-            "/usr/lib/aarch64-linux-gnu",
-        ] {
-            let Ok(rd) = std::fs::read_dir(dir) else {
-                continue;
-            };
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with("ld-linux") {
-                    for p in [
-                        e.path(),
-                        std::fs::canonicalize(e.path()).unwrap_or_default(),
-                    ] {
-                        let p = p.display().to_string();
-                        if !p.is_empty() && !loaders.contains(&p) {
-                            loaders.push(p);
-                        }
-                    }
-                }
-            }
-        }
-        Watched { loaders }
-    }
-
-    /// Directories whose entries the kernel reports: the parents of every watched file, and
-    /// the watched directories themselves.
-    pub fn directories(&self) -> Vec<String> {
-        let mut dirs = vec![
-            "/etc".to_owned(),
-            "/etc/ld.so.conf.d".to_owned(),
-            "/etc/pam.d".to_owned(),
-        ];
-        for l in &self.loaders {
-            if let Some((d, _)) = l.rsplit_once('/') {
-                if !dirs.iter().any(|x| x == d) {
-                    dirs.push(d.to_owned());
-                }
-            }
-        }
-        dirs
-    }
-
-    /// (detection, severity) for a watched path.
-    fn classify(&self, path: &str) -> Option<(Detection, Severity)> {
-        if path == "/etc/ld.so.preload" || self.loaders.iter().any(|l| l == path) {
-            Some((Detection::LoaderConfigChange, Severity::High))
-        } else if path == "/etc/ld.so.conf" || path.starts_with("/etc/ld.so.conf.d/") {
-            Some((Detection::LoaderConfigChange, Severity::Medium))
-        } else if path.starts_with("/etc/pam.d/") {
-            Some((Detection::PamConfigChange, Severity::High))
-        } else {
-            None
-        }
-    }
-}
 
 pub struct ConfigChange;
 
 impl Rule for ConfigChange {
     fn evaluate(&mut self, cx: &Context, observation: &Observation) -> Vec<Finding> {
         match observation {
-            Observation::FileChange(c) => evaluate(cx.watched, cx.process, c).into_iter().collect(),
+            Observation::FileChange(c) => evaluate(cx, c),
             _ => Vec::new(),
         }
     }
 }
 
-fn evaluate(watched: &Watched, process: &Process, c: &decode::FileChange) -> Option<Finding> {
-    let (path, (detection, severity)) = c
-        .paths
-        .iter()
-        .find_map(|p| watched.classify(p).map(|k| (p.clone(), k)))?;
-    let mut f = Finding::new(c.hdr.ktime_ns, process.clone(), detection);
-    f.floor = severity;
-    f.file = Some(ChangedFile {
-        path,
-        operation: c.op,
-        paths: c.paths.clone(),
-    });
-    Some(f)
+/// The paths a change is about, each with what it is: a rename's source and destination when
+/// both are watched (the source went away, the destination was replaced), else the watched
+/// one; for a hard link, its new name.
+fn targets(watched: &Watched, c: &decode::FileChange) -> Vec<(String, Place)> {
+    let classified = |p: &String| watched.classify(p).map(|k| (p.clone(), k));
+    match (c.op, c.paths.as_slice()) {
+        (FileOp::Rename, [from, to]) if from != to => {
+            classified(from).into_iter().chain(classified(to)).collect()
+        }
+        // Linking a watched file elsewhere changes nothing watched.
+        (FileOp::Link, [_, to]) => classified(to).into_iter().collect(),
+        _ => c.paths.iter().find_map(classified).into_iter().collect(),
+    }
+}
+
+/// A change by a package manager (the writer is one or descends from one) or by pam-auth-update
+/// is information; any other writer's is high. What changed is filled in once the change settled
+/// (`engine::watch`).
+fn evaluate(cx: &Context, c: &decode::FileChange) -> Vec<Finding> {
+    let by_pam_auth_update = package_manager::is_pam_auth_update(&cx.process.exe);
+    // pam-auth-update is trusted as far as its profiles are (checked once settled).
+    let manager = cx
+        .package_manager
+        .or(by_pam_auth_update.then_some("pam-auth-update"));
+    targets(cx.watched, c)
+        .into_iter()
+        .map(|(path, place)| {
+            let mut f = Finding::new(c.hdr.ktime_ns, cx.process.clone(), place.detection());
+            if manager.is_some() {
+                f.ceiling = Severity::Info;
+            } else {
+                f.floor = Severity::High;
+            }
+            let mut file = ChangedFile::new(path, c.op, c.paths.clone(), place);
+            file.package_manager = manager;
+            file.by_pam_auth_update = by_pam_auth_update;
+            f.file = Some(file);
+            f
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -108,28 +68,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn classifies_paths() {
-        let w = Watched {
-            loaders: vec!["/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2".into()],
+    fn a_rename_is_about_both_its_ends() {
+        let w = Watched::default();
+        let c = |op, paths: &[&str]| decode::FileChange {
+            hdr: Default::default(),
+            op,
+            paths: paths.iter().map(|p| p.to_string()).collect(),
         };
+        let pam = |p: &str| (p.to_owned(), Place::PamConfig);
         assert_eq!(
-            w.classify("/etc/ld.so.preload"),
-            Some((Detection::LoaderConfigChange, Severity::High))
+            targets(
+                &w,
+                &c(FileOp::Rename, &["/etc/pam.d/sedAbc123", "/etc/pam.d/su-l"])
+            ),
+            [pam("/etc/pam.d/sedAbc123"), pam("/etc/pam.d/su-l")]
         );
         assert_eq!(
-            w.classify("/etc/ld.so.conf.d/x.conf"),
-            Some((Detection::LoaderConfigChange, Severity::Medium))
+            targets(&w, &c(FileOp::Rename, &["/etc/pam.d/su", "/tmp/su"])),
+            [pam("/etc/pam.d/su")]
         );
         assert_eq!(
-            w.classify("/etc/pam.d/su"),
-            Some((Detection::PamConfigChange, Severity::High))
+            targets(&w, &c(FileOp::Rename, &["/tmp/su", "/etc/pam.d/su"])),
+            [pam("/etc/pam.d/su")]
         );
-        assert!(w
-            .classify("/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
-            .is_some());
-        assert_eq!(w.classify("/etc/hostname"), None);
-        assert!(w
-            .directories()
-            .contains(&"/usr/lib/x86_64-linux-gnu".to_owned()));
+        assert!(targets(&w, &c(FileOp::Link, &["/etc/pam.d/su", "/tmp/su"])).is_empty());
+        assert_eq!(
+            targets(&w, &c(FileOp::Unlink, &["/etc/pam.d/su"])),
+            [pam("/etc/pam.d/su")]
+        );
     }
 }

@@ -117,6 +117,8 @@ pub struct Finding {
     pub mitre: Vec<&'static str>,
     /// The least severity this finding deserves on its own.
     pub floor: Severity,
+    /// The most severity it can have (a change a package manager made is information).
+    pub ceiling: Severity,
     /// The library is to be verified against the package database by enrichment: when the
     /// database vouches for it, `UnverifiedObject` and `UnverifiedLoader` are taken off the
     /// finding, and a finding left with no detection is dropped.
@@ -136,6 +138,7 @@ impl Finding {
             config: None,
             mitre: Vec::new(),
             floor: Severity::Low,
+            ceiling: Severity::Critical,
             verify: false,
         }
     }
@@ -193,7 +196,8 @@ impl Finding {
             Severity::Medium
         }
         .max(floor)
-        .max(self.floor);
+        .max(self.floor)
+        .min(self.ceiling);
         let mut mitre: Vec<&'static str> = Vec::new();
         for technique in d.iter().flat_map(|x| x.meta().mitre).chain(&self.mitre) {
             if !mitre.contains(technique) {
@@ -349,11 +353,8 @@ mod tests {
         )
         .unwrap();
         let mut found = Vec::new();
-        let (process, catalogue, watched) = (
-            Process::default(),
-            Catalogue::default(),
-            Watched { loaders: vec![] },
-        );
+        let (process, catalogue, watched) =
+            (Process::default(), Catalogue::default(), Watched::default());
         let cx = Context {
             process: &process,
             ktime_ns: 0,

@@ -70,7 +70,7 @@ mod tests {
             comm: exe.rsplit('/').next().unwrap().into(),
             ..Process::default()
         };
-        let (catalogue, watched) = (Catalogue::default(), Watched { loaders: vec![] });
+        let (catalogue, watched) = (Catalogue::default(), Watched::default());
         let cx = Context {
             process: &process,
             ktime_ns: 1,

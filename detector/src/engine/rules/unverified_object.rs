@@ -291,10 +291,15 @@ mod tests {
         assert_eq!(outcome(&vouched, true), Outcome::Drop { forget: false });
         // No package database on the host: nothing to say, and the kernel keeps its cache.
         let mut no_db = f("/usr/bin/app", None, None);
-        no_db.library.as_mut().unwrap().enrichment_skipped.push(Skipped {
-            what: "provenance",
-            why: NO_PACKAGE_DATABASE.into(),
-        });
+        no_db
+            .library
+            .as_mut()
+            .unwrap()
+            .enrichment_skipped
+            .push(Skipped {
+                what: "provenance",
+                why: NO_PACKAGE_DATABASE.into(),
+            });
         assert_eq!(outcome(&no_db, false), Outcome::Drop { forget: false });
         // A loader the database does not vouch for alerts in any process; one it cannot
         // decide on does not, and is never reported again.
