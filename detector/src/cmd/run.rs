@@ -206,6 +206,7 @@ async fn serve(
     let wiring = Wiring {
         package_manager_running: correlator.package_manager_flag(),
         seen: seen_cache.clone(),
+        changes,
     };
     let (policy_tx, policy_thread) = policy_stage::spawn(
         clock,
@@ -215,7 +216,6 @@ async fn serve(
         out_tx.clone(),
         Arc::clone(&counters),
         wiring,
-        changes,
     )?;
     let (already, seen, unreadable) =
         correlator.sweep(Only::AllBut(std::process::id()), Path::new("/etc"));

@@ -82,15 +82,8 @@ pub struct Wiring {
     /// remembered there (its mappings are no longer reported); one it did not vouch for is
     /// forgotten (its next mapping is reported again).
     pub seen: Option<Arc<Mutex<SeenCache>>>,
-}
-
-impl Default for Wiring {
-    fn default() -> Self {
-        Wiring {
-            package_manager_running: Arc::new(AtomicBool::new(false)),
-            seen: None,
-        }
-    }
+    /// What the watched places' changes come to (settled, attributed, with their content).
+    pub changes: Changes,
 }
 
 /// A finding on its way: when it goes out without its facts (`None`: it waits for them), and
@@ -127,7 +120,6 @@ struct Stage {
     wiring: Wiring,
     out: SyncSender<ToOutput>,
     counters: Arc<Counters>,
-    changes: Changes,
 }
 
 /// Starts the stage; returns its queue (bounded by `capacity`) and its thread.
@@ -139,7 +131,6 @@ pub fn spawn(
     out: SyncSender<ToOutput>,
     counters: Arc<Counters>,
     wiring: Wiring,
-    changes: Changes,
 ) -> anyhow::Result<(SyncSender<ToPolicy>, JoinHandle<()>)> {
     let (tx, rx) = mpsc::sync_channel(capacity);
     let done_tx = tx.clone();
@@ -166,7 +157,6 @@ pub fn spawn(
         wiring,
         out,
         counters,
-        changes,
     };
     let thread = std::thread::Builder::new()
         .name("policy".into())
@@ -182,7 +172,7 @@ impl Stage {
                 Ok(ToPolicy::Finding(f)) => self.on_finding(*f, None),
                 Ok(ToPolicy::Analysed(id, facts)) => self.on_analysed(id, &facts),
                 Ok(ToPolicy::PackageManagersDone) => {
-                    self.changes.package_managers_done(Instant::now())
+                    self.wiring.changes.package_managers_done(Instant::now())
                 }
                 Ok(ToPolicy::Reload(policy, window)) => {
                     self.policy = *policy;
@@ -198,7 +188,7 @@ impl Stage {
             let now = Instant::now();
             self.expire_waiting(now);
             self.release_held(now, stopping);
-            for f in self.changes.settled((!stopping).then_some(now)) {
+            for f in self.wiring.changes.settled((!stopping).then_some(now)) {
                 self.judge(f);
             }
             if stopping && self.waiting.values().all(|w| w.findings.is_empty()) {
@@ -218,7 +208,7 @@ impl Stage {
 
     fn on_finding(&mut self, mut f: Finding, held_since: Option<Instant>) {
         if f.file.is_some() {
-            return self.changes.admit(f, Instant::now());
+            return self.wiring.changes.admit(f, Instant::now());
         }
         let Some(path) = enrich::source(&f) else {
             return self.settle(f, held_since);
