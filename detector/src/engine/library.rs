@@ -83,6 +83,11 @@ pub struct Library {
     /// even if that path has since been made to lead elsewhere.
     #[serde(skip)]
     pub pinned: Option<Pinned>,
+    /// That process's root directory, held open when `root` is another process's: `root` is
+    /// then `/proc/self/fd/<n>`, so that its package database can still be asked once the
+    /// process has exited.
+    #[serde(skip)]
+    pub pinned_root: Option<Pinned>,
     /// The kernel's seen-cache key of the file version it reported mapped (a live mapping of a
     /// file only root controls): how the daemon tells the kernel to report that version again.
     #[serde(skip)]
@@ -116,6 +121,18 @@ fn pin(path: &str, f: &File) -> Option<(Pinned, String)> {
     }
     let fd = format!("/proc/self/fd/{}", file.as_raw_fd());
     Some((Pinned(std::sync::Arc::new(file)), fd))
+}
+
+/// Holds the directory `path` open as a handle only (`O_PATH`); the path through it.
+fn pin_dir(path: &str) -> Option<(Pinned, String)> {
+    use std::os::{fd::AsRawFd as _, unix::fs::OpenOptionsExt as _};
+    let dir = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(path)
+        .ok()?;
+    let through = format!("/proc/self/fd/{}", dir.as_raw_fd());
+    Some((Pinned(std::sync::Arc::new(dir)), through))
 }
 
 /// `unsafe_reasons` that come from the package database, not from where the file is or who
@@ -250,6 +267,12 @@ impl Library {
                         }
                     }
                     lib.root = root;
+                    if let Some(r) = &lib.root {
+                        if let Some((held, through)) = pin_dir(r) {
+                            lib.pinned_root = Some(held);
+                            lib.root = Some(through);
+                        }
+                    }
                     return lib;
                 }
                 Ok(_) => other_file = true,

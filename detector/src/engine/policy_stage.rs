@@ -343,6 +343,16 @@ impl Stage {
         match unverified_object::outcome(&f, credential) {
             Outcome::Drop { forget } => {
                 let vouched = f.library.as_ref().is_some_and(|l| l.verified == Some(true));
+                if !vouched {
+                    if let Some(lib) = &f.library {
+                        log::debug!(
+                            "no alert for {} in pid {}: the package database could not decide ({:?})",
+                            lib.path,
+                            f.process.pid,
+                            lib.enrichment_skipped
+                        );
+                    }
+                }
                 add(if vouched {
                     &self.counters.verify_vouched
                 } else {

@@ -25,11 +25,30 @@ type Stamp = (i64, i64, i64, i64);
 struct Db {
     stamp: Stamp,
     dpkg: Arc<Dpkg>,
+    /// The root directory held open (`O_PATH`), which the database's paths go through
+    /// (`/proc/self/fd/<n>`): the root of a process that has exited stays readable.
+    _root: Option<fs::File>,
 }
+
+/// A root directory by identity (device, inode): the same root reached through different
+/// paths (`/proc/<pid>/root` of two processes, a descriptor) is one database.
+type RootId = (u64, u64);
 
 pub struct Verifier {
     hash_budget: u64,
-    dbs: Mutex<HashMap<PathBuf, Db>>,
+    dbs: Mutex<HashMap<RootId, Db>>,
+}
+
+/// Opens the directory `root` as a handle only (`O_PATH`), for paths that go through it.
+fn hold(root: &Path) -> Option<(fs::File, PathBuf)> {
+    use std::os::{fd::AsRawFd as _, unix::fs::OpenOptionsExt as _};
+    let dir = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(root)
+        .ok()?;
+    let path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    Some((dir, path))
 }
 
 fn stamp(root: &Path) -> Option<Stamp> {
@@ -55,26 +74,38 @@ impl Verifier {
 
     /// The database under `root`, current with dpkg's last change; `None` when it has none.
     fn db(&self, root: &Path) -> Option<Arc<Dpkg>> {
+        let meta = fs::metadata(root).ok()?;
+        let id = (meta.dev(), meta.ino());
         let now = stamp(root)?;
         let mut dbs = self.dbs.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(db) = dbs.get(root) {
+        if let Some(db) = dbs.get(&id) {
             if db.stamp == now {
                 return Some(Arc::clone(&db.dpkg));
             }
         }
-        if dbs.len() >= ROOTS && !dbs.contains_key(root) {
+        let host = fs::metadata("/").ok().map(|m| (m.dev(), m.ino()));
+        if dbs.len() >= ROOTS && !dbs.contains_key(&id) {
             // Keep the host's; forget another root's.
-            let other = dbs.keys().find(|k| *k != Path::new("/")).cloned();
+            let other = dbs.keys().find(|k| Some(**k) != host).copied();
             if let Some(k) = other {
                 dbs.remove(&k);
             }
         }
-        let dpkg = Arc::new(Dpkg::new(root).with_hash_budget(self.hash_budget));
+        // Another root is held open, so that the database stays readable after the process
+        // whose root it is has gone.
+        let (held, through) = if Some(id) == host {
+            (None, root.to_owned())
+        } else {
+            let (dir, path) = hold(root)?;
+            (Some(dir), path)
+        };
+        let dpkg = Arc::new(Dpkg::new(&through).with_hash_budget(self.hash_budget));
         dbs.insert(
-            root.to_owned(),
+            id,
             Db {
                 stamp: now,
                 dpkg: Arc::clone(&dpkg),
+                _root: held,
             },
         );
         Some(dpkg)
