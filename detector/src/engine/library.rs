@@ -429,7 +429,12 @@ mod tests {
         let lib = Library::mapped_file(&kernel_file(exe, &meta), view.clone());
         assert!(lib.exists);
         assert_eq!(lib.path, exe);
-        assert_eq!(lib.root.as_deref(), Some(root.as_str()));
+        // The root held open: the same directory as the process's root.
+        let held = lib.root.clone().unwrap();
+        assert!(held.starts_with("/proc/self/fd/"), "{held}");
+        let (a, b) = (fs::metadata(&held).unwrap(), fs::metadata(&root).unwrap());
+        assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()));
+        assert!(lib.pinned_root.is_some());
         let pinned = lib.read_from.clone().unwrap();
         assert!(pinned.starts_with("/proc/self/fd/"), "{pinned}");
         assert_eq!(
@@ -465,7 +470,7 @@ mod tests {
         assert!(lib.exists, "{lib:?}");
         assert_eq!((lib.root, lib.read_from), (None, None), "the daemon's view");
         assert!(!lib.unsafe_reasons.contains(&"replaced_since_mapped"));
-        assert_eq!(copy.root, Some(root.display().to_string()));
+        assert!(copy.pinned_root.is_some(), "{copy:?}");
         assert!(copy.pinned.is_some(), "{copy:?}");
     }
 
