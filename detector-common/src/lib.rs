@@ -123,7 +123,8 @@ event_table! {
         Exec = 0, "exec", [btf("sched_exec", "sched_process_exec")];
         Mmap = 1, "mmap", [
             // After the exec channel's program on the same tracepoint: the exec's event first.
-            btf("exec_mapped", "sched_process_exec"),
+            btf("exec_program", "sched_process_exec"),
+            btf("exec_interpreter", "sched_process_exec"),
             syscall("sys_enter_mmap", "sys_enter_mmap", true),
             syscall("sys_enter_mprotect", "sys_enter_mprotect", true),
         ];

@@ -73,7 +73,7 @@ fn try_mmap(ctx: &TracePointContext) -> Option<()> {
     }
     let task = Task::current();
     let file = fd_file(cfg, task, fd as u64, CH)?;
-    report(cfg, task, file, MMAP_SOURCE_MMAP, prot as u32, flags as u32)
+    report::<true>(cfg, task, file, MMAP_SOURCE_MMAP, prot as u32, flags as u32)
 }
 
 struct VmaLookup {
@@ -104,40 +104,54 @@ fn vma_at(addr: u64) -> VmaLookup {
 }
 
 /// `sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`, run
-/// after the exec channel's program: the program the kernel loaded (`bprm->file`) and its ELF
-/// interpreter. The kernel starts a dynamically linked image at its interpreter's entry
-/// (start_thread), so the mapping that holds the new image's instruction pointer is the
-/// interpreter's; when the pointer is in the program's own text, the program is static and has
-/// none. Both go through the seen-cache: an exec of a root-owned program with the usual loader
-/// costs two map lookups.
+/// after the exec channel's program: the program the kernel loaded (`bprm->file`). Through the
+/// seen-cache: an exec of a root-owned program costs a map lookup. A program of its own
+/// (`exec_interpreter`) reports the interpreter: one path walk per program keeps each within
+/// what older verifiers explore (6.1's refuses both walks in one program).
 #[btf_tracepoint(function = "sched_process_exec")]
-pub fn exec_mapped(ctx: BtfTracePointContext) -> i32 {
+pub fn exec_program(ctx: BtfTracePointContext) -> i32 {
     let bprm = Bprm::from_addr(ctx.arg::<*const u8>(2) as u64);
-    let _ = try_exec_mapped(bprm);
+    let _ = try_exec_program(bprm);
     0
 }
 
 /// The ELF loader maps text private, readable and executable.
 const EXEC_PROT: u32 = PROT_READ | PROT_EXEC as u32;
 
-fn try_exec_mapped(bprm: Bprm) -> Option<()> {
+fn try_exec_program(bprm: Bprm) -> Option<()> {
     let cfg = config()?;
     if is_self(cfg) {
         return None;
     }
-    let task = Task::current();
     let program = bprm.file(cfg).or_count(CH)?;
-    let _ = report(
+    report::<false>(
         cfg,
-        task,
+        Task::current(),
         program,
         MMAP_SOURCE_EXEC_PROGRAM,
         EXEC_PROT,
         MAP_PRIVATE,
-    );
-    if cfg.regs_ip == 0 {
+    )
+}
+
+/// On `sched_process_exec` too: the program's ELF interpreter. The kernel starts a dynamically
+/// linked image at its interpreter's entry (start_thread), so the mapping that holds the new
+/// image's instruction pointer is the interpreter's; when the pointer is in the program's own
+/// text, the program is static and has none. Through the seen-cache: a map lookup per exec
+/// with the usual loader.
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn exec_interpreter(ctx: BtfTracePointContext) -> i32 {
+    let bprm = Bprm::from_addr(ctx.arg::<*const u8>(2) as u64);
+    let _ = try_exec_interpreter(bprm);
+    0
+}
+
+fn try_exec_interpreter(bprm: Bprm) -> Option<()> {
+    let cfg = config()?;
+    if is_self(cfg) || cfg.regs_ip == 0 {
         return None;
     }
+    let task = Task::current();
     // SAFETY: the helper takes the current task, which BTF vouches for.
     let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf() as *mut _) };
     let ip = PtRegs::from_addr(regs as u64).ip(cfg).or_count(CH)?;
@@ -146,10 +160,11 @@ fn try_exec_mapped(bprm: Bprm) -> Option<()> {
         return None;
     }
     let found = vma_at(ip);
+    let program = bprm.file(cfg).or_count(CH)?;
     if found.file.is_null() || found.file == program {
         return None;
     }
-    report(
+    report::<false>(
         cfg,
         task,
         found.file,
@@ -181,7 +196,7 @@ fn try_mprotect(ctx: &TracePointContext) -> Option<()> {
     if found.file.is_null() || found.already_exec != 0 {
         return None;
     }
-    report(
+    report::<true>(
         cfg,
         Task::current(),
         found.file,
@@ -201,8 +216,10 @@ unsafe extern "C" fn vma_found(_task: *mut c_void, vma: *mut c_void, ctx: *mut c
     0
 }
 
+/// `LIST`: the mapping may be one the loader makes while it holds /etc/ld.so.preload (not what
+/// the kernel maps at exec, before the loader runs).
 #[inline(always)]
-fn report(
+fn report<const LIST: bool>(
     cfg: &KernelConfig,
     task: Task,
     file: File,
@@ -222,7 +239,7 @@ fn report(
     };
     // While the loader holds /etc/ld.so.preload mapped, what it maps is what the list names:
     // reported every time.
-    if unsafe { SEEN.get(key) }.is_some() && !preload_list::marked(cfg, task) {
+    if unsafe { SEEN.get(key) }.is_some() && !(LIST && preload_list::marked(cfg, task)) {
         return None;
     }
     let info = inode_info_of(cfg, inode, &id, CH);
@@ -239,7 +256,9 @@ fn report(
     }
     // Asked again here rather than kept from above: a flag kept in a register through the path
     // walk doubles what the verifier explores (older kernels refuse the program).
-    ev.hdr.flags |= preload_list::flag(cfg, task);
+    if LIST {
+        ev.hdr.flags |= preload_list::flag(cfg, task);
+    }
     ev.file = info;
     ev.source = source;
     ev.prot = prot;

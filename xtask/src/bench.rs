@@ -81,8 +81,10 @@ const TARGET: &str = "/usr/bin/true";
 /// the tracepoint, so the programs have names of their own).
 const EXEC_PROG: &str = "sched_exec";
 const MMAP_PROG: &str = "sys_enter_mmap";
-/// The mmap channel's program on the exec tracepoint: the program and interpreter mapped at exec.
-const EXEC_MAPPED_PROG: &str = "exec_mapped";
+/// The mmap channel's programs on the exec tracepoint: the program and the interpreter mapped at
+/// exec.
+const EXEC_PROGRAM_PROG: &str = "exec_program";
+const EXEC_INTERPRETER_PROG: &str = "exec_interpreter";
 const EXIT_PROG: &str = "sched_exit";
 
 /// A batch of execs and the programs to report on.
@@ -573,7 +575,13 @@ fn program_costs(bin: &Path, dir: &Path) -> Result<()> {
             label: "a. exec, 50 env vars",
             execs: 2000,
             env: &typical,
-            programs: &[EXEC_PROG, EXEC_MAPPED_PROG, EXIT_PROG, MMAP_PROG],
+            programs: &[
+                EXEC_PROG,
+                EXEC_PROGRAM_PROG,
+                EXEC_INTERPRETER_PROG,
+                EXIT_PROG,
+                MMAP_PROG,
+            ],
             paused: false,
         },
         Scenario {
