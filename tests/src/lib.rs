@@ -358,6 +358,18 @@ impl Events {
     }
 }
 
+/// An alert's severity as a number: info 0, low 1, medium 2, high 3, critical 4.
+pub fn severity_rank(a: &Value) -> u8 {
+    match s(a, "severity") {
+        "info" => 0,
+        "low" => 1,
+        "medium" => 2,
+        "high" => 3,
+        "critical" => 4,
+        other => panic!("bad severity {other}"),
+    }
+}
+
 /// Runs a trigger to completion and returns its pid (that of its events and alerts).
 pub fn trigger_pid(cmd: &mut Command) -> u32 {
     let mut child = cmd

@@ -8,20 +8,10 @@ use std::{
 };
 
 use detector_tests::{
-    detector_bin, gcc, has, require_root, s, trigger, trigger_pid, Daemon, Restore, TempDir,
+    detector_bin, gcc, has, require_root, s, severity_rank, trigger, trigger_pid, Daemon, Restore,
+    TempDir,
 };
 use serde_json::Value;
-
-fn severity_rank(a: &Value) -> u8 {
-    match s(a, "severity") {
-        "info" => 0,
-        "low" => 1,
-        "medium" => 2,
-        "high" => 3,
-        "critical" => 4,
-        other => panic!("bad severity {other}"),
-    }
-}
 
 fn write(dir: &TempDir, name: &str, text: &str) -> String {
     let p = dir.path(name);

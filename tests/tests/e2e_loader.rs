@@ -12,20 +12,10 @@ use std::{
 };
 
 use detector_tests::{
-    gcc, has, rewrite_string, s, system_loader, trigger, write_program, Daemon, Restore, TempDir,
+    gcc, has, rewrite_string, s, severity_rank, system_loader, trigger, write_program, Daemon,
+    Restore, TempDir,
 };
 use serde_json::Value;
-
-fn severity_rank(a: &Value) -> u8 {
-    match s(a, "severity") {
-        "info" => 0,
-        "low" => 1,
-        "medium" => 2,
-        "high" => 3,
-        "critical" => 4,
-        other => panic!("bad severity {other}"),
-    }
-}
 
 /// `unshare --mount --propagation private sh -c SCRIPT`, which then waits for its stdin to
 /// close: the namespace, and the shell whose root the daemon reads its files through, live until

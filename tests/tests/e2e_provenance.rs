@@ -8,20 +8,10 @@ use std::{
     time::Duration,
 };
 
-use detector_tests::{gcc, has, s, trigger, Daemon, Restore, TempDir};
+use detector_tests::{gcc, has, s, severity_rank, trigger, Daemon, Restore, TempDir};
 use serde_json::Value;
 
 const LIBDIR: &str = "/usr/lib/x86_64-linux-gnu";
-
-fn severity_rank(a: &Value) -> u8 {
-    match s(a, "severity") {
-        "critical" => 4,
-        "high" => 3,
-        "medium" => 2,
-        "low" => 1,
-        _ => 0,
-    }
-}
 
 fn run(argv: &[&str]) {
     let st = Command::new(argv[0]).args(&argv[1..]).status().unwrap();

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use detector_tests::{has, s, scaled, trigger, Daemon, Restore};
+use detector_tests::{has, s, scaled, severity_rank, trigger, Daemon, Restore};
 use serde_json::Value;
 
 /// Atomic Red Team T1556.003 (Modify Authentication Process: Pluggable Authentication
@@ -26,17 +26,6 @@ const LINK: &str = "libgdbm.so.6";
 
 /// A package database record no other test reads.
 const MD5SUMS: &str = "/var/lib/dpkg/info/libyaml-0-2:amd64.md5sums";
-
-fn rank(a: &Value) -> u8 {
-    match s(a, "severity") {
-        "info" => 0,
-        "low" => 1,
-        "medium" => 2,
-        "high" => 3,
-        "critical" => 4,
-        other => panic!("bad severity {other}"),
-    }
-}
 
 /// Other test binaries may run on this machine at the same time as these tests. An alert is
 /// another test's when its process, or its parent, was seen descending from a process other than
@@ -160,7 +149,7 @@ fn sed_appending_the_art_t1556_003_line_to_su_l_is_high_and_names_su_l() {
     assert!(temp.starts_with("/etc/pam.d/sed"), "{a}");
     settle();
     let others = d.alerts_matching(|x| {
-        rank(x) >= 2 && s(x, "process.name") == "sed" && s(x, "file.path") != path
+        severity_rank(x) >= 2 && s(x, "process.name") == "sed" && s(x, "file.path") != path
     });
     assert!(others.is_empty(), "{others:#?}");
     d.stop();
@@ -293,7 +282,7 @@ fn a_package_upgrade_raises_nothing_of_medium_or_above() {
         has(a, "detections", "package_database_change") && s(a, "file.package_manager") == "dpkg"
     });
     settle();
-    let loud = d.alerts_matching(|a| rank(a) >= 2 && from_this_test(a, &parents));
+    let loud = d.alerts_matching(|a| severity_rank(a) >= 2 && from_this_test(a, &parents));
     assert!(loud.is_empty(), "alerts of medium or above:\n{loud:#?}");
     // Every change the package manager made is information naming it.
     let unnamed = d.alerts_matching(|a| {
