@@ -742,7 +742,8 @@ fn find(progs: &BTreeMap<u32, Prog>, name: &str) -> Result<u32> {
     let ids: Vec<u32> = progs
         .iter()
         .filter(|(_, p)| match &p.tracepoints[..] {
-            _ if p.name == name => true,
+            // The kernel keeps 15 bytes of a program's name.
+            _ if p.name == name || p.name == short => true,
             [] => p.name == short,
             tps => tps.iter().any(|t| t == name),
         })
