@@ -610,6 +610,31 @@ pub mod tests {
         e
     }
 
+    /// A rename of absolute `from` onto `to` by `pid`.
+    pub fn rename_event(
+        pid: u32,
+        comm: &str,
+        from: &str,
+        to: &str,
+    ) -> detector_common::FileChangeEvent {
+        use detector_common::{FILE_OP_RENAME, NAME_MAX};
+        let mut e = FileChangeEvent {
+            hdr: hdr(EventKind::FileChange, pid, comm),
+            file: Default::default(),
+            op: FILE_OP_RENAME,
+            op_flags: 0,
+            path_off: 0,
+            dir_off: 0,
+            path: [0; PATH_BUF],
+            dir: [0; PATH_BUF],
+            name: [0; NAME_MAX],
+            name2: [0; NAME_MAX],
+        };
+        e.name[..from.len()].copy_from_slice(from.as_bytes());
+        e.name2[..to.len()].copy_from_slice(to.as_bytes());
+        e
+    }
+
     /// An executable mapping of `path` (root-owned, 0755, on ext4), flagged `flags`.
     pub fn mmap_event(pid: u32, comm: &str, path: &str, flags: u32) -> MmapEvent {
         let mut e = MmapEvent {

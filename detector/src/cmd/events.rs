@@ -159,27 +159,20 @@ async fn serve(args: EventsArgs, kcfg: KernelConfig) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use detector_common::{
-        EventKind, ExitEvent, FileChangeEvent, FileInfo, LoaderVar, MemTamperEvent, MmapEvent,
-        FILE_OP_RENAME, LOADER_VALUE_TAIL, LOADER_VALUE_TRUNCATED, MMAP_SOURCE_EXEC_INTERPRETER,
-        MMAP_SOURCE_EXEC_PROGRAM, MMAP_SOURCE_MPROTECT, NAME_MAX, PATH_BUF, TAMPER_PTRACE,
-        TMPFS_MAGIC,
+        EventKind, ExitEvent, FileInfo, LoaderVar, MemTamperEvent, MmapEvent, LOADER_VALUE_TAIL,
+        LOADER_VALUE_TRUNCATED, MMAP_SOURCE_EXEC_INTERPRETER, MMAP_SOURCE_EXEC_PROGRAM,
+        MMAP_SOURCE_MPROTECT, PATH_BUF, TAMPER_PTRACE, TMPFS_MAGIC,
     };
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::capture::decode::tests::{bytes_of, exec_event, hdr, loader_event};
+    use crate::capture::decode::tests::{bytes_of, exec_event, hdr, loader_event, rename_event};
 
     /// `s` right-aligned in a path buffer, as the kernel builds paths; returns the offset.
     fn right_aligned(buf: &mut [u8; PATH_BUF], s: &str) -> u32 {
         let off = PATH_BUF - s.len() - 1;
         buf[off..off + s.len()].copy_from_slice(s.as_bytes());
         off as u32
-    }
-
-    fn name(s: &str) -> [u8; NAME_MAX] {
-        let mut n = [0; NAME_MAX];
-        n[..s.len()].copy_from_slice(s.as_bytes());
-        n
     }
 
     fn json_of(raw: Vec<u8>) -> Value {
@@ -296,18 +289,7 @@ mod tests {
 
     #[test]
     fn file_change_json() {
-        let mut e = FileChangeEvent {
-            hdr: hdr(EventKind::FileChange, 6, "mv"),
-            file: FileInfo::default(),
-            op: FILE_OP_RENAME,
-            op_flags: 0,
-            path_off: 0,
-            dir_off: 0,
-            path: [0; PATH_BUF],
-            dir: [0; PATH_BUF],
-            name: name("a"),
-            name2: name("/etc/ld.so.preload"),
-        };
+        let mut e = rename_event(6, "mv", "a", "/etc/ld.so.preload");
         e.dir_off = right_aligned(&mut e.dir, "/etc");
         let v = json_of(bytes_of(&e));
         assert_header(&v, EventKind::FileChange, 6, "mv");

@@ -462,31 +462,6 @@ mod tests {
         assert!(alerts.is_empty(), "{alerts:#?}");
     }
 
-    /// A rename of absolute `from` onto `to` by `pid`.
-    fn rename_event(
-        pid: u32,
-        comm: &str,
-        from: &str,
-        to: &str,
-    ) -> detector_common::FileChangeEvent {
-        use detector_common::{EventKind, FileChangeEvent, FILE_OP_RENAME, NAME_MAX, PATH_BUF};
-        let mut e = FileChangeEvent {
-            hdr: hdr(EventKind::FileChange, pid, comm),
-            file: Default::default(),
-            op: FILE_OP_RENAME,
-            op_flags: 0,
-            path_off: 0,
-            dir_off: 0,
-            path: [0; PATH_BUF],
-            dir: [0; PATH_BUF],
-            name: [0; NAME_MAX],
-            name2: [0; NAME_MAX],
-        };
-        e.name[..from.len()].copy_from_slice(from.as_bytes());
-        e.name2[..to.len()].copy_from_slice(to.as_bytes());
-        e
-    }
-
     #[test]
     fn a_change_by_a_package_managers_descendant_is_information_naming_it() {
         let mut c = Correlator::new(Watched::default(), Catalogue::default());
