@@ -127,7 +127,7 @@ struct Prog {
 /// Cumulative (run time, run count) per program id.
 type Counters = BTreeMap<u32, (Duration, u64)>;
 
-pub fn run(root: &Path, dispatch_only: bool) -> Result<()> {
+pub fn run(root: &Path, dispatch_only: bool, latency_only: bool) -> Result<()> {
     super::build()?;
     super::setup::ensure_bench()?;
     let tmp = TempDir::create()?;
@@ -135,6 +135,15 @@ pub fn run(root: &Path, dispatch_only: bool) -> Result<()> {
     // however this process ends (the bpf_stats_enabled sysctl is left alone).
     let _stats = enable_stats(Stats::RunTime).context("enabling BPF run-time statistics")?;
     let bin = root.join("target/release/detector");
+    if latency_only {
+        let t = load::compile(&tmp.0)?;
+        let mut missed = Vec::new();
+        latency_report(&t, &bin, libm()?, &mut missed)?;
+        if !missed.is_empty() {
+            bail!("budgets missed: {}", missed.join("; "));
+        }
+        return Ok(());
+    }
     println!("## Workloads, peers and budgets\n");
     let d = dispatch::measure(root)?;
     println!(
@@ -158,6 +167,41 @@ pub fn run(root: &Path, dispatch_only: bool) -> Result<()> {
         bail!("budgets missed: {}", budgets.join("; "));
     }
     Ok(())
+}
+
+/// The system's libm, preloaded by the latency and flood workloads.
+fn libm() -> Result<&'static str> {
+    [
+        "/usr/lib/x86_64-linux-gnu/libm.so.6",
+        "/lib/x86_64-linux-gnu/libm.so.6",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .context("libm not found")
+}
+
+/// Detection latency: prints the line, records a miss, returns p99 in ms and the execs without
+/// an alert.
+fn latency_report(
+    t: &load::Tools,
+    bin: &Path,
+    libm: &str,
+    missed: &mut Vec<String>,
+) -> Result<(f64, u64)> {
+    let (mut lat, missing) = load::latency(t, bin, libm, 2000)?;
+    let p50 = load::percentile(&mut lat, 0.5);
+    let p99 = load::percentile(&mut lat, 0.99);
+    println!();
+    println!(
+        "Detection latency, posix_spawn → alert line on the daemon's stdout (2000 execs with LD_PRELOAD={libm}, 2 ms apart): p50 {p50:.2} ms, p99 {p99:.2} ms, max {:.2} ms; {} of {} execs matched, {missing} without an alert.",
+        lat.last().copied().unwrap_or(f64::NAN),
+        lat.len(),
+        lat.len() as u64 + missing
+    );
+    if p99 > load::BUDGET_P99_MS || missing > 0 {
+        missed.push(format!("latency p99 {p99:.2} ms ({missing} missing)"));
+    }
+    Ok((p99, missing))
 }
 
 /// Alternating rounds without and with the detector (and peers), latency, memory; prints the
@@ -438,26 +482,8 @@ fn workload_report(bin: &Path, dir: &Path, dispatch_ns: f64) -> Result<Vec<Strin
     }
 
     // Detection latency.
-    let libm = [
-        "/usr/lib/x86_64-linux-gnu/libm.so.6",
-        "/lib/x86_64-linux-gnu/libm.so.6",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).exists())
-    .context("libm not found")?;
-    let (mut lat, missing) = load::latency(&t, bin, libm, 2000)?;
-    let p50 = load::percentile(&mut lat, 0.5);
-    let p99 = load::percentile(&mut lat, 0.99);
-    println!();
-    println!(
-        "Detection latency, posix_spawn → alert line on the daemon's stdout (2000 execs with LD_PRELOAD={libm}, 2 ms apart): p50 {p50:.2} ms, p99 {p99:.2} ms, max {:.2} ms; {} of {} execs matched, {missing} without an alert.",
-        lat.last().copied().unwrap_or(f64::NAN),
-        lat.len(),
-        lat.len() as u64 + missing
-    );
-    if p99 > load::BUDGET_P99_MS || missing > 0 {
-        missed.push(format!("latency p99 {p99:.2} ms ({missing} missing)"));
-    }
+    let libm = libm()?;
+    let (p99, missing) = latency_report(&t, bin, libm, &mut missed)?;
 
     // A flood of large preloads, then a preload into a credential process.
     let flood = load::flood(&t, bin, libm, 5, 24, 200)?;

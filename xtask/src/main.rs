@@ -48,6 +48,9 @@ enum Cmd {
         /// Only the kernel's dispatch cost per classic-tracepoint program run (about 30 s).
         #[arg(long)]
         dispatch_only: bool,
+        /// Only the detection latency (about 15 s).
+        #[arg(long, conflicts_with = "dispatch_only")]
+        latency_only: bool,
     },
     /// Build, then run the end-to-end test binaries listed in xtask/src/vm.rs (the LD_PRELOAD
     /// atomic tests) in qemu on Debian kernels (default: 6.1 and 6.12); prints a test x kernel
@@ -86,7 +89,10 @@ fn run(cli: Cli) -> Result<()> {
             std::process::exit(status.code().unwrap_or(1));
         }
         Cmd::Test { args } => test(&root, &args),
-        Cmd::Bench { dispatch_only } => bench::run(&root, dispatch_only),
+        Cmd::Bench {
+            dispatch_only,
+            latency_only,
+        } => bench::run(&root, dispatch_only, latency_only),
         Cmd::VmTest { kernels } => {
             build()?;
             setup::ensure_vm()?;
