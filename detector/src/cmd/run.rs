@@ -32,6 +32,7 @@ use crate::{
         correlate::Correlator,
         policy::Policy,
         policy_stage::{self, Settings, ToPolicy, Wiring},
+        provenance::verifier::Verifier,
         rules::{config_change::Watched, Finding},
         sweep::Only,
         watch::{snapshot::Snapshot, Changes},
@@ -184,6 +185,14 @@ async fn serve(
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
+    let verifier = Arc::new(Verifier::new(settings(&cfg).hash_budget));
+    // The package index is built while the programs load, and the daemon is ready once it is.
+    let warm = std::thread::Builder::new()
+        .name("package-index".into())
+        .spawn({
+            let v = Arc::clone(&verifier);
+            move || v.warm()
+        })?;
     let watched = Watched::discover();
     let (mut capture, mut kernel_log) = Capture::start(
         kcfg,
@@ -200,13 +209,18 @@ async fn serve(
         Arc::clone(&counters),
     )?;
     let policy = Policy::from_config(&cfg);
-    let changes = Changes::new(Snapshot::take(&watched), settings(&cfg).hash_budget);
+    let changes = Changes::new(
+        Snapshot::take(&watched),
+        settings(&cfg).hash_budget,
+        Arc::clone(&verifier),
+    );
     let mut correlator = Correlator::new(watched, policy.catalogue.clone());
     let seen_cache = capture.take_seen_cache().map(|s| Arc::new(Mutex::new(s)));
     let wiring = Wiring {
         package_manager_running: correlator.package_manager_flag(),
         seen: seen_cache.clone(),
         changes,
+        verifier,
     };
     let (policy_tx, policy_thread) = policy_stage::spawn(
         clock,
@@ -233,6 +247,9 @@ async fn serve(
     };
     for f in already {
         reader.pass(f);
+    }
+    if warm.join().is_err() {
+        log::warn!("building the package index failed; it is built on the first question");
     }
     super::touch_ready(args.ready_file.as_deref())?;
     if let Err(e) = notify::notify("READY=1") {

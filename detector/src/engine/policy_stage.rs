@@ -34,6 +34,7 @@ use crate::{
             pool::{Facts, Job, Lane, Pool, Verify},
         },
         policy::Policy,
+        provenance::verifier::Verifier,
         rules::{
             unverified_object::{self, Outcome},
             Finding,
@@ -84,6 +85,8 @@ pub struct Wiring {
     pub seen: Option<Arc<Mutex<SeenCache>>>,
     /// What the watched places' changes come to (settled, attributed, with their content).
     pub changes: Changes,
+    /// The package databases, which the enrichment pool asks too.
+    pub verifier: Arc<Verifier>,
 }
 
 /// A finding on its way: when it goes out without its facts (`None`: it waits for them), and
@@ -142,6 +145,7 @@ pub fn spawn(
         settings.workers,
         settings.lane_capacity,
         settings.hash_budget,
+        Arc::clone(&wiring.verifier),
         done,
     );
     let stage = Stage {
@@ -244,7 +248,10 @@ impl Stage {
         }
         self.next_job += 1;
         let id = self.next_job;
-        let lane = if self.policy.concerns_credentials(&f) {
+        let lane = if f.ktime_ns == 0 {
+            // Found by a sweep: already loaded before the daemon looked.
+            Lane::Sweep
+        } else if self.policy.concerns_credentials(&f) {
             Lane::Credential
         } else {
             Lane::Other

@@ -328,6 +328,12 @@ impl PackageDb for Dpkg {
     fn provenance_of_bytes(&self, path: &Path, bytes: &Path) -> io::Result<Provenance> {
         self.answer(path, Some(bytes))
     }
+
+    fn warm(&self) {
+        if let Err(e) = self.index() {
+            log::warn!("{}: package index: {e}", self.admin.display());
+        }
+    }
 }
 
 /// MD5 of the file's bytes read `CHUNK` at a time; `None` when there are more than `budget`.

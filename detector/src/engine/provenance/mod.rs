@@ -54,6 +54,9 @@ pub trait PackageDb: Send + Sync {
     /// Provenance of the file at `path`, its checksum taken of the bytes at `bytes` (the same
     /// file read another way: `/proc/<pid>/map_files/<range>`, or through `/proc/<pid>/root`).
     fn provenance_of_bytes(&self, path: &Path, bytes: &Path) -> io::Result<Provenance>;
+
+    /// Reads now what the first answer would otherwise wait for (an index of the database).
+    fn warm(&self) {}
 }
 
 /// The package database of this machine, when it has one this build can read; files over

@@ -25,6 +25,7 @@ use std::{
     fs,
     io::Read as _,
     path::Path,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -33,7 +34,9 @@ use sha2::{Digest as _, Sha256};
 use crate::{
     capture::decode::FileOp,
     engine::{
-        provenance::{self, PackageDb, CHECKSUM_SKIPPED, SYMLINK_NOT_FROM_PACKAGE},
+        provenance::{
+            self, verifier::Verifier, PackageDb, CHECKSUM_SKIPPED, SYMLINK_NOT_FROM_PACKAGE,
+        },
         rules::Finding,
         watch::places::Place,
     },
@@ -71,19 +74,19 @@ pub struct Changes {
     snapshot: Snapshot,
     pending: Vec<Pending>,
     hash_budget: u64,
-    /// The package database, read on first use and again after it changed.
-    db: Option<Box<dyn PackageDb>>,
+    /// The package databases, shared with the enrichment pool.
+    verifier: Arc<Verifier>,
     to_verify: BTreeMap<String, ToVerify>,
     verify_at: Option<Instant>,
 }
 
 impl Changes {
-    pub fn new(snapshot: Snapshot, hash_budget: u64) -> Self {
+    pub fn new(snapshot: Snapshot, hash_budget: u64, verifier: Arc<Verifier>) -> Self {
         Changes {
             snapshot,
             pending: Vec::new(),
             hash_budget,
-            db: None,
+            verifier,
             to_verify: BTreeMap::new(),
             verify_at: None,
         }
@@ -195,11 +198,9 @@ impl Changes {
         out
     }
 
-    fn db(&mut self) -> Option<&dyn PackageDb> {
-        if self.db.is_none() {
-            self.db = provenance::system(self.hash_budget);
-        }
-        self.db.as_deref()
+    /// The host's package database, as dpkg last left it.
+    fn db(&self) -> Option<Arc<impl PackageDb>> {
+        self.verifier.host()
     }
 
     /// Fills in what changed; false when the change is to be dropped.
@@ -262,7 +263,7 @@ impl Changes {
         }
         if file.place == Place::PackageDatabase {
             // Answers from the record as it was are stale.
-            self.db = None;
+            self.verifier.reread_host();
         }
         if file.by_pam_auth_update && file.place == Place::PamConfig {
             if let Some(untrusted) = self.unverified_pam_profile() {
@@ -359,8 +360,6 @@ impl Changes {
     /// The code package managers changed, verified now that they are done: a finding for
     /// each file the package database does not vouch for.
     fn verify(&mut self) -> Vec<Finding> {
-        // The database as the package managers left it.
-        self.db = None;
         let mut out = Vec::new();
         for (path, v) in std::mem::take(&mut self.to_verify) {
             let Some(db) = self.db() else {
@@ -435,6 +434,10 @@ mod tests {
     use super::*;
     use crate::output::alert::Clock;
 
+    fn changes(snapshot: Snapshot) -> Changes {
+        Changes::new(snapshot, 1 << 20, Arc::new(Verifier::new(1 << 20)))
+    }
+
     fn change(
         pid: u32,
         op: FileOp,
@@ -488,7 +491,7 @@ mod tests {
             Some(Text::Lines(vec!["auth include common-auth".into()])),
         );
         snapshot.set_known(from, true);
-        let mut c = Changes::new(snapshot, 1 << 20);
+        let mut c = changes(snapshot);
         let t0 = Instant::now();
         fs::rename(from, to).unwrap();
         let rename = || change(3, FileOp::Rename, &[from, to], Place::PamConfig, None);
@@ -530,7 +533,7 @@ mod tests {
             Some(Text::Lines(vec!["auth include common-auth".into()])),
         );
         snapshot.set_known(target, true);
-        let mut c = Changes::new(snapshot, 1 << 20);
+        let mut c = changes(snapshot);
         let t0 = Instant::now();
         c.admit(
             change(7, FileOp::OpenWrite, &[temp], Place::PamConfig, None),
@@ -566,7 +569,7 @@ mod tests {
         let d = dir("dpkg");
         let (target, temp) = (d.join("pam_x.so"), d.join("pam_x.so.dpkg-new"));
         let (target, temp) = (target.to_str().unwrap(), temp.to_str().unwrap());
-        let mut c = Changes::new(Snapshot::default(), 1 << 20);
+        let mut c = changes(Snapshot::default());
         let t0 = Instant::now();
         let dpkg = Some("dpkg");
         c.admit(
@@ -620,7 +623,7 @@ mod tests {
         let lib = d.join("libx.so");
         let lib = lib.to_str().unwrap();
         fs::write(lib, "a library no package lists").unwrap();
-        let mut c = Changes::new(Snapshot::default(), 1 << 20);
+        let mut c = changes(Snapshot::default());
         let t0 = Instant::now();
         c.admit(
             change(10, FileOp::OpenWrite, &[lib], Place::Library, Some("dpkg")),
@@ -641,7 +644,7 @@ mod tests {
         let d = dir("gone");
         let p = d.join("4913");
         let p = p.to_str().unwrap();
-        let mut c = Changes::new(Snapshot::default(), 1 << 20);
+        let mut c = changes(Snapshot::default());
         let t0 = Instant::now();
         c.admit(
             change(9, FileOp::OpenWrite, &[p], Place::PamConfig, None),
