@@ -35,10 +35,22 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(err) if broken_pipe(&err) => {
+            // The reader of our output went away (`detector scan | head`): nothing is wrong.
+            ExitCode::SUCCESS
+        }
         Err(err) => {
             // One line, no backtrace: what is wrong and, where known, how to fix it.
             eprintln!("detector: error: {err:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// The error is a write to a pipe whose reader has closed it.
+fn broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

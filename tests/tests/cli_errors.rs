@@ -59,3 +59,64 @@ fn bad_flag_exits_2() {
         .expect("run detector");
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `detector analyze … | head -c 1`: the reader goes away after one byte; the writer stops
+/// without an error line and exits 0.
+#[test]
+fn a_closed_pipe_on_stdout_ends_quietly() {
+    use std::{io::Read as _, process::Stdio};
+    let libc = [
+        "/usr/lib/x86_64-linux-gnu/libc.so.6",
+        "/lib/x86_64-linux-gnu/libc.so.6",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .expect("libc.so.6");
+    // Far more lines than a pipe holds.
+    let mut child = Command::new(detector_bin())
+        .args(["--log-level", "error", "analyze", "--json"])
+        .args(std::iter::repeat_n(libc, 300))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("detector analyze");
+    let mut first = [0u8; 1];
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_exact(&mut first)
+        .expect("one byte");
+    // The pipe's only reader is closed here.
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.is_empty(), "stderr: {err}");
+    assert_eq!(out.status.code(), Some(0));
+}
+
+/// Root's `detector scan` never says "run as root"; what it could not read is named.
+#[test]
+fn scan_as_root_does_not_ask_for_root() {
+    require_root();
+    let out = Command::new(detector_bin())
+        .args(["--log-level", "error", "scan", "--json"])
+        .output()
+        .expect("detector scan");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code().is_some_and(|c| c < 2), "{err}");
+    let summary = err.lines().last().unwrap_or_default();
+    assert!(summary.starts_with("detector: scanned "), "{err}");
+    assert!(!summary.contains("run as root"), "{summary}");
+    // As nobody the same scan says why it missed processes.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(detector_bin())
+        .args(["--log-level", "error", "scan", "--json"])
+        .output()
+        .expect("setpriv");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("permission denied; run as root to read them all"),
+        "{err}"
+    );
+}

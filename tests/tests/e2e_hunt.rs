@@ -176,7 +176,7 @@ fn scan_without_root_scans_what_it_can_and_says_what_it_could_not() {
     let err = stderr(&out);
     assert!(matches!(out.status.code(), Some(0 | 1)), "{err}");
     assert!(
-        err.contains("processes could not be read (run as root"),
+        err.contains("could not be read (pid ") && err.contains("run as root to read them all"),
         "{err}"
     );
 }

@@ -231,11 +231,12 @@ async fn serve(
         Arc::clone(&counters),
         wiring,
     )?;
-    let (already, seen, unreadable) =
+    let (already, seen, skipped) =
         correlator.sweep(Only::AllBut(std::process::id()), Path::new("/etc"));
     log::info!(
-        "swept /proc: {seen} running processes ({unreadable} unreadable), {} findings for what they already had loaded",
-        already.len()
+        "swept /proc: {seen} running processes, {} findings for what they already had loaded{}",
+        already.len(),
+        skipped.describe()
     );
     let package_manager_running = correlator.package_manager_running();
     let mut reader = Reader {

@@ -38,7 +38,7 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
     };
     let policy = Policy::from_config(&cfg);
     let mut correlator = Correlator::new(Watched::discover(), policy.catalogue.clone());
-    let (findings, seen, unreadable) = correlator.sweep(only, Path::new("/etc"));
+    let (findings, seen, skipped) = correlator.sweep(only, Path::new("/etc"));
     // The daemon's stages, inline: enrichment, then policy.
     let clock = Clock::new();
     let mut enricher = Enricher::new(DEFAULT_HASH_BUDGET);
@@ -64,16 +64,11 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
             .context("writing findings")?;
     }
     out.flush().context("writing findings")?;
-    let mut summary = format!(
-        "detector: scanned {seen} processes and the loader and PAM configuration: {} findings",
-        alerts.len()
+    eprintln!(
+        "detector: scanned {seen} processes and the loader and PAM configuration: {} findings{}",
+        alerts.len(),
+        skipped.describe()
     );
-    if unreadable > 0 {
-        summary.push_str(&format!(
-            "; {unreadable} processes could not be read (run as root to read them all)"
-        ));
-    }
-    eprintln!("{summary}");
     Ok(if alerts.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -63,7 +63,11 @@ impl Correlator {
     /// already running (what they run, an LD_PRELOAD in their environment) and returns the
     /// findings for what they already have loaded and what the configuration makes them load,
     /// with the number of processes seen and of those that could not be read.
-    pub fn sweep(&mut self, only: sweep::Only, etc: &Path) -> (Vec<Finding>, usize, usize) {
+    pub fn sweep(
+        &mut self,
+        only: sweep::Only,
+        etc: &Path,
+    ) -> (Vec<Finding>, usize, sweep::Skipped) {
         let sweep = sweep::processes(only);
         let mut found = Vec::new();
         for seen in &sweep.processes {
@@ -78,7 +82,7 @@ impl Correlator {
         self.note_package_managers();
         found.extend(self.evaluate(&Process::default(), 0, &Observation::Configuration(etc)));
         let findings = self.first_alerts(found);
-        (findings, sweep.processes.len(), sweep.unreadable)
+        (findings, sweep.processes.len(), sweep.skipped)
     }
 
     pub fn handle(&mut self, event: Event) -> Vec<Finding> {

@@ -3,7 +3,7 @@
 //! judge them as they judge kernel events (`Correlator::sweep`). The daemon sweeps once at start
 //! (what was loaded before it came up; the sweep also seeds its process table); `detector scan`
 //! sweeps on demand.
-use std::collections::HashMap;
+use std::{collections::HashMap, path::Path};
 
 use detector_common::LoaderVar;
 
@@ -32,8 +32,56 @@ pub struct Seen {
 #[derive(Default)]
 pub struct Sweep {
     pub processes: Vec<Seen>,
-    /// Processes whose environment or mappings could not be read (not root, or gone).
-    pub unreadable: usize,
+    pub skipped: Skipped,
+}
+
+/// Processes a sweep could not read.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Their environment or mappings were refused (not root; or, as root, the kernel's ptrace
+    /// access check, a security module or /proc mounted with hidepid). They are kept with what
+    /// could be read.
+    pub denied: usize,
+    /// The first few of them.
+    pub denied_pids: Vec<u32>,
+    /// They exited while the sweep read them; they are left out.
+    pub gone: usize,
+}
+
+impl Skipped {
+    /// ", N could not be read …" for a summary line; empty when nothing was skipped.
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        if self.denied > 0 {
+            // SAFETY: geteuid has no preconditions.
+            let root = unsafe { libc::geteuid() } == 0;
+            let pids: Vec<String> = self.denied_pids.iter().map(u32::to_string).collect();
+            let more = if self.denied > self.denied_pids.len() {
+                ", …"
+            } else {
+                ""
+            };
+            s.push_str(&format!(
+                "; {} could not be read (pid {}{more}: {})",
+                self.denied,
+                pids.join(", "),
+                if root {
+                    "the kernel refused even root: its ptrace access check, a security module or /proc mounted with hidepid"
+                } else {
+                    "permission denied; run as root to read them all"
+                }
+            ));
+        }
+        if self.gone > 0 {
+            s.push_str(&format!("; {} exited while they were read", self.gone));
+        }
+        s
+    }
+}
+
+/// Why reading a process's file failed: it is gone, or the read was refused.
+fn gone(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH)
 }
 
 /// Which processes a sweep looks at.
@@ -48,7 +96,7 @@ pub enum Only<'a> {
 pub fn processes(only: Only) -> Sweep {
     let mut sweep = Sweep::default();
     let Ok(all) = procfs::process::all_processes() else {
-        sweep.unreadable += 1;
+        sweep.skipped.denied += 1;
         return sweep;
     };
     let mut libraries: HashMap<String, Library> = HashMap::new();
@@ -71,7 +119,7 @@ pub fn processes(only: Only) -> Sweep {
             exe: p.exe().map(|e| e.display().to_string()).unwrap_or_default(),
             cmdline: p.cmdline().map(|c| c.join(" ")).unwrap_or_default(),
         };
-        let mut readable = true;
+        let mut failed: Option<std::io::Error> = None;
         let mut preload = None;
         let mut loader_vars = Vec::new();
         let mut mapped = Vec::new();
@@ -88,7 +136,7 @@ pub fn processes(only: Only) -> Sweep {
                     }
                 }
             }
-            Err(_) => readable = false,
+            Err(e) => failed = Some(e),
         }
         match std::fs::read_to_string(format!("/proc/{}/maps", process.pid)) {
             Ok(maps) => {
@@ -107,10 +155,20 @@ pub fn processes(only: Only) -> Sweep {
                     });
                 }
             }
-            Err(_) => readable = false,
+            Err(e) => failed = failed.or(Some(e)),
         }
-        if !readable {
-            sweep.unreadable += 1;
+        match failed {
+            Some(e) if gone(&e) || !Path::new(&format!("/proc/{}", process.pid)).exists() => {
+                sweep.skipped.gone += 1;
+                continue;
+            }
+            Some(_) => {
+                sweep.skipped.denied += 1;
+                if sweep.skipped.denied_pids.len() < 5 {
+                    sweep.skipped.denied_pids.push(process.pid);
+                }
+            }
+            None => {}
         }
         sweep.processes.push(Seen {
             process,

@@ -13,6 +13,7 @@ use std::{
         Arc, Condvar, Mutex,
     },
     thread::JoinHandle,
+    time::{Duration, Instant},
 };
 
 use super::elf::{ElfCache, ElfFacts, DEFAULT_CACHE_CAPACITY};
@@ -30,6 +31,9 @@ pub enum Lane {
     /// (queued with them, they held them 100–130 ms).
     Sweep,
 }
+
+/// How long stopping waits for threads still inside an analysis.
+const STOP_GRACE: Duration = Duration::from_millis(300);
 
 /// The lanes a thread serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,7 +176,14 @@ impl Pool {
             lanes.sweep.clear();
         }
         self.shared.work.notify_all();
-        for t in self.threads {
+        // A thread inside one file's analysis (the ELF reader checks the flag only between
+        // hash chunks; the sweep's thread runs at a lower priority) is not waited for past
+        // STOP_GRACE: its result would be dropped anyway, and the process's exit ends it.
+        let until = Instant::now() + STOP_GRACE;
+        while self.threads.iter().any(|t| !t.is_finished()) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for t in self.threads.into_iter().filter(|t| t.is_finished()) {
             let _ = t.join();
         }
     }
@@ -280,7 +291,7 @@ fn analyse(shared: &Shared, job: &Job) -> ElfFacts {
 
 #[cfg(test)]
 mod tests {
-    use std::{sync::mpsc, time::Duration};
+    use std::sync::mpsc;
 
     use super::*;
 
