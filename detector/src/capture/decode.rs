@@ -1,6 +1,8 @@
 //! Decoding: raw ring-buffer records into owned, typed events. Never panics on bad input.
 use std::mem::size_of;
 
+use super::names;
+
 use detector_common::{
     EventHeader, EventKind, ExecEvent, ExitEvent, FileChangeEvent, FileInfo, LoaderEnvEvent,
     LoaderVar, MemTamperEvent, MmapEvent, PreloadListEvent, EXEC_ARGS_TRUNCATED,
@@ -147,7 +149,7 @@ pub fn list_names(content: &[u8]) -> Vec<String> {
         if name.is_empty() {
             continue;
         }
-        let name = String::from_utf8_lossy(name).into_owned();
+        let name = names::lossless(name);
         if !names.contains(&name) {
             names.push(name);
         }
@@ -355,10 +357,10 @@ fn read<T: Copy>(buf: &[u8], kind: u32) -> Result<T, DecodeError> {
     Ok(unsafe { std::ptr::read_unaligned(buf.as_ptr().cast::<T>()) })
 }
 
-/// Bytes up to the first NUL, lossily as UTF-8.
+/// Bytes up to the first NUL, every byte kept ([`names::lossless`]).
 pub fn cstr(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
+    names::lossless(&bytes[..end])
 }
 
 fn header(h: &EventHeader) -> Header {
@@ -400,10 +402,7 @@ fn split_args(block: &[u8], len: usize) -> Vec<String> {
     if block.is_empty() {
         return Vec::new();
     }
-    block
-        .split(|&b| b == 0)
-        .map(|s| String::from_utf8_lossy(s).into_owned())
-        .collect()
+    block.split(|&b| b == 0).map(names::lossless).collect()
 }
 
 pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
@@ -434,7 +433,7 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
                 value_len: e.value_len,
                 head: cstr(&e.head),
                 tail: if truncated {
-                    String::from_utf8_lossy(&e.tail).into_owned()
+                    names::lossless(&e.tail)
                 } else {
                     String::new()
                 },

@@ -4,4 +4,5 @@
 pub mod btf;
 pub mod decode;
 pub mod load;
+pub mod names;
 pub mod preflight;

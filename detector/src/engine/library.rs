@@ -1,5 +1,6 @@
 //! Enrichment: what a library file on disk is, and whether it sits where a non-root user could
 //! have put or changed it.
+use crate::capture::names;
 use std::{fs, os::unix::fs::MetadataExt as _, path::Path};
 
 use serde::Serialize;
@@ -113,7 +114,7 @@ fn pin(path: &str, f: &File) -> Option<(Pinned, String)> {
     let file = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-        .open(path)
+        .open(names::path(path))
         .ok()?;
     let meta = file.metadata().ok()?;
     if !meta.is_file() || !file_view::same_file(&meta, &f.info, f.fs()) {
@@ -157,7 +158,7 @@ impl Library {
     /// `inspect` of `path` as a process sees it, its file being at `on_disk` for the daemon.
     fn inspect_at(path: &str, on_disk: &str) -> Self {
         let meta = if path.contains('/') {
-            fs::metadata(on_disk).ok()
+            fs::metadata(names::path(on_disk)).ok()
         } else {
             None
         };
@@ -178,7 +179,7 @@ impl Library {
             if m.mode() & 0o022 != 0 {
                 lib.unsafe_reasons.push("group_or_world_writable");
             }
-            if parent_writable_by_non_root(Path::new(on_disk)) {
+            if parent_writable_by_non_root(&names::path(on_disk)) {
                 lib.unsafe_reasons.push("directory_writable_by_non_root");
             }
             if on_tmpfs(on_disk) {
@@ -252,7 +253,7 @@ impl Library {
                 Some(root) => format!("{root}{path}"),
                 None => path.clone(),
             };
-            match fs::metadata(&on_disk) {
+            match fs::metadata(names::path(&on_disk)) {
                 Ok(meta) if file_view::same_file(&meta, &f.info, f.fs()) => {
                     let mut lib = Library::inspect_at(&path, &on_disk);
                     if root.is_some() {
@@ -329,7 +330,7 @@ fn parent_writable_by_non_root(path: &Path) -> bool {
 }
 
 fn on_tmpfs(path: &str) -> bool {
-    let Ok(c) = std::ffi::CString::new(path) else {
+    let Ok(c) = std::ffi::CString::new(names::bytes(path)) else {
         return false;
     };
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };

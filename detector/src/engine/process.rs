@@ -11,7 +11,7 @@ use detector_common::LoaderVar;
 
 use crate::{
     capture::decode::{Exec, Exit, Header},
-    engine::{package_manager, sweep::Seen},
+    engine::{package_manager, sweep, sweep::Seen},
     output::alert::{Ancestor, Process},
 };
 
@@ -309,8 +309,8 @@ fn from_header(hdr: &Header) -> ProcInfo {
 fn from_proc(hdr: &Header) -> ProcInfo {
     let mut info = from_header(hdr);
     if let Ok(p) = procfs::process::Process::new(hdr.pid as i32) {
-        info.exe = p.exe().map(|e| e.display().to_string()).unwrap_or_default();
-        info.cmdline = p.cmdline().map(|c| c.join(" ")).unwrap_or_default();
+        info.exe = sweep::exe(p.pid as u32);
+        info.cmdline = sweep::cmdline(p.pid as u32);
         info.package_manager = package_manager::recognise(&info.exe);
         if let Ok(uid) = p.uid() {
             info.uid = uid;

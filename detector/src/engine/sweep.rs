@@ -8,7 +8,10 @@ use std::{collections::HashMap, path::Path};
 use detector_common::LoaderVar;
 
 use crate::{
-    capture::decode::{Header, LoaderEnv},
+    capture::{
+        decode::{Header, LoaderEnv},
+        names,
+    },
     engine::library::Library,
     engine::loader_vars::last_value,
     output::alert::Process,
@@ -79,6 +82,26 @@ impl Skipped {
     }
 }
 
+/// The program a process runs, every byte of its path kept; empty when it cannot be read.
+pub fn exe(pid: u32) -> String {
+    use std::os::unix::ffi::OsStrExt as _;
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .map(|p| names::lossless(p.as_os_str().as_bytes()))
+        .unwrap_or_default()
+}
+
+/// A process's arguments joined by spaces, every byte kept; empty when they cannot be read.
+pub fn cmdline(pid: u32) -> String {
+    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return String::new();
+    };
+    let raw = raw.strip_suffix(&[0]).unwrap_or(&raw);
+    raw.split(|&b| b == 0)
+        .map(names::lossless)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Why reading a process's file failed: it is gone, or the read was refused.
 fn gone(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH)
@@ -116,8 +139,8 @@ pub fn processes(only: Only) -> Sweep {
             ppid: stat.ppid as u32,
             uid: p.uid().unwrap_or(u32::MAX),
             comm: stat.comm.clone(),
-            exe: p.exe().map(|e| e.display().to_string()).unwrap_or_default(),
-            cmdline: p.cmdline().map(|c| c.join(" ")).unwrap_or_default(),
+            exe: exe(p.pid as u32),
+            cmdline: cmdline(p.pid as u32),
         };
         let mut failed: Option<std::io::Error> = None;
         let mut preload = None;
@@ -128,7 +151,7 @@ pub fn processes(only: Only) -> Sweep {
             Ok(block) => {
                 for var in [LoaderVar::LdPreload, LoaderVar::LdAudit] {
                     if let Some((value, n)) = last_value(&block, var.name()) {
-                        let value = String::from_utf8_lossy(value).into_owned();
+                        let value = names::lossless(value);
                         loader_vars.push(loader_env(&process, var, &value, n as u32));
                         if var == LoaderVar::LdPreload {
                             preload = Some(value);
@@ -138,8 +161,9 @@ pub fn processes(only: Only) -> Sweep {
             }
             Err(e) => failed = Some(e),
         }
-        match std::fs::read_to_string(format!("/proc/{}/maps", process.pid)) {
+        match std::fs::read(format!("/proc/{}/maps", process.pid)) {
             Ok(maps) => {
+                let maps = names::lossless(&maps);
                 for m in executable_files(&maps) {
                     let exe = process.exe.strip_suffix(" (deleted)");
                     if m.path == exe.unwrap_or(&process.exe) {
@@ -261,6 +285,9 @@ pub fn executable_files(maps: &str) -> Vec<Mapping> {
             Some(p) => (p, true),
             None => (path, false),
         };
+        // The kernel shows a newline in a name as `\012` (its backslash made `\\` by
+        // names::lossless).
+        let path = path.replace("\\\\012", "\n");
         if out.iter().any(|m| m.path == path) {
             continue;
         }

@@ -6,6 +6,7 @@ use anyhow::{Context as _, Result};
 use serde_json::Value;
 
 use crate::{
+    capture::names,
     output::alert::{Alert, Severity},
     output::sink::Sink,
 };
@@ -109,9 +110,9 @@ pub fn line(a: &Alert, colour: bool) -> String {
         "{} {} {} {} {} [{}]",
         paint(colour, "2", time),
         paint(colour, severity_code(a.severity), &sev),
-        paint(colour, "1", &who(a)),
+        paint(colour, "1", &names::visible(&who(a))),
         a.rule,
-        object(a),
+        names::visible(&object(a)),
         detections.join(" "),
     );
     if a.count > 1 {
@@ -164,6 +165,12 @@ pub fn render<const N: usize>(
     rows: &[[String; N]],
     style: impl Fn(usize, usize, &str) -> String,
 ) -> String {
+    // A name with a newline or an escape sequence stays in its cell, visibly.
+    let rows: Vec<[String; N]> = rows
+        .iter()
+        .map(|r| r.clone().map(|c| names::visible(&c)))
+        .collect();
+    let rows = &rows[..];
     let mut width = header.map(str::len);
     for r in rows {
         for (i, c) in r.iter().enumerate() {

@@ -4,6 +4,7 @@
 pub mod elf;
 pub mod pool;
 
+use crate::capture::names;
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -32,8 +33,8 @@ pub fn source(f: &Finding) -> Option<PathBuf> {
 /// Where `lib`'s bytes can still be read, if anywhere.
 pub fn source_of(lib: &Library) -> Option<PathBuf> {
     match &lib.read_from {
-        Some(p) => Some(PathBuf::from(p)),
-        None if lib.exists && lib.path.starts_with('/') => Some(PathBuf::from(&lib.path)),
+        Some(p) => Some(names::path(p)),
+        None if lib.exists && lib.path.starts_with('/') => Some(names::path(&lib.path)),
         None => None,
     }
 }

@@ -6,6 +6,7 @@
 //! the host's index exists once; the daemon builds it at start ([`Verifier::warm`]): built on the
 //! first question instead, it held the first alerts about 80 ms (the bench's latency p99 went
 //! from 1.8 to 24–64 ms).
+use crate::capture::names;
 use std::{
     collections::HashMap,
     fs,
@@ -147,10 +148,11 @@ impl Verifier {
             };
         };
         // The same path: the file is read inside the root.
-        let answer = if bytes == Path::new(path) {
-            db.provenance(Path::new(path))
+        let path_bytes = names::path(path);
+        let answer = if bytes == path_bytes {
+            db.provenance(&path_bytes)
         } else {
-            db.provenance_of_bytes(Path::new(path), bytes)
+            db.provenance_of_bytes(&path_bytes, bytes)
         };
         answer.unwrap_or_else(|e| {
             log::debug!("{path}: package provenance: {e}");

@@ -20,6 +20,7 @@ pub mod diff;
 pub mod places;
 pub mod snapshot;
 
+use crate::capture::names;
 use std::{
     collections::BTreeMap,
     fs,
@@ -313,7 +314,7 @@ impl Changes {
             ));
             return;
         }
-        match sha256(Path::new(&file.path)) {
+        match sha256(&names::path(&file.path)) {
             Ok(h) => file.hash = Some(FileHash { sha256: h }),
             Err(e) => file.content_skipped = Some(format!("cannot hash the file: {e}")),
         }
@@ -326,7 +327,7 @@ impl Changes {
                 .push(provenance::NO_PACKAGE_DATABASE);
             return;
         };
-        match db.provenance(Path::new(&path)) {
+        match db.provenance(&names::path(&path)) {
             Ok(p) => {
                 file.package = p.package;
                 file.verified = Some(p.verified);
@@ -365,7 +366,7 @@ impl Changes {
             let Some(db) = self.db() else {
                 break;
             };
-            let Ok(p) = db.provenance(Path::new(&path)) else {
+            let Ok(p) = db.provenance(&names::path(&path)) else {
                 // Gone since: nothing to verify.
                 continue;
             };
