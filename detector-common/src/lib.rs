@@ -173,6 +173,12 @@ event_table! {
     }
 }
 
+/// The programs force at most one wake-up of the daemon per this many nanoseconds (a forced
+/// wake-up costs the program 15–20 µs on a VM: every exec with LD_PRELOAD paid it); after a
+/// wake-up the daemon drains its ring every millisecond for this long, so an event whose
+/// wake-up was spared waits about a millisecond.
+pub const WAKE_GAP_NS: u64 = 20_000_000;
+
 /// Names of the eBPF maps, shared by the programs (each map's static has the name of its
 /// constant, checked at compile time) and user space (which looks them up by these names).
 pub mod maps {
@@ -182,6 +188,8 @@ pub mod maps {
     pub const CONFIG: &str = "CONFIG";
     /// Whether the daemon's drain timer is stopped, one `u32`.
     pub const READER_IDLE: &str = "READER_IDLE";
+    /// Boot-clock time of the last wake-up the programs forced, one `u64`.
+    pub const LAST_WAKE: &str = "LAST_WAKE";
     /// Events lost to a full ring buffer, per-CPU `u64` per [`Channel`](super::Channel).
     pub const LOST: &str = "LOST";
     /// Failed kernel or user memory reads that dropped or degraded an event, per-CPU `u64`

@@ -6,7 +6,7 @@ use aya_ebpf::{
     },
     maps::{ring_buf::RingBufEntry, Array, PerCpuArray, RingBuf},
 };
-use detector_common::{Channel, EventHeader, EventKind, KernelConfig, CHANNELS};
+use detector_common::{Channel, EventHeader, EventKind, KernelConfig, CHANNELS, WAKE_GAP_NS};
 
 use crate::{kernel::Task, read::OrCount as _};
 
@@ -60,6 +60,12 @@ named_map! {
 }
 
 named_map! {
+    /// When the last forced wake-up was (`bpf_ktime_get_boot_ns`), across CPUs. Written
+    /// without a lock: a race costs at most one wake-up too many.
+    pub static LAST_WAKE: Array<u64> = Array::with_max_entries(1, 0);
+}
+
+named_map! {
     /// Events dropped because the ring buffer was full, per channel.
     pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(CHANNELS, 0);
 }
@@ -88,8 +94,41 @@ const WAKEUP_AT: u64 = 256 * 1024;
 #[inline(always)]
 pub fn submit_flags() -> u64 {
     if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_AT {
-        return BPF_RB_FORCE_WAKEUP;
+        return force_wakeup();
     }
+    reader_idle_flags()
+}
+
+/// For the rare events that make an alert (a loader variable, a change to a watched file, a
+/// write into another process, a library from an unsafe place): wake the daemon now, so the
+/// alert does not wait for its drain timer.
+#[inline(always)]
+pub fn submit_urgent() -> u64 {
+    force_wakeup()
+}
+
+/// A forced wake-up, unless one was forced in the last `WAKE_GAP_NS` (the daemon, woken then,
+/// is still draining every millisecond); then the ordinary flags.
+#[inline(always)]
+fn force_wakeup() -> u64 {
+    let Some(last) = LAST_WAKE.get_ptr_mut(0) else {
+        return BPF_RB_FORCE_WAKEUP;
+    };
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    // SAFETY: a map value; a concurrent writer at worst repeats the wake-up.
+    unsafe {
+        if now.wrapping_sub(*last) < WAKE_GAP_NS {
+            return reader_idle_flags();
+        }
+        *last = now;
+    }
+    BPF_RB_FORCE_WAKEUP
+}
+
+/// A forced wake-up when the daemon's drain timer is stopped (clearing the flag), else none.
+#[inline(always)]
+fn reader_idle_flags() -> u64 {
     if let Some(idle) = READER_IDLE.get_ptr_mut(0) {
         // SAFETY: a map value; a concurrent writer at worst repeats the wake-up.
         unsafe {
@@ -100,14 +139,6 @@ pub fn submit_flags() -> u64 {
         }
     }
     BPF_RB_NO_WAKEUP
-}
-
-/// For the rare events that make an alert (a loader variable, a change to a watched file, a
-/// write into another process, a library from an unsafe place): wake the daemon now, so the
-/// alert does not wait for its drain timer.
-#[inline(always)]
-pub fn submit_urgent() -> u64 {
-    BPF_RB_FORCE_WAKEUP
 }
 
 #[inline(always)]

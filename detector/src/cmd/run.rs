@@ -14,7 +14,7 @@ use std::{
         mpsc::{SyncSender, TrySendError},
         Arc, Mutex,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::Result;
@@ -46,6 +46,8 @@ use crate::{
 /// a drain finds nothing the timer stops and the next event wakes the daemon, so that an idle
 /// daemon does not wake 50 times a second.
 const DRAIN_EVERY: Duration = Duration::from_millis(20);
+/// The drain period for a while after the programs woke the daemon.
+const HURRY_EVERY: Duration = Duration::from_millis(1);
 
 /// Findings waiting for the policy stage; at about 1 KiB each, 4 MiB at most.
 const POLICY_QUEUE: usize = 4096;
@@ -269,6 +271,11 @@ async fn serve(
     let mut drain = tokio::time::interval(DRAIN_EVERY);
     drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut draining = true;
+    // After the programs woke the daemon, a drain every millisecond for WAKE_GAP_NS: the
+    // programs spare further wake-ups that long.
+    let mut hurry = tokio::time::interval(HURRY_EVERY);
+    hurry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut hurry_until = Instant::now();
     let mut idle_tick = every(1);
     let mut stats_secs = cfg.thresholds.stats_interval_secs;
     let mut stats_tick = every(stats_secs);
@@ -278,6 +285,11 @@ async fn serve(
             r = capture.read(|raw| reader.on_raw(raw)) => {
                 r?;
                 resume(&mut draining, &mut drain, &mut capture)?;
+                hurry_until = Instant::now() + Duration::from_nanos(detector_common::WAKE_GAP_NS);
+                hurry.reset();
+            }
+            _ = hurry.tick(), if Instant::now() < hurry_until => {
+                capture.drain(|raw| reader.on_raw(raw));
             }
             _ = drain.tick(), if draining => {
                 draining = capture.drain_or_idle(|raw| reader.on_raw(raw))?;
