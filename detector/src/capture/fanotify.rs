@@ -58,6 +58,12 @@ impl Watcher {
     /// A fanotify group with a mark on each of `dirs` that exists; a directory that cannot be
     /// marked is logged and left out.
     pub fn start(dirs: &[String]) -> Result<Self> {
+        if !super::preflight::has_sys_admin() {
+            // An unprivileged group would be made, and report no writer's pid.
+            return Err(anyhow!(
+                "the watched places' writes need CAP_SYS_ADMIN (fanotify names the writer only to it)"
+            ));
+        }
         // SAFETY: plain system call.
         let raw = unsafe {
             libc::fanotify_init(
@@ -70,7 +76,7 @@ impl Watcher {
         };
         if raw < 0 {
             return Err(anyhow!(
-                "fanotify_init (the watched places' writes): {}",
+                "fanotify_init, for the watched places' writes: {}",
                 std::io::Error::last_os_error()
             ));
         }
