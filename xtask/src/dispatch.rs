@@ -90,7 +90,10 @@ pub fn floors(root: &Path) -> Result<Vec<Floor>> {
             let link = prog.attach("sys_exit")?;
             Ok(Box::new(prog.take_link(link)?))
         })?;
-        out.push(p.floor("raw tracepoint `raw_syscalls/sys_exit` (every syscall)", 2.0));
+        out.push(p.floor(
+            "raw tracepoint `raw_syscalls/sys_exit` (every syscall)",
+            2.0,
+        ));
     }
     {
         let prog: &mut BtfTracePoint = ebpf

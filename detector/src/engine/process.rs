@@ -433,6 +433,50 @@ mod tests {
     }
 
     #[test]
+    fn a_header_with_only_a_pid_is_filled_from_the_table_after_exit() {
+        let mut t = ProcessTable::default();
+        t.on_exec(&Exec {
+            hdr: hdr(4_000_201, 1, "sed"),
+            filename: "/usr/bin/sed".into(),
+            filename_truncated: false,
+            argc: 1,
+            argv: vec!["sed".into()],
+            args_truncated: false,
+            envc: 0,
+            env_incomplete: false,
+            loader_vars: 0,
+        });
+        t.on_exit(&Exit {
+            hdr: hdr(4_000_201, 1, "sed"),
+            exit_code: 0,
+        });
+        // A fork of sed that never exec'd, gone before its write was read.
+        t.on_exit(&Exit {
+            hdr: hdr(4_000_202, 4_000_201, ""),
+            exit_code: 0,
+        });
+        let bare = |pid| Header {
+            ktime_ns: 2,
+            pid,
+            tid: pid,
+            ppid: 0,
+            uid: 0,
+            gid: 0,
+            comm: String::new(),
+        };
+        let mut h = bare(4_000_201);
+        t.fill(&mut h);
+        assert_eq!((h.comm.as_str(), h.ppid, h.uid), ("sed", 1, 1000));
+        let mut h = bare(4_000_202);
+        t.fill(&mut h);
+        assert_eq!((h.comm.as_str(), h.ppid, h.uid), ("sed", 4_000_201, 1000));
+        // Unknown: left as it is.
+        let mut h = bare(4_000_299);
+        t.fill(&mut h);
+        assert_eq!(h.comm, "");
+    }
+
+    #[test]
     fn exited_processes_expire_after_the_ttl() {
         let mut t = ProcessTable::default();
         for (i, pid) in [4_000_010u32, 4_000_011].into_iter().enumerate() {
