@@ -126,6 +126,10 @@ impl Watcher {
                     state.buf.len(),
                 )
             };
+            if n == 0 {
+                guard.clear_ready();
+                return Ok(());
+            }
             if n < 0 {
                 let e = std::io::Error::last_os_error();
                 if e.kind() == std::io::ErrorKind::WouldBlock {
