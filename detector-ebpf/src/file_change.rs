@@ -1,14 +1,15 @@
 //! Capture channel: changes to the loader's, the libraries', PAM's and the package database's
 //! files, and `/proc/<pid>/mem` writes.
 //!
-//! Opens are judged at syscall exit on the file the kernel actually opened (relative paths,
-//! symlinks and `..` are already resolved): opened for write (created, written, truncated) in
-//! a watched directory (user space fills `WATCH` with the directories it watches: /etc, the
-//! library and PAM module directories, /var/lib/dpkg...). Renames, unlinks, truncates,
+//! Files created or written in the watched directories are not judged here: user space has
+//! fanotify marks on those directories, which cost nothing to opens elsewhere. The open
+//! program judges at syscall exit the file the kernel actually opened, for one thing only:
+//! `/proc/<pid>/mem` opened for write. Renames, unlinks, truncates,
 //! symbolic and hard links are judged at entry on their strings: absolute names under /etc,
 //! the library directories (/lib*, /usr/lib*, /usr/local/lib) or /var/lib/dpkg, and relative
-//! names whose base directory (dirfd or cwd) is watched; the base directory is resolved in the
-//! kernel for user space.
+//! names whose base directory (dirfd or cwd) is in `WATCH` (filled by user space with the
+//! directories it watches: /etc, the library and PAM module directories, /var/lib/dpkg...);
+//! the base directory is resolved in the kernel for user space.
 use aya_ebpf::{
     helpers::generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
     macros::tracepoint,
@@ -17,8 +18,8 @@ use aya_ebpf::{
 };
 use detector_common::{
     Channel, EventKind, FileChangeEvent, KernelConfig, MemTamperEvent, WatchKey, DIR_TRUNCATED,
-    FILE_OP_LINK, FILE_OP_OPEN_WRITE, FILE_OP_RENAME, FILE_OP_SYMLINK, FILE_OP_TRUNCATE,
-    FILE_OP_UNLINK, NAME_MAX, PATH_TRUNCATED, PROC_SUPER_MAGIC, TAMPER_PROC_MEM,
+    FILE_OP_LINK, FILE_OP_RENAME, FILE_OP_SYMLINK, FILE_OP_TRUNCATE, FILE_OP_UNLINK, NAME_MAX,
+    PATH_TRUNCATED, PROC_SUPER_MAGIC, TAMPER_PROC_MEM,
 };
 
 use crate::{
@@ -30,8 +31,8 @@ use crate::{
         SysEnterUnlink, SysEnterUnlinkat, SysExit,
     },
     vfs::{
-        build_path, copy_path, dentry_inode, dentry_name, fd_file, inode_info, path_parts,
-        SCRATCH_DIR, SCRATCH_PATH,
+        build_path, copy_path, dentry_inode, dentry_name, fd_file, path_parts, SCRATCH_DIR,
+        SCRATCH_PATH,
     },
 };
 
@@ -72,9 +73,9 @@ fn try_open_exit(ctx: &TracePointContext) -> Option<()> {
         return None;
     }
     // Every successful open of every process comes here: reject with as few reads as
-    // possible (opened for write, then the parent directory's (dev, inode) in WATCH) before
-    // anything that only a reported open needs. An openat's flags are still in the task's
-    // saved registers: one read rejects a read-only open, the common case.
+    // possible (opened for write, then on procfs) before anything that only a reported open
+    // needs. An openat's flags are still in the task's saved registers: one read rejects a
+    // read-only open, the common case.
     if cfg.regs_arg2 != 0 && rec.syscall_nr() as u32 == cfg.openat_nr {
         // SAFETY: the helpers take the current task, which BTF vouches for.
         let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf() as *mut _) };
@@ -94,39 +95,15 @@ fn try_open_exit(ctx: &TracePointContext) -> Option<()> {
     let dentry = file.path(cfg).dentry(cfg).or_count(CH)?;
     let inode = dentry_inode(cfg, dentry);
     let sb = inode.sb(cfg).or_count(CH)?;
-    let magic = sb.magic(cfg).or_count(CH)?;
-    if magic == PROC_SUPER_MAGIC {
-        let name: [u8; 4] = dentry_name(cfg, dentry, CH);
-        if &name == b"mem\0" {
-            let (mnt, dentry) = path_parts(cfg, file.path(cfg), CH)?;
-            return proc_mem(cfg, ppid(cfg, task, CH), mnt, dentry);
-        }
+    if sb.magic(cfg).or_count(CH)? != PROC_SUPER_MAGIC {
         return None;
     }
-    let parent = dentry.parent(cfg).or_count(CH)?;
-    // The parent is on the file's filesystem (a mount root is its own parent).
-    if !is_watched(cfg, dentry_inode(cfg, parent), sb) {
+    let name: [u8; 4] = dentry_name(cfg, dentry, CH);
+    if &name != b"mem\0" {
         return None;
     }
-    let info = inode_info(cfg, inode, CH);
     let (mnt, dentry) = path_parts(cfg, file.path(cfg), CH)?;
-    let (off, truncated) = build_path(cfg, mnt, dentry, SCRATCH_PATH, CH)?;
-    let mut entry = reserve::<FileChangeEvent>(EventKind::FileChange, ppid(cfg, task, CH))?;
-    let ev = unsafe { &mut *entry.as_mut_ptr() };
-    if truncated {
-        ev.hdr.flags |= PATH_TRUNCATED;
-    }
-    ev.file = info;
-    ev.op = FILE_OP_OPEN_WRITE;
-    ev.op_flags = f_mode;
-    ev.path_off = off;
-    ev.dir_off = 0;
-    copy_path(SCRATCH_PATH, &mut ev.path);
-    ev.dir[0] = 0;
-    ev.name[0] = 0;
-    ev.name2[0] = 0;
-    entry.submit(submit_urgent());
-    Some(())
+    proc_mem(cfg, ppid(cfg, task, CH), mnt, dentry)
 }
 
 fn proc_mem(cfg: &KernelConfig, ppid: u32, mnt: VfsMount, dentry: Dentry) -> Option<()> {

@@ -4,6 +4,7 @@
 
 mod exec;
 mod file_change;
+mod floor;
 mod kernel;
 mod lifecycle;
 mod mem_tamper;

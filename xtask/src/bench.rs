@@ -157,6 +157,7 @@ pub fn run(root: &Path, dispatch_only: bool, latency_only: bool) -> Result<()> {
         dispatch::CHUNKS,
         d.program_ns
     );
+    floors_report(root)?;
     if dispatch_only {
         return Ok(());
     }
@@ -206,6 +207,33 @@ fn latency_report(
 
 /// Alternating rounds without and with the detector (and peers), latency, memory; prints the
 /// tables and returns the budgets missed.
+/// The floor of a program that must see every open, per attach point this kernel offers.
+fn floors_report(root: &Path) -> Result<()> {
+    let floors = dispatch::floors(root)?;
+    println!(
+        "What the cheapest program (it returns at once) costs an open + close of /etc/hostname\n\
+         on each attach point a per-open check could use (`floor.rs`; chunks of opens with and\n\
+         without it, alternating as above):\n"
+    );
+    println!("| attach point | runs per open + close | added CPU per open + close [95% CI] | share of an open + close | program's own run time |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for f in floors {
+        println!(
+            "| {} | {:.0} | {:.0} ns [{:.0}..{:.0}] | {:.1}% of {:.0} ns | {:.0} ns per run |",
+            f.attach,
+            f.runs_per_op,
+            f.per_op,
+            f.per_op_ci.0,
+            f.per_op_ci.1,
+            100.0 * f.per_op / f.base,
+            f.base,
+            f.program_ns
+        );
+    }
+    println!();
+    Ok(())
+}
+
 fn workload_report(bin: &Path, dir: &Path, dispatch_ns: f64) -> Result<Vec<String>> {
     let t = load::compile(dir)?;
     let works = load::workloads(&t);

@@ -29,13 +29,23 @@ pub fn check() -> Result<&'static str> {
     Ok(tracefs)
 }
 
-pub fn check_privileges() -> Result<()> {
+/// This process's effective capabilities.
+fn cap_eff() -> Result<u64> {
     let status = fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    let cap_eff = status
+    Ok(status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
+        .unwrap_or(0))
+}
+
+/// Whether this process has CAP_SYS_ADMIN (without it fanotify hides other processes' pids).
+pub fn has_sys_admin() -> bool {
+    cap_eff().is_ok_and(|c| c & (1 << CAP_SYS_ADMIN) != 0)
+}
+
+pub fn check_privileges() -> Result<()> {
+    let cap_eff = cap_eff()?;
     let has = |cap: u32| cap_eff & (1 << cap) != 0;
     if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
         return Ok(());

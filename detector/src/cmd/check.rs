@@ -1,6 +1,7 @@
 //! `detector check`: what this kernel offers the capture, which path the daemon will use, and why.
 //! Each capability is probed for real (BPF map and program loads); as root the whole capture
-//! path is then loaded, attached and detached, which is the only proof that the daemon will run.
+//! path is then loaded, attached and detached (and the fanotify group of the watched places
+//! made), which is the only proof that the daemon will run.
 use std::{io::IsTerminal as _, path::Path, process::ExitCode};
 
 use anyhow::Result;
@@ -11,7 +12,7 @@ use aya::{
 use serde::Serialize;
 
 use crate::{
-    capture::btf, capture::load, capture::preflight, cli::CheckArgs,
+    capture::btf, capture::fanotify, capture::load, capture::preflight, cli::CheckArgs,
     engine::rules::config_change::Watched, output::text,
 };
 
@@ -200,9 +201,11 @@ fn inspect() -> Report {
             Ok(n) => (
                 Some("tracepoints"),
                 format!(
-                    "tracepoints: {n} programs loaded, attached and detached just now. This build has \
-                     one capture path (classic and BTF tracepoints + ring buffer); it does not use \
-                     LSM or fentry even where they are available, so those lines are information only."
+                    "tracepoints: {n} programs loaded, attached and detached just now, and the \
+                     fanotify marks on the watched directories made. This build has one capture path \
+                     (classic and BTF tracepoints + ring buffer, fanotify for the watched places' \
+                     writes); it does not use LSM or fentry even where they are available, so those \
+                     lines are information only."
                 ),
             ),
             Err(e) => (None, format!("loading the capture path failed: {e:#}")),
@@ -226,10 +229,12 @@ fn attach_all() -> Result<usize> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let (capture, _log) =
-            load::Capture::start(cfg, &Watched::discover().directories(), 64 * 1024, true)?;
+        let dirs = Watched::discover().directories();
+        let (capture, _log) = load::Capture::start(cfg, &dirs, 64 * 1024, true)?;
         let n = capture.attached();
         capture.detach();
+        // The watched places' writes: a fanotify group with its marks.
+        fanotify::Watcher::start(&dirs)?;
         Ok(n)
     })
 }

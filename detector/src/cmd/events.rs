@@ -1,4 +1,5 @@
-//! `detector events`: the capture alone. Every record the kernel programs send is decoded and
+//! `detector events`: the capture alone. Every record the kernel programs send, and every
+//! creation or write in the watched directories the fanotify group reports, is decoded and
 //! written as one JSON object per line (the decoded event, under its kind's name); nothing of
 //! the engine runs (no rules, enrichment or process table). A failure seen here and not in
 //! `detector run` is the engine's; one not seen here is the kernel program's or the decoder's.
@@ -15,6 +16,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
     capture::decode::{decode, Event, Header},
+    capture::fanotify::{self, Watcher},
     capture::load::{report_loss, Capture},
     cli::{EventsArgs, RING_BUFFER_KIB},
     engine::rules::config_change::Watched,
@@ -59,20 +61,21 @@ impl<W: io::Write> Printer<W> {
     }
 
     fn on_raw(&mut self, raw: &[u8]) {
-        if self.error.is_some() {
+        match decode(raw) {
+            Ok(event) => self.on_event(&event),
+            Err(e) => log::warn!("dropped a malformed event: {e}"),
+        }
+    }
+
+    fn on_event(&mut self, event: &Event) {
+        if self.error.is_some() || !self.wanted(event) {
             return;
         }
-        match decode(raw) {
-            Ok(event) if self.wanted(&event) => {
-                let written = serde_json::to_writer(&mut self.out, &event)
-                    .map_err(io::Error::from)
-                    .and_then(|()| self.out.write_all(b"\n"));
-                if let Err(e) = written {
-                    self.error = Some(e);
-                }
-            }
-            Ok(_) => {}
-            Err(e) => log::warn!("dropped a malformed event: {e}"),
+        let written = serde_json::to_writer(&mut self.out, event)
+            .map_err(io::Error::from)
+            .and_then(|()| self.out.write_all(b"\n"));
+        if let Err(e) = written {
+            self.error = Some(e);
         }
     }
 
@@ -91,12 +94,14 @@ async fn serve(args: EventsArgs, kcfg: KernelConfig) -> Result<ExitCode> {
     // Before the ready file: a signal sent as soon as it appears must find its handler.
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    let dirs = Watched::discover().directories();
     let (mut capture, mut kernel_log) = Capture::start(
         kcfg,
-        &Watched::discover().directories(),
+        &dirs,
         RING_BUFFER_KIB * 1024,
         true, // every channel: `--kind` and `--pid` filter in user space
     )?;
+    let mut writes = Some(Watcher::start(&dirs)?);
     super::touch_ready(args.ready_file.as_deref())?;
     log::info!("armed: writing events on stdout");
     let printer: RefCell<Printer<BufWriter<Stdout>>> = RefCell::new(Printer {
@@ -126,6 +131,12 @@ async fn serve(args: EventsArgs, kcfg: KernelConfig) -> Result<ExitCode> {
             }
             _ = late_tick.tick(), if !draining => {
                 got = capture.drain(on_raw) > 0;
+            }
+            r = fanotify::changes(&mut writes) => {
+                capture.drain(on_raw);
+                for event in r? {
+                    printer.borrow_mut().on_event(&event);
+                }
             }
             r = kernel_log.flush() => r?,
             _ = loss_tick.tick() => report_loss(capture.lost()?, &mut seen_lost, false),

@@ -22,7 +22,8 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
     capture::{
-        decode::decode,
+        decode::{decode, Event},
+        fanotify::{self, Watcher},
         load::{report_loss, Capture, SeenCache},
     },
     cli::RunArgs,
@@ -94,26 +95,28 @@ struct Reader {
 impl Reader {
     fn on_raw(&mut self, raw: &[u8]) {
         match decode(raw) {
-            Ok(event) => {
-                add(&self.counters.events[event.kind().index()]);
-                for f in self.correlator.handle(event) {
-                    self.pass(f);
-                }
-                let running = self.correlator.package_manager_running();
-                if self.package_manager_running && !running {
-                    if let Err(TrySendError::Full(_)) =
-                        self.to_policy.try_send(ToPolicy::PackageManagersDone)
-                    {
-                        add(&self.counters.dropped_findings);
-                    }
-                }
-                self.package_manager_running = running;
-            }
+            Ok(event) => self.on_event(event),
             Err(e) => {
                 add(&self.counters.malformed);
                 log::warn!("dropped a malformed event: {e}");
             }
         }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        add(&self.counters.events[event.kind().index()]);
+        for f in self.correlator.handle(event) {
+            self.pass(f);
+        }
+        let running = self.correlator.package_manager_running();
+        if self.package_manager_running && !running {
+            if let Err(TrySendError::Full(_)) =
+                self.to_policy.try_send(ToPolicy::PackageManagersDone)
+            {
+                add(&self.counters.dropped_findings);
+            }
+        }
+        self.package_manager_running = running;
     }
 
     fn pass(&self, f: Finding) {
@@ -202,6 +205,11 @@ async fn serve(
         args.ring_buffer_kib * 1024,
         cfg.capture.syscalls,
     )?;
+    let mut writes = if cfg.capture.syscalls {
+        Some(Watcher::start(&watched.directories())?)
+    } else {
+        None
+    };
     let clock = Clock::new();
     let counters = Arc::new(Counters::default());
     let (out_tx, out_thread) = output::stage::spawn(
@@ -293,6 +301,13 @@ async fn serve(
             }
             _ = drain.tick(), if draining => {
                 draining = capture.drain_or_idle(|raw| reader.on_raw(raw))?;
+            }
+            r = fanotify::changes(&mut writes) => {
+                // What the writer's exec and ancestry were is in the ring buffer already.
+                capture.drain(|raw| reader.on_raw(raw));
+                for event in r? {
+                    reader.on_event(event);
+                }
             }
             r = kernel_log.flush() => r?,
             _ = loss_tick.tick() => report_loss(capture.lost()?, &mut seen_lost, false),

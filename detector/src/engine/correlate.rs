@@ -85,7 +85,11 @@ impl Correlator {
         (findings, sweep.processes.len(), sweep.skipped)
     }
 
-    pub fn handle(&mut self, event: Event) -> Vec<Finding> {
+    pub fn handle(&mut self, mut event: Event) -> Vec<Finding> {
+        if let Event::FileChange(c) = &mut event {
+            // A change fanotify reported after its writer exited: the table knows who it was.
+            self.procs.fill(&mut c.hdr);
+        }
         let findings: Vec<Finding> = match &event {
             Event::Exec(exec) => {
                 self.procs.on_exec(exec);

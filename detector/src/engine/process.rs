@@ -65,7 +65,9 @@ pub struct ProcInfo {
 pub struct ProcessTable {
     procs: HashMap<u32, ProcInfo, BuildHasherDefault<PidHasher>>,
     /// (pid, kernel time of its exit), oldest first.
-    exited: VecDeque<(u32, u64)>,
+    /// Exits in order: pid, kernel time, parent pid (a forked process the table never learnt
+    /// is known by its parent).
+    exited: VecDeque<(u32, u64, u32)>,
     /// Live processes that are package managers.
     package_managers: HashSet<u32, BuildHasherDefault<PidHasher>>,
 }
@@ -168,8 +170,8 @@ impl ProcessTable {
             info.exited_at = Some(now);
         }
         self.package_managers.remove(&x.hdr.pid);
-        self.exited.push_back((x.hdr.pid, now));
-        while let Some(&(pid, at)) = self.exited.front() {
+        self.exited.push_back((x.hdr.pid, now, x.hdr.ppid));
+        while let Some(&(pid, at, _)) = self.exited.front() {
             if self.exited.len() <= EXITED_KEPT && now.saturating_sub(at) < EXITED_TTL_NS {
                 break;
             }
@@ -231,6 +233,25 @@ impl ProcessTable {
     }
 
     /// The process as an alert names it; from /proc when we never saw its exec.
+    /// Fills a header that names only its pid (`comm` empty) from what the table knows.
+    pub fn fill(&self, hdr: &mut Header) {
+        if !hdr.comm.is_empty() {
+            return;
+        }
+        if let Some(info) = self.procs.get(&hdr.pid) {
+            hdr.comm = info.comm.clone();
+            hdr.ppid = info.ppid;
+            hdr.uid = info.uid;
+        } else if let Some(&(_, _, ppid)) = self.exited.iter().rev().find(|e| e.0 == hdr.pid) {
+            // A fork that exited without exec: its parent's copy.
+            if let Some(parent) = self.procs.get(&ppid) {
+                hdr.comm = parent.comm.clone();
+                hdr.uid = parent.uid;
+            }
+            hdr.ppid = ppid;
+        }
+    }
+
     pub fn process(&mut self, hdr: &Header) -> Process {
         if !self.procs.contains_key(&hdr.pid) {
             let info = self.learn(hdr);
@@ -409,6 +430,50 @@ mod tests {
             });
         }
         assert!(!t.package_manager_running());
+    }
+
+    #[test]
+    fn a_header_with_only_a_pid_is_filled_from_the_table_after_exit() {
+        let mut t = ProcessTable::default();
+        t.on_exec(&Exec {
+            hdr: hdr(4_000_201, 1, "sed"),
+            filename: "/usr/bin/sed".into(),
+            filename_truncated: false,
+            argc: 1,
+            argv: vec!["sed".into()],
+            args_truncated: false,
+            envc: 0,
+            env_incomplete: false,
+            loader_vars: 0,
+        });
+        t.on_exit(&Exit {
+            hdr: hdr(4_000_201, 1, "sed"),
+            exit_code: 0,
+        });
+        // A fork of sed that never exec'd, gone before its write was read.
+        t.on_exit(&Exit {
+            hdr: hdr(4_000_202, 4_000_201, ""),
+            exit_code: 0,
+        });
+        let bare = |pid| Header {
+            ktime_ns: 2,
+            pid,
+            tid: pid,
+            ppid: 0,
+            uid: 0,
+            gid: 0,
+            comm: String::new(),
+        };
+        let mut h = bare(4_000_201);
+        t.fill(&mut h);
+        assert_eq!((h.comm.as_str(), h.ppid, h.uid), ("sed", 1, 1000));
+        let mut h = bare(4_000_202);
+        t.fill(&mut h);
+        assert_eq!((h.comm.as_str(), h.ppid, h.uid), ("sed", 4_000_201, 1000));
+        // Unknown: left as it is.
+        let mut h = bare(4_000_299);
+        t.fill(&mut h);
+        assert_eq!(h.comm, "");
     }
 
     #[test]

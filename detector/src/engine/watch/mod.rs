@@ -99,6 +99,20 @@ impl Changes {
             return;
         };
         let op = file.operation;
+        if op == FileOp::OpenWrite && self.renamed_away(&file.path) {
+            // fanotify's report of a creation or write comes on another channel than the
+            // kernel's report of the rename that took the file away, and may come after it: a
+            // temporary file already renamed over its target is part of that rename's change.
+            let temp = file.path.clone();
+            self.pending.retain(|p| {
+                !(about(&p.finding) == temp.as_str()
+                    && p.finding
+                        .file
+                        .as_ref()
+                        .is_some_and(|x| x.operation == FileOp::Rename))
+            });
+            return;
+        }
         if op == FileOp::Rename && file.paths.len() == 2 && file.path == file.paths[0] {
             // The source's end of a rename: a temporary file (still pending its creation) went
             // away into the destination, whose change is the one to report.
@@ -163,6 +177,18 @@ impl Changes {
             finding: f,
             due: now + wait,
         });
+    }
+
+    /// Whether a pending rename took `path` away to another name, and nothing is at `path` now.
+    fn renamed_away(&self, path: &str) -> bool {
+        self.pending.iter().any(|p| {
+            p.finding.file.as_ref().is_some_and(|x| {
+                x.operation == FileOp::Rename
+                    && x.paths.len() == 2
+                    && x.paths[0] == path
+                    && x.paths[1] != path
+            })
+        }) && fs::symlink_metadata(path).is_err()
     }
 
     /// No package manager runs any more: what they changed is verified once settled.
@@ -562,6 +588,52 @@ mod tests {
             &crate::engine::credential::Catalogue::default(),
         );
         assert_eq!(alert.severity, Severity::High);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_temporary_files_creation_reported_after_its_rename_is_part_of_the_rename() {
+        let d = dir("late");
+        let (target, temp) = (d.join("su-l"), d.join("sedLaTe"));
+        let (target, temp) = (target.to_str().unwrap(), temp.to_str().unwrap());
+        fs::write(target, "auth include common-auth\n").unwrap();
+        let mut snapshot = Snapshot::default();
+        snapshot.set_text(
+            target,
+            Some(Text::Lines(vec!["auth include common-auth".into()])),
+        );
+        snapshot.set_known(target, true);
+        let mut c = Changes::new(snapshot, 1 << 20);
+        let t0 = Instant::now();
+        fs::write(temp, "auth include common-auth\nauth optional pam_x.so\n").unwrap();
+        fs::rename(temp, target).unwrap();
+        // The rename (kernel tracepoints) first, then the temporary file's creation (fanotify).
+        let rename = || change(7, FileOp::Rename, &[temp, target], Place::PamConfig, None);
+        c.admit(source_end(rename()), t0);
+        c.admit(rename(), t0);
+        c.admit(
+            change(7, FileOp::OpenWrite, &[temp], Place::PamConfig, None),
+            t0,
+        );
+        let found = c.settled(None);
+        assert_eq!(found.len(), 1);
+        let file = found[0].file.as_ref().unwrap();
+        assert_eq!(file.path, target);
+        assert_eq!(
+            file.diff.as_ref().unwrap().added,
+            ["auth optional pam_x.so"]
+        );
+        // A name made again after the rename is a change of its own.
+        fs::write(temp, "x\n").unwrap();
+        c.admit(source_end(rename()), t0);
+        c.admit(
+            change(7, FileOp::OpenWrite, &[temp], Place::PamConfig, None),
+            t0,
+        );
+        assert!(c
+            .settled(None)
+            .iter()
+            .any(|f| f.file.as_ref().unwrap().operation == FileOp::OpenWrite));
         let _ = fs::remove_dir_all(&d);
     }
 
