@@ -603,7 +603,7 @@ mod tests {
             Some(Text::Lines(vec!["auth include common-auth".into()])),
         );
         snapshot.set_known(target, true);
-        let mut c = Changes::new(snapshot, 1 << 20);
+        let mut c = changes(snapshot);
         let t0 = Instant::now();
         fs::write(temp, "auth include common-auth\nauth optional pam_x.so\n").unwrap();
         fs::rename(temp, target).unwrap();
