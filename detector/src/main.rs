@@ -18,9 +18,7 @@ use clap::Parser as _;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(cli.log_level()))
-        .target(env_logger::Target::Stderr)
-        .init();
+    output::log::init(cli.log_level());
     let result = match cli.command {
         cli::Command::Run(args) => cmd::run::run(args),
         cli::Command::Scan(args) => cmd::scan::run(args),
@@ -41,7 +39,10 @@ fn main() -> ExitCode {
         }
         Err(err) => {
             // One line, no backtrace: what is wrong and, where known, how to fix it.
-            eprintln!("detector: error: {err:#}");
+            eprintln!(
+                "{}",
+                output::log::fatal_line(&format!("detector: error: {err:#}"))
+            );
             ExitCode::from(2)
         }
     }

@@ -120,3 +120,43 @@ fn scan_as_root_does_not_ask_for_root() {
         "{err}"
     );
 }
+
+/// Under systemd, with stderr the journal's stream (`JOURNAL_STREAM` names its device and
+/// inode), lines carry sd-daemon priorities; elsewhere they do not.
+#[test]
+fn log_lines_carry_journal_priorities_only_on_the_journal_stream() {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = TempDir::new("journal");
+    let run = |journal: bool| {
+        let path = dir.path(if journal { "journal" } else { "plain" });
+        let err = std::fs::File::create(&path).unwrap();
+        let meta = err.metadata().unwrap();
+        let mut cmd = Command::new(detector_bin());
+        cmd.args([
+            "--log-level",
+            "info",
+            "scan",
+            "--config",
+            "/nonexistent/detector.toml",
+        ])
+        .stderr(err);
+        // A stream that is not stderr's (the plain run) must not turn the prefixes on.
+        let ino = if journal { meta.ino() } else { meta.ino() + 1 };
+        cmd.env("JOURNAL_STREAM", format!("{}:{ino}", meta.dev()));
+        let status = cmd.status().unwrap();
+        assert_eq!(status.code(), Some(2));
+        std::fs::read_to_string(&path).unwrap()
+    };
+    let journal = run(true);
+    assert!(
+        journal
+            .lines()
+            .any(|l| l.starts_with("<3>detector: error: ")),
+        "{journal}"
+    );
+    let plain = run(false);
+    assert!(
+        plain.lines().any(|l| l.starts_with("detector: error: ")),
+        "{plain}"
+    );
+}

@@ -2,6 +2,7 @@
 //! human-readable text forms.
 pub mod aggregate;
 pub mod alert;
+pub mod log;
 pub mod sink;
 pub mod stage;
 pub mod text;
