@@ -120,7 +120,11 @@ impl Chrooted {
             .read_line(&mut line)
             .unwrap();
         let mut c = Chrooted(child);
-        assert_eq!(line.trim(), "loaded", "the chrooted program did not load {lib}");
+        assert_eq!(
+            line.trim(),
+            "loaded",
+            "the chrooted program did not load {lib}"
+        );
         assert!(c.0.try_wait().unwrap().is_none());
         c.0.stdout.take();
         c
@@ -211,7 +215,10 @@ fn rpm_vouches_for_its_package_in_a_chroot_and_names_it_when_modified() {
     });
     assert!(severity_rank(&a) >= 3, "{a:#}");
     assert_eq!(a["library"]["verified"], false, "{a:#}");
-    assert!(has(&a, "library.unsafe_reasons", "not_from_package"), "{a:#}");
+    assert!(
+        has(&a, "library.unsafe_reasons", "not_from_package"),
+        "{a:#}"
+    );
     drop(other);
     d.stop();
 }
