@@ -116,25 +116,71 @@ fn kernel_dev(dev: u64) -> u64 {
     ((libc::major(dev) as u64) << 20) | libc::minor(dev) as u64
 }
 
-/// A file the kernel mapped from an overlay mount (a container's image layers): stat(2) through
-/// the mount shows the overlay's device, while the kernel may report the layer's own file (what
-/// a mapping holds). Finds, for `path` as the process sees it, the mount in its `mountinfo` (the
-/// text of `/proc/<pid>/mountinfo`), and in that mount's upper and lower directories the file
-/// at the same place whose device and inode are the kernel's: the path to read it at. `None`
-/// when the path is on no overlay mount or no layer has that file.
-pub fn overlay_layer(mountinfo: &str, path: &str, info: &FileInfo) -> Option<String> {
-    let (mount_point, layers) = overlay_mount(mountinfo, path)?;
-    let rest = path
-        .strip_prefix(mount_point.trim_end_matches('/'))
-        .filter(|r| r.starts_with('/'))?;
-    layers.iter().find_map(|layer| {
-        let candidate = format!("{}{rest}", layer.trim_end_matches('/'));
-        let meta = fs::symlink_metadata(&candidate).ok()?;
-        (meta.file_type().is_file()
-            && meta.ino() == info.ino
-            && kernel_dev(meta.dev()) == info.dev as u64)
-            .then_some(candidate)
+/// A file the kernel mapped from an overlay mount (a container's image layers). Where the
+/// process mapped it by a descriptor, the kernel reports the overlay's own inode, which stat(2)
+/// through the mount shows too; but a mapping found through the process's memory (the ELF
+/// interpreter the kernel mapped at exec, an mprotect) holds the layer's file: its device and
+/// inode are the layer's, and its path the one inside the layer directory. Finds, in the overlay
+/// mounts of `mountinfo` (the text of `/proc/<pid>/mountinfo`), the layer file (upper directory
+/// first, then the lower ones) at the same place whose device and inode are the kernel's: for
+/// `path` on an overlay mount, at its place below the mount point; otherwise at `path` below
+/// each layer directory. Returns the file's path as the process sees it and the layer file's
+/// path to read it at; `None` when no layer has a file of that identity.
+pub fn overlay_layer(mountinfo: &str, path: &str, info: &FileInfo) -> Option<(String, String)> {
+    let same = |candidate: &str| {
+        fs::symlink_metadata(candidate).is_ok_and(|m| {
+            m.file_type().is_file() && m.ino() == info.ino && kernel_dev(m.dev()) == info.dev as u64
+        })
+    };
+    let join = |dir: &str, rest: &str| format!("{}{rest}", dir.trim_end_matches('/'));
+    if let Some((mount_point, layers)) = overlay_mount(mountinfo, path) {
+        let rest = path
+            .strip_prefix(mount_point.trim_end_matches('/'))
+            .filter(|r| r.starts_with('/'))?;
+        return layers
+            .iter()
+            .map(|l| join(l, rest))
+            .find(|c| same(c))
+            .map(|c| (path.to_owned(), c));
+    }
+    overlay_mounts(mountinfo).find_map(|(mount_point, layers)| {
+        layers
+            .iter()
+            .map(|l| join(l, path))
+            .find(|c| same(c))
+            .map(|c| (join(&mount_point, path), c))
     })
+}
+
+/// Every overlay mount of `mountinfo`: its mount point and its layer directories, upper first.
+fn overlay_mounts(mountinfo: &str) -> impl Iterator<Item = (String, Vec<String>)> + '_ {
+    mountinfo.lines().filter_map(|line| {
+        let (head, tail) = line.split_once(" - ")?;
+        let mount_point = unescape(head.split(' ').nth(4)?);
+        Some((mount_point, layers(tail)?))
+    })
+}
+
+/// The layer directories of a mountinfo line's part after ` - `, when it is an overlay's.
+fn layers(tail: &str) -> Option<Vec<String>> {
+    let mut fields = tail.split(' ');
+    if fields.next()? != "overlay" {
+        return None;
+    }
+    let options = fields.nth(1)?;
+    let mut upper = Vec::new();
+    let mut lower = Vec::new();
+    for option in options.split(',') {
+        if let Some(dir) = option.strip_prefix("upperdir=") {
+            upper.push(unescape(dir));
+        } else if let Some(dirs) = option.strip_prefix("lowerdir=") {
+            lower.extend(dirs.split(':').filter(|d| !d.is_empty()).map(unescape));
+        } else if let Some(dir) = option.strip_prefix("lowerdir+=") {
+            lower.push(unescape(dir));
+        }
+    }
+    upper.extend(lower);
+    Some(upper)
 }
 
 /// The overlay mount `path` is on (the longest mount point that contains it, when it is an
@@ -163,24 +209,7 @@ fn overlay_mount(mountinfo: &str, path: &str) -> Option<(String, Vec<String>)> {
         }
     }
     let (mount_point, tail) = best?;
-    let mut fields = tail.split(' ');
-    if fields.next()? != "overlay" {
-        return None;
-    }
-    let options = fields.nth(1)?;
-    let mut upper = Vec::new();
-    let mut lower = Vec::new();
-    for option in options.split(',') {
-        if let Some(dir) = option.strip_prefix("upperdir=") {
-            upper.push(unescape(dir));
-        } else if let Some(dirs) = option.strip_prefix("lowerdir=") {
-            lower.extend(dirs.split(':').filter(|d| !d.is_empty()).map(unescape));
-        } else if let Some(dir) = option.strip_prefix("lowerdir+=") {
-            lower.push(unescape(dir));
-        }
-    }
-    upper.extend(lower);
-    Some((mount_point, upper))
+    Some((mount_point, layers(tail)?))
 }
 
 /// A mountinfo field with the kernel's octal escapes (`\040` for a space) undone.
@@ -313,7 +342,10 @@ mod tests {
                 "/m/usr/lib/libx.so",
                 &info("low/usr/lib/libx.so")
             ),
-            Some(format!("{d}/low/usr/lib/libx.so"))
+            Some((
+                "/m/usr/lib/libx.so".into(),
+                format!("{d}/low/usr/lib/libx.so")
+            ))
         );
         assert_eq!(
             overlay_layer(
@@ -321,7 +353,18 @@ mod tests {
                 "/m/usr/lib/liby.so",
                 &info("up/usr/lib/liby.so")
             ),
-            Some(format!("{d}/up/usr/lib/liby.so"))
+            Some((
+                "/m/usr/lib/liby.so".into(),
+                format!("{d}/up/usr/lib/liby.so")
+            ))
+        );
+        // The kernel's path of a layer's file mapped at exec: the path inside the layer.
+        assert_eq!(
+            overlay_layer(&mountinfo, "/usr/lib/liby.so", &info("up/usr/lib/liby.so")),
+            Some((
+                "/m/usr/lib/liby.so".into(),
+                format!("{d}/up/usr/lib/liby.so")
+            ))
         );
         // Another file's identity: not found.
         assert_eq!(
