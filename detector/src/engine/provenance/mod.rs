@@ -121,3 +121,45 @@ pub fn system(hash_budget: u64) -> Option<Arc<dyn PackageDb>> {
     let root = Path::new("/");
     Kind::of(root)?.open(root, hash_budget)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_kind_of_a_root() {
+        let root = std::env::temp_dir().join(format!("detector-kind-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("var/lib/rpm")).unwrap();
+        assert_eq!(
+            Kind::of(&root),
+            None,
+            "an empty rpm directory is no database"
+        );
+        std::fs::write(root.join("var/lib/rpm/Packages"), "Berkeley DB").unwrap();
+        assert_eq!(Kind::of(&root), None, "Berkeley DB is not read");
+        std::fs::write(root.join("var/lib/rpm/rpmdb.sqlite"), "").unwrap();
+        assert_eq!(Kind::of(&root), Some(Kind::Rpm));
+        let files: Vec<PathBuf> = Kind::Rpm
+            .stamp_files(&root)
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect();
+        assert_eq!(
+            files,
+            [
+                root.join("var/lib/rpm/rpmdb.sqlite"),
+                root.join("var/lib/rpm/rpmdb.sqlite-wal")
+            ]
+        );
+        std::fs::create_dir_all(root.join("usr/lib/sysimage/rpm")).unwrap();
+        std::fs::write(root.join("usr/lib/sysimage/rpm/rpmdb.sqlite"), "").unwrap();
+        assert_eq!(
+            rpm::Rpm::database(&root),
+            Some(root.join("usr/lib/sysimage/rpm/rpmdb.sqlite"))
+        );
+        std::fs::create_dir_all(root.join("var/lib/dpkg/info")).unwrap();
+        assert_eq!(Kind::of(&root), Some(Kind::Dpkg), "dpkg's first");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
