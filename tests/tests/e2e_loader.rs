@@ -202,3 +202,106 @@ fn ordinary_execs_raise_no_unverified_loader() {
     assert!(loaders.is_empty(), "ordinary execs raised: {loaders:#?}");
     d.stop();
 }
+
+/// The system library directory covered, in a private mount namespace, by an overlay whose
+/// lower layer is the host's own directory (its packages are the host's dpkg database's) and
+/// whose upper layer is a directory of the test's, removed on drop, even on failure.
+struct Overlay {
+    dir: std::path::PathBuf,
+    _back: Restore,
+}
+
+impl Overlay {
+    const LIBDIR: &'static str = "/usr/lib/x86_64-linux-gnu";
+
+    fn new(tag: &str) -> Overlay {
+        let dir = std::path::PathBuf::from(format!(
+            "/var/lib/detector-e2e-overlay-{tag}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let back = Restore::path(&dir);
+        std::fs::create_dir_all(dir.join("up")).unwrap();
+        std::fs::create_dir_all(dir.join("work")).unwrap();
+        Overlay { dir, _back: back }
+    }
+
+    fn upper(&self) -> std::path::PathBuf {
+        self.dir.join("up")
+    }
+
+    /// `sh -c` script text that mounts the overlay, then runs `then`.
+    fn mount_then(&self, then: &str) -> String {
+        let d = self.dir.display();
+        let lib = Self::LIBDIR;
+        format!(
+            "mount -t overlay overlay -o lowerdir={lib},upperdir={d}/up,workdir={d}/work {lib} && {then}"
+        )
+    }
+}
+
+/// A container-style overlay whose upper layer replaces the loader: ssh started in that
+/// namespace runs it. The kernel reports the interpreter it mapped as the layer's own file (its
+/// device and inode, its path inside the layer); the daemon finds it in the overlay's upper
+/// layer by that identity and judges it by the package database: the packaged loader's path,
+/// other bytes.
+#[test]
+fn a_loader_replaced_in_an_overlay_upper_layer_is_modified_since_package() {
+    let overlay = Overlay::new("loader");
+    let loader = system_loader();
+    let mut bytes = std::fs::read(&loader).expect("read the loader");
+    bytes.extend_from_slice(b"\0detector-e2e-overlay");
+    let name = loader.file_name().unwrap().to_str().unwrap();
+    let replaced = overlay.upper().join(name);
+    write_program(&replaced, &bytes);
+    let d = Daemon::start();
+    let ns = Namespace::run(&overlay.mount_then("ssh -V 2>/dev/null"));
+    let a = d.expect_alert("the loader from the overlay's upper layer under ssh", |a| {
+        ns.owns(a) && has(a, "detections", "unverified_loader") && s(a, "process.name") == "ssh"
+    });
+    assert_eq!(
+        s(&a, "library.path"),
+        format!("{}/{name}", Overlay::LIBDIR),
+        "the path as the process sees it: {a}"
+    );
+    let m = std::fs::metadata(&replaced).unwrap();
+    assert_eq!(
+        a["library"]["inode"],
+        std::os::unix::fs::MetadataExt::ino(&m),
+        "the upper layer's file: {a}"
+    );
+    assert!(severity_rank(&a) >= 3, "{a}");
+    assert_eq!(a["library"]["verified"], false, "{a}");
+    assert!(
+        has(&a, "library.unsafe_reasons", "modified_since_package"),
+        "{a}"
+    );
+    assert!(s(&a, "library.package").starts_with("libc6"), "{a}");
+    drop(ns);
+    assert_eq!(std::fs::read(&loader).unwrap().len() + 21, bytes.len());
+    d.stop();
+}
+
+/// The twin: the same overlay with nothing in its upper layer. ssh's loader and libraries all
+/// come through the overlay from the lower layer, the host's own files: vouched for, nothing of
+/// medium or above.
+#[test]
+fn an_unchanged_overlay_of_the_library_directory_raises_nothing() {
+    let overlay = Overlay::new("benign");
+    let cfg = TempDir::new("overlay-benign");
+    let conf = cfg.path("detector.toml");
+    std::fs::write(&conf, "[thresholds]\nstats_interval_secs = 1\n").unwrap();
+    let d = Daemon::start_with(&["--config", conf.to_str().unwrap()]);
+    let ns = Namespace::run(&overlay.mount_then("ssh -V 2>/dev/null"));
+    d.expect_alert("a stats record with files vouched for", |a| {
+        s(a, "record") == "stats" && a["verification"]["vouched"].as_u64().unwrap_or(0) >= 2
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    let loud = d.alerts_matching(|a| ns.owns(a) && severity_rank(a) >= 2);
+    assert!(
+        loud.is_empty(),
+        "ssh over an unchanged overlay raised: {loud:#?}"
+    );
+    drop(ns);
+    d.stop();
+}

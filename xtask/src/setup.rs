@@ -34,6 +34,10 @@ const TEST_PACKAGES: &[(&[&str], &str)] = &[
         "to trojan a copy of a packaged library the way Ebury does (an added DT_NEEDED), and to give a test program a copy of the loader as its interpreter",
     ),
     (
+        &["rpm"],
+        "rpmbuild and rpm, to build a package and install it into a root with an rpm database",
+    ),
+    (
         &["python3", "git"],
         "ordinary activity the tests expect no alert from, and a service user's Python",
     ),

@@ -111,6 +111,133 @@ pub fn same_file(meta: &fs::Metadata, info: &FileInfo, fs_name: &str) -> bool {
         || (matches!(fs_name, "btrfs" | "overlay") && meta.mtime() == info.mtime_sec)
 }
 
+/// The kernel's encoding of a device number (major << 20 | minor).
+fn kernel_dev(dev: u64) -> u64 {
+    ((libc::major(dev) as u64) << 20) | libc::minor(dev) as u64
+}
+
+/// A file the kernel mapped from an overlay mount (a container's image layers). Where the
+/// process mapped it by a descriptor, the kernel reports the overlay's own inode, which stat(2)
+/// through the mount shows too; but a mapping found through the process's memory (the ELF
+/// interpreter the kernel mapped at exec, an mprotect) holds the layer's file: its device and
+/// inode are the layer's, and its path the one inside the layer directory. Finds, in the overlay
+/// mounts of `mountinfo` (the text of `/proc/<pid>/mountinfo`), the layer file (upper directory
+/// first, then the lower ones) at the same place whose device and inode are the kernel's: for
+/// `path` on an overlay mount, at its place below the mount point; otherwise at `path` below
+/// each layer directory. Returns the file's path as the process sees it and the layer file's
+/// path to read it at; `None` when no layer has a file of that identity.
+pub fn overlay_layer(mountinfo: &str, path: &str, info: &FileInfo) -> Option<(String, String)> {
+    let same = |candidate: &str| {
+        fs::symlink_metadata(candidate).is_ok_and(|m| {
+            m.file_type().is_file() && m.ino() == info.ino && kernel_dev(m.dev()) == info.dev as u64
+        })
+    };
+    let join = |dir: &str, rest: &str| format!("{}{rest}", dir.trim_end_matches('/'));
+    if let Some((mount_point, layers)) = overlay_mount(mountinfo, path) {
+        let rest = path
+            .strip_prefix(mount_point.trim_end_matches('/'))
+            .filter(|r| r.starts_with('/'))?;
+        return layers
+            .iter()
+            .map(|l| join(l, rest))
+            .find(|c| same(c))
+            .map(|c| (path.to_owned(), c));
+    }
+    overlay_mounts(mountinfo).find_map(|(mount_point, layers)| {
+        layers
+            .iter()
+            .map(|l| join(l, path))
+            .find(|c| same(c))
+            .map(|c| (join(&mount_point, path), c))
+    })
+}
+
+/// Every overlay mount of `mountinfo`: its mount point and its layer directories, upper first.
+fn overlay_mounts(mountinfo: &str) -> impl Iterator<Item = (String, Vec<String>)> + '_ {
+    mountinfo.lines().filter_map(|line| {
+        let (head, tail) = line.split_once(" - ")?;
+        let mount_point = unescape(head.split(' ').nth(4)?);
+        Some((mount_point, layers(tail)?))
+    })
+}
+
+/// The layer directories of a mountinfo line's part after ` - `, when it is an overlay's.
+fn layers(tail: &str) -> Option<Vec<String>> {
+    let mut fields = tail.split(' ');
+    if fields.next()? != "overlay" {
+        return None;
+    }
+    let options = fields.nth(1)?;
+    let mut upper = Vec::new();
+    let mut lower = Vec::new();
+    for option in options.split(',') {
+        if let Some(dir) = option.strip_prefix("upperdir=") {
+            upper.push(unescape(dir));
+        } else if let Some(dirs) = option.strip_prefix("lowerdir=") {
+            lower.extend(dirs.split(':').filter(|d| !d.is_empty()).map(unescape));
+        } else if let Some(dir) = option.strip_prefix("lowerdir+=") {
+            lower.push(unescape(dir));
+        }
+    }
+    upper.extend(lower);
+    Some(upper)
+}
+
+/// The overlay mount `path` is on (the longest mount point that contains it, when it is an
+/// overlay): its mount point and its layer directories, upper first.
+fn overlay_mount(mountinfo: &str, path: &str) -> Option<(String, Vec<String>)> {
+    let mut best: Option<(String, &str)> = None;
+    for line in mountinfo.lines() {
+        // id parent major:minor root mount-point options [optional...] - type source super-options
+        let Some((head, tail)) = line.split_once(" - ") else {
+            continue;
+        };
+        let Some(mount_point) = head.split(' ').nth(4).map(unescape) else {
+            continue;
+        };
+        let inside = path == mount_point
+            || mount_point == "/"
+            || path
+                .strip_prefix(mount_point.as_str())
+                .is_some_and(|r| r.starts_with('/'));
+        if inside
+            && best
+                .as_ref()
+                .is_none_or(|(m, _)| mount_point.len() >= m.len())
+        {
+            best = Some((mount_point, tail));
+        }
+    }
+    let (mount_point, tail) = best?;
+    Some((mount_point, layers(tail)?))
+}
+
+/// A mountinfo field with the kernel's octal escapes (`\040` for a space) undone.
+fn unescape(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let code = b.get(i + 1..i + 4).and_then(|d| {
+            d.iter()
+                .try_fold(0u16, |n, &c| {
+                    (b'0'..=b'7')
+                        .contains(&c)
+                        .then(|| n * 8 + (c - b'0') as u16)
+                })
+                .and_then(|n| u8::try_from(n).ok())
+        });
+        if let (b'\\', Some(c)) = (b[i], code) {
+            out.push(c);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +288,93 @@ mod tests {
         assert!(same_file(&meta, &info, "btrfs"), "inode and mtime on btrfs");
         info.ino += 1;
         assert!(!same_file(&meta, &info, "btrfs"));
+    }
+
+    const MOUNTINFO: &str = "\
+22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+70 22 0:40 / /var/lib/c\\040x/merged rw,relatime - overlay overlay rw,lowerdir=/l1:/l2,upperdir=/up,workdir=/w
+71 70 0:41 / /var/lib/c\\040x/merged/proc rw - proc proc rw
+";
+
+    #[test]
+    fn the_overlay_mount_of_a_path_and_its_layers() {
+        assert_eq!(
+            overlay_mount(MOUNTINFO, "/var/lib/c x/merged/usr/lib/libc.so.6"),
+            Some((
+                "/var/lib/c x/merged".into(),
+                vec!["/up".into(), "/l1".into(), "/l2".into()]
+            ))
+        );
+        assert_eq!(overlay_mount(MOUNTINFO, "/usr/lib/libc.so.6"), None);
+        assert_eq!(
+            overlay_mount(MOUNTINFO, "/var/lib/c x/merged/proc/self"),
+            None
+        );
+        assert_eq!(overlay_mount(MOUNTINFO, "/var/lib/c x/mergedother/x"), None);
+        assert_eq!(overlay_mount("garbage", "/x"), None);
+        assert_eq!(unescape("a\\040b\\777c\\0"), "a b\\777c\\0");
+    }
+
+    #[test]
+    fn the_layer_file_is_the_one_with_the_kernels_device_and_inode() {
+        let dir = std::env::temp_dir().join(format!("detector-overlay-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        for d in ["up/usr/lib", "low/usr/lib"] {
+            fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        fs::write(dir.join("low/usr/lib/libx.so"), "lower").unwrap();
+        fs::write(dir.join("up/usr/lib/liby.so"), "upper").unwrap();
+        let d = dir.display();
+        let mountinfo = format!(
+            "70 22 0:40 / /m rw - overlay overlay rw,lowerdir={d}/low,upperdir={d}/up,workdir={d}/w\n"
+        );
+        let info = |p: &str| {
+            let m = fs::metadata(dir.join(p)).unwrap();
+            FileInfo {
+                ino: m.ino(),
+                dev: kernel_dev(m.dev()) as u32,
+                ..FileInfo::default()
+            }
+        };
+        assert_eq!(
+            overlay_layer(
+                &mountinfo,
+                "/m/usr/lib/libx.so",
+                &info("low/usr/lib/libx.so")
+            ),
+            Some((
+                "/m/usr/lib/libx.so".into(),
+                format!("{d}/low/usr/lib/libx.so")
+            ))
+        );
+        assert_eq!(
+            overlay_layer(
+                &mountinfo,
+                "/m/usr/lib/liby.so",
+                &info("up/usr/lib/liby.so")
+            ),
+            Some((
+                "/m/usr/lib/liby.so".into(),
+                format!("{d}/up/usr/lib/liby.so")
+            ))
+        );
+        // The kernel's path of a layer's file mapped at exec: the path inside the layer.
+        assert_eq!(
+            overlay_layer(&mountinfo, "/usr/lib/liby.so", &info("up/usr/lib/liby.so")),
+            Some((
+                "/m/usr/lib/liby.so".into(),
+                format!("{d}/up/usr/lib/liby.so")
+            ))
+        );
+        // Another file's identity: not found.
+        assert_eq!(
+            overlay_layer(
+                &mountinfo,
+                "/m/usr/lib/libx.so",
+                &info("up/usr/lib/liby.so")
+            ),
+            None
+        );
+        let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -276,7 +276,19 @@ impl Library {
                     }
                     return lib;
                 }
-                Ok(_) => other_file = true,
+                Ok(_) => {
+                    if let Some(lib) = Self::overlay_file(f, root.as_deref(), &path) {
+                        return lib;
+                    }
+                    other_file = true;
+                }
+                // In a container, a file mapped from an image layer may be named by its path
+                // inside the layer.
+                Err(_) if root.is_some() => {
+                    if let Some(lib) = Self::overlay_file(f, root.as_deref(), &path) {
+                        return lib;
+                    }
+                }
                 Err(_) => {}
             }
         }
@@ -290,6 +302,31 @@ impl Library {
             },
             ..Default::default()
         }
+    }
+
+    /// The file the kernel mapped from an overlay mount, found in the mount's layers
+    /// (`file_view::overlay_layer`) and held open, named by its path in the process's view;
+    /// `root` is the process's (`/proc/<pid>/root`, whose `mountinfo` is read), or the daemon's
+    /// when `None`.
+    fn overlay_file(f: &File, root: Option<&str>, path: &str) -> Option<Self> {
+        let mountinfo = match root {
+            Some(r) => format!("{}/mountinfo", r.strip_suffix("/root")?),
+            None => "/proc/self/mountinfo".to_owned(),
+        };
+        let text = fs::read_to_string(mountinfo).ok()?;
+        let (path, layer) = file_view::overlay_layer(&text, path, &f.info)?;
+        let (pinned, fd) = pin(&layer, f)?;
+        let mut lib = Library::inspect_at(&path, &layer);
+        lib.pinned = Some(pinned);
+        lib.read_from = Some(fd);
+        lib.root = root.map(str::to_owned);
+        if let Some(r) = &lib.root {
+            if let Some((held, through)) = pin_dir(r) {
+                lib.pinned_root = Some(held);
+                lib.root = Some(through);
+            }
+        }
+        Some(lib)
     }
 
     /// Where the file is or who can change it lets a non-root user have put it there or

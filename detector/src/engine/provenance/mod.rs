@@ -1,10 +1,16 @@
 //! Package provenance: which package owns a file, and whether the file's bytes still match what
 //! the package database recorded for it. [`PackageDb`] is the interface; [`dpkg::Dpkg`] reads
-//! Debian's database. [`system`] picks the database of the running machine.
+//! Debian's database, [`rpm::Rpm`] rpm's sqlite database. [`Kind::of`] says which a root has,
+//! [`system`] opens the running machine's.
 pub mod dpkg;
+pub mod rpm;
 pub mod verifier;
 
-use std::{io, path::Path};
+use std::{
+    io,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use serde::Serialize;
 
@@ -59,11 +65,101 @@ pub trait PackageDb: Send + Sync {
     fn warm(&self) {}
 }
 
+/// The kind of package database a filesystem root has. dpkg's is taken when there is one (a
+/// Debian system with rpm installed keeps an rpm database of foreign packages beside it), else
+/// rpm's sqlite database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dpkg,
+    Rpm,
+}
+
+impl Kind {
+    /// The database `root` has, if any this build reads.
+    pub fn of(root: &Path) -> Option<Kind> {
+        if dpkg::Dpkg::present(root) {
+            Some(Kind::Dpkg)
+        } else if rpm::Rpm::database(root).is_some() {
+            Some(Kind::Rpm)
+        } else {
+            None
+        }
+    }
+
+    /// The files whose modification shows that the package manager changed the database under
+    /// `root`, each with whether it must exist (dpkg: `status` and `info/`; rpm: the sqlite
+    /// file and its write-ahead log, which a committed transaction writes first).
+    pub fn stamp_files(self, root: &Path) -> Vec<(PathBuf, bool)> {
+        match self {
+            Kind::Dpkg => vec![
+                (root.join("var/lib/dpkg/status"), true),
+                (root.join("var/lib/dpkg/info"), true),
+            ],
+            Kind::Rpm => match rpm::Rpm::database(root) {
+                Some(db) => {
+                    let mut wal = db.clone().into_os_string();
+                    wal.push("-wal");
+                    vec![(db, true), (PathBuf::from(wal), false)]
+                }
+                None => vec![(root.join(rpm::DB_PATHS[0]), true)],
+            },
+        }
+    }
+
+    /// The database of this kind under `root`; files over `hash_budget` bytes are not hashed.
+    pub fn open(self, root: &Path, hash_budget: u64) -> Option<Arc<dyn PackageDb>> {
+        Some(match self {
+            Kind::Dpkg => Arc::new(dpkg::Dpkg::new(root).with_hash_budget(hash_budget)),
+            Kind::Rpm => Arc::new(rpm::Rpm::new(root)?.with_hash_budget(hash_budget)),
+        })
+    }
+}
+
 /// The package database of this machine, when it has one this build can read; files over
 /// `hash_budget` bytes are not hashed (`checksum_skipped`).
-pub fn system(hash_budget: u64) -> Option<Box<dyn PackageDb>> {
+pub fn system(hash_budget: u64) -> Option<Arc<dyn PackageDb>> {
     let root = Path::new("/");
-    dpkg::Dpkg::present(root).then(|| {
-        Box::new(dpkg::Dpkg::new(root).with_hash_budget(hash_budget)) as Box<dyn PackageDb>
-    })
+    Kind::of(root)?.open(root, hash_budget)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_kind_of_a_root() {
+        let root = std::env::temp_dir().join(format!("detector-kind-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("var/lib/rpm")).unwrap();
+        assert_eq!(
+            Kind::of(&root),
+            None,
+            "an empty rpm directory is no database"
+        );
+        std::fs::write(root.join("var/lib/rpm/Packages"), "Berkeley DB").unwrap();
+        assert_eq!(Kind::of(&root), None, "Berkeley DB is not read");
+        std::fs::write(root.join("var/lib/rpm/rpmdb.sqlite"), "").unwrap();
+        assert_eq!(Kind::of(&root), Some(Kind::Rpm));
+        let files: Vec<PathBuf> = Kind::Rpm
+            .stamp_files(&root)
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect();
+        assert_eq!(
+            files,
+            [
+                root.join("var/lib/rpm/rpmdb.sqlite"),
+                root.join("var/lib/rpm/rpmdb.sqlite-wal")
+            ]
+        );
+        std::fs::create_dir_all(root.join("usr/lib/sysimage/rpm")).unwrap();
+        std::fs::write(root.join("usr/lib/sysimage/rpm/rpmdb.sqlite"), "").unwrap();
+        assert_eq!(
+            rpm::Rpm::database(&root),
+            Some(root.join("usr/lib/sysimage/rpm/rpmdb.sqlite"))
+        );
+        std::fs::create_dir_all(root.join("var/lib/dpkg/info")).unwrap();
+        assert_eq!(Kind::of(&root), Some(Kind::Dpkg), "dpkg's first");
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }

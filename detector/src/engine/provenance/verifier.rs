@@ -1,8 +1,9 @@
 //! The package databases the daemon asks while it runs: the host's, and one per other
-//! filesystem root a process mapped a file from (`Library.root`). A database is read again from
-//! scratch once dpkg has changed it (its `status` or `info/` changed: a package was installed,
-//! upgraded or removed), so that answers never come from an index or a checksum older than the
-//! database. One verifier serves the enrichment pool and the watch of the places code lives, so
+//! filesystem root a process mapped a file from (`Library.root`). Under each root the database
+//! is dpkg's when it has one, else rpm's (`super::Kind::of`). A database is read again from
+//! scratch once its package manager has changed it (dpkg: its `status` or `info/`; rpm: its
+//! sqlite file or the file's write-ahead log: a package was installed, upgraded or removed), so
+//! that answers never come from an index or a checksum older than the database. One verifier serves the enrichment pool and the watch of the places code lives, so
 //! the host's index exists once; the daemon builds it at start ([`Verifier::warm`]): built on the
 //! first question instead, it held the first alerts about 80 ms (the bench's latency p99 went
 //! from 1.8 to 24–64 ms).
@@ -15,7 +16,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use super::{dpkg::Dpkg, PackageDb as _, Provenance, NO_PACKAGE_DATABASE, PROVENANCE_UNKNOWN};
+use super::{Kind, PackageDb, Provenance, NO_PACKAGE_DATABASE, PROVENANCE_UNKNOWN};
 
 /// Other roots whose databases are kept; past it the oldest are forgotten.
 const ROOTS: usize = 16;
@@ -23,12 +24,13 @@ const ROOTS: usize = 16;
 /// cannot be read there any more.
 pub const CHANGED_SINCE_MAPPED: &str = "changed_since_mapped";
 
-/// When dpkg last changed its database under a root: mtimes of `status` and `info/`.
-type Stamp = (i64, i64, i64, i64);
+/// When the package manager last changed its database under a root: the kind of database, and
+/// the modification time (s, ns) and size of each of its files (`Kind::stamp_files`).
+type Stamp = (Kind, Vec<(i64, i64, u64)>);
 
 struct Db {
     stamp: Stamp,
-    dpkg: Arc<Dpkg>,
+    db: Arc<dyn PackageDb>,
     /// The root directory held open (`O_PATH`), which the database's paths go through
     /// (`/proc/self/fd/<n>`): the root of a process that has exited stays readable.
     _root: Option<fs::File>,
@@ -55,16 +57,19 @@ fn hold(root: &Path) -> Option<(fs::File, PathBuf)> {
     Some((dir, path))
 }
 
+/// The stamp of the database under `root`; `None` when it has none, or a file the stamp
+/// needs is missing.
 fn stamp(root: &Path) -> Option<Stamp> {
-    let admin = root.join("var/lib/dpkg");
-    let status = fs::metadata(admin.join("status")).ok()?;
-    let info = fs::metadata(admin.join("info")).ok()?;
-    Some((
-        status.mtime(),
-        status.mtime_nsec(),
-        info.mtime(),
-        info.mtime_nsec(),
-    ))
+    let kind = Kind::of(root)?;
+    let mut times = Vec::new();
+    for (file, required) in kind.stamp_files(root) {
+        match fs::metadata(&file) {
+            Ok(m) => times.push((m.mtime(), m.mtime_nsec(), m.size())),
+            Err(_) if !required => times.push((0, 0, 0)),
+            Err(_) => return None,
+        }
+    }
+    Some((kind, times))
 }
 
 impl Verifier {
@@ -76,8 +81,9 @@ impl Verifier {
         }
     }
 
-    /// The host's database, current with dpkg's last change; `None` when it has none.
-    pub fn host(&self) -> Option<Arc<Dpkg>> {
+    /// The host's database, current with its package manager's last change; `None` when it
+    /// has none.
+    pub fn host(&self) -> Option<Arc<dyn PackageDb>> {
         self.db(Path::new("/"))
     }
 
@@ -89,22 +95,23 @@ impl Verifier {
     }
 
     /// Forgets the host's database, so that the next question reads it again: for a change to
-    /// its files that dpkg's own stamps do not show (a checksum list edited in place).
+    /// its files that the stamps do not show (a dpkg checksum list edited in place).
     pub fn reread_host(&self) {
         let Ok(meta) = fs::metadata("/") else { return };
         let mut dbs = self.dbs.lock().unwrap_or_else(|e| e.into_inner());
         dbs.remove(&(meta.dev(), meta.ino()));
     }
 
-    /// The database under `root`, current with dpkg's last change; `None` when it has none.
-    fn db(&self, root: &Path) -> Option<Arc<Dpkg>> {
+    /// The database under `root`, current with its package manager's last change; `None` when
+    /// it has none.
+    fn db(&self, root: &Path) -> Option<Arc<dyn PackageDb>> {
         let meta = fs::metadata(root).ok()?;
         let id = (meta.dev(), meta.ino());
         let now = stamp(root)?;
         let mut dbs = self.dbs.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(db) = dbs.get(&id) {
             if db.stamp == now {
-                return Some(Arc::clone(&db.dpkg));
+                return Some(Arc::clone(&db.db));
             }
         }
         let host = fs::metadata("/").ok().map(|m| (m.dev(), m.ino()));
@@ -123,16 +130,16 @@ impl Verifier {
             let (dir, path) = hold(root)?;
             (Some(dir), path)
         };
-        let dpkg = Arc::new(Dpkg::new(&through).with_hash_budget(self.hash_budget));
+        let db = now.0.open(&through, self.hash_budget)?;
         dbs.insert(
             id,
             Db {
                 stamp: now,
-                dpkg: Arc::clone(&dpkg),
+                db: Arc::clone(&db),
                 _root: held,
             },
         );
-        Some(dpkg)
+        Some(db)
     }
 
     /// What the package database under `root` (the host's when `None`) says of the file at
@@ -170,7 +177,7 @@ mod tests {
 
     #[test]
     fn the_hosts_libc_verifies_and_a_copy_does_not() {
-        if !Dpkg::present(Path::new("/")) {
+        if !super::super::dpkg::Dpkg::present(Path::new("/")) {
             return;
         }
         let v = Verifier::new(u64::MAX);

@@ -225,8 +225,8 @@ impl Changes {
         out
     }
 
-    /// The host's package database, as dpkg last left it.
-    fn db(&self) -> Option<Arc<impl PackageDb>> {
+    /// The host's package database, as its package manager last left it.
+    fn db(&self) -> Option<Arc<dyn PackageDb>> {
         self.verifier.host()
     }
 

@@ -21,7 +21,7 @@ pub enum Place {
     /// A file in a PAM module directory (`security/`).
     PamModule,
     /// dpkg's record of installed files: `info/*.md5sums`, `*.list`, `*.conffiles`,
-    /// `diversions`, `statoverride`, `status`.
+    /// `diversions`, `statoverride`, `status`; rpm's sqlite database file `rpmdb.sqlite`.
     PackageDatabase,
 }
 
@@ -57,6 +57,10 @@ pub const DPKG_DIR: &str = "/var/lib/dpkg";
 const DPKG_INFO: &str = "/var/lib/dpkg/info";
 const DPKG_FILES: &[&str] = &["status", "diversions", "statoverride"];
 const DPKG_INFO_SUFFIXES: &[&str] = &[".md5sums", ".list", ".conffiles"];
+/// rpm's database directories and the file of it that is watched. Its write-ahead log is not:
+/// every reader opens it for writing.
+const RPM_DIRS: &[&str] = &["/var/lib/rpm", "/usr/lib/sysimage/rpm"];
+const RPM_DB_FILE: &str = "rpmdb.sqlite";
 
 /// Text configuration files and directories watched in /etc.
 pub const TEXT_FILES: &[&str] = &[
@@ -165,6 +169,15 @@ impl Watched {
             .chain(TEXT_DIRS)
             .map(|d| (*d).to_owned())
             .collect();
+        // rpm's only where it has a database directory (one is a link to the other on Fedora).
+        for d in RPM_DIRS {
+            if let Ok(real) = std::fs::canonicalize(d) {
+                if real.is_dir() {
+                    push_unique(&mut dirs, (*d).to_owned());
+                    push_unique(&mut dirs, real.display().to_string());
+                }
+            }
+        }
         for d in self.library_dirs.iter().chain(&self.pam_module_dirs) {
             push_unique(&mut dirs, d.clone());
         }
@@ -198,6 +211,7 @@ impl Watched {
             Some(Place::Library)
         } else if (dir == DPKG_DIR && DPKG_FILES.contains(&name))
             || (dir == DPKG_INFO && DPKG_INFO_SUFFIXES.iter().any(|s| name.ends_with(s)))
+            || (RPM_DIRS.contains(&dir) && name == RPM_DB_FILE)
         {
             Some(Place::PackageDatabase)
         } else {
@@ -276,6 +290,15 @@ mod tests {
             Some(Place::PackageDatabase)
         );
         assert_eq!(w.classify("/var/lib/dpkg/lock"), None);
+        assert_eq!(
+            w.classify("/usr/lib/sysimage/rpm/rpmdb.sqlite"),
+            Some(Place::PackageDatabase)
+        );
+        assert_eq!(
+            w.classify("/var/lib/rpm/rpmdb.sqlite"),
+            Some(Place::PackageDatabase)
+        );
+        assert_eq!(w.classify("/var/lib/rpm/rpmdb.sqlite-wal"), None);
         assert_eq!(w.classify("/usr/lib/x86_64-linux-gnu/perl/x.pm"), None);
         assert_eq!(w.classify("/etc/hostname"), None);
         for d in [
