@@ -16,14 +16,13 @@
 use std::{
     borrow::Cow,
     collections::HashMap,
-    fs::{self, File},
-    io::{self, Read as _},
+    fs, io,
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     sync::{Mutex, OnceLock},
 };
 
-use md5::{Digest as _, Md5};
+use md5::Md5;
 
 use super::{
     PackageDb, Provenance, CHECKSUM_SKIPPED, CONFFILE_MODIFIED, MODIFIED_SINCE_PACKAGE,
@@ -34,8 +33,6 @@ use super::{
 const MERGED_DIRS: &[&str] = &["bin", "sbin", "lib", "lib32", "lib64", "libx32"];
 /// Most answers kept; past it the cache is emptied.
 const CACHE_CAPACITY: usize = 4096;
-/// Read size of the streaming MD5.
-const CHUNK: usize = 64 * 1024;
 
 /// dpkg's database under a filesystem root (`/` on the running machine). Paths given to
 /// [`PackageDb::provenance`] are absolute paths inside that root. Symbolic links are resolved by
@@ -336,35 +333,9 @@ impl PackageDb for Dpkg {
     }
 }
 
-/// MD5 of the file's bytes read `CHUNK` at a time; `None` when there are more than `budget`.
+/// MD5 of the file's bytes; `None` when there are more than `budget`.
 fn md5_file(path: &Path, budget: u64) -> io::Result<Option<String>> {
-    let mut file = File::open(path)?;
-    if file.metadata()?.len() > budget {
-        return Ok(None);
-    }
-    let mut hasher = Md5::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut total = 0u64;
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        total += n as u64;
-        if total > budget {
-            return Ok(None);
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(Some(
-        hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-    ))
+    super::digest_file::<Md5>(path, budget)
 }
 
 /// A diversion, its paths normalised; `by` is `None` for the administrator's (`:`).
@@ -579,6 +550,7 @@ fn split(path: &str) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use md5::Digest as _;
     use std::os::unix::fs::symlink;
     use std::sync::atomic::{AtomicU32, Ordering};
 

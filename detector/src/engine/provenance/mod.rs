@@ -122,6 +122,42 @@ pub fn system(hash_budget: u64) -> Option<Arc<dyn PackageDb>> {
     Kind::of(root)?.open(root, hash_budget)
 }
 
+/// Bytes read at a time when a file's digest is taken.
+const DIGEST_CHUNK: usize = 64 * 1024;
+
+/// The hex digest `D` of the file's bytes, read `DIGEST_CHUNK` at a time; `None` when there
+/// are more than `budget`.
+fn digest_file<D: sha2::Digest>(path: &Path, budget: u64) -> io::Result<Option<String>> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    if file.metadata()?.len() > budget {
+        return Ok(None);
+    }
+    let mut hasher = D::new();
+    let mut buf = vec![0u8; DIGEST_CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        total += n as u64;
+        if total > budget {
+            return Ok(None);
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(Some(
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,8 +18,7 @@ pub mod header;
 
 use std::{
     collections::HashMap,
-    fs::{self, File},
-    io::{self, Read as _},
+    fs, io,
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     sync::Mutex,
@@ -28,7 +27,7 @@ use std::{
 use md5::Md5;
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _};
 use sha1::Sha1;
-use sha2::{Digest, Sha224, Sha256, Sha384, Sha512};
+use sha2::{Sha224, Sha256, Sha384, Sha512};
 
 use super::{
     PackageDb, Provenance, CHECKSUM_SKIPPED, CONFFILE_MODIFIED, MODIFIED_SINCE_PACKAGE,
@@ -45,8 +44,6 @@ pub const DB_PATHS: &[&str] = &[
 const MERGED_DIRS: &[&str] = &["bin", "sbin", "lib", "lib64"];
 /// Most answers kept; past it the cache is emptied.
 const CACHE_CAPACITY: usize = 4096;
-/// Read size of the streaming digest.
-const CHUNK: usize = 64 * 1024;
 /// `FILEFLAGS` bit of a `%config` file.
 const RPMFILE_CONFIG: u32 = 1;
 /// `FILESTATES` of a file the package installed.
@@ -378,46 +375,16 @@ impl PackageDb for Rpm {
 /// bytes. Another algorithm is an error.
 fn digest_file(path: &Path, algo: u32, budget: u64) -> io::Result<Option<String>> {
     match algo {
-        1 => stream::<Md5>(path, budget),
-        2 => stream::<Sha1>(path, budget),
-        8 => stream::<Sha256>(path, budget),
-        9 => stream::<Sha384>(path, budget),
-        10 => stream::<Sha512>(path, budget),
-        11 => stream::<Sha224>(path, budget),
+        1 => super::digest_file::<Md5>(path, budget),
+        2 => super::digest_file::<Sha1>(path, budget),
+        8 => super::digest_file::<Sha256>(path, budget),
+        9 => super::digest_file::<Sha384>(path, budget),
+        10 => super::digest_file::<Sha512>(path, budget),
+        11 => super::digest_file::<Sha224>(path, budget),
         a => Err(io::Error::other(format!(
             "file digest algorithm {a} is not read"
         ))),
     }
-}
-
-fn stream<D: Digest>(path: &Path, budget: u64) -> io::Result<Option<String>> {
-    let mut file = File::open(path)?;
-    if file.metadata()?.len() > budget {
-        return Ok(None);
-    }
-    let mut hasher = D::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut total = 0u64;
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        total += n as u64;
-        if total > budget {
-            return Ok(None);
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(Some(
-        hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-    ))
 }
 
 #[cfg(test)]
