@@ -172,13 +172,10 @@ pub fn run(root: &Path, dispatch_only: bool, latency_only: bool) -> Result<()> {
 
 /// The system's libm, preloaded by the latency and flood workloads.
 fn libm() -> Result<&'static str> {
-    [
-        "/usr/lib/x86_64-linux-gnu/libm.so.6",
-        "/lib/x86_64-linux-gnu/libm.so.6",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).exists())
-    .context("libm not found")
+    [load::SYSTEM_LIBM, "/lib/x86_64-linux-gnu/libm.so.6"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .context("libm not found")
 }
 
 /// Detection latency: prints the line, records a miss, returns p99 in ms and the execs without

@@ -28,6 +28,8 @@ pub const SETTLE: Duration = Duration::from_secs(2);
 
 /// Budgets on the reference machine (2 cores).
 pub const BUDGET_OVERHEAD: f64 = 0.03;
+/// The system library the LD_PRELOAD workloads preload (Debian's multiarch path).
+pub const SYSTEM_LIBM: &str = "/usr/lib/x86_64-linux-gnu/libm.so.6";
 pub const BUDGET_CPU_US_PER_EXEC: f64 = 10.0;
 pub const BUDGET_RSS_MIB: f64 = 32.0;
 pub const BUDGET_P99_MS: f64 = 20.0;
@@ -56,8 +58,9 @@ static long long now(clockid_t c) {
     return t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
-/* bench_load spawn|latency|dlopen|open N WHAT [INTERVAL_US]
+/* bench_load spawn|spawn-preload|latency|dlopen|open N WHAT [INTERVAL_US]
  *   spawn    posix_spawn WHAT N times, one after the other
+ *   spawn-preload  the same with LD_PRELOAD=$BENCH_CHILD_PRELOAD for the children
  *   latency  the same with LD_PRELOAD=$BENCH_CHILD_PRELOAD for the children, INTERVAL_US apart,
  *            printing "pid realtime_ns" for each spawn
  *   dlopen   dlopen + dlclose WHAT N times
@@ -65,21 +68,22 @@ static long long now(clockid_t c) {
  * Prints "elapsed_ns N" and "cpu_us N" (its own and its children's CPU) at the end. */
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: bench_load spawn|latency|dlopen|open N WHAT [INTERVAL_US]\n");
+        fprintf(stderr, "usage: bench_load spawn|spawn-preload|latency|dlopen|open N WHAT [INTERVAL_US]\n");
         return 2;
     }
     const char *mode = argv[1], *what = argv[3];
     long n = atol(argv[2]), interval = argc > 4 ? atol(argv[4]) : 0;
     int latency = strcmp(mode, "latency") == 0;
+    int preload = latency || strcmp(mode, "spawn-preload") == 0;
     long long t0 = now(CLOCK_MONOTONIC);
-    if (latency || strcmp(mode, "spawn") == 0) {
+    if (preload || strcmp(mode, "spawn") == 0) {
         posix_spawn_file_actions_t fa;
         posix_spawn_file_actions_init(&fa);
         posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
         posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
         char *args[] = {(char *)what, NULL};
         char **env = environ;
-        if (latency) {
+        if (preload) {
             int k = 0;
             while (environ[k]) k++;
             env = calloc(k + 2, sizeof(char *));
@@ -166,6 +170,7 @@ impl Workload {
     pub fn ops(&self) -> u64 {
         self.per_worker * self.workers
     }
+    /// An exec storm without loader variables: the 3 % budget's workloads.
     pub fn is_exec(&self) -> bool {
         self.mode == "spawn"
     }
@@ -224,6 +229,14 @@ pub fn workloads(t: &Tools) -> Vec<Workload> {
             unit: "exec",
         },
         Workload {
+            name: "exec storm, /bin/true with LD_PRELOAD of libm",
+            mode: "spawn-preload",
+            what: "/bin/true".into(),
+            per_worker: 1500,
+            workers: 2,
+            unit: "exec",
+        },
+        Workload {
             name: "dlopen/mmap storm (libm)",
             mode: "dlopen",
             what: "libm.so.6".into(),
@@ -260,6 +273,7 @@ pub fn run_workload(t: &Tools, w: &Workload) -> Result<Took> {
                 .args([w.mode, &w.per_worker.to_string(), &w.what])
                 .env_clear()
                 .envs(typical_env())
+                .env("BENCH_CHILD_PRELOAD", SYSTEM_LIBM)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
