@@ -32,6 +32,15 @@ pub struct Config {
     pub thresholds: Thresholds,
     pub capture: CaptureCfg,
     pub enrichment: EnrichmentCfg,
+    pub metrics: MetricsCfg,
+}
+
+/// `[metrics]`: the Prometheus endpoint (read at start; a reload keeps it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsCfg {
+    /// Where `GET /metrics` is served (`"127.0.0.1:9417"`); none when absent.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// `[catalogue]`: credential-handling programs added to the built-in catalogue.

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use detector_common::{Channel, EventKind, CHANNELS, EVENT_KINDS};
 use serde_json::{json, Map, Value};
 
-use crate::output::alert::Clock;
+use crate::output::alert::{Clock, Severity};
 
 #[derive(Default)]
 pub struct Counters {
@@ -35,6 +35,8 @@ pub struct Counters {
     pub verify_unanswered: AtomicU64,
     /// Alerts handed to the outputs.
     pub alerts: AtomicU64,
+    /// The same, per severity (`Severity as usize`).
+    pub alerts_by_severity: [AtomicU64; Severity::ALL.len()],
 }
 
 pub fn add(c: &AtomicU64) {
@@ -91,6 +93,11 @@ impl Counters {
                 "unanswered": n(&self.verify_unanswered),
             },
             "alerts": n(&self.alerts),
+            "alerts_by_severity": Severity::ALL
+                .iter()
+                .zip(&self.alerts_by_severity)
+                .map(|(s, c)| (s.name().to_owned(), json!(n(c))))
+                .collect::<Map<String, Value>>(),
             "outputs": outputs,
         })
     }

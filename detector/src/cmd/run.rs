@@ -38,7 +38,13 @@ use crate::{
         sweep::Only,
         watch::{snapshot::Snapshot, Changes},
     },
-    output::{self, alert::Clock, sink, stage::ToOutput},
+    output::{
+        self,
+        alert::Clock,
+        metrics::{self, SharedKernelCounts},
+        sink,
+        stage::ToOutput,
+    },
     stats::{add, Counters, KernelCounts},
 };
 
@@ -259,6 +265,12 @@ async fn serve(
     for f in already {
         reader.pass(f);
     }
+    let shared_kernel: SharedKernelCounts = Arc::new(Mutex::new(kernel_counts(&capture)?));
+    // Bound before the daemon says it is ready: an address it cannot use is an error at start.
+    let endpoint = match cfg.metrics.listen {
+        Some(addr) => Some(metrics::start(addr, out_tx.clone(), Arc::clone(&shared_kernel)).await?),
+        None => None,
+    };
     if warm.join().is_err() {
         log::warn!("building the package index failed; it is built on the first question");
     }
@@ -310,7 +322,10 @@ async fn serve(
                 }
             }
             r = kernel_log.flush() => r?,
-            _ = loss_tick.tick() => report_loss(capture.lost()?, &mut seen_lost, false),
+            _ = loss_tick.tick() => {
+                report_loss(capture.lost()?, &mut seen_lost, false);
+                *shared_kernel.lock().unwrap_or_else(|e| e.into_inner()) = kernel_counts(&capture)?;
+            }
             _ = idle_tick.tick() => {
                 // An event reserved just before the flag was set and submitted just after the
                 // second look sends no wake-up: it waits for the next event, or this, a second.
@@ -366,6 +381,9 @@ async fn serve(
     }
     if stats_secs > 0 {
         let _ = out_tx.send(ToOutput::Stats(kernel_counts(&capture)?));
+    }
+    if let Some(e) = &endpoint {
+        e.stop();
     }
     drop(out_tx);
     if out_thread.join().is_err() {

@@ -3,6 +3,7 @@
 pub mod aggregate;
 pub mod alert;
 pub mod log;
+pub mod metrics;
 pub mod sink;
 pub mod stage;
 pub mod text;

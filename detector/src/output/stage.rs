@@ -25,6 +25,12 @@ pub enum ToOutput {
     Replace(Fanout),
     /// Reopen the output files (SIGHUP with an unchanged configuration: logrotate).
     Reopen,
+    /// A stats record now, with these kernel counts, handed back rather than written (the
+    /// metrics endpoint).
+    Snapshot(
+        KernelCounts,
+        tokio::sync::oneshot::Sender<serde_json::Value>,
+    ),
 }
 
 /// Starts the stage; it ends when every sender is gone and its queue is empty.
@@ -43,11 +49,15 @@ pub fn spawn(
                 match msg {
                     ToOutput::Alert(alert) => {
                         add(&counters.alerts);
+                        add(&counters.alerts_by_severity[alert.severity as usize]);
                         sinks.emit(&alert);
                     }
                     ToOutput::Stats(kernel) => {
                         let record = counters.record(&clock, &kernel, sinks.stats());
                         sinks.emit_record(&record);
+                    }
+                    ToOutput::Snapshot(kernel, reply) => {
+                        let _ = reply.send(counters.record(&clock, &kernel, sinks.stats()));
                     }
                     // The running outputs keep their counters and backlog.
                     ToOutput::Replace(new) => sinks.replace(new),
