@@ -6,6 +6,7 @@ mod exec;
 mod file_change;
 mod kernel;
 mod lifecycle;
+mod mem_read;
 mod mem_tamper;
 mod mmap;
 mod preload_list;

@@ -2,6 +2,7 @@
 //! through the rules. What they find goes on to enrichment and policy; nothing here reads a
 //! library file.
 use std::{
+    collections::{BTreeSet, HashMap},
     path::Path,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -9,15 +10,15 @@ use std::{
     },
 };
 
-use detector_common::LoaderVar;
+use detector_common::{LoaderVar, PTRACE_ATTACH, PTRACE_SEIZE};
 
 use crate::{
-    capture::decode::Event,
+    capture::decode::{Event, TamperOp},
     engine::credential::Catalogue,
     engine::process::ProcessTable,
     engine::rules::{self, config_change::Watched, Context, Finding, Observation, Rule},
     engine::sweep,
-    output::alert::Process,
+    output::alert::{Detection, Operation, Process, Severity},
 };
 
 pub struct Correlator {
@@ -25,6 +26,8 @@ pub struct Correlator {
     watched: Watched,
     catalogue: Catalogue,
     rules: Vec<Box<dyn Rule>>,
+    /// What each live process was found doing, for a credential memory read by it.
+    detected: HashMap<u32, BTreeSet<Detection>>,
     /// Whether a package manager runs, for the stages after the reader.
     package_manager_running: Arc<AtomicBool>,
 }
@@ -36,6 +39,7 @@ impl Correlator {
             watched,
             catalogue,
             rules: rules::registry(),
+            detected: HashMap::new(),
             package_manager_running: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -131,7 +135,16 @@ impl Correlator {
                 let p = self.procs.process(&l.hdr);
                 self.evaluate(&p, l.hdr.ktime_ns, &Observation::PreloadList(l))
             }
+            Event::MemRead(r) => {
+                let p = self.procs.process(&r.hdr);
+                let target = self.procs.lookup(r.target_pid);
+                let mut found =
+                    self.evaluate(&p, r.hdr.ktime_ns, &Observation::MemRead(r, target.as_ref()));
+                self.combine(&mut found);
+                found
+            }
             Event::Exit(x) => {
+                self.detected.remove(&x.hdr.pid);
                 let mut found = Vec::new();
                 for rule in &mut self.rules {
                     found.extend(rule.exited(x.hdr.pid));
@@ -141,7 +154,52 @@ impl Correlator {
                 found
             }
         };
+        self.note_detections(&findings);
         self.first_alerts(findings)
+    }
+
+    /// Records what each process was found doing. A finding still to be verified may yet be
+    /// dropped, and a ptrace attach is how any debugger starts: neither counts.
+    fn note_detections(&mut self, findings: &[Finding]) {
+        for f in findings {
+            if f.process.is_none() || f.verify {
+                continue;
+            }
+            let attach = f.target.as_ref().is_some_and(|t| {
+                t.operation == Operation::Write(TamperOp::Ptrace)
+                    && matches!(t.request, Some(PTRACE_ATTACH | PTRACE_SEIZE))
+            });
+            if attach {
+                continue;
+            }
+            self.detected
+                .entry(f.process.pid)
+                .or_default()
+                .extend(f.detections.iter().copied());
+        }
+    }
+
+    /// A credential memory read by a process already found doing something else: the
+    /// finding carries those detections too (its risk score counts them) and is critical.
+    fn combine(&self, found: &mut [Finding]) {
+        for f in found {
+            if !f.detections.contains(&Detection::CredentialMemoryRead) {
+                continue;
+            }
+            let Some(before) = self.detected.get(&f.process.pid) else {
+                continue;
+            };
+            let others: Vec<Detection> = before
+                .iter()
+                .copied()
+                .filter(|d| *d != Detection::CredentialMemoryRead)
+                .collect();
+            if !others.is_empty() {
+                f.detections.extend(others);
+                f.floor = Severity::Critical;
+                f.ceiling = Severity::Critical;
+            }
+        }
     }
 
     /// Whether a package manager is running now.

@@ -3,7 +3,7 @@
 use super::{Context, Finding, Observation, Rule};
 use crate::{
     capture::decode::{MemTamper, TamperOp},
-    output::alert::{Detection, Process, Target, T1055_008, T1055_009},
+    output::alert::{Detection, Operation, Process, Target, T1055_008, T1055_009},
 };
 
 pub struct MemoryTamper;
@@ -33,9 +33,11 @@ fn evaluate(process: &Process, target: Option<&Process>, t: &MemTamper) -> Optio
         pid: t.target_pid,
         comm: target.as_ref().map(|p| p.comm.clone()).unwrap_or_default(),
         exe: target.as_ref().map(|p| p.exe.clone()).unwrap_or_default(),
-        operation: t.op,
+        uid: target.as_ref().map(|p| p.uid),
+        operation: Operation::Write(t.op),
         request: (t.op == TamperOp::Ptrace).then_some(t.request),
         address: (t.addr != 0).then(|| format!("{:#x}", t.addr)),
+        bytes: None,
     });
     Some(f)
 }
