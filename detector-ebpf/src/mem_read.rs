@@ -113,13 +113,13 @@ fn emit(
     let now = unsafe { bpf_ktime_get_boot_ns() };
     if proc.is_none() {
         let key = [tgid, target, op, 0];
-        if let Some(last) = MEM_READ_SEEN.get_ptr(&key) {
+        if let Some(last) = MEM_READ_SEEN.get_ptr(key) {
             // SAFETY: a value of this map.
             if now.wrapping_sub(unsafe { *last }) < REPEAT_NS {
                 return None;
             }
         }
-        let _ = MEM_READ_SEEN.insert(&key, &now, 0);
+        let _ = MEM_READ_SEEN.insert(key, now, 0);
     }
     let (remote, bytes) = if iovec {
         read::user::<[u64; 2]>(addr)

@@ -138,8 +138,11 @@ impl Correlator {
             Event::MemRead(r) => {
                 let p = self.procs.process(&r.hdr);
                 let target = self.procs.lookup(r.target_pid);
-                let mut found =
-                    self.evaluate(&p, r.hdr.ktime_ns, &Observation::MemRead(r, target.as_ref()));
+                let mut found = self.evaluate(
+                    &p,
+                    r.hdr.ktime_ns,
+                    &Observation::MemRead(r, target.as_ref()),
+                );
                 self.combine(&mut found);
                 found
             }

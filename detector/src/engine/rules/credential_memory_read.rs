@@ -52,7 +52,11 @@ fn evaluate(cx: &Context, target: Option<&Process>, r: &MemRead) -> Option<Findi
     if cx.package_manager.is_some() || CRASH_HANDLERS.contains(&basename(&reader.exe)) {
         return None;
     }
-    let mut f = Finding::new(r.hdr.ktime_ns, reader.clone(), Detection::CredentialMemoryRead);
+    let mut f = Finding::new(
+        r.hdr.ktime_ns,
+        reader.clone(),
+        Detection::CredentialMemoryRead,
+    );
     if r.op == ReadOp::Ptrace {
         f.mitre.push(T1055_008);
     }
@@ -90,7 +94,12 @@ mod tests {
         }
     }
 
-    fn read(reader: &Process, target: &Process, op: ReadOp, pm: Option<&'static str>) -> Option<Finding> {
+    fn read(
+        reader: &Process,
+        target: &Process,
+        op: ReadOp,
+        pm: Option<&'static str>,
+    ) -> Option<Finding> {
         let (catalogue, watched) = (Catalogue::default(), Watched::default());
         let cx = Context {
             process: reader,
@@ -123,13 +132,22 @@ mod tests {
         let f = read(&script, &sshd, ReadOp::ProcMem, None).unwrap();
         assert_eq!(f.ceiling, Severity::Critical);
         let t = f.target.unwrap();
-        assert_eq!((t.pid, t.exe.as_str(), t.bytes), (100, "/usr/sbin/sshd", Some(4096)));
+        assert_eq!(
+            (t.pid, t.exe.as_str(), t.bytes),
+            (100, "/usr/sbin/sshd", Some(4096))
+        );
         assert!(f.mitre.is_empty());
         let f = read(&script, &sshd, ReadOp::Ptrace, None).unwrap();
         assert_eq!(f.mitre, [T1055_008]);
         // Its own memory, a non-credential target, the package manager, the crash handler.
         assert!(read(&sshd, &sshd, ReadOp::ProcMem, None).is_none());
-        assert!(read(&script, &proc(300, 0, "/usr/bin/cat"), ReadOp::ProcMem, None).is_none());
+        assert!(read(
+            &script,
+            &proc(300, 0, "/usr/bin/cat"),
+            ReadOp::ProcMem,
+            None
+        )
+        .is_none());
         assert!(read(&script, &sshd, ReadOp::ProcMem, Some("dpkg")).is_none());
         let coredump = proc(400, 0, "/usr/lib/systemd/systemd-coredump");
         assert!(read(&coredump, &sshd, ReadOp::ProcMem, None).is_none());
@@ -138,9 +156,21 @@ mod tests {
     #[test]
     fn debuggers_of_the_targets_own_user_are_medium() {
         let agent = proc(100, 1000, "/usr/bin/ssh-agent");
-        let own = read(&proc(200, 1000, "/usr/bin/gdb"), &agent, ReadOp::Ptrace, None).unwrap();
+        let own = read(
+            &proc(200, 1000, "/usr/bin/gdb"),
+            &agent,
+            ReadOp::Ptrace,
+            None,
+        )
+        .unwrap();
         assert_eq!(own.ceiling, Severity::Medium);
-        let root = read(&proc(201, 0, "/usr/bin/strace"), &agent, ReadOp::Ptrace, None).unwrap();
+        let root = read(
+            &proc(201, 0, "/usr/bin/strace"),
+            &agent,
+            ReadOp::Ptrace,
+            None,
+        )
+        .unwrap();
         assert_eq!(root.ceiling, Severity::Critical);
         assert!(is_debugger("/usr/bin/perf_6.1") && !is_debugger("/usr/bin/perl"));
     }
