@@ -2,7 +2,8 @@
 //! program), ptrace read requests (called from the mem_tamper channel's ptrace program) and
 //! `/proc/<pid>/mem` opened for reading (called from the file_change channel's open program).
 //! All count their read errors under [`Channel::MemRead`]. A process reading its own memory is
-//! not reported; one (reader, target, operation) is reported at most once a second.
+//! not reported; one (reader, target, operation, ptrace request) is reported at most once a
+//! second.
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns},
     macros::tracepoint,
@@ -31,7 +32,7 @@ const FMODE_READ: u64 = 0x1;
 const REPEAT_NS: u64 = 1_000_000_000;
 
 named_map! {
-    /// (reader tgid, target pid, operation) to the time it was last reported.
+    /// (reader tgid, target pid, operation, request) to the time it was last reported.
     static MEM_READ_SEEN: LruHashMap<[u32; 4], u64> = LruHashMap::with_max_entries(4096, 0);
 }
 
@@ -112,7 +113,7 @@ fn emit(
     }
     let now = unsafe { bpf_ktime_get_boot_ns() };
     if proc.is_none() {
-        let key = [tgid, target, op, 0];
+        let key = [tgid, target, op, request as u32];
         if let Some(last) = MEM_READ_SEEN.get_ptr(key) {
             // SAFETY: a value of this map.
             if now.wrapping_sub(unsafe { *last }) < REPEAT_NS {
