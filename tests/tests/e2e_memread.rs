@@ -12,14 +12,18 @@ use std::{
 use detector_tests::{gcc, has, s, severity_rank, trigger, Daemon, TempDir};
 use serde_json::Value;
 
-/// A real `ssh-agent -D` on a socket in `dir`, run as `user` (root when `None`); killed on drop.
+/// The uid and gid of `nobody` and `nogroup`.
+const NOBODY: u32 = 65534;
+
+/// A real `ssh-agent -D` on a socket in `dir`, run as uid and gid `user` (root when `None`);
+/// killed on drop.
 struct Agent {
     child: Child,
     socket: PathBuf,
 }
 
 impl Agent {
-    fn start(dir: &TempDir, user: Option<&str>) -> Agent {
+    fn start(dir: &TempDir, user: Option<u32>) -> Agent {
         let socket = dir.path("agent.sock");
         let mut cmd = match user {
             None => Command::new("ssh-agent"),
@@ -200,7 +204,7 @@ fn debuggers_of_their_own_users_agent_are_medium_and_of_another_users_high() {
         std::os::unix::fs::PermissionsExt::from_mode(0o777),
     )
     .unwrap();
-    let other = Agent::start(&shared, Some("nobody"));
+    let other = Agent::start(&shared, Some(NOBODY));
     let pid = other.pid();
     let mut strace = Command::new("strace")
         .args(["-p", &pid.to_string()])
@@ -224,7 +228,7 @@ fn debuggers_of_their_own_users_agent_are_medium_and_of_another_users_high() {
     let _ = strace.kill();
     let _ = strace.wait();
     assert_eq!(s(&a, "severity"), "high", "{a}");
-    assert_eq!(a["target"]["user"]["id"], 65534);
+    assert_eq!(a["target"]["user"]["id"], NOBODY);
     d.stop();
 }
 

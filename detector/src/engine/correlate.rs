@@ -162,10 +162,11 @@ impl Correlator {
     }
 
     /// Records what each process was found doing. A finding still to be verified may yet be
-    /// dropped, and a ptrace attach is how any debugger starts: neither counts.
+    /// dropped, a ptrace attach is how any debugger starts, and a finding capped at medium
+    /// is a debugger at work on its own user's process (or the package manager): none counts.
     fn note_detections(&mut self, findings: &[Finding]) {
         for f in findings {
-            if f.process.is_none() || f.verify {
+            if f.process.is_none() || f.verify || f.ceiling <= Severity::Medium {
                 continue;
             }
             let attach = f.target.as_ref().is_some_and(|t| {

@@ -1,6 +1,7 @@
 //! Rule: another process's memory written or attached to (ptrace POKETEXT/POKEDATA, ATTACH,
 //! SEIZE; process_vm_writev; /proc/<pid>/mem opened for write) — inline hooking on Linux. A
-//! debugger or profiler attaching to a process of its own user is medium at most.
+//! debugger or profiler attaching to a process of its own user, or opening its
+//! `/proc/<pid>/mem`, is medium at most.
 use detector_common::{PTRACE_ATTACH, PTRACE_SEIZE};
 
 use super::{credential_memory_read::is_debugger, Context, Finding, Observation, Rule};
@@ -27,9 +28,11 @@ fn evaluate(process: &Process, target: Option<&Process>, t: &MemTamper) -> Optio
         return None; // a process patching itself is not hooking another
     }
     let mut f = Finding::new(t.hdr.ktime_ns, process.clone(), Detection::MemoryTamper);
-    // A debugger or profiler attaching to a process of its own user: debugging, medium at most.
+    // A debugger or profiler attaching to a process of its own user, or opening its
+    // /proc/<pid>/mem (gdb opens it read-write): debugging, medium at most.
     let attach = t.op == TamperOp::Ptrace && matches!(t.request, PTRACE_ATTACH | PTRACE_SEIZE);
-    if attach && is_debugger(&process.exe) && target.is_some_and(|p| p.uid == process.uid) {
+    let debugging = attach || t.op == TamperOp::ProcMem;
+    if debugging && is_debugger(&process.exe) && target.is_some_and(|p| p.uid == process.uid) {
         f.ceiling = Severity::Medium;
     }
     f.mitre.push(if t.op == TamperOp::ProcMem {
