@@ -20,6 +20,8 @@ const NOBODY: u32 = 65534;
 struct Agent {
     child: Child,
     socket: PathBuf,
+    /// Its stdout, kept open: it writes a second line, and would die of SIGPIPE on a closed pipe.
+    _stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Agent {
@@ -47,11 +49,14 @@ impl Agent {
             .expect("start ssh-agent");
         // It prints its environment lines once it listens.
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("ssh-agent's first line");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).expect("ssh-agent's first line");
         assert!(line.contains("SSH_AUTH_SOCK"), "ssh-agent said {line:?}");
-        Agent { child, socket }
+        Agent {
+            child,
+            socket,
+            _stdout: stdout,
+        }
     }
 
     fn pid(&self) -> u32 {
