@@ -707,6 +707,44 @@ pub mod tests {
         e
     }
 
+    /// A read of `target`'s memory by `pid`, as the kernel sends it.
+    pub fn mem_read_event(pid: u32, comm: &str, op: u32, target: u32) -> MemReadEvent {
+        let mut e = MemReadEvent {
+            hdr: hdr(EventKind::MemRead, pid, comm),
+            op,
+            target_pid: target,
+            request: 1,
+            addr: 0x5555_0000,
+            bytes: 4096,
+            dir: [0; detector_common::PROC_DIR_NAME],
+        };
+        if op == READ_PROC_MEM {
+            e.target_pid = 0;
+            let dir = target.to_string();
+            e.dir[..dir.len()].copy_from_slice(dir.as_bytes());
+        }
+        e
+    }
+
+    #[test]
+    fn decodes_memory_reads() {
+        for (op, name) in [
+            (READ_PROC_MEM, ReadOp::ProcMem),
+            (READ_PROCESS_VM_READV, ReadOp::ProcessVmReadv),
+        ] {
+            match decode(&bytes_of(&mem_read_event(3, "reader", op, 1234))).unwrap() {
+                Event::MemRead(r) => {
+                    assert_eq!((r.op, r.target_pid, r.bytes), (name, 1234, 4096));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let mut bad = mem_read_event(3, "reader", 99, 1234);
+        assert!(decode(&bytes_of(&bad)).is_err());
+        bad.op = READ_PTRACE;
+        assert!(decode(&bytes_of(&bad)).is_ok());
+    }
+
     /// The loader's copy of a list holding `content`, as the kernel sends it.
     pub fn preload_list_event(pid: u32, comm: &str, content: &[u8]) -> PreloadListEvent {
         let mut e = PreloadListEvent {

@@ -602,4 +602,50 @@ mod tests {
         assert!(a.detections.contains(&Detection::CredentialProcess));
         assert_eq!(a.severity, Severity::Critical);
     }
+
+    #[test]
+    fn credential_memory_reads_are_high_and_critical_by_a_reader_found_doing_more() {
+        let agent = bytes_of(&exec_event(
+            4_100_040,
+            "ssh-agent",
+            "/usr/bin/ssh-agent",
+            &["ssh-agent"],
+        ));
+        let read = |reader: u32| {
+            bytes_of(&mem_read_event(
+                reader,
+                "reader",
+                detector_common::READ_PROCESS_VM_READV,
+                4_100_040,
+            ))
+        };
+        let reader = |pid: u32| bytes_of(&exec_event(pid, "reader", "/tmp/reader", &["reader"]));
+        let alerts = run(vec![agent.clone(), reader(4_100_041), read(4_100_041)]);
+        assert_eq!(alerts.len(), 1);
+        let a = &alerts[0];
+        assert_eq!(a.severity, Severity::High);
+        assert_eq!(a.rule, "credential_dumping");
+        assert_eq!(a.target.as_ref().unwrap().exe, "/usr/bin/ssh-agent");
+        assert_eq!(a.mitre, ["T1056.004", "T1003.007"]);
+        // The same reader started with LD_PRELOAD: both patterns, critical.
+        let alerts = run(vec![
+            agent,
+            reader(4_100_042),
+            bytes_of(&loader_event(
+                4_100_042,
+                "reader",
+                LoaderVar::LdPreload,
+                "/tmp/h.so",
+            )),
+            read(4_100_042),
+        ]);
+        let a = alerts
+            .iter()
+            .find(|a| a.detections.contains(&Detection::CredentialMemoryRead))
+            .unwrap();
+        assert_eq!(a.severity, Severity::Critical);
+        assert!(a.detections.contains(&Detection::PreloadEnv));
+        assert_eq!(a.risk_score as usize, a.detections.len());
+        assert!(a.risk_score >= 3);
+    }
 }
