@@ -152,6 +152,12 @@ event_table! {
         /// The loader's read of /etc/ld.so.preload: marked by the mmap channel's
         /// `sys_enter_mmap` when the list is mapped, sent when it is unmapped.
         PreloadList = 5, "preload_list", [syscall("sys_enter_munmap", "sys_enter_munmap", true)];
+        /// Reads of another process's memory: process_vm_readv here; ptrace reads come from the
+        /// mem_tamper channel's ptrace program and `/proc/<pid>/mem` opened for reading from the
+        /// file_change channel's open program, both counted under this channel.
+        MemRead = 6, "mem_read", [
+            syscall("sys_enter_process_vm_readv", "sys_enter_process_vm_readv", true),
+        ];
     }
     kinds {
         /// A successful exec (new image in place). [`ExecEvent`].
@@ -170,6 +176,8 @@ event_table! {
         MemTamper = 7, "mem_tamper", MemTamper;
         /// /etc/ld.so.preload as a process's loader read it. [`PreloadListEvent`].
         PreloadList = 8, "preload_list", PreloadList;
+        /// Another process's memory read. [`MemReadEvent`].
+        MemRead = 9, "mem_read", MemRead;
     }
 }
 
@@ -201,6 +209,8 @@ pub mod maps {
     pub const SEEN: &str = "SEEN";
     /// Processes whose loader holds /etc/ld.so.preload mapped: tgid to the list's facts.
     pub const PRELOAD_MARKS: &str = "PRELOAD_MARKS";
+    /// Last report of a (reader, target, operation) memory read: ktime, for one event a second.
+    pub const MEM_READ_SEEN: &str = "MEM_READ_SEEN";
     /// The programs' own scratch space: syscall string arguments, the exec walk's buffers,
     /// paths being built.
     pub const NAMES: &str = "NAMES";
@@ -489,6 +499,43 @@ pub struct MemTamperEvent {
     pub path_off: u32,
     pub _pad: u32,
     pub path: [u8; PATH_BUF],
+}
+
+/// `MemReadEvent.op`.
+pub const READ_PROC_MEM: u32 = 1;
+pub const READ_PROCESS_VM_READV: u32 = 2;
+pub const READ_PTRACE: u32 = 3;
+
+pub const PTRACE_PEEKTEXT: u64 = 1;
+pub const PTRACE_PEEKDATA: u64 = 2;
+pub const PTRACE_PEEKUSR: u64 = 3;
+pub const PTRACE_GETREGS: u64 = 12;
+pub const PTRACE_GETFPREGS: u64 = 14;
+pub const PTRACE_GETREGSET: u64 = 0x4204;
+
+/// Longest name of a `/proc/<pid>/mem` file's directory kept (the pid or thread id).
+pub const PROC_DIR_NAME: usize = 16;
+
+/// Another process's memory read: `/proc/<pid>/mem` opened for reading, process_vm_readv, a
+/// ptrace read request. Repeats of one (reader, target, operation) within a second are not
+/// reported again.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MemReadEvent {
+    pub hdr: EventHeader,
+    /// `READ_*`.
+    pub op: u32,
+    /// The pid given to the syscall; 0 for `/proc/<pid>/mem` (user space reads `dir`).
+    pub target_pid: u32,
+    /// The ptrace request; the number of remote iovecs for process_vm_readv; the file's
+    /// `f_mode` for `/proc/<pid>/mem`.
+    pub request: u64,
+    /// The first remote address (process_vm_readv's `rvec[0].iov_base`, ptrace's `addr`).
+    pub addr: u64,
+    /// Bytes asked for where known: `rvec[0].iov_len`; 0 otherwise.
+    pub bytes: u64,
+    /// For `/proc/<pid>/mem`: the name of the file's directory (the pid), NUL-terminated.
+    pub dir: [u8; PROC_DIR_NAME],
 }
 
 /// Bytes of the loader's copy of /etc/ld.so.preload kept in a [`PreloadListEvent`].

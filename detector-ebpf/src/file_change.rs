@@ -1,5 +1,5 @@
 //! Capture channel: changes to the loader's, the libraries', PAM's and the package database's
-//! files, and `/proc/<pid>/mem` writes.
+//! files, and `/proc/<pid>/mem` writes (and, through [`mem_read::proc_mem_open`], reads).
 //!
 //! Files created or written in the watched directories are not judged here: user space has
 //! fanotify marks on those directories, which cost nothing to opens elsewhere. The open
@@ -24,6 +24,7 @@ use detector_common::{
 
 use crate::{
     kernel::{Dentry, Inode, PtRegs, SuperBlock, Task, VfsMount},
+    mem_read,
     read::{self, count_error, OrCount as _},
     shared::{config, current_task_and_ppid, is_self, named_map, ppid, reserve, submit_urgent},
     tp::{
@@ -83,14 +84,14 @@ fn try_open_exit(ctx: &TracePointContext) -> Option<()> {
             .syscall_arg2(cfg)
             .or_count(CH)?;
         if flags & O_ACCMODE == O_RDONLY {
-            return None;
+            return mem_read::proc_mem_open(cfg, Task::current(), fd as u64);
         }
     }
     let task = Task::current();
     let file = fd_file(cfg, task, fd as u64, CH)?;
     let f_mode = file.mode(cfg).or_count(CH)?;
     if f_mode & FMODE_WRITE == 0 {
-        return None;
+        return mem_read::proc_mem_open(cfg, task, fd as u64);
     }
     let dentry = file.path(cfg).dentry(cfg).or_count(CH)?;
     let inode = dentry_inode(cfg, dentry);

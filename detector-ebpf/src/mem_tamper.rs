@@ -1,5 +1,6 @@
 //! Capture channel: writes into another process's memory — ptrace POKETEXT/POKEDATA, ATTACH,
 //! SEIZE and process_vm_writev. (`/proc/<pid>/mem` opened for write is seen by file_change.)
+//! The ptrace program also hands read requests to the mem_read channel.
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use detector_common::{
     Channel, EventKind, MemTamperEvent, PTRACE_ATTACH, PTRACE_POKEDATA, PTRACE_POKETEXT,
@@ -7,6 +8,7 @@ use detector_common::{
 };
 
 use crate::{
+    mem_read,
     read::{self, OrCount as _},
     shared::{config, current_task_and_ppid, is_self, reserve, submit_urgent},
     tp::{Record, SysEnterProcessVmWritev, SysEnterPtrace},
@@ -17,6 +19,7 @@ use crate::{
 pub fn sys_enter_ptrace(ctx: TracePointContext) -> u32 {
     let rec = Record::<SysEnterPtrace>::of(&ctx);
     let request = rec.request();
+    mem_read::ptrace_read(request, rec.pid() as u32, rec.addr());
     if !matches!(
         request,
         PTRACE_POKETEXT | PTRACE_POKEDATA | PTRACE_ATTACH | PTRACE_SEIZE

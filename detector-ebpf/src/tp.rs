@@ -137,7 +137,8 @@ records! {
         pid: u64 = 24,
         addr: u64 = 32,
     }
-    /// `sys_enter_process_vm_writev(pid, lvec, liovcnt, rvec, riovcnt, flags)`.
+    /// `sys_enter_process_vm_writev(pid, lvec, liovcnt, rvec, riovcnt, flags)`, and
+    /// `sys_enter_process_vm_readv`, laid out the same.
     SysEnterProcessVmWritev {
         pid: u64 = 16,
         lvec: u64 = 24,

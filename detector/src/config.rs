@@ -60,6 +60,25 @@ pub struct Allow {
     pub library: Vec<AllowLibrary>,
     /// `[[allow.process]]` entries.
     pub process: Vec<AllowProcess>,
+    /// `[[allow.memory_reader]]` entries.
+    pub memory_reader: Vec<AllowMemoryReader>,
+}
+
+/// `[[allow.memory_reader]]`: a program whose reads of credential processes' memory
+/// (`credential_memory_read`) do not alert; its other alerts still do.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowMemoryReader {
+    /// Absolute path of the executable, matched exactly.
+    #[serde(deserialize_with = "absolute_path")]
+    pub exe: String,
+    /// When set, only an executable with this content is allowed: 64 hex digits, stored
+    /// lowercase.
+    #[serde(default, deserialize_with = "sha256")]
+    pub sha256: Option<String>,
+    /// Why it is allowed (required, non-empty).
+    #[serde(deserialize_with = "reason")]
+    pub reason: String,
 }
 
 /// `[[allow.library]]`: a library that never alerts.
@@ -485,6 +504,11 @@ reason = "vendor agent"
 exe = "/usr/bin/fakeroot-sysv"
 reason = "package builds"
 
+[[allow.memory_reader]]
+exe = "/usr/bin/gdb"
+sha256 = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"
+reason = "the on-call debugger"
+
 [output]
 stdout = false
 file = "/var/log/detector/alerts.jsonl"
@@ -510,6 +534,7 @@ stats_interval_secs = 30
         let c = Config::default();
         assert!(c.catalogue.extra.is_empty());
         assert!(c.allow.library.is_empty() && c.allow.process.is_empty());
+        assert!(c.allow.memory_reader.is_empty());
         assert!(c.output.stdout);
         assert_eq!(c.output.file, None);
         assert_eq!(c.output.syslog, None);
@@ -540,6 +565,7 @@ stats_interval_secs = 30
         let c = parse(&uncommented, path).unwrap();
         assert_eq!(c.allow.library.len(), 1);
         assert_eq!(c.allow.process.len(), 1);
+        assert_eq!(c.allow.memory_reader.len(), 1);
         assert!(c.output.file.is_some() && c.output.syslog.is_some());
     }
 
@@ -564,6 +590,12 @@ stats_interval_secs = 30
                 reason: "package builds".into()
             }]
         );
+        let m = &c.allow.memory_reader[0];
+        assert_eq!(
+            (m.exe.as_str(), m.sha256.as_deref()),
+            ("/usr/bin/gdb", Some(sum))
+        );
+        assert_eq!(m.reason, "the on-call debugger");
         assert!(!c.output.stdout);
         assert_eq!(
             c.output.file.as_deref(),

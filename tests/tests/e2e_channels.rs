@@ -62,6 +62,7 @@ fn exec_filename_argv_uid_ppid() {
         "lifecycle",
         "mem_tamper",
         "preload_list",
+        "mem_read",
     ] {
         assert!(
             stderr.contains(&format!("lost on channel {channel}"))
@@ -438,5 +439,88 @@ fn mem_tamper_proc_pid_mem() {
     let e = ev.expect("/proc/<pid>/mem opened for write", |e| pid_is(e, pid));
     assert_eq!(e["op"], "proc_mem");
     assert_eq!(e["target_pid"], target);
+    ev.stop();
+}
+
+/// `memread MODE TARGET` (gcc-built) reads a process's memory; returns (memread's pid, the
+/// target's pid, the bytes it read).
+fn memread(bin: &Path, mode: &str, target: &str) -> (u32, u32, i64) {
+    let mut child = Command::new(bin)
+        .args([mode, target])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run memread");
+    let pid = child.id();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let st = child.wait().unwrap();
+    assert!(st.success(), "memread {mode} {target} failed: {st}");
+    let mut lines = out
+        .lines()
+        .map(|l| l.trim().parse::<i64>().expect("a number"));
+    let (target, bytes) = (lines.next().unwrap(), lines.next().unwrap());
+    (pid, target as u32, bytes)
+}
+
+/// Reported by the file_change program (an open for reading), as a mem_read event.
+#[test]
+fn mem_read_proc_pid_mem() {
+    let dir = TempDir::new("chan-memread-proc");
+    let bin = gcc(&dir, "memread.c", "memread", false);
+    let ev = Events::start(&["--kind", "mem_read"]);
+    let (pid, target, bytes) = memread(&bin, "procmem", "child");
+    assert!(bytes > 0);
+    let e = ev.expect("/proc/<pid>/mem opened for reading", |e| pid_is(e, pid));
+    assert_eq!(e["kind"], "mem_read");
+    assert_eq!(e["op"], "proc_mem");
+    assert_eq!(e["target_pid"], target);
+    assert_eq!(e["comm"], "memread");
+    assert_eq!(e["uid"], 0);
+    assert_eq!(
+        e["request"].as_u64().unwrap() & 0b11,
+        0b01,
+        "FMODE_READ only"
+    );
+    ev.stop();
+}
+
+#[test]
+fn mem_read_process_vm_readv() {
+    let dir = TempDir::new("chan-memread-vm");
+    let bin = gcc(&dir, "memread.c", "memread", false);
+    let ev = Events::start(&["--kind", "mem_read"]);
+    let (pid, target, bytes) = memread(&bin, "vmread", "child");
+    assert_eq!(bytes, 4096);
+    let e = ev.expect("process_vm_readv", |e| pid_is(e, pid));
+    assert_eq!(e["op"], "process_vm_readv");
+    assert_eq!(e["target_pid"], target);
+    assert_eq!(e["request"], 1, "one remote iovec");
+    assert_eq!(e["bytes"], 4096);
+    assert_ne!(e["addr"], 0);
+    ev.stop();
+}
+
+/// Reported by the mem_tamper channel's ptrace program, as mem_read events: one per request.
+#[test]
+fn mem_read_ptrace_getregs_and_peekdata() {
+    let dir = TempDir::new("chan-memread-ptrace");
+    let bin = gcc(&dir, "memread.c", "memread", false);
+    let ev = Events::start(&["--kind", "mem_read"]);
+    let (pid, target, _) = memread(&bin, "ptrace", "child");
+    let req = |r: u64| move |e: &Value| pid_is(e, pid) && e["request"] == r;
+    let e = ev.expect("PTRACE_GETREGS", req(12));
+    assert_eq!(e["op"], "ptrace");
+    assert_eq!(e["target_pid"], target);
+    let e = ev.expect("PTRACE_PEEKDATA", req(2));
+    assert_eq!(e["target_pid"], target);
+    assert_ne!(e["addr"], 0);
+    // Repeats within a second are one event.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(ev.matching(req(2)).len(), 1, "64 PEEKDATA, one event");
     ev.stop();
 }

@@ -279,6 +279,7 @@ fn tells_systemd_it_is_ready_and_writes_stats() {
             "exit",
             "file_change",
             "loader_env",
+            "mem_read",
             "mem_tamper",
             "mmap",
             "preload_list"
@@ -289,6 +290,7 @@ fn tells_systemd_it_is_ready_and_writes_stats() {
         "exec",
         "file_change",
         "lifecycle",
+        "mem_read",
         "mem_tamper",
         "mmap",
         "preload_list",

@@ -5,13 +5,13 @@ use super::names;
 
 use detector_common::{
     EventHeader, EventKind, ExecEvent, ExitEvent, FileChangeEvent, FileInfo, LoaderEnvEvent,
-    LoaderVar, MemTamperEvent, MmapEvent, PreloadListEvent, EXEC_ARGS_TRUNCATED,
+    LoaderVar, MemReadEvent, MemTamperEvent, MmapEvent, PreloadListEvent, EXEC_ARGS_TRUNCATED,
     EXEC_ENV_INCOMPLETE, EXEC_FILENAME_TRUNCATED, FILE_OP_LINK, FILE_OP_OPEN_WRITE, FILE_OP_RENAME,
     FILE_OP_SYMLINK, FILE_OP_TRUNCATE, FILE_OP_UNLINK, HUGETLBFS_MAGIC, LOADER_VALUE_TRUNCATED,
     MMAP_AFTER_PRELOAD_LIST, MMAP_SOURCE_EXEC_INTERPRETER, MMAP_SOURCE_EXEC_PROGRAM,
     MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT, OVERLAYFS_MAGIC, PATH_TRUNCATED, PRELOAD_LIST_MAX,
-    PRELOAD_LIST_TRUNCATED, PRELOAD_LIST_UNREAD, RAMFS_MAGIC, TAMPER_PROCESS_VM_WRITEV,
-    TAMPER_PROC_MEM, TAMPER_PTRACE, TMPFS_MAGIC,
+    PRELOAD_LIST_TRUNCATED, PRELOAD_LIST_UNREAD, RAMFS_MAGIC, READ_PROCESS_VM_READV, READ_PROC_MEM,
+    READ_PTRACE, TAMPER_PROCESS_VM_WRITEV, TAMPER_PROC_MEM, TAMPER_PTRACE, TMPFS_MAGIC,
 };
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -206,6 +206,32 @@ pub struct MemTamper {
     pub addr: u64,
 }
 
+/// How another process's memory was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadOp {
+    /// `/proc/<pid>/mem` opened for reading.
+    ProcMem,
+    ProcessVmReadv,
+    /// A ptrace read request (PEEKTEXT, PEEKDATA, PEEKUSER, GETREGS, GETFPREGS, GETREGSET).
+    Ptrace,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MemRead {
+    #[serde(flatten)]
+    pub hdr: Header,
+    pub op: ReadOp,
+    /// The process read (for `/proc/<pid>/mem`, the pid or thread id its directory names).
+    pub target_pid: u32,
+    /// The ptrace request; process_vm_readv's number of remote iovecs; the open file's mode.
+    pub request: u64,
+    /// The first remote address, 0 when unknown.
+    pub addr: u64,
+    /// Bytes asked for (process_vm_readv's first remote iovec), 0 when unknown.
+    pub bytes: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Exec(Exec),
@@ -215,6 +241,7 @@ pub enum Event {
     Exit(Exit),
     MemTamper(MemTamper),
     PreloadList(PreloadList),
+    MemRead(MemRead),
 }
 
 impl Event {
@@ -227,6 +254,7 @@ impl Event {
             Event::Exit(_) => EventKind::Exit,
             Event::MemTamper(_) => EventKind::MemTamper,
             Event::PreloadList(_) => EventKind::PreloadList,
+            Event::MemRead(_) => EventKind::MemRead,
         }
     }
 }
@@ -255,6 +283,7 @@ mod json {
                 Event::Exit(event) => Tagged { kind, event }.serialize(s),
                 Event::MemTamper(event) => Tagged { kind, event }.serialize(s),
                 Event::PreloadList(event) => Tagged { kind, event }.serialize(s),
+                Event::MemRead(event) => Tagged { kind, event }.serialize(s),
             }
         }
     }
@@ -526,6 +555,23 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
                 addr: e.addr,
             }))
         }
+        Some(EventKind::MemRead) => {
+            let e: MemReadEvent = read(buf, kind)?;
+            let (op, target_pid) = match e.op {
+                READ_PROC_MEM => (ReadOp::ProcMem, cstr(&e.dir).parse().unwrap_or(0)),
+                READ_PROCESS_VM_READV => (ReadOp::ProcessVmReadv, e.target_pid),
+                READ_PTRACE => (ReadOp::Ptrace, e.target_pid),
+                _ => return Err(DecodeError::UnknownKind(kind)),
+            };
+            Ok(Event::MemRead(MemRead {
+                hdr: header(&e.hdr),
+                op,
+                target_pid,
+                request: e.request,
+                addr: e.addr,
+                bytes: e.bytes,
+            }))
+        }
         Some(EventKind::PreloadList) => {
             let e: PreloadListEvent = read(buf, kind)?;
             let len = (e.content_len as usize).min(PRELOAD_LIST_MAX);
@@ -658,6 +704,44 @@ pub mod tests {
         e.path[off..off + path.len()].copy_from_slice(path.as_bytes());
         e.path_off = off as u32;
         e
+    }
+
+    /// A read of `target`'s memory by `pid`, as the kernel sends it.
+    pub fn mem_read_event(pid: u32, comm: &str, op: u32, target: u32) -> MemReadEvent {
+        let mut e = MemReadEvent {
+            hdr: hdr(EventKind::MemRead, pid, comm),
+            op,
+            target_pid: target,
+            request: 1,
+            addr: 0x5555_0000,
+            bytes: 4096,
+            dir: [0; detector_common::PROC_DIR_NAME],
+        };
+        if op == READ_PROC_MEM {
+            e.target_pid = 0;
+            let dir = target.to_string();
+            e.dir[..dir.len()].copy_from_slice(dir.as_bytes());
+        }
+        e
+    }
+
+    #[test]
+    fn decodes_memory_reads() {
+        for (op, name) in [
+            (READ_PROC_MEM, ReadOp::ProcMem),
+            (READ_PROCESS_VM_READV, ReadOp::ProcessVmReadv),
+        ] {
+            match decode(&bytes_of(&mem_read_event(3, "reader", op, 1234))).unwrap() {
+                Event::MemRead(r) => {
+                    assert_eq!((r.op, r.target_pid, r.bytes), (name, 1234, 4096));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let mut bad = mem_read_event(3, "reader", 99, 1234);
+        assert!(decode(&bytes_of(&bad)).is_err());
+        bad.op = READ_PTRACE;
+        assert!(decode(&bytes_of(&bad)).is_ok());
     }
 
     /// The loader's copy of a list holding `content`, as the kernel sends it.

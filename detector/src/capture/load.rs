@@ -167,7 +167,7 @@ impl Capture {
             if syscalls {
                 ""
             } else {
-                "; syscall channels off ([capture] syscalls = false): no mmap, file-change or memory-tamper capture"
+                "; syscall channels off ([capture] syscalls = false): no mmap, file-change, memory-tamper or memory-read capture"
             }
         );
         let ring = RingBuf::try_from(take_map(&mut ebpf, maps::EVENTS)?)?;

@@ -42,6 +42,7 @@ fn header(event: &Event) -> &Header {
         Event::Exit(e) => &e.hdr,
         Event::MemTamper(e) => &e.hdr,
         Event::PreloadList(e) => &e.hdr,
+        Event::MemRead(e) => &e.hdr,
     }
 }
 

@@ -2,6 +2,7 @@
 //! through the rules. What they find goes on to enrichment and policy; nothing here reads a
 //! library file.
 use std::{
+    collections::{BTreeSet, HashMap},
     path::Path,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -9,15 +10,15 @@ use std::{
     },
 };
 
-use detector_common::LoaderVar;
+use detector_common::{LoaderVar, PTRACE_ATTACH, PTRACE_SEIZE};
 
 use crate::{
-    capture::decode::Event,
+    capture::decode::{Event, TamperOp},
     engine::credential::Catalogue,
     engine::process::ProcessTable,
     engine::rules::{self, config_change::Watched, Context, Finding, Observation, Rule},
     engine::sweep,
-    output::alert::Process,
+    output::alert::{Detection, Operation, Process, Severity},
 };
 
 pub struct Correlator {
@@ -25,6 +26,8 @@ pub struct Correlator {
     watched: Watched,
     catalogue: Catalogue,
     rules: Vec<Box<dyn Rule>>,
+    /// What each live process was found doing, for a credential memory read by it.
+    detected: HashMap<u32, BTreeSet<Detection>>,
     /// Whether a package manager runs, for the stages after the reader.
     package_manager_running: Arc<AtomicBool>,
 }
@@ -36,6 +39,7 @@ impl Correlator {
             watched,
             catalogue,
             rules: rules::registry(),
+            detected: HashMap::new(),
             package_manager_running: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -139,7 +143,19 @@ impl Correlator {
                 let p = self.procs.process(&l.hdr);
                 self.evaluate(&p, l.hdr.ktime_ns, &Observation::PreloadList(l))
             }
+            Event::MemRead(r) => {
+                let p = self.procs.process(&r.hdr);
+                let target = self.procs.lookup(r.target_pid);
+                let mut found = self.evaluate(
+                    &p,
+                    r.hdr.ktime_ns,
+                    &Observation::MemRead(r, target.as_ref()),
+                );
+                self.combine(&mut found);
+                found
+            }
             Event::Exit(x) => {
+                self.detected.remove(&x.hdr.pid);
                 let mut found = Vec::new();
                 for rule in &mut self.rules {
                     found.extend(rule.exited(x.hdr.pid));
@@ -149,7 +165,53 @@ impl Correlator {
                 found
             }
         };
+        self.note_detections(&findings);
         self.first_alerts(findings)
+    }
+
+    /// Records what each process was found doing. A finding still to be verified may yet be
+    /// dropped, a ptrace attach is how any debugger starts, and a finding capped at medium
+    /// is a debugger at work on its own user's process (or the package manager): none counts.
+    fn note_detections(&mut self, findings: &[Finding]) {
+        for f in findings {
+            if f.process.is_none() || f.verify || f.ceiling <= Severity::Medium {
+                continue;
+            }
+            let attach = f.target.as_ref().is_some_and(|t| {
+                t.operation == Operation::Write(TamperOp::Ptrace)
+                    && matches!(t.request, Some(PTRACE_ATTACH | PTRACE_SEIZE))
+            });
+            if attach {
+                continue;
+            }
+            self.detected
+                .entry(f.process.pid)
+                .or_default()
+                .extend(f.detections.iter().copied());
+        }
+    }
+
+    /// A credential memory read by a process already found doing something else: the
+    /// finding carries those detections too (its risk score counts them) and is critical.
+    fn combine(&self, found: &mut [Finding]) {
+        for f in found {
+            if !f.detections.contains(&Detection::CredentialMemoryRead) {
+                continue;
+            }
+            let Some(before) = self.detected.get(&f.process.pid) else {
+                continue;
+            };
+            let others: Vec<Detection> = before
+                .iter()
+                .copied()
+                .filter(|d| *d != Detection::CredentialMemoryRead)
+                .collect();
+            if !others.is_empty() {
+                f.detections.extend(others);
+                f.floor = Severity::Critical;
+                f.ceiling = Severity::Critical;
+            }
+        }
     }
 
     /// Whether a package manager is running now.
@@ -547,5 +609,51 @@ mod tests {
         let a = &run_with(policy, events)[0];
         assert!(a.detections.contains(&Detection::CredentialProcess));
         assert_eq!(a.severity, Severity::Critical);
+    }
+
+    #[test]
+    fn credential_memory_reads_are_high_and_critical_by_a_reader_found_doing_more() {
+        let agent = bytes_of(&exec_event(
+            4_100_040,
+            "ssh-agent",
+            "/usr/bin/ssh-agent",
+            &["ssh-agent"],
+        ));
+        let read = |reader: u32| {
+            bytes_of(&mem_read_event(
+                reader,
+                "reader",
+                detector_common::READ_PROCESS_VM_READV,
+                4_100_040,
+            ))
+        };
+        let reader = |pid: u32| bytes_of(&exec_event(pid, "reader", "/tmp/reader", &["reader"]));
+        let alerts = run(vec![agent.clone(), reader(4_100_041), read(4_100_041)]);
+        assert_eq!(alerts.len(), 1);
+        let a = &alerts[0];
+        assert_eq!(a.severity, Severity::High);
+        assert_eq!(a.rule, "credential_dumping");
+        assert_eq!(a.target.as_ref().unwrap().exe, "/usr/bin/ssh-agent");
+        assert_eq!(a.mitre, ["T1056.004", "T1003.007"]);
+        // The same reader started with LD_PRELOAD: both patterns, critical.
+        let alerts = run(vec![
+            agent,
+            reader(4_100_042),
+            bytes_of(&loader_event(
+                4_100_042,
+                "reader",
+                LoaderVar::LdPreload,
+                "/tmp/h.so",
+            )),
+            read(4_100_042),
+        ]);
+        let a = alerts
+            .iter()
+            .find(|a| a.detections.contains(&Detection::CredentialMemoryRead))
+            .unwrap();
+        assert_eq!(a.severity, Severity::Critical);
+        assert!(a.detections.contains(&Detection::PreloadEnv));
+        assert_eq!(a.risk_score as usize, a.detections.len());
+        assert!(a.risk_score >= 3);
     }
 }

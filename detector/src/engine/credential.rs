@@ -26,6 +26,14 @@ const CATALOGUE: &[&str] = &[
     "kinit",
     "unix_chkpwd",
     "polkit-agent-helper-1",
+    // Keyrings and password managers: the secrets they hold are in their memory.
+    "gnome-keyring-daemon",
+    "kwalletd5",
+    "kwalletd6",
+    "keepassxc",
+    "keepassxc-proxy",
+    "bitwarden",
+    "1password",
 ];
 
 /// The built-in catalogue plus the configuration's additions (basenames or absolute paths).

@@ -3,8 +3,24 @@
 use crate::{
     config::Config,
     engine::{credential::Catalogue, rules::Finding},
-    output::alert::{Alert, Clock, Severity},
+    output::alert::{Alert, Clock, Detection, Severity},
 };
+
+fn sha256_file(path: &str) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
 
 /// What the configuration decides: which programs handle credentials, what never alerts, and
 /// the least severity worth an alert.
@@ -15,6 +31,9 @@ pub struct Policy {
     pub allow_libraries: Vec<(String, Option<String>)>,
     /// Executables whose alerts are dropped.
     pub allow_processes: Vec<String>,
+    /// (absolute path, optional sha256): executables whose credential memory reads are
+    /// dropped, only while their hash matches.
+    pub allow_memory_readers: Vec<(String, Option<String>)>,
     pub min_severity: Severity,
 }
 
@@ -24,6 +43,7 @@ impl Default for Policy {
             catalogue: Catalogue::default(),
             allow_libraries: Vec::new(),
             allow_processes: Vec::new(),
+            allow_memory_readers: Vec::new(),
             min_severity: Severity::Info,
         }
     }
@@ -40,6 +60,12 @@ impl Policy {
                 .map(|l| (l.path.clone(), l.sha256.clone()))
                 .collect(),
             allow_processes: cfg.allow.process.iter().map(|p| p.exe.clone()).collect(),
+            allow_memory_readers: cfg
+                .allow
+                .memory_reader
+                .iter()
+                .map(|m| (m.exe.clone(), m.sha256.clone()))
+                .collect(),
             min_severity: match cfg.thresholds.min_severity.rank() {
                 0 => Severity::Info,
                 1 => Severity::Low,
@@ -56,7 +82,32 @@ impl Policy {
                 *path == lib.path && sha.as_ref().is_none_or(|s| lib.sha256.as_ref() == Some(s))
             })
         });
-        library || self.allow_processes.contains(&a.process.exe)
+        library || self.allow_processes.contains(&a.process.exe) || self.allows_reader(a)
+    }
+
+    /// A credential memory read (and nothing else) by an allowed reader. The hash is of the
+    /// file the reader runs (`/proc/<pid>/exe`, which cannot be written while it runs); a
+    /// reader gone before it could be hashed is not allowed.
+    fn allows_reader(&self, a: &Alert) -> bool {
+        let only_read = a.detections.iter().all(|d| {
+            matches!(
+                d,
+                Detection::CredentialMemoryRead | Detection::CredentialProcess
+            )
+        });
+        if !only_read || !a.detections.contains(&Detection::CredentialMemoryRead) {
+            return false;
+        }
+        let mut hash: Option<Option<String>> = None;
+        self.allow_memory_readers.iter().any(|(exe, sha)| {
+            *exe == a.process.exe
+                && sha.as_ref().is_none_or(|s| {
+                    let h = hash.get_or_insert_with(|| {
+                        sha256_file(&format!("/proc/{}/exe", a.process.pid)).ok()
+                    });
+                    h.as_ref() == Some(s)
+                })
+        })
     }
 }
 

@@ -70,6 +70,9 @@ pub enum Detection {
     PamModuleChange,
     /// dpkg's record of installed files and their checksums changed.
     PackageDatabaseChange,
+    /// A credential process's memory read by another process (`/proc/<pid>/mem`,
+    /// process_vm_readv, ptrace read requests).
+    CredentialMemoryRead,
 }
 
 /// The attack a detection belongs to, in rising precedence: an alert's `rule` is the family of
@@ -80,6 +83,7 @@ pub enum Family {
     ProcessMemoryTampering,
     PamTampering,
     CredentialApiHooking,
+    CredentialDumping,
 }
 
 impl Family {
@@ -89,6 +93,7 @@ impl Family {
             Family::ProcessMemoryTampering => "process_memory_tampering",
             Family::PamTampering => "pam_tampering",
             Family::CredentialApiHooking => "credential_api_hooking",
+            Family::CredentialDumping => "credential_dumping",
         }
     }
 }
@@ -129,6 +134,8 @@ impl Detection {
             Detection::CredentialProcess => (&[T1056_004], CredentialApiHooking, High),
             // The sub-technique (ptrace or /proc/<pid>/mem) comes from the rule.
             Detection::MemoryTamper => (&[], ProcessMemoryTampering, Low),
+            // T1055.008 is added by the rule when ptrace read it.
+            Detection::CredentialMemoryRead => (&[T1003_007], CredentialDumping, High),
         };
         DetectionMeta {
             mitre,
@@ -148,6 +155,7 @@ pub const T1556_003: &str = "T1556.003";
 pub const T1055_008: &str = "T1055.008";
 pub const T1055_009: &str = "T1055.009";
 pub const T1565_001: &str = "T1565.001";
+pub const T1003_007: &str = "T1003.007";
 
 /// Field names are Elastic Common Schema's (`process.name`, `process.executable`,
 /// `process.command_line`, `process.parent.pid`, `process.user.id`).
@@ -175,6 +183,10 @@ impl Process {
 
 fn pid_object<S: serde::Serializer>(pid: &u32, s: S) -> Result<S::Ok, S::Error> {
     serde_json::json!({ "pid": pid }).serialize(s)
+}
+
+fn opt_id_object<S: serde::Serializer>(id: &Option<u32>, s: S) -> Result<S::Ok, S::Error> {
+    serde_json::json!({ "id": id }).serialize(s)
 }
 
 fn id_object<S: serde::Serializer>(id: &u32, s: S) -> Result<S::Ok, S::Error> {
@@ -325,7 +337,7 @@ pub struct ConfigLine {
     pub text: String,
 }
 
-/// The process whose memory was written.
+/// The process whose memory was written or read.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Target {
     pub pid: u32,
@@ -333,12 +345,31 @@ pub struct Target {
     pub comm: String,
     #[serde(rename = "executable")]
     pub exe: String,
-    pub operation: crate::capture::decode::TamperOp,
+    /// The target's real uid, when the target is known.
+    #[serde(
+        rename = "user",
+        serialize_with = "opt_id_object",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub uid: Option<u32>,
+    pub operation: Operation,
     /// The ptrace request (for ptrace).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// Bytes asked for, where the kernel saw it (process_vm_readv).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+/// How the target's memory was used: written (`memory_tamper`) or read
+/// (`credential_memory_read`). Serialized as the operation's name.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Operation {
+    Write(crate::capture::decode::TamperOp),
+    Read(crate::capture::decode::ReadOp),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

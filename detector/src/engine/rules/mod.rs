@@ -4,6 +4,7 @@
 //! of distinct detection types, as the source detection does
 //! (`RiskScore = array_length(make_set(DetectionType))`).
 pub mod config_change;
+pub mod credential_memory_read;
 pub mod loader_argv;
 pub mod loader_env;
 pub mod memory_tamper;
@@ -17,7 +18,7 @@ pub mod unverified_object;
 use std::{collections::BTreeSet, path::Path};
 
 use crate::{
-    capture::decode::{Exec, FileChange, LoaderEnv, MemTamper, Mmap, PreloadList},
+    capture::decode::{Exec, FileChange, LoaderEnv, MemRead, MemTamper, Mmap, PreloadList},
     engine::credential::Catalogue,
     engine::library::Library,
     output::alert::{
@@ -38,6 +39,7 @@ pub fn registry() -> Vec<Box<dyn Rule>> {
         Box::new(unsafe_library::UnsafeLibrary),
         Box::new(config_change::ConfigChange),
         Box::new(memory_tamper::MemoryTamper),
+        Box::new(credential_memory_read::CredentialMemoryRead),
         Box::new(unsafe_loader_path::UnsafeLoaderPath),
         Box::new(unsafe_pam_module::UnsafePamModule),
         Box::new(unverified_object::UnverifiedObject::default()),
@@ -54,6 +56,8 @@ pub enum Observation<'a> {
     FileChange(&'a FileChange),
     /// A write into another process's memory, with the target when it is known.
     MemTamper(&'a MemTamper, Option<&'a Process>),
+    /// A read of another process's memory, with the target when it is known.
+    MemRead(&'a MemRead, Option<&'a Process>),
     /// /etc/ld.so.preload as the process's loader read it.
     PreloadList(&'a PreloadList),
     /// The loader's and PAM's configuration under this directory (normally /etc), as a sweep

@@ -1,0 +1,177 @@
+//! Rule: a credential process's memory read by another process — `/proc/<pid>/mem` opened for
+//! reading, process_vm_readv, ptrace read requests (MimiPenguin, 3snake, agent key dumps). The
+//! reader is the alert's process, the credential process its target. High; a debugger or
+//! profiler run by the target's own user is medium; the package manager and the system's crash
+//! handler are not findings. A reader the same process already had other detections for is
+//! made critical by the correlator.
+use super::{Context, Finding, Observation, Rule};
+use crate::{
+    capture::decode::{MemRead, ReadOp},
+    output::alert::{Detection, Operation, Process, Severity, Target, T1055_008},
+};
+
+/// Debuggers and profilers: run by the target's own user they are someone debugging their
+/// own program. Basenames of the executable.
+const DEBUGGERS: &[&str] = &["gdb", "gdbserver", "strace", "ltrace", "valgrind", "perf"];
+
+/// The system's crash handlers, which read a crashing process to write its core dump.
+const CRASH_HANDLERS: &[&str] = &["systemd-coredump", "apport", "abrt-hook-ccpp"];
+
+pub struct CredentialMemoryRead;
+
+impl Rule for CredentialMemoryRead {
+    fn evaluate(&mut self, cx: &Context, observation: &Observation) -> Vec<Finding> {
+        match observation {
+            Observation::MemRead(r, target) => evaluate(cx, *target, r).into_iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn basename(exe: &str) -> &str {
+    exe.rsplit('/').next().unwrap_or(exe)
+}
+
+/// A debugger or profiler, by its executable (perf is installed as `perf_<version>`).
+pub fn is_debugger(exe: &str) -> bool {
+    let base = basename(exe);
+    DEBUGGERS.contains(&base) || base.starts_with("perf_")
+}
+
+fn evaluate(cx: &Context, target: Option<&Process>, r: &MemRead) -> Option<Finding> {
+    if r.target_pid == r.hdr.pid || r.target_pid == 0 {
+        return None; // a process reading its own memory
+    }
+    // Only a known credential process is a target worth an alert; a target that is gone
+    // cannot be named.
+    let target = target?;
+    if !cx.catalogue.matches(&target.exe, &target.comm) {
+        return None;
+    }
+    let reader = cx.process;
+    if cx.package_manager.is_some() || CRASH_HANDLERS.contains(&basename(&reader.exe)) {
+        return None;
+    }
+    let mut f = Finding::new(
+        r.hdr.ktime_ns,
+        reader.clone(),
+        Detection::CredentialMemoryRead,
+    );
+    if r.op == ReadOp::Ptrace {
+        f.mitre.push(T1055_008);
+    }
+    if is_debugger(&reader.exe) && reader.uid == target.uid {
+        f.ceiling = Severity::Medium;
+    }
+    f.target = Some(Target {
+        pid: r.target_pid,
+        comm: target.comm.clone(),
+        exe: target.exe.clone(),
+        uid: Some(target.uid),
+        operation: Operation::Read(r.op),
+        request: (r.op == ReadOp::Ptrace).then_some(r.request),
+        address: (r.addr != 0).then(|| format!("{:#x}", r.addr)),
+        bytes: (r.bytes != 0).then_some(r.bytes),
+    });
+    Some(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        capture::decode::Header,
+        engine::{credential::Catalogue, rules::config_change::Watched},
+    };
+
+    fn proc(pid: u32, uid: u32, exe: &str) -> Process {
+        Process {
+            pid,
+            uid,
+            exe: exe.into(),
+            comm: basename(exe).chars().take(15).collect(),
+            ..Process::default()
+        }
+    }
+
+    fn read(
+        reader: &Process,
+        target: &Process,
+        op: ReadOp,
+        pm: Option<&'static str>,
+    ) -> Option<Finding> {
+        let (catalogue, watched) = (Catalogue::default(), Watched::default());
+        let cx = Context {
+            process: reader,
+            ktime_ns: 1,
+            catalogue: &catalogue,
+            watched: &watched,
+            package_manager: pm,
+        };
+        let r = MemRead {
+            hdr: Header {
+                ktime_ns: 1,
+                pid: reader.pid,
+                tid: reader.pid,
+                uid: reader.uid,
+                ..Header::default()
+            },
+            op,
+            target_pid: target.pid,
+            request: 2,
+            addr: 0x5555_0000,
+            bytes: 4096,
+        };
+        evaluate(&cx, Some(target), &r)
+    }
+
+    #[test]
+    fn readers_of_credential_processes() {
+        let sshd = proc(100, 0, "/usr/sbin/sshd");
+        let script = proc(200, 0, "/usr/bin/python3.11");
+        let f = read(&script, &sshd, ReadOp::ProcMem, None).unwrap();
+        assert_eq!(f.ceiling, Severity::Critical);
+        let t = f.target.unwrap();
+        assert_eq!(
+            (t.pid, t.exe.as_str(), t.bytes),
+            (100, "/usr/sbin/sshd", Some(4096))
+        );
+        assert!(f.mitre.is_empty());
+        let f = read(&script, &sshd, ReadOp::Ptrace, None).unwrap();
+        assert_eq!(f.mitre, [T1055_008]);
+        // Its own memory, a non-credential target, the package manager, the crash handler.
+        assert!(read(&sshd, &sshd, ReadOp::ProcMem, None).is_none());
+        assert!(read(
+            &script,
+            &proc(300, 0, "/usr/bin/cat"),
+            ReadOp::ProcMem,
+            None
+        )
+        .is_none());
+        assert!(read(&script, &sshd, ReadOp::ProcMem, Some("dpkg")).is_none());
+        let coredump = proc(400, 0, "/usr/lib/systemd/systemd-coredump");
+        assert!(read(&coredump, &sshd, ReadOp::ProcMem, None).is_none());
+    }
+
+    #[test]
+    fn debuggers_of_the_targets_own_user_are_medium() {
+        let agent = proc(100, 1000, "/usr/bin/ssh-agent");
+        let own = read(
+            &proc(200, 1000, "/usr/bin/gdb"),
+            &agent,
+            ReadOp::Ptrace,
+            None,
+        )
+        .unwrap();
+        assert_eq!(own.ceiling, Severity::Medium);
+        let root = read(
+            &proc(201, 0, "/usr/bin/strace"),
+            &agent,
+            ReadOp::Ptrace,
+            None,
+        )
+        .unwrap();
+        assert_eq!(root.ceiling, Severity::Critical);
+        assert!(is_debugger("/usr/bin/perf_6.1") && !is_debugger("/usr/bin/perl"));
+    }
+}
