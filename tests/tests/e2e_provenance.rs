@@ -129,13 +129,17 @@ fn a_library_first_found_through_a_new_loader_directory_is_high_in_ssh() {
         "libm.so.6",
         copy.to_str().unwrap(),
     ]);
-    let d = Daemon::start();
     std::fs::write(conf, format!("{}\n", libs.display())).unwrap();
     run(&["ldconfig"]);
+    // Checked before the daemon starts: `ldd` makes the loader map the copy, and the kernel
+    // reports a root-owned file's first mapping only, until the daemon has found it unpackaged
+    // in that ordinary process and forgotten it; ssh run within that window would not be
+    // reported.
     assert!(
         ssh_loads(copy.to_str().unwrap()),
         "the loader does not pick the copy"
     );
+    let d = Daemon::start();
     trigger(Command::new("ssh").arg("-V"));
     let a = d.expect_alert("the copy found through ld.so.conf.d in ssh", |a| {
         unverified_in(a, "ssh", &copy)
