@@ -2,25 +2,9 @@
 //! alerts, the least severity worth an alert — applied to findings once they are enriched.
 use crate::{
     config::Config,
-    engine::{credential::Catalogue, rules::Finding},
+    engine::{credential::Catalogue, provenance, rules::Finding},
     output::alert::{Alert, Clock, Detection, Severity},
 };
-
-fn sha256_file(path: &str) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
 
 /// What the configuration decides: which programs handle credentials, what never alerts, and
 /// the least severity worth an alert.
@@ -103,7 +87,12 @@ impl Policy {
             *exe == a.process.exe
                 && sha.as_ref().is_none_or(|s| {
                     let h = hash.get_or_insert_with(|| {
-                        sha256_file(&format!("/proc/{}/exe", a.process.pid)).ok()
+                        provenance::digest_file::<sha2::Sha256>(
+                            std::path::Path::new(&format!("/proc/{}/exe", a.process.pid)),
+                            u64::MAX,
+                        )
+                        .ok()
+                        .flatten()
                     });
                     h.as_ref() == Some(s)
                 })

@@ -127,7 +127,7 @@ const DIGEST_CHUNK: usize = 64 * 1024;
 
 /// The hex digest `D` of the file's bytes, read `DIGEST_CHUNK` at a time; `None` when there
 /// are more than `budget`.
-fn digest_file<D: sha2::Digest>(path: &Path, budget: u64) -> io::Result<Option<String>> {
+pub(crate) fn digest_file<D: sha2::Digest>(path: &Path, budget: u64) -> io::Result<Option<String>> {
     use std::io::Read as _;
     let mut file = std::fs::File::open(path)?;
     if file.metadata()?.len() > budget {
