@@ -178,11 +178,13 @@ mod tests {
     #[test]
     fn the_hosts_libc_verifies_and_a_copy_does_not() {
         if !super::super::dpkg::Dpkg::present(Path::new("/")) {
+            eprintln!("no dpkg database on this machine: skipped");
             return;
         }
         let v = Verifier::new(u64::MAX);
         let libc = "/usr/lib/x86_64-linux-gnu/libc.so.6";
         if !Path::new(libc).exists() {
+            eprintln!("no {libc} on this machine: skipped");
             return;
         }
         let p = v.verify(None, libc, Path::new(libc));

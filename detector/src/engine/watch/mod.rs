@@ -690,6 +690,7 @@ mod tests {
     #[test]
     fn verification_waits_for_the_package_managers_changes_to_settle() {
         if provenance::system(1 << 20).is_none() {
+            eprintln!("no package database on this machine: skipped");
             return;
         }
         let d = dir("late");
