@@ -205,7 +205,8 @@ pub mod maps {
     pub const READ_ERRORS: &str = "READ_ERRORS";
     /// Watched directories, [`WatchKey`](super::WatchKey) to `u32`.
     pub const WATCH: &str = "WATCH";
-    /// Seen-cache of safe executable mappings, [`SeenKey`](super::SeenKey) to `u8`.
+    /// Seen-cache of safe executable mappings, [`SeenKey`](super::SeenKey) to `u64`
+    /// ([`SEEN_VOUCHED`](super::SEEN_VOUCHED), or when it was first reported).
     pub const SEEN: &str = "SEEN";
     /// Processes whose loader holds /etc/ld.so.preload mapped: tgid to the list's facts.
     pub const PRELOAD_MARKS: &str = "PRELOAD_MARKS";
@@ -631,6 +632,14 @@ pub struct KernelConfig {
     /// program then does not look for the ELF interpreter).
     pub regs_ip: u32,
 }
+
+/// Seen-cache value of a file version user space vouched for (or has nothing more to ask
+/// about): its mappings are not reported. Any other value is the boot-clock time of its first
+/// report: its mappings are reported for `SEEN_PENDING_NS` after it (user space is still
+/// deciding, and a credential process mapping it meanwhile must not go unseen), then not.
+pub const SEEN_VOUCHED: u64 = u64::MAX;
+/// How long a file version's mappings keep being reported while user space decides about it.
+pub const SEEN_PENDING_NS: u64 = 1_000_000_000;
 
 /// Key of the in-kernel seen-cache of safe executable mappings: one event per file version.
 #[repr(C)]

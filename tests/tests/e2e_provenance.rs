@@ -152,6 +152,40 @@ fn a_library_first_found_through_a_new_loader_directory_is_high_in_ssh() {
     d.stop();
 }
 
+/// A credential process that maps a new root-owned file right after an ordinary process first
+/// mapped it (here `ldd`, whose loader maps it) is still verified: the kernel keeps reporting a
+/// file version's mappings while the daemon decides about it.
+#[test]
+fn a_file_first_mapped_by_an_ordinary_process_is_still_verified_in_ssh_right_after() {
+    let conf = Path::new("/etc/ld.so.conf.d/00-detector-seen-window.conf");
+    let libs = Path::new("/usr/local/lib/detector-seen-window");
+    let copy = libs.join("libkeyutils.so.1");
+    let _conf = Restore::path(conf).then_run(&["ldconfig"]);
+    let _libs = Restore::path(libs);
+    std::fs::create_dir_all(libs).unwrap();
+    std::fs::copy(libkeyutils(), &copy).unwrap();
+    run(&[
+        "patchelf",
+        "--add-needed",
+        "libm.so.6",
+        copy.to_str().unwrap(),
+    ]);
+    std::fs::write(conf, format!("{}\n", libs.display())).unwrap();
+    run(&["ldconfig"]);
+    let d = Daemon::start();
+    // The loader maps the copy for ldd, in a process outside the catalogue; ssh follows at once.
+    assert!(
+        ssh_loads(copy.to_str().unwrap()),
+        "the loader does not pick the copy"
+    );
+    trigger(Command::new("ssh").arg("-V"));
+    let a = d.expect_alert("the copy in ssh right after ldd mapped it", |a| {
+        unverified_in(a, "ssh", &copy)
+    });
+    assert!(severity_rank(&a) >= 3, "{a:#}");
+    d.stop();
+}
+
 /// Runs `cmd` to a successful end; its pid.
 fn run_pid(cmd: &mut Command) -> u32 {
     let mut child = cmd

@@ -40,13 +40,14 @@ pub struct Capture {
     lost: PerCpuArray<MapData, u64>,
     read_errors: PerCpuArray<MapData, u64>,
     reader_idle: Array<MapData, u32>,
-    seen: Option<HashMap<MapData, SeenKey, u8>>,
+    seen: Option<HashMap<MapData, SeenKey, u64>>,
 }
 
-/// The kernel's seen-cache of executable mappings (files only root controls, reported once per
-/// version): forgetting a key has the next mapping of that file version reported again;
-/// remembering one has its mappings no longer reported.
-pub struct SeenCache(HashMap<MapData, SeenKey, u8>);
+/// The kernel's seen-cache of executable mappings (files only root controls): a file version's
+/// mappings are reported from its first for `SEEN_PENDING_NS`, then no longer; forgetting a
+/// key has the next mapping of that file version reported again; remembering one has its
+/// mappings no longer reported at once.
+pub struct SeenCache(HashMap<MapData, SeenKey, u64>);
 
 impl SeenCache {
     pub fn forget(&mut self, key: SeenKey) {
@@ -55,7 +56,7 @@ impl SeenCache {
     }
 
     pub fn remember(&mut self, key: SeenKey) {
-        if let Err(e) = self.0.insert(key, 1, 0) {
+        if let Err(e) = self.0.insert(key, detector_common::SEEN_VOUCHED, 0) {
             log::debug!("seen-cache insert: {e}");
         }
     }

@@ -365,9 +365,8 @@ impl Stage {
                 } else {
                     &self.counters.verify_dropped
                 });
-                if forget || vouched {
-                    self.tell_kernel(&f, vouched);
-                }
+                // Vouched for, or nothing more to ask: its mappings are no longer reported.
+                self.tell_kernel(&f, vouched || !forget);
             }
             Outcome::Alert => {
                 let unverified = f.library.as_ref().is_some_and(|l| l.is_unverified());
