@@ -638,8 +638,10 @@ pub struct KernelConfig {
 /// report: its mappings are reported for `SEEN_PENDING_NS` after it (user space is still
 /// deciding, and a credential process mapping it meanwhile must not go unseen), then not.
 pub const SEEN_VOUCHED: u64 = u64::MAX;
-/// How long a file version's mappings keep being reported while user space decides about it.
-pub const SEEN_PENDING_NS: u64 = 1_000_000_000;
+/// How long a file version's mappings keep being reported while user space decides about it:
+/// longer than the reader's drain period and a verification, short enough that a file nothing
+/// asks about (an ordinary program's own executable) costs an exec storm little.
+pub const SEEN_PENDING_NS: u64 = 250_000_000;
 
 /// Key of the in-kernel seen-cache of safe executable mappings: one event per file version.
 #[repr(C)]
