@@ -205,9 +205,12 @@ pub mod maps {
     pub const READ_ERRORS: &str = "READ_ERRORS";
     /// Watched directories, [`WatchKey`](super::WatchKey) to `u32`.
     pub const WATCH: &str = "WATCH";
-    /// Seen-cache of safe executable mappings, [`SeenKey`](super::SeenKey) to `u64`
-    /// ([`SEEN_VOUCHED`](super::SEEN_VOUCHED), or when it was first reported).
+    /// Seen-cache of safe executable mappings, [`SeenKey`](super::SeenKey) to
+    /// [`SEEN_PENDING`](super::SEEN_PENDING) or [`SEEN_VOUCHED`](super::SEEN_VOUCHED).
     pub const SEEN: &str = "SEEN";
+    /// The credential catalogue's executable basenames, [`ProgramName`](super::ProgramName) to
+    /// `u8`.
+    pub const CREDENTIAL_NAMES: &str = "CREDENTIAL_NAMES";
     /// Processes whose loader holds /etc/ld.so.preload mapped: tgid to the list's facts.
     pub const PRELOAD_MARKS: &str = "PRELOAD_MARKS";
     /// Last report of a (reader, target, operation) memory read: ktime, for one event a second.
@@ -631,17 +634,39 @@ pub struct KernelConfig {
     /// The offset in `struct pt_regs` of the user instruction pointer (0: unknown, the exec
     /// program then does not look for the ELF interpreter).
     pub regs_ip: u32,
+    /// `mm_struct`'s `exe_file`: the process's executable.
+    pub mm_exe_file: u32,
 }
 
-/// Seen-cache value of a file version user space vouched for (or has nothing more to ask
-/// about): its mappings are not reported. Any other value is the boot-clock time of its first
-/// report: its mappings are reported for `SEEN_PENDING_NS` after it (user space is still
-/// deciding, and a credential process mapping it meanwhile must not go unseen), then not.
-pub const SEEN_VOUCHED: u64 = u64::MAX;
-/// How long a file version's mappings keep being reported while user space decides about it:
-/// longer than the reader's drain period and a verification, short enough that a file nothing
-/// asks about (an ordinary program's own executable) costs an exec storm little.
-pub const SEEN_PENDING_NS: u64 = 250_000_000;
+/// Seen-cache value of a file version reported once and not yet decided on by user space: a
+/// credential program's mappings of it are still reported (see `CREDENTIAL_NAMES`), other
+/// processes' are not.
+pub const SEEN_PENDING: u8 = 1;
+/// Seen-cache value of a file version user space vouched for, or has nothing more to ask about:
+/// its mappings are not reported.
+pub const SEEN_VOUCHED: u8 = 2;
+
+/// The longest executable basename the kernel compares with the credential catalogue.
+pub const PROGRAM_NAME_MAX: usize = 32;
+
+/// Key of the `CREDENTIAL_NAMES` map: an executable's basename, NUL-padded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProgramName {
+    pub bytes: [u8; PROGRAM_NAME_MAX],
+}
+
+impl ProgramName {
+    /// The key for `name`; `None` when it does not fit with its terminating NUL.
+    pub fn new(name: &[u8]) -> Option<Self> {
+        if name.is_empty() || name.len() >= PROGRAM_NAME_MAX || name.contains(&0) {
+            return None;
+        }
+        let mut bytes = [0u8; PROGRAM_NAME_MAX];
+        bytes[..name.len()].copy_from_slice(name);
+        Some(ProgramName { bytes })
+    }
+}
 
 /// Key of the in-kernel seen-cache of safe executable mappings: one event per file version.
 #[repr(C)]
@@ -669,6 +694,7 @@ mod pod {
     unsafe impl aya::Pod for super::KernelConfig {}
     unsafe impl aya::Pod for super::SeenKey {}
     unsafe impl aya::Pod for super::WatchKey {}
+    unsafe impl aya::Pod for super::ProgramName {}
 }
 
 #[cfg(test)]

@@ -159,6 +159,11 @@ impl Mm {
 }
 
 impl Mm {
+    /// The process's executable (`exe_file`).
+    #[inline(always)]
+    pub fn exe_file(self, cfg: &KernelConfig) -> Option<File> {
+        self.ptr(cfg.mm_exe_file)
+    }
     /// The program's own text: `start_code`, `end_code`.
     #[inline(always)]
     pub fn code(self, cfg: &KernelConfig) -> Option<(u64, u64)> {

@@ -2,6 +2,7 @@
 #![no_std]
 #![no_main]
 
+mod credential;
 mod exec;
 mod file_change;
 mod floor;

@@ -6,18 +6,15 @@
 //! dynamic loader, which a rootkit may replace with a copy reading another preload file). The
 //! file is
 //! resolved in the kernel, with the facts user space judges it by. Root-owned files that only
-//! root can change cost one event per file version once user space vouched for it (the
-//! seen-cache; while it decides, at most `SEEN_PENDING_NS`, each mapping is reported, so that a
-//! credential process mapping a new file right after another process does is seen); a file a non-root user
-//! can write, one on tmpfs, a memfd, or a deleted file is reported every time, and so is every
+//! root can change cost one event per file version (the seen-cache), except in credential
+//! programs, whose mappings of a version are reported until user space vouched for it (so that
+//! ssh mapping a new library a millisecond after an ordinary process first did is seen); a file
+//! a non-root user can write, one on tmpfs, a memfd, or a deleted file is reported every time, and so is every
 //! mapping a process makes while its loader holds /etc/ld.so.preload (`preload_list`, which
 //! also learns of the list's mmap here).
 use aya_ebpf::{
     cty::c_void,
-    helpers::{
-        bpf_ktime_get_boot_ns,
-        generated::{bpf_find_vma, bpf_get_current_task_btf, bpf_task_pt_regs},
-    },
+    helpers::generated::{bpf_find_vma, bpf_get_current_task_btf, bpf_task_pt_regs},
     macros::{btf_tracepoint, tracepoint},
     maps::LruHashMap,
     programs::{BtfTracePointContext, TracePointContext},
@@ -25,10 +22,11 @@ use aya_ebpf::{
 use detector_common::{
     Channel, EventKind, KernelConfig, MmapEvent, SeenKey, MMAP_AFTER_PRELOAD_LIST,
     MMAP_SOURCE_EXEC_INTERPRETER, MMAP_SOURCE_EXEC_PROGRAM, MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT,
-    PATH_TRUNCATED, SEEN_PENDING_NS, SEEN_VOUCHED,
+    PATH_TRUNCATED, SEEN_PENDING,
 };
 
 use crate::{
+    credential,
     kernel::{Bprm, File, PtRegs, Task, Vma},
     preload_list,
     read::OrCount as _,
@@ -47,8 +45,8 @@ const MAP_ANONYMOUS: u64 = 0x20;
 const VM_EXEC: u64 = 0x4;
 
 named_map! {
-    /// Safe files reported: vouched for, or since when user space is deciding.
-    static SEEN: LruHashMap<SeenKey, u64> = LruHashMap::with_max_entries(16384, 0);
+    /// Safe files reported: pending (user space decides) or vouched for.
+    static SEEN: LruHashMap<SeenKey, u8> = LruHashMap::with_max_entries(16384, 0);
 }
 
 #[tracepoint]
@@ -245,8 +243,11 @@ fn report<const LIST: bool>(
     // While the loader holds /etc/ld.so.preload mapped, what it maps is what the list names:
     // reported every time.
     let first = match unsafe { SEEN.get(key) } {
-        Some(&since) => {
-            if !(LIST && preload_list::marked(cfg, task)) && settled(since) {
+        Some(&state) => {
+            let listed = LIST && preload_list::marked(cfg, task);
+            let pending_in_credential =
+                state == SEEN_PENDING && credential::runs_credential_program(cfg, task);
+            if !listed && !pending_in_credential {
                 return None;
             }
             false
@@ -256,8 +257,7 @@ fn report<const LIST: bool>(
     let info = inode_info_of(cfg, inode, &id, CH);
     let safe = info.only_root_controls();
     if safe && first {
-        // SAFETY: a helper without arguments.
-        let _ = SEEN.insert(key, unsafe { bpf_ktime_get_boot_ns() }, 0);
+        let _ = SEEN.insert(key, SEEN_PENDING, 0);
     }
     let (mnt, dentry) = path_parts(cfg, file.path(cfg), CH)?;
     let (off, truncated) = build_path(cfg, mnt, dentry, SCRATCH_PATH, CH)?;
@@ -293,16 +293,4 @@ fn report<const LIST: bool>(
         submit_flags()
     });
     Some(())
-}
-
-/// Whether a seen-cache entry stops reports: vouched for, or user space has had
-/// `SEEN_PENDING_NS` to decide about it.
-#[inline(always)]
-fn settled(since: u64) -> bool {
-    if since == SEEN_VOUCHED {
-        return true;
-    }
-    // SAFETY: a helper without arguments.
-    let now = unsafe { bpf_ktime_get_boot_ns() };
-    now.wrapping_sub(since) >= SEEN_PENDING_NS
 }

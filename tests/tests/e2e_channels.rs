@@ -192,6 +192,48 @@ fn mmap_of_a_dlopened_library() {
     ev.stop();
 }
 
+/// The seen-cache: a root-owned library in a root-only directory is reported at its first
+/// mapping and not at an ordinary process's next one (nothing has decided on it: `detector
+/// events` never does), but a credential program's mapping of it is (a copy of the loading
+/// program named `ssh`).
+#[test]
+fn mmap_seen_cache_still_reports_a_pending_file_to_credential_programs() {
+    let dir = TempDir::new("chan-seen");
+    let built = gcc(&dir, "plain_ext.c", "libseen.so", true);
+    let loadlib = gcc(&dir, "loadlib.c", "loadlib", false);
+    let ssh = dir.path("ssh");
+    std::fs::copy(&loadlib, &ssh).unwrap();
+    let libs = Path::new("/usr/local/lib/detector-chan-seen");
+    let _libs = Restore::path(libs);
+    std::fs::create_dir_all(libs).unwrap();
+    let lib = libs.join("libseen.so");
+    std::fs::copy(&built, &lib).unwrap();
+    let path = lib.to_str().unwrap();
+    let ev = Events::start(&["--kind", "mmap"]);
+    let load = |program: &Path| {
+        let (pid, st) = run(Command::new(program).arg("path").arg(&lib));
+        assert!(st.success(), "{program:?} path {lib:?}: {st}");
+        pid
+    };
+    let first = load(&loadlib);
+    ev.expect("the first mapping", |e| {
+        pid_is(e, first) && e["file"]["path"] == path
+    });
+    let again = load(&loadlib);
+    let credential = load(&ssh);
+    let e = ev.expect(
+        "the credential program's mapping of the pending file",
+        |e| pid_is(e, credential) && e["file"]["path"] == path,
+    );
+    assert_eq!(e["comm"], "ssh");
+    assert!(
+        ev.matching(|e| pid_is(e, again) && e["file"]["path"] == path)
+            .is_empty(),
+        "an ordinary process's second mapping was reported"
+    );
+    ev.stop();
+}
+
 /// At exec the kernel maps the program and its ELF interpreter itself, with no mmap call: a copy
 /// of /usr/bin/true whose PT_INTERP names a copy of the loader gives one event for each, with
 /// the kernel's facts of each file; the loader run as a program (a static executable: the new

@@ -152,35 +152,43 @@ fn a_library_first_found_through_a_new_loader_directory_is_high_in_ssh() {
     d.stop();
 }
 
-/// A credential process that maps a new root-owned file right after an ordinary process first
-/// mapped it (here `ldd`, whose loader maps it) is still verified: the kernel keeps reporting a
-/// file version's mappings while the daemon decides about it.
+/// A credential process that maps a new root-owned file a few milliseconds after an ordinary
+/// process first mapped it is still verified: the kernel keeps reporting a file version's
+/// mappings while the daemon decides about it. Here the ordinary process is `ldd`, whose loader
+/// maps what ssh would load, and ssh follows at once.
 #[test]
-fn a_file_first_mapped_by_an_ordinary_process_is_still_verified_in_ssh_right_after() {
-    let conf = Path::new("/etc/ld.so.conf.d/00-detector-seen-window.conf");
-    let libs = Path::new("/usr/local/lib/detector-seen-window");
-    let copy = libs.join("libkeyutils.so.1");
-    let _conf = Restore::path(conf).then_run(&["ldconfig"]);
-    let _libs = Restore::path(libs);
-    std::fs::create_dir_all(libs).unwrap();
-    std::fs::copy(libkeyutils(), &copy).unwrap();
+fn a_trojan_first_mapped_by_an_ordinary_process_is_still_verified_in_ssh_right_after() {
+    assert!(
+        ssh_loads("libkeyutils.so.1"),
+        "ssh does not load libkeyutils"
+    );
+    let dir = TempDir::new("seen-window");
+    let real = libkeyutils();
+    let trojan = real.with_file_name("libkeyutils.so.1.detector-seen-window");
+    let helper = Path::new(LIBDIR).join("libdetector-seen-window-helper.so");
+    let link = Path::new(LIBDIR).join("libkeyutils.so.1");
+    let _link = Restore::path(&link);
+    let _trojan = Restore::path(&trojan);
+    let _helper = Restore::path(&helper);
+    harmless_library(&dir, &helper);
+    std::fs::copy(&real, &trojan).unwrap();
     run(&[
         "patchelf",
         "--add-needed",
-        "libm.so.6",
-        copy.to_str().unwrap(),
+        helper.to_str().unwrap(),
+        trojan.to_str().unwrap(),
     ]);
-    std::fs::write(conf, format!("{}\n", libs.display())).unwrap();
-    run(&["ldconfig"]);
     let d = Daemon::start();
-    // The loader maps the copy for ldd, in a process outside the catalogue; ssh follows at once.
+    let side = link.with_file_name("libkeyutils.so.1.detector-seen-window-link");
+    std::os::unix::fs::symlink(trojan.file_name().unwrap(), &side).unwrap();
+    std::fs::rename(&side, &link).unwrap();
     assert!(
-        ssh_loads(copy.to_str().unwrap()),
-        "the loader does not pick the copy"
+        trigger(Command::new("ldd").arg("/usr/bin/ssh")).success(),
+        "ldd /usr/bin/ssh failed"
     );
     trigger(Command::new("ssh").arg("-V"));
-    let a = d.expect_alert("the copy in ssh right after ldd mapped it", |a| {
-        unverified_in(a, "ssh", &copy)
+    let a = d.expect_alert("the trojan in ssh right after ldd mapped it", |a| {
+        unverified_in(a, "ssh", &trojan)
     });
     assert!(severity_rank(&a) >= 3, "{a:#}");
     d.stop();

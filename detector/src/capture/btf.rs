@@ -80,6 +80,7 @@ pub fn config(btf_path: &str, self_tgid: u32) -> Result<KernelConfig> {
         mm_start_code: off("mm_struct", "start_code")?,
         mm_end_code: off("mm_struct", "end_code")?,
         regs_ip: user_ip(&btf),
+        mm_exe_file: off("mm_struct", "exe_file")?,
     })
 }
 

@@ -9,7 +9,9 @@ use aya::{
     programs::{BtfTracePoint, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
-use detector_common::{maps, Attach, Channel, KernelConfig, SeenKey, WatchKey, CHANNELS};
+use detector_common::{
+    maps, Attach, Channel, KernelConfig, ProgramName, SeenKey, WatchKey, CHANNELS,
+};
 use tokio::io::unix::AsyncFd;
 
 type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
@@ -40,14 +42,14 @@ pub struct Capture {
     lost: PerCpuArray<MapData, u64>,
     read_errors: PerCpuArray<MapData, u64>,
     reader_idle: Array<MapData, u32>,
-    seen: Option<HashMap<MapData, SeenKey, u64>>,
+    seen: Option<HashMap<MapData, SeenKey, u8>>,
 }
 
-/// The kernel's seen-cache of executable mappings (files only root controls): a file version's
-/// mappings are reported from its first for `SEEN_PENDING_NS`, then no longer; forgetting a
-/// key has the next mapping of that file version reported again; remembering one has its
-/// mappings no longer reported at once.
-pub struct SeenCache(HashMap<MapData, SeenKey, u64>);
+/// The kernel's seen-cache of executable mappings (files only root controls): after a file
+/// version's first report, only credential programs' mappings of it are reported, until user
+/// space remembers it (vouched for: no longer reported) or forgets it (the next mapping is
+/// reported again).
+pub struct SeenCache(HashMap<MapData, SeenKey, u8>);
 
 impl SeenCache {
     pub fn forget(&mut self, key: SeenKey) {
@@ -189,6 +191,28 @@ impl Capture {
             },
             KernelLog(logger),
         ))
+    }
+
+    /// Writes the credential catalogue's executable basenames for the kernel, which reports a
+    /// credential program's mappings of a file version user space has not yet decided on. A
+    /// name that does not fit is left to user space alone (logged).
+    pub fn set_credential_names<'a>(
+        &mut self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<()> {
+        let mut map: HashMap<_, ProgramName, u8> =
+            HashMap::try_from(map_mut(&mut self._ebpf, maps::CREDENTIAL_NAMES)?)?;
+        for name in names {
+            match ProgramName::new(name.as_bytes()) {
+                Some(key) => map
+                    .insert(key, 1, 0)
+                    .with_context(|| format!("writing the credential name {name}"))?,
+                None => log::warn!(
+                    "the credential program name {name:?} is too long for the kernel's catalogue: its mappings of a file version are reported once"
+                ),
+            }
+        }
+        Ok(())
     }
 
     /// The handle to the kernel's seen-cache, once.

@@ -19,7 +19,7 @@ use crate::{
     capture::fanotify::{self, Watcher},
     capture::load::{report_loss, Capture},
     cli::{EventsArgs, RING_BUFFER_KIB},
-    engine::rules::config_change::Watched,
+    engine::{credential::Catalogue, rules::config_change::Watched},
 };
 
 /// How often the ring buffer is drained while events flow (as in `detector run`: the programs
@@ -102,6 +102,9 @@ async fn serve(args: EventsArgs, kcfg: KernelConfig) -> Result<ExitCode> {
         RING_BUFFER_KIB * 1024,
         true, // every channel: `--kind` and `--pid` filter in user space
     )?;
+    // The built-in catalogue: the kernel reports credential programs' mappings of a file
+    // version whose first report nothing has decided on, as the daemon's kernel does.
+    capture.set_credential_names(Catalogue::default().basenames())?;
     let mut writes = Some(Watcher::start(&dirs)?);
     super::touch_ready(args.ready_file.as_deref())?;
     log::info!("armed: writing events on stdout");

@@ -31,6 +31,7 @@ use crate::{
     config::{self, Config},
     engine::{
         correlate::Correlator,
+        credential::Catalogue,
         policy::Policy,
         policy_stage::{self, Settings, ToPolicy, Wiring},
         provenance::verifier::Verifier,
@@ -211,6 +212,7 @@ async fn serve(
         args.ring_buffer_kib * 1024,
         cfg.capture.syscalls,
     )?;
+    capture.set_credential_names(Catalogue::new(&cfg.catalogue.extra).basenames())?;
     let mut writes = if cfg.capture.syscalls {
         Some(Watcher::start(&watched.directories())?)
     } else {

@@ -49,6 +49,17 @@ impl Catalogue {
         }
     }
 
+    /// The executable basenames it names: the built-in ones and the additions' (an absolute
+    /// path's basename stands for it).
+    pub fn basenames(&self) -> impl Iterator<Item = &str> {
+        CATALOGUE.iter().copied().chain(
+            self.extra
+                .iter()
+                .map(|e| e.rsplit('/').next().unwrap_or(e))
+                .filter(|b| !b.is_empty()),
+        )
+    }
+
     /// True when `exe` (a path) or, when the path is unknown, `comm` names a credential program.
     pub fn matches(&self, exe: &str, comm: &str) -> bool {
         let base = exe.rsplit('/').next().unwrap_or(exe);
@@ -78,5 +89,7 @@ mod tests {
         assert!(c.matches("/usr/local/bin/vault", "vault"));
         assert!(c.matches("/opt/corp/bin/authd", "authd"));
         assert!(!c.matches("/tmp/authd", "authd"));
+        let names: Vec<_> = c.basenames().collect();
+        assert!(names.contains(&"ssh") && names.contains(&"vault") && names.contains(&"authd"));
     }
 }
