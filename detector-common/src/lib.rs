@@ -342,6 +342,9 @@ pub const NAME_MAX: usize = 256;
 pub const PATH_TRUNCATED: u32 = 1 << 8;
 /// Flag: a second path (`FileChangeEvent.dir`) did not fit.
 pub const DIR_TRUNCATED: u32 = 1 << 9;
+/// Flag (file changes): the process's root directory is not the host's (a chroot); its
+/// absolute names are relative to that root, whose path is `FileChangeEvent.dir`.
+pub const ROOTED_ELSEWHERE: u32 = 1 << 10;
 
 /// What the kernel knows of a file at the moment it was used.
 #[repr(C)]
@@ -636,6 +639,12 @@ pub struct KernelConfig {
     pub regs_ip: u32,
     /// `mm_struct`'s `exe_file`: the process's executable.
     pub mm_exe_file: u32,
+    /// `fs_struct`'s `root`: the process's root directory.
+    pub fs_root: u32,
+    /// The host's root directory (the daemon's): its device (kernel encoding) and inode.
+    pub host_root_dev: u32,
+    pub _pad_root: u32,
+    pub host_root_ino: u64,
 }
 
 /// Seen-cache value of a file version reported once and not yet decided on by user space: a

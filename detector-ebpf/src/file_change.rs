@@ -19,7 +19,7 @@ use aya_ebpf::{
 use detector_common::{
     Channel, EventKind, FileChangeEvent, KernelConfig, MemTamperEvent, WatchKey, DIR_TRUNCATED,
     FILE_OP_LINK, FILE_OP_RENAME, FILE_OP_SYMLINK, FILE_OP_TRUNCATE, FILE_OP_UNLINK, NAME_MAX,
-    PATH_TRUNCATED, PROC_SUPER_MAGIC, TAMPER_PROC_MEM,
+    PATH_TRUNCATED, PROC_SUPER_MAGIC, ROOTED_ELSEWHERE, TAMPER_PROC_MEM,
 };
 
 use crate::{
@@ -312,6 +312,21 @@ fn watched_base(cfg: &KernelConfig, task: Task, dfd: i64) -> Option<(VfsMount, D
     }
 }
 
+/// The task's root directory when it is not the host's (by device and inode: a bind mount of
+/// the host's root is the host's root).
+#[inline(always)]
+fn foreign_root(cfg: &KernelConfig, task: Task) -> Option<(VfsMount, Dentry)> {
+    let (m, d) = path_parts(cfg, task.fs(cfg).or_count(CH)?.root(cfg), CH)?;
+    let inode = dentry_inode(cfg, d);
+    let ino = inode.ino(cfg).or_count(CH)?;
+    let dev = inode.sb(cfg).or_count(CH)?.dev(cfg).or_count(CH)?;
+    if ino == cfg.host_root_ino && dev == cfg.host_root_dev {
+        None
+    } else {
+        Some((m, d))
+    }
+}
+
 /// `name` (and `name2` for a rename) relative to `dfd`/`dfd2`: report when interesting.
 #[inline(always)]
 fn string_op(op: u32, dfd: i64, name: u64, dfd2: i64, name2: u64) -> Option<()> {
@@ -336,6 +351,13 @@ fn string_op(op: u32, dfd: i64, name: u64, dfd2: i64, name2: u64) -> Option<()> 
     if !report {
         return None;
     }
+    // An absolute name of a process in a chroot names a file under its root: the root's path
+    // goes in `dir`.
+    let mut rooted = false;
+    if dir.is_none() {
+        dir = foreign_root(cfg, task);
+        rooted = dir.is_some();
+    }
     let mut dir_off = 0;
     let mut dir_truncated = false;
     if let Some((m, d)) = dir {
@@ -347,6 +369,9 @@ fn string_op(op: u32, dfd: i64, name: u64, dfd2: i64, name2: u64) -> Option<()> 
     let ev = unsafe { &mut *entry.as_mut_ptr() };
     if dir_truncated {
         ev.hdr.flags |= DIR_TRUNCATED;
+    }
+    if rooted {
+        ev.hdr.flags |= ROOTED_ELSEWHERE;
     }
     ev.file = Default::default();
     ev.op = op;

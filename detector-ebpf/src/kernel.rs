@@ -320,6 +320,11 @@ impl Mount {
 }
 
 impl FsStruct {
+    /// The embedded `root`: the root directory.
+    #[inline(always)]
+    pub fn root(self, cfg: &KernelConfig) -> Path {
+        Path(self.0 + cfg.fs_root as u64)
+    }
     /// The embedded `pwd`: the current directory.
     #[inline(always)]
     pub fn pwd(self, cfg: &KernelConfig) -> Path {

@@ -393,3 +393,58 @@ fn a_library_a_package_manager_leaves_that_no_package_vouches_for_is_high_once_i
     );
     d.stop();
 }
+
+/// A root filesystem being built in a directory (debootstrap, mmdebstrap, a container image):
+/// a process chrooted into it names its own files with absolute names. Renaming the tree's own
+/// `/etc/pam.d` file is not a change of the host's PAM configuration; the same tool chrooted
+/// into `/usr/local` creating a link in its `/lib` is, and the alert names the host's path.
+#[test]
+fn a_chroots_absolute_names_are_judged_as_the_host_names_them() {
+    let tree = detector_tests::TempDir::new("watch-chroot");
+    let root = tree.path("root");
+    std::fs::create_dir_all(root.join("etc/pam.d")).unwrap();
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy("/usr/bin/busybox", root.join("bin/busybox")).unwrap();
+    std::fs::write(
+        root.join("etc/pam.d/su-new"),
+        "auth sufficient pam_rootok.so\n",
+    )
+    .unwrap();
+    // busybox picks its applet by its own name: the copy keeps it, in a directory of its own.
+    let local_dir = "/usr/local/detector-e2e-chroot";
+    let link = "/usr/local/lib/detector-e2e-chroot-link";
+    let _b = Restore::path(local_dir);
+    let _l = Restore::path(link);
+    std::fs::create_dir_all(local_dir).unwrap();
+    std::fs::copy("/usr/bin/busybox", format!("{local_dir}/busybox")).unwrap();
+    let d = Daemon::start();
+    assert!(trigger(Command::new("chroot").arg(&root).args([
+        "/bin/busybox",
+        "mv",
+        "/etc/pam.d/su-new",
+        "/etc/pam.d/su"
+    ]))
+    .success());
+    assert!(root.join("etc/pam.d/su").exists());
+    assert!(trigger(Command::new("chroot").args([
+        "/usr/local",
+        "/detector-e2e-chroot/busybox",
+        "ln",
+        "-s",
+        "nowhere",
+        "/lib/detector-e2e-chroot-link"
+    ]))
+    .success());
+    let a = d.expect_alert("the link made through the chroot into /usr/local", |a| {
+        s(a, "file.path") == link
+    });
+    assert!(severity_rank(&a) >= 3, "{a}");
+    let host_pam = d.alerts_matching(|a| s(a, "file.path").starts_with("/etc/pam.d/su"));
+    assert!(host_pam.is_empty(), "{host_pam:#?}");
+    let tree_path = root.join("etc/pam.d/su");
+    let in_tree = d.alerts_matching(|a| {
+        severity_rank(a) >= 2 && s(a, "file.path") == tree_path.to_str().unwrap()
+    });
+    assert!(in_tree.is_empty(), "{in_tree:#?}");
+    d.stop();
+}

@@ -4,6 +4,7 @@
 use anyhow::{anyhow, bail, Result};
 use btf_rs::{Btf, Type};
 use detector_common::KernelConfig;
+use std::os::unix::fs::MetadataExt as _;
 
 /// Builds the programs' [`KernelConfig`] for this kernel.
 pub fn config(btf_path: &str, self_tgid: u32) -> Result<KernelConfig> {
@@ -26,6 +27,8 @@ pub fn config(btf_path: &str, self_tgid: u32) -> Result<KernelConfig> {
         .iter()
         .enumerate()
         .all(|(i, &o)| o == start_stack + 8 * (i as u32 + 1));
+    // The host's root, by identity: a process whose root differs is in a chroot.
+    let root = std::fs::metadata("/").map_err(|e| anyhow!("stat /: {e}"))?;
     Ok(KernelConfig {
         ready: 1,
         self_tgid,
@@ -81,6 +84,10 @@ pub fn config(btf_path: &str, self_tgid: u32) -> Result<KernelConfig> {
         mm_end_code: off("mm_struct", "end_code")?,
         regs_ip: user_ip(&btf),
         mm_exe_file: off("mm_struct", "exe_file")?,
+        fs_root: off("fs_struct", "root")?,
+        host_root_dev: (libc::major(root.dev()) << 20) | libc::minor(root.dev()),
+        _pad_root: 0,
+        host_root_ino: root.ino(),
     })
 }
 

@@ -11,7 +11,8 @@ use detector_common::{
     MMAP_AFTER_PRELOAD_LIST, MMAP_SOURCE_EXEC_INTERPRETER, MMAP_SOURCE_EXEC_PROGRAM,
     MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT, OVERLAYFS_MAGIC, PATH_TRUNCATED, PRELOAD_LIST_MAX,
     PRELOAD_LIST_TRUNCATED, PRELOAD_LIST_UNREAD, RAMFS_MAGIC, READ_PROCESS_VM_READV, READ_PROC_MEM,
-    READ_PTRACE, TAMPER_PROCESS_VM_WRITEV, TAMPER_PROC_MEM, TAMPER_PTRACE, TMPFS_MAGIC,
+    READ_PTRACE, ROOTED_ELSEWHERE, TAMPER_PROCESS_VM_WRITEV, TAMPER_PROC_MEM, TAMPER_PTRACE,
+    TMPFS_MAGIC,
 };
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -332,6 +333,15 @@ mod json {
     }
 }
 
+/// A syscall name of a process whose root directory is `root` (a chroot), as the host names it.
+fn under_root(root: &str, name: &str) -> String {
+    format!(
+        "{}/{}",
+        root.trim_end_matches('/'),
+        name.trim_start_matches('/')
+    )
+}
+
 /// A syscall name made absolute: as is when it starts with '/', else joined to `dir`.
 fn absolute(dir: &str, name: &str) -> String {
     if name.starts_with('/') || dir.is_empty() {
@@ -506,10 +516,17 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
                 } else {
                     path_at(&e.dir, e.dir_off)
                 };
+                let rooted = e.hdr.flags & ROOTED_ELSEWHERE != 0;
                 [cstr(&e.name), cstr(&e.name2)]
                     .iter()
                     .filter(|n| !n.is_empty())
-                    .map(|n| normalize(&absolute(&dir, n)))
+                    .map(|n| {
+                        if rooted {
+                            under_root(&dir, &normalize(n))
+                        } else {
+                            normalize(&absolute(&dir, n))
+                        }
+                    })
                     .collect()
             };
             Ok(Event::FileChange(FileChange {
@@ -849,6 +866,22 @@ pub mod tests {
         assert_eq!(
             normalize(&absolute("/", "etc/ld.so.conf")),
             "/etc/ld.so.conf"
+        );
+    }
+
+    #[test]
+    fn a_chroots_names_are_under_its_root_and_cannot_climb_out() {
+        assert_eq!(
+            under_root("/srv/tree", &normalize("/etc/pam.d/su")),
+            "/srv/tree/etc/pam.d/su"
+        );
+        assert_eq!(
+            under_root("/srv/tree", &normalize("/../../etc/pam.d/su")),
+            "/srv/tree/etc/pam.d/su"
+        );
+        assert_eq!(
+            under_root("/usr/local/", &normalize("/lib//x")),
+            "/usr/local/lib/x"
         );
     }
 
