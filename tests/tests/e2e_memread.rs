@@ -237,6 +237,36 @@ fn debuggers_of_their_own_users_agent_are_medium_and_of_another_users_high() {
     d.stop();
 }
 
+/// `gcore` of ssh-agent: gdb attached to write the agent's memory, keys included, to a core
+/// file. Not debugging, even by the agent's own user: high.
+#[test]
+fn gcore_of_ssh_agent_is_high_even_by_its_own_user() {
+    let dir = TempDir::new("memread-gcore");
+    let d = Daemon::start();
+    let agent = Agent::start(&dir, None);
+    let pid = agent.pid();
+    let prefix = dir.path("core");
+    assert!(trigger(
+        Command::new("gcore")
+            .arg("-o")
+            .arg(&prefix)
+            .arg(pid.to_string())
+    )
+    .success());
+    assert!(
+        dir.path(&format!("core.{pid}")).exists(),
+        "gcore wrote no core file"
+    );
+    let a = d.expect_alert("gdb, run by gcore, reading the agent", |a| {
+        has(a, "detections", "credential_memory_read")
+            && s(a, "process.name") == "gdb"
+            && a["target"]["pid"] == pid
+    });
+    assert_eq!(s(&a, "severity"), "high", "{a}");
+    assert!(s(&a, "process.command_line").contains("gcore"), "{a}");
+    d.stop();
+}
+
 /// The benign twins: a process reading its own memory, a reader of a process that holds no
 /// credentials, ps, top and pgrep over every process: nothing of medium or above.
 #[test]

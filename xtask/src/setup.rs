@@ -38,6 +38,14 @@ const TEST_PACKAGES: &[(&[&str], &str)] = &[
         "rpmbuild and rpm, to build a package and install it into a root with an rpm database",
     ),
     (
+        &["openssh-server", "sshpass"],
+        "a real sshd (the tests run their own, on a loopback port; the package's service is not started) and password logins to it",
+    ),
+    (
+        &["strace", "gdb"],
+        "the debuggers the memory-read tests attach to credential processes (gcore is gdb's)",
+    ),
+    (
         &["python3", "git"],
         "ordinary activity the tests expect no alert from, and a service user's Python",
     ),
@@ -139,10 +147,42 @@ impl Apt {
             self.updated = true;
         }
         say(&format!("installing {} ({why})", missing.join(" ")));
+        // A service a package would start (sshd on port 22) is not started: invoke-rc.d asks
+        // policy-rc.d, and 101 means "not allowed".
+        let _policy = NoServiceStart::new()?;
         run(Command::new("apt-get")
             .args(["install", "-y", "-q", "--no-install-recommends"])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"))
+    }
+}
+
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
+
+/// `/usr/sbin/policy-rc.d` refusing every service start while it lives, when the machine has
+/// none of its own (one it has is left alone).
+struct NoServiceStart(bool);
+
+impl NoServiceStart {
+    fn new() -> Result<Self> {
+        if std::path::Path::new(POLICY_RC_D).exists() {
+            return Ok(NoServiceStart(false));
+        }
+        std::fs::write(POLICY_RC_D, "#!/bin/sh\nexit 101\n")
+            .with_context(|| format!("writing {POLICY_RC_D}"))?;
+        std::fs::set_permissions(
+            POLICY_RC_D,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )?;
+        Ok(NoServiceStart(true))
+    }
+}
+
+impl Drop for NoServiceStart {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = std::fs::remove_file(POLICY_RC_D);
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Rule: a credential process's memory read by another process — `/proc/<pid>/mem` opened for
 //! reading, process_vm_readv, ptrace read requests (MimiPenguin, 3snake, agent key dumps). The
 //! reader is the alert's process, the credential process its target. High; a debugger or
-//! profiler run by the target's own user is medium; the package manager and the system's crash
+//! profiler run by the target's own user is medium, unless it is writing the target's memory to
+//! a core file (`gcore`: a dump of its keys, not debugging); the package manager and the system's crash
 //! handler are not findings. A reader the same process already had other detections for is
 //! made critical by the correlator.
 use super::{Context, Finding, Observation, Rule};
@@ -38,6 +39,14 @@ pub fn is_debugger(exe: &str) -> bool {
     DEBUGGERS.contains(&base) || base.starts_with("perf_")
 }
 
+/// A debugger asked to write a core file of the process it attached to: `gcore PID` runs gdb
+/// with `-ex "gcore PREFIX.PID"`; `generate-core-file` is the same gdb command.
+fn dumps_core(cmdline: &str) -> bool {
+    cmdline
+        .split(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+        .any(|w| w == "gcore" || w == "generate-core-file")
+}
+
 fn evaluate(cx: &Context, target: Option<&Process>, r: &MemRead) -> Option<Finding> {
     if r.target_pid == r.hdr.pid || r.target_pid == 0 {
         return None; // a process reading its own memory
@@ -60,7 +69,7 @@ fn evaluate(cx: &Context, target: Option<&Process>, r: &MemRead) -> Option<Findi
     if r.op == ReadOp::Ptrace {
         f.mitre.push(T1055_008);
     }
-    if is_debugger(&reader.exe) && reader.uid == target.uid {
+    if is_debugger(&reader.exe) && reader.uid == target.uid && !dumps_core(&reader.cmdline) {
         f.ceiling = Severity::Medium;
     }
     f.target = Some(Target {
@@ -173,5 +182,17 @@ mod tests {
         .unwrap();
         assert_eq!(root.ceiling, Severity::Critical);
         assert!(is_debugger("/usr/bin/perf_6.1") && !is_debugger("/usr/bin/perl"));
+    }
+
+    #[test]
+    fn a_debugger_writing_a_core_file_of_its_own_users_agent_is_not_debugging() {
+        let agent = proc(100, 1000, "/usr/bin/ssh-agent");
+        let mut gcore = proc(200, 1000, "/usr/bin/gdb");
+        gcore.cmdline =
+            "gdb -nx --batch -ex set pagination off -ex attach 100 -ex gcore /tmp/core.100".into();
+        let f = read(&gcore, &agent, ReadOp::ProcMem, None).unwrap();
+        assert_eq!(f.ceiling, Severity::Critical);
+        assert!(dumps_core("gdb -batch -ex \"generate-core-file x\""));
+        assert!(!dumps_core("gdb -p 100 -ex bt ./gcore-notes"));
     }
 }
