@@ -5,17 +5,27 @@
 use aya_ebpf::maps::HashMap;
 use detector_common::{KernelConfig, ProgramName, PROGRAM_NAME_MAX};
 
-use crate::{kernel::Task, read, shared::named_map};
+use crate::{
+    kernel::Task,
+    read,
+    shared::{config, named_map},
+};
 
 named_map! {
     /// The credential catalogue's basenames.
     static CREDENTIAL_NAMES: HashMap<ProgramName, u8> = HashMap::with_max_entries(256, 0);
 }
 
-/// True when `task`'s executable is named in the credential catalogue.
-#[inline(always)]
-pub fn runs_credential_program(cfg: &KernelConfig, task: Task) -> bool {
-    name_of(cfg, task).is_some_and(|key| unsafe { CREDENTIAL_NAMES.get(&key) }.is_some())
+/// 1 when the task at `task` runs an executable named in the credential catalogue, else 0. A
+/// BPF subprogram: its reads' failure paths do not multiply the states the verifier explores
+/// in the caller (the mmap program is near the older verifiers' limit).
+#[inline(never)]
+pub fn runs_credential_program(task: u64) -> u64 {
+    let Some(cfg) = config() else { return 0 };
+    match name_of(cfg, Task::from_addr(task)) {
+        Some(key) if unsafe { CREDENTIAL_NAMES.get(&key) }.is_some() => 1,
+        _ => 0,
+    }
 }
 
 #[inline(always)]

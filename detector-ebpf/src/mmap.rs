@@ -246,7 +246,7 @@ fn report<const LIST: bool>(
         Some(&state) => {
             let listed = LIST && preload_list::marked(cfg, task);
             let pending_in_credential =
-                state == SEEN_PENDING && credential::runs_credential_program(cfg, task);
+                state == SEEN_PENDING && credential::runs_credential_program(task.addr()) != 0;
             if !listed && !pending_in_credential {
                 return None;
             }
