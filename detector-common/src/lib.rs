@@ -512,6 +512,8 @@ pub struct MemTamperEvent {
 pub const READ_PROC_MEM: u32 = 1;
 pub const READ_PROCESS_VM_READV: u32 = 2;
 pub const READ_PTRACE: u32 = 3;
+/// `/proc/<pid>/environ` opened for reading (the target pid is the directory's name).
+pub const READ_PROC_ENVIRON: u32 = 4;
 
 pub const PTRACE_PEEKTEXT: u64 = 1;
 pub const PTRACE_PEEKDATA: u64 = 2;

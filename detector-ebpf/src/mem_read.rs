@@ -13,7 +13,7 @@ use aya_ebpf::{
 use detector_common::{
     Channel, EventKind, KernelConfig, MemReadEvent, PROC_DIR_NAME, PROC_SUPER_MAGIC,
     PTRACE_GETFPREGS, PTRACE_GETREGS, PTRACE_GETREGSET, PTRACE_PEEKDATA, PTRACE_PEEKTEXT,
-    PTRACE_PEEKUSR, READ_PROCESS_VM_READV, READ_PROC_MEM, READ_PTRACE,
+    PTRACE_PEEKUSR, READ_PROCESS_VM_READV, READ_PROC_ENVIRON, READ_PROC_MEM, READ_PTRACE,
 };
 
 use crate::{
@@ -79,16 +79,20 @@ pub fn proc_mem_open(cfg: &KernelConfig, task: Task, fd: u64) -> Option<()> {
     if magic != PROC_SUPER_MAGIC {
         return None;
     }
-    let name: [u8; 4] = dentry_name(cfg, dentry, CH);
-    if &name != b"mem\0" {
+    let name: [u8; 8] = dentry_name(cfg, dentry, CH);
+    let op = if name[..4] == *b"mem\0" {
+        READ_PROC_MEM
+    } else if name == *b"environ\0" {
+        READ_PROC_ENVIRON
+    } else {
         return None;
-    }
+    };
     let dir: [u8; PROC_DIR_NAME] = dentry_name(cfg, dentry.parent(cfg).or_count(CH)?, CH);
     let f_mode = file.mode(cfg).or_count(CH)? as u64;
     if f_mode & FMODE_READ == 0 {
         return None; // an O_PATH descriptor reads nothing
     }
-    emit(READ_PROC_MEM, 0, f_mode, 0, false, Some((task, dir)))
+    emit(op, 0, f_mode, 0, false, Some((task, dir)))
 }
 
 /// Reports one read. `addr` is the remote address, or with `iovec` the user address of the

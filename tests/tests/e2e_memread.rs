@@ -237,6 +237,43 @@ fn debuggers_of_their_own_users_agent_are_medium_and_of_another_users_high() {
     d.stop();
 }
 
+/// Another user's ssh-agent's environment read through /proc: low, naming the operation; the
+/// same read of an agent of the reader's own user is nothing.
+#[test]
+fn another_users_agents_environment_is_low_and_ones_own_is_nothing() {
+    let shared = TempDir::new("memread-environ");
+    std::fs::set_permissions(
+        &shared.0,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let d = Daemon::start();
+    let other = Agent::start(&shared, Some(NOBODY));
+    let own_dir = TempDir::new("memread-environ-own");
+    let own = Agent::start(&own_dir, None);
+    for agent in [&other, &own] {
+        assert!(
+            trigger(Command::new("cat").arg(format!("/proc/{}/environ", agent.pid()))).success()
+        );
+    }
+    let a = d.expect_alert("cat reading nobody's agent's environment", |a| {
+        has(a, "detections", "credential_memory_read")
+            && s(a, "process.name") == "cat"
+            && a["target"]["pid"] == other.pid()
+    });
+    assert_eq!(s(&a, "severity"), "low", "{a}");
+    assert_eq!(s(&a, "target.operation"), "proc_environ", "{a}");
+    // A read of memory after them: once its alert is out, the reads before it were judged.
+    let dir = TempDir::new("memread-environ-after");
+    let bin = fixture(&dir);
+    let (pid, _) = memread(&bin, "procmem", &own.pid().to_string(), None);
+    d.expect_alert("the later read", read_by(pid, own.pid()));
+    let about_own =
+        d.alerts_matching(|a| s(a, "process.name") == "cat" && a["target"]["pid"] == own.pid());
+    assert!(about_own.is_empty(), "{about_own:#?}");
+    d.stop();
+}
+
 /// `gcore` of ssh-agent: gdb attached to write the agent's memory, keys included, to a core
 /// file. Not debugging, even by the agent's own user: high.
 #[test]

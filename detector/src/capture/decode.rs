@@ -10,9 +10,9 @@ use detector_common::{
     FILE_OP_SYMLINK, FILE_OP_TRUNCATE, FILE_OP_UNLINK, HUGETLBFS_MAGIC, LOADER_VALUE_TRUNCATED,
     MMAP_AFTER_PRELOAD_LIST, MMAP_SOURCE_EXEC_INTERPRETER, MMAP_SOURCE_EXEC_PROGRAM,
     MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT, OVERLAYFS_MAGIC, PATH_TRUNCATED, PRELOAD_LIST_MAX,
-    PRELOAD_LIST_TRUNCATED, PRELOAD_LIST_UNREAD, RAMFS_MAGIC, READ_PROCESS_VM_READV, READ_PROC_MEM,
-    READ_PTRACE, ROOTED_ELSEWHERE, TAMPER_PROCESS_VM_WRITEV, TAMPER_PROC_MEM, TAMPER_PTRACE,
-    TMPFS_MAGIC,
+    PRELOAD_LIST_TRUNCATED, PRELOAD_LIST_UNREAD, RAMFS_MAGIC, READ_PROCESS_VM_READV,
+    READ_PROC_ENVIRON, READ_PROC_MEM, READ_PTRACE, ROOTED_ELSEWHERE, TAMPER_PROCESS_VM_WRITEV,
+    TAMPER_PROC_MEM, TAMPER_PTRACE, TMPFS_MAGIC,
 };
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -213,6 +213,8 @@ pub struct MemTamper {
 pub enum ReadOp {
     /// `/proc/<pid>/mem` opened for reading.
     ProcMem,
+    /// `/proc/<pid>/environ` opened for reading: the target's environment, not its memory.
+    ProcEnviron,
     ProcessVmReadv,
     /// A ptrace read request (PEEKTEXT, PEEKDATA, PEEKUSER, GETREGS, GETFPREGS, GETREGSET).
     Ptrace,
@@ -576,6 +578,7 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
             let e: MemReadEvent = read(buf, kind)?;
             let (op, target_pid) = match e.op {
                 READ_PROC_MEM => (ReadOp::ProcMem, cstr(&e.dir).parse().unwrap_or(0)),
+                READ_PROC_ENVIRON => (ReadOp::ProcEnviron, cstr(&e.dir).parse().unwrap_or(0)),
                 READ_PROCESS_VM_READV => (ReadOp::ProcessVmReadv, e.target_pid),
                 READ_PTRACE => (ReadOp::Ptrace, e.target_pid),
                 _ => return Err(DecodeError::UnknownKind(kind)),
@@ -734,7 +737,7 @@ pub mod tests {
             bytes: 4096,
             dir: [0; detector_common::PROC_DIR_NAME],
         };
-        if op == READ_PROC_MEM {
+        if op == READ_PROC_MEM || op == READ_PROC_ENVIRON {
             e.target_pid = 0;
             let dir = target.to_string();
             e.dir[..dir.len()].copy_from_slice(dir.as_bytes());
@@ -746,6 +749,7 @@ pub mod tests {
     fn decodes_memory_reads() {
         for (op, name) in [
             (READ_PROC_MEM, ReadOp::ProcMem),
+            (READ_PROC_ENVIRON, ReadOp::ProcEnviron),
             (READ_PROCESS_VM_READV, ReadOp::ProcessVmReadv),
         ] {
             match decode(&bytes_of(&mem_read_event(3, "reader", op, 1234))).unwrap() {

@@ -1,6 +1,7 @@
 //! Rule: a credential process's memory read by another process — `/proc/<pid>/mem` opened for
 //! reading, process_vm_readv, ptrace read requests (MimiPenguin, 3snake, agent key dumps). The
-//! reader is the alert's process, the credential process its target. High; a debugger or
+//! reader is the alert's process, the credential process its target; its
+//! `/proc/<pid>/environ` read by another user is low. High; a debugger or
 //! profiler run by the target's own user is medium, unless it is writing the target's memory to
 //! a core file (`gcore`: a dump of its keys, not debugging); the package manager and the system's crash
 //! handler are not findings. A reader the same process already had other detections for is
@@ -61,6 +62,12 @@ fn evaluate(cx: &Context, target: Option<&Process>, r: &MemRead) -> Option<Findi
     if cx.package_manager.is_some() || CRASH_HANDLERS.contains(&basename(&reader.exe)) {
         return None;
     }
+    // A credential process's environment (SSH_AUTH_SOCK, a KRB5CCNAME, a password a script
+    // passed): low, and only when read by another user than the target's (the kernel itself
+    // lets only root or that user read it).
+    if r.op == ReadOp::ProcEnviron && reader.uid == target.uid {
+        return None;
+    }
     let mut f = Finding::new(
         r.hdr.ktime_ns,
         reader.clone(),
@@ -71,6 +78,9 @@ fn evaluate(cx: &Context, target: Option<&Process>, r: &MemRead) -> Option<Findi
     }
     if is_debugger(&reader.exe) && reader.uid == target.uid && !dumps_core(&reader.cmdline) {
         f.ceiling = Severity::Medium;
+    }
+    if r.op == ReadOp::ProcEnviron {
+        f.ceiling = Severity::Low;
     }
     f.target = Some(Target {
         pid: r.target_pid,
@@ -182,6 +192,26 @@ mod tests {
         .unwrap();
         assert_eq!(root.ceiling, Severity::Critical);
         assert!(is_debugger("/usr/bin/perf_6.1") && !is_debugger("/usr/bin/perl"));
+    }
+
+    #[test]
+    fn another_users_read_of_the_environment_is_low_and_the_targets_own_nothing() {
+        let agent = proc(100, 1000, "/usr/bin/ssh-agent");
+        let root = read(
+            &proc(200, 0, "/usr/bin/ps"),
+            &agent,
+            ReadOp::ProcEnviron,
+            None,
+        )
+        .unwrap();
+        assert_eq!(root.ceiling, Severity::Low);
+        assert!(read(
+            &proc(201, 1000, "/usr/bin/ps"),
+            &agent,
+            ReadOp::ProcEnviron,
+            None
+        )
+        .is_none());
     }
 
     #[test]
