@@ -13,6 +13,7 @@
 //! mapping a process makes while its loader holds /etc/ld.so.preload (`preload_list`, which
 //! also learns of the list's mmap here).
 use aya_ebpf::{
+    bindings::BPF_NOEXIST,
     cty::c_void,
     helpers::generated::{bpf_find_vma, bpf_get_current_task_btf, bpf_task_pt_regs},
     macros::{btf_tracepoint, tracepoint},
@@ -242,22 +243,19 @@ fn report<const LIST: bool>(
     };
     // While the loader holds /etc/ld.so.preload mapped, what it maps is what the list names:
     // reported every time.
-    let first = match unsafe { SEEN.get(key) } {
-        Some(&state) => {
-            let listed = LIST && preload_list::marked(cfg, task);
-            let pending_in_credential =
-                state == SEEN_PENDING && credential::runs_credential_program(task.addr()) != 0;
-            if !listed && !pending_in_credential {
-                return None;
-            }
-            false
+    if let Some(&state) = unsafe { SEEN.get(key) } {
+        let listed = LIST && preload_list::marked(cfg, task);
+        if !listed
+            && !(state == SEEN_PENDING && credential::runs_credential_program(task.addr()) != 0)
+        {
+            return None;
         }
-        None => true,
-    };
+    }
     let info = inode_info_of(cfg, inode, &id, CH);
     let safe = info.only_root_controls();
-    if safe && first {
-        let _ = SEEN.insert(key, SEEN_PENDING, 0);
+    if safe {
+        // Pending from its first report; a version already there (vouched for) stays as it is.
+        let _ = SEEN.insert(key, SEEN_PENDING, BPF_NOEXIST as u64);
     }
     let (mnt, dentry) = path_parts(cfg, file.path(cfg), CH)?;
     let (off, truncated) = build_path(cfg, mnt, dentry, SCRATCH_PATH, CH)?;
