@@ -142,4 +142,12 @@ mod tests {
         assert_eq!(seen[1]["new"], 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn journal_lines_keep_the_json_objects_only() {
+        let out = b"<6>armed\n{\"event\":{\"kind\":\"alert\"}}\n<4>a warning\n{\"broken\"\n";
+        let v = parse_lines(out);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0]["event"]["kind"], "alert");
+    }
 }
