@@ -106,7 +106,8 @@ impl Daemon {
             )
     }
 
-    /// SIGTERM; waits for the exit (SIGKILL after `STOP_GRACE`). Returns the exit status.
+    /// SIGTERM; waits for the exit. Returns the exit status, or None when it had to be killed
+    /// (SIGKILL after `STOP_GRACE`).
     fn stop(&mut self) -> Option<std::process::ExitStatus> {
         if let Ok(Some(st)) = self.child.try_wait() {
             return Some(st);
@@ -120,8 +121,13 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        eprintln!(
+            "detector selftest: the detector started for the test did not stop within {} s of SIGTERM; killing it",
+            STOP_GRACE.as_secs()
+        );
         let _ = self.child.kill();
-        self.child.wait().ok()
+        let _ = self.child.wait();
+        None
     }
 }
 
