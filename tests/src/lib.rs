@@ -111,7 +111,8 @@ pub fn gcc(dir: &TempDir, source: &str, out: &str, shared: bool) -> PathBuf {
 }
 
 /// Where this test's daemon output is saved when `DETECTOR_ALERTS_DIR` names a directory:
-/// `<dir>/<test binary>__<test name>.jsonl`, appended (the SIEM content's tests read it).
+/// `<dir>/<test binary>__<test name>.jsonl`, appended, after a line `{"e2e":{"pid":N}}`
+/// naming the test process (the SIEM content's tests read it).
 pub fn saved_alerts_path() -> Option<PathBuf> {
     let dir = PathBuf::from(std::env::var_os("DETECTOR_ALERTS_DIR")?);
     let exe = std::env::current_exe().ok()?;
@@ -134,13 +135,20 @@ fn saved_alerts() -> Option<std::fs::File> {
         std::fs::create_dir_all(dir)
             .unwrap_or_else(|e| panic!("DETECTOR_ALERTS_DIR {}: {e}", dir.display()));
     }
-    Some(
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    // A first line that is not an alert: the test process, whose descendants the triggers are.
+    use std::io::Write as _;
+    writeln!(
+        f,
+        "{}",
+        serde_json::json!({"e2e": {"pid": std::process::id()}})
     )
+    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Some(f)
 }
 
 /// How long a stopping daemon may take. Most of it is the kernel's: each tracepoint detach
