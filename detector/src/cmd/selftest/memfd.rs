@@ -5,12 +5,19 @@ use std::{ffi::CString, path::Path, process::ExitCode};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 
-/// The memfd's name: the kernel shows the mapping as `/memfd:detector-selftest (deleted)`.
+/// The memfd's name when the library's directory has none.
 const MEMFD_NAME: &str = "detector-selftest";
 
+/// Loads `lib` from a memfd named after its directory (the selftest's, unique per run), which
+/// the kernel shows as `/memfd:detector-selftest-XXXXXX (deleted)`: each run's alert is then a
+/// new one, not a repeat the daemon aggregates.
 pub fn load(lib: &Path) -> Result<ExitCode> {
     let bytes = std::fs::read(lib).with_context(|| format!("reading {}", lib.display()))?;
-    let name = CString::new(MEMFD_NAME).expect("no NUL in the name");
+    let name = lib
+        .parent()
+        .and_then(Path::file_name)
+        .map_or_else(|| MEMFD_NAME.into(), |n| n.to_string_lossy().into_owned());
+    let name = CString::new(name).context("the memfd's name holds a NUL byte")?;
     // SAFETY: a valid NUL-terminated name.
     let fd = unsafe { libc::memfd_create(name.as_ptr(), 0) };
     if fd < 0 {
