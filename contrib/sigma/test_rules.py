@@ -88,7 +88,7 @@ def started_by_test(db, test):
     as far as the alerts show parents (the test's pid is the harness's first line)."""
     pids = {r[0] for r in db.execute('SELECT "e2e.pid" FROM logs WHERE _test = ? AND "e2e.pid" IS NOT NULL', (test,))}
     if not pids:
-        sys.exit(f"{test}: no first line naming the test's pid (saved by an older harness?)")
+        sys.exit(f"{test}: no first line naming the test's pid (the e2e harness writes it first)")
     edges = db.execute(
         'SELECT "process.pid", "process.parent.pid" FROM logs WHERE _test = ? AND "process.pid" IS NOT NULL',
         (test,),
