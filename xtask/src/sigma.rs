@@ -39,6 +39,7 @@ pub fn run(root: &Path) -> Result<()> {
     println!("[xtask] contrib/sigma/test_rules.py {ALERTS_DIR}");
     status(
         Command::new(&python)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
             .arg(root.join("contrib/sigma/test_rules.py"))
             .arg(root.join(ALERTS_DIR))
             .arg(root.join(OUT_DIR)),
