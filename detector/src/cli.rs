@@ -41,6 +41,14 @@ pub enum Command {
     /// Load the eBPF programs and print every event they capture, decoded, one JSON object per
     /// line, until SIGINT/SIGTERM: no rules, no enrichment, no process table.
     Events(EventsArgs),
+    /// Prove the sensor works on this host: run harmless atomic tests (LD_PRELOAD read() hook
+    /// into cat, ls and ssh, ld.so --preload, LD_AUDIT, a PAM module, a memfd library) against a
+    /// detector started for the test or the running service, check each alert and print a
+    /// table. Exit 0 when every test was alerted as expected, 1 when not, 2 on error.
+    Selftest(SelftestArgs),
+    /// The selftest's memfd load: copies LIB into a memfd and dlopens /proc/self/fd/N.
+    #[command(hide = true, name = "selftest-memfd-load")]
+    SelftestMemfdLoad(MemfdLoadArgs),
     /// Print a shell completion script on stdout.
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout.
@@ -120,6 +128,32 @@ pub struct CheckArgs {
     /// A JSON object instead of the readable report.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SelftestArgs {
+    /// Check the alerts of the running service (read from its configured output file, else
+    /// from the journal) instead of starting a detector for the test.
+    #[arg(long)]
+    pub against_service: bool,
+    /// With --against-service: the service's configuration file, which says where its alerts go.
+    #[arg(long, value_name = "PATH", default_value = crate::config::DEFAULT_PATH)]
+    pub config: PathBuf,
+    /// With --against-service: the systemd unit whose journal holds its stdout.
+    #[arg(long, value_name = "UNIT", default_value = "detector")]
+    pub unit: String,
+    /// Seconds to wait for the expected alerts once every test has run.
+    #[arg(long, value_name = "SECONDS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub timeout: u64,
+    /// Seconds to wait for the detector started for the test to be ready.
+    #[arg(long, value_name = "SECONDS", default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub ready_timeout: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct MemfdLoadArgs {
+    /// The shared object to load.
+    pub lib: PathBuf,
 }
 
 #[derive(Args, Debug)]

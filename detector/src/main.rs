@@ -25,6 +25,8 @@ fn main() -> ExitCode {
         cli::Command::Analyze(args) => cmd::analyze::run(args),
         cli::Command::Check(args) => cmd::check::run(args),
         cli::Command::Events(args) => cmd::events::run(args),
+        cli::Command::Selftest(args) => cmd::selftest::run(args),
+        cli::Command::SelftestMemfdLoad(args) => cmd::selftest::memfd::load(&args.lib),
         cli::Command::Completions(args) => {
             cli::completions(&args);
             Ok(ExitCode::SUCCESS)

@@ -110,6 +110,47 @@ pub fn gcc(dir: &TempDir, source: &str, out: &str, shared: bool) -> PathBuf {
     dst
 }
 
+/// Where this test's daemon output is saved when `DETECTOR_ALERTS_DIR` names a directory:
+/// `<dir>/<test binary>__<test name>.jsonl`, appended, after a line `{"e2e":{"pid":N}}`
+/// naming the test process (the SIEM content's tests read it).
+pub fn saved_alerts_path() -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("DETECTOR_ALERTS_DIR")?);
+    let exe = std::env::current_exe().ok()?;
+    let stem = exe.file_stem()?.to_string_lossy().into_owned();
+    // cargo names test binaries `<name>-<hash>`.
+    let binary = stem
+        .rsplit_once('-')
+        .map_or(stem.as_str(), |(b, _)| b)
+        .to_owned();
+    let test = thread::current()
+        .name()
+        .unwrap_or("main")
+        .replace("::", "__");
+    Some(dir.join(format!("{binary}__{test}.jsonl")))
+}
+
+fn saved_alerts() -> Option<std::fs::File> {
+    let path = saved_alerts_path()?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .unwrap_or_else(|e| panic!("DETECTOR_ALERTS_DIR {}: {e}", dir.display()));
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    // A first line that is not an alert: the test process, whose descendants the triggers are.
+    use std::io::Write as _;
+    writeln!(
+        f,
+        "{}",
+        serde_json::json!({"e2e": {"pid": std::process::id()}})
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Some(f)
+}
+
 /// How long a stopping daemon may take. Most of it is the kernel's: each tracepoint detach
 /// waits for an RCU grace period under a mutex the detaches share (measured here: 22 links in
 /// 0.74 s when detached all at once).
@@ -169,12 +210,17 @@ impl Daemon {
         let out = child.stdout.take().unwrap();
         let (a, l) = (alerts.clone(), lines.clone());
         let text = extra.windows(2).any(|w| w == ["--format", "text"]);
+        let mut saved = (subcommand == "run" && !text).then(saved_alerts).flatten();
         thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 if !text {
                     let v: Value = serde_json::from_str(&line)
                         .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
                     a.lock().unwrap().push(v);
+                }
+                if let Some(f) = saved.as_mut() {
+                    use std::io::Write as _;
+                    let _ = writeln!(f, "{line}");
                 }
                 l.lock().unwrap().push(line);
             }

@@ -6,6 +6,7 @@ mod bench;
 mod dispatch;
 mod load;
 mod setup;
+mod sigma;
 mod vm;
 
 use std::{
@@ -34,13 +35,17 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// The whole test suite: format and lint checks, unit tests, root end-to-end tests, and the
-    /// VM tests on Debian kernels 6.1 and 6.12 (skipped when a test filter is given).
+    /// The whole test suite: format and lint checks, unit tests, root end-to-end tests, the
+    /// Sigma rules over the alerts the e2e tests saved, and the VM tests on Debian kernels 6.1
+    /// and 6.12 (the last two skipped when a test filter is given).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Check and convert the Sigma rules in contrib/sigma and run them over the alerts the last
+    /// e2e run saved (target/e2e-alerts): each must match its attacks and no benign run.
+    Sigma,
     /// Build, then measure what detector costs against its budgets: workloads with and without it
     /// and with peers (bpftrace, auditd), latency, memory, per-program BPF cost (markdown on
     /// stdout; exits non-zero when a budget is missed).
@@ -89,6 +94,7 @@ fn run(cli: Cli) -> Result<()> {
             std::process::exit(status.code().unwrap_or(1));
         }
         Cmd::Test { args } => test(&root, &args),
+        Cmd::Sigma => sigma::run(&root),
         Cmd::Bench {
             dispatch_only,
             latency_only,
@@ -146,20 +152,29 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         "--no-fail-fast",
     ];
     args.extend(extra.iter().map(String::as_str));
+    // Each e2e test's daemon output is saved there for the Sigma rules' test.
+    let alerts = root.join(sigma::ALERTS_DIR);
+    let _ = std::fs::remove_dir_all(&alerts);
     let status = Command::new("cargo")
         .args(&args)
         .env("DETECTOR_BIN", &bin)
+        .env("DETECTOR_ALERTS_DIR", &alerts)
         .status()
         .context("running cargo test")?;
-    // The VM tests run whatever the host tests said, so that one run reports everything.
-    let vm = if extra.is_empty() {
-        setup::ensure_vm().and_then(|()| vm::run(root, &[]))
+    // The Sigma and VM tests run whatever the host tests said, so that one run reports
+    // everything.
+    let (sigma, vm) = if extra.is_empty() {
+        (
+            sigma::run(root),
+            setup::ensure_vm().and_then(|()| vm::run(root, &[])),
+        )
     } else {
-        Ok(())
+        (Ok(()), Ok(()))
     };
     if !status.success() {
         bail!("tests failed");
     }
+    sigma?;
     vm
 }
 

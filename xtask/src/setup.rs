@@ -107,6 +107,16 @@ pub fn ensure_vm() -> Result<()> {
     ensure_all(VM_PACKAGES)
 }
 
+/// What the Sigma rules' test needs from Debian (the rest comes from PyPI into a virtualenv).
+const SIGMA_PACKAGES: &[(&[&str], &str)] = &[(
+    &["python3-venv"],
+    "a virtualenv for pySigma, sigma-cli and its backends from PyPI",
+)];
+
+pub fn ensure_sigma() -> Result<()> {
+    ensure_all(SIGMA_PACKAGES)
+}
+
 /// The peers `cargo xtask bench` measures against.
 const BENCH_PACKAGES: &[(&[&str], &str)] = &[(
     &["bpftrace", "auditd"],

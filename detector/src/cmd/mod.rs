@@ -1,10 +1,11 @@
-//! The subcommands: `run` (the daemon), `scan`, `analyze`, `check`, `events`.
+//! The subcommands: `run` (the daemon), `scan`, `analyze`, `check`, `events`, `selftest`.
 pub mod analyze;
 pub mod check;
 pub mod events;
 pub mod notify;
 pub mod run;
 pub mod scan;
+pub mod selftest;
 
 /// Creates the `--ready-file` once the capture is armed (kept when it is already there).
 pub fn touch_ready(path: Option<&std::path::Path>) -> anyhow::Result<()> {
