@@ -2,8 +2,13 @@ use anyhow::{anyhow, Context as _};
 use aya_build::{Package, Toolchain};
 
 /// Builds `detector-ebpf` for the BPF target (nightly, build-std=core, bpf-linker) so that
-/// `src/capture` can embed the object with `include_bytes_aligned!`.
+/// `src/capture` can embed the object with `include_bytes_aligned!`. A fuzzing build (cargo-fuzz
+/// passes `--cfg fuzzing`) embeds no object and builds none.
 fn main() -> anyhow::Result<()> {
+    println!("cargo:rerun-if-env-changed=CARGO_CFG_FUZZING");
+    if std::env::var_os("CARGO_CFG_FUZZING").is_some() {
+        return Ok(());
+    }
     let meta = cargo_metadata::MetadataCommand::new()
         .no_deps()
         .exec()

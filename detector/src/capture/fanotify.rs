@@ -352,6 +352,13 @@ fn header(pid: u32) -> Header {
     let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
         return hdr;
     };
+    status_fields(&mut hdr, &status);
+    hdr
+}
+
+/// Fills `hdr`'s name, parent, uid and gid from a `/proc/<pid>/status` text; a field that is
+/// missing or not a number leaves its value as it was (the name) or 0.
+pub fn status_fields(hdr: &mut Header, status: &str) {
     let first = |v: &str| v.split_whitespace().next().and_then(|x| x.parse().ok());
     for line in status.lines() {
         let Some((k, v)) = line.split_once(':') else {
@@ -365,7 +372,6 @@ fn header(pid: u32) -> Header {
             _ => {}
         }
     }
-    hdr
 }
 
 /// CLOCK_MONOTONIC in ns: the clock of the kernel programs' `ktime_ns`.

@@ -43,6 +43,7 @@ fn header(event: &Event) -> &Header {
         Event::MemTamper(e) => &e.hdr,
         Event::PreloadList(e) => &e.hdr,
         Event::MemRead(e) => &e.hdr,
+        Event::Signal(e) => &e.hdr,
     }
 }
 

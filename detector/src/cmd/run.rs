@@ -204,7 +204,9 @@ async fn serve(
             let v = Arc::clone(&verifier);
             move || v.warm()
         })?;
-    let watched = Watched::discover();
+    let mut watched = Watched::discover();
+    // The sensor's own binary, configuration and unit files: a change of one is an attack on it.
+    watched.sensor_files = crate::engine::sensor::files(&args.config);
     let (mut capture, mut kernel_log) = Capture::start(
         kcfg,
         &watched.directories(),

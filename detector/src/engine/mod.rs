@@ -13,5 +13,6 @@ pub mod policy_stage;
 pub mod process;
 pub mod provenance;
 pub mod rules;
+pub mod sensor;
 pub mod sweep;
 pub mod watch;

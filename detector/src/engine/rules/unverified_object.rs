@@ -163,7 +163,7 @@ fn pam_module_file(module: &str) -> Option<PathBuf> {
 }
 
 /// The services of an nsswitch.conf line (`database: service [STATUS=action] service ...`).
-fn nss_services(line: &str) -> impl Iterator<Item = &str> {
+pub fn nss_services(line: &str) -> impl Iterator<Item = &str> {
     let line = line.split('#').next().unwrap_or("");
     let services = line.split_once(':').map_or("", |(_, s)| s);
     let mut in_action = false;
