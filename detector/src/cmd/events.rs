@@ -103,7 +103,7 @@ async fn serve(args: EventsArgs, kcfg: KernelConfig) -> Result<ExitCode> {
         RING_BUFFER_KIB * 1024,
         true, // every channel: `--kind` and `--pid` filter in user space
     )?;
-    let mut writes = Some(Watcher::start(&dirs)?);
+    let mut writes = Some(Watcher::start(&dirs, &[])?);
     super::touch_ready(args.ready_file.as_deref())?;
     log::info!("armed: writing events on stdout");
     let printer: RefCell<Printer<BufWriter<Stdout>>> = RefCell::new(Printer {

@@ -214,7 +214,12 @@ async fn serve(
         cfg.capture.syscalls,
     )?;
     let mut writes = if cfg.capture.syscalls {
-        Some(Watcher::start(&watched.directories())?)
+        let sensor: Vec<String> = watched
+            .sensor_files
+            .iter()
+            .map(|(f, _)| f.clone())
+            .collect();
+        Some(Watcher::start(&watched.directories(), &sensor)?)
     } else {
         None
     };
