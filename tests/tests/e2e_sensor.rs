@@ -27,7 +27,7 @@ fn assert_critical(a: &Value, daemon: u32) {
 
 /// Runs `sensor_attack MODE PID` to completion; returns its pid.
 fn attack(bin: &Path, mode: &str, pid: u32) -> u32 {
-    let mut child = Command::new(bin)
+    let child = Command::new(bin)
         .args([mode, &pid.to_string()])
         .stdout(Stdio::piped())
         .spawn()

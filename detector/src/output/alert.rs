@@ -518,6 +518,12 @@ pub struct Clock {
     boot_epoch: Duration,
 }
 
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Clock {
     pub fn new() -> Self {
         let real = SystemTime::now()
