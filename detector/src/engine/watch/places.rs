@@ -257,7 +257,7 @@ fn loader_conf_dirs() -> Vec<String> {
     }
     let mut dirs = Vec::new();
     for f in files {
-        let Ok(text) = std::fs::read_to_string(&f) else {
+        let Ok(text) = crate::engine::config_text(&f) else {
             continue;
         };
         dirs.extend(conf_dirs(&text));
