@@ -63,6 +63,7 @@ fn exec_filename_argv_uid_ppid() {
         "mem_tamper",
         "preload_list",
         "mem_read",
+        "signal",
     ] {
         assert!(
             stderr.contains(&format!("lost on channel {channel}"))
