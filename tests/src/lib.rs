@@ -366,6 +366,10 @@ impl Events {
     pub fn stop(self) -> String {
         self.0.stop()
     }
+
+    pub fn pid(&self) -> u32 {
+        self.0.pid()
+    }
 }
 
 /// An alert's severity as a number: info 0, low 1, medium 2, high 3, critical 4.
