@@ -31,10 +31,16 @@ fn build_selftest_libs() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds the selftest libraries, then `detector-ebpf` for the BPF target (nightly, build-std=core, bpf-linker) so that
-/// `src/capture` can embed the object with `include_bytes_aligned!`.
+/// Builds the selftest libraries, then `detector-ebpf` for the BPF target (nightly,
+/// build-std=core, bpf-linker) so that `src/capture` can embed the object with
+/// `include_bytes_aligned!`. A fuzzing build (cargo-fuzz passes `--cfg fuzzing`) embeds no object
+/// and builds none.
 fn main() -> anyhow::Result<()> {
     build_selftest_libs()?;
+    println!("cargo:rerun-if-env-changed=CARGO_CFG_FUZZING");
+    if std::env::var_os("CARGO_CFG_FUZZING").is_some() {
+        return Ok(());
+    }
     let meta = cargo_metadata::MetadataCommand::new()
         .no_deps()
         .exec()

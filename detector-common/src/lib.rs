@@ -158,6 +158,15 @@ event_table! {
         MemRead = 6, "mem_read", [
             syscall("sys_enter_process_vm_readv", "sys_enter_process_vm_readv", true),
         ];
+        /// Signals sent to the daemon itself (kill, tkill, rt_sigqueueinfo; tgkill,
+        /// rt_tgsigqueueinfo): programs that run on those syscalls only.
+        Signal = 7, "signal", [
+            syscall("sys_enter_kill", "sys_enter_kill", true),
+            syscall("sys_enter_kill", "sys_enter_tkill", false),
+            syscall("sys_enter_kill", "sys_enter_rt_sigqueueinfo", false),
+            syscall("sys_enter_tgkill", "sys_enter_tgkill", true),
+            syscall("sys_enter_tgkill", "sys_enter_rt_tgsigqueueinfo", false),
+        ];
     }
     kinds {
         /// A successful exec (new image in place). [`ExecEvent`].
@@ -178,6 +187,8 @@ event_table! {
         PreloadList = 8, "preload_list", PreloadList;
         /// Another process's memory read. [`MemReadEvent`].
         MemRead = 9, "mem_read", MemRead;
+        /// A signal sent to the daemon. [`SignalEvent`].
+        Signal = 10, "signal", Signal;
     }
 }
 
@@ -506,6 +517,22 @@ pub struct MemTamperEvent {
     pub path_off: u32,
     pub _pad: u32,
     pub path: [u8; PATH_BUF],
+}
+
+/// A signal sent to the daemon: to its pid, its process group (`kill(-pgid)`: the daemon's
+/// pid, as systemd starts it) or every process (`kill(-1)`); by thread id (tkill, tgkill) to
+/// its main thread, or any thread of its thread group (tgkill). Signal 0 (a liveness probe) is
+/// not sent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SignalEvent {
+    pub hdr: EventHeader,
+    /// The pid argument as the sender gave it (negative: a process group, -1: every process).
+    pub target: i32,
+    pub sig: u32,
+    /// The `__syscall_nr` of the call that sent it.
+    pub syscall_nr: u32,
+    pub _pad: u32,
 }
 
 /// `MemReadEvent.op`.

@@ -14,6 +14,7 @@ mod mmap;
 mod preload_list;
 mod read;
 mod shared;
+mod signal;
 mod tp;
 mod vfs;
 

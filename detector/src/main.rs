@@ -1,18 +1,10 @@
 //! detector: catches credential theft through shared-object hooking (T1056.004, T1574.006,
 //! T1556.003).
 //!
-//! The folders are the pipeline, one way: `capture` (kernel programs, decoding) → `engine`
-//! (process table, rules, enrichment, policy) → `output` (alert schema, aggregation, sinks);
-//! `cmd` holds the subcommands that drive it.
-mod capture;
-mod cli;
-mod cmd;
-mod config;
-mod engine;
-mod output;
-mod stats;
-
+//! The modules are the library target's (`lib.rs`); this is the command line's entry point.
 use std::process::ExitCode;
+
+use detector::{cli, cmd, output};
 
 use clap::Parser as _;
 

@@ -184,17 +184,27 @@ impl Daemon {
 
     /// `detector run` with extra flags and environment variables.
     pub fn start_env(extra: &[&str], envs: &[(&str, &std::ffi::OsStr)]) -> Daemon {
-        Self::spawn("run", extra, envs)
+        Self::spawn(&detector_bin(), "run", extra, envs)
+    }
+
+    /// `detector run` with extra flags, from the binary at `bin` (a copy a test may replace).
+    pub fn start_program(bin: &Path, extra: &[&str]) -> Daemon {
+        Self::spawn(bin, "run", extra, &[])
     }
 
     /// `detector SUBCOMMAND --ready-file ... EXTRA...`, once it is armed; each stdout line is
     /// parsed as JSON unless `--format text` is among the flags.
-    fn spawn(subcommand: &str, extra: &[&str], envs: &[(&str, &std::ffi::OsStr)]) -> Daemon {
+    fn spawn(
+        bin: &Path,
+        subcommand: &str,
+        extra: &[&str],
+        envs: &[(&str, &std::ffi::OsStr)],
+    ) -> Daemon {
         require_root();
         let one = ONE_DAEMON.lock().unwrap_or_else(|e| e.into_inner());
         let dir = TempDir::new("daemon");
         let ready = dir.path("ready");
-        let mut child = Command::new(detector_bin())
+        let mut child = Command::new(bin)
             .arg(subcommand)
             .arg("--ready-file")
             .arg(&ready)
@@ -203,7 +213,7 @@ impl Daemon {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", detector_bin().display()));
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
         let alerts = Arc::new(Mutex::new(Vec::new()));
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -385,7 +395,7 @@ pub struct Events(Daemon);
 impl Events {
     /// Starts `detector events FLAGS...` (`--kind`, `--pid`) and waits until it is armed.
     pub fn start(flags: &[&str]) -> Events {
-        Events(Daemon::spawn("events", flags, &[]))
+        Events(Daemon::spawn(&detector_bin(), "events", flags, &[]))
     }
 
     /// Waits up to 10 s for an event matching `pred`; panics with every event seen otherwise.
@@ -401,6 +411,10 @@ impl Events {
     /// SIGTERM; asserts a clean exit (0) within `STOP_DEADLINE`. Returns stderr.
     pub fn stop(self) -> String {
         self.0.stop()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.pid()
     }
 }
 

@@ -63,6 +63,7 @@ fn exec_filename_argv_uid_ppid() {
         "mem_tamper",
         "preload_list",
         "mem_read",
+        "signal",
     ] {
         assert!(
             stderr.contains(&format!("lost on channel {channel}"))
@@ -564,5 +565,25 @@ fn mem_read_ptrace_getregs_and_peekdata() {
     // Repeats within a second are one event.
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert_eq!(ev.matching(req(2)).len(), 1, "64 PEEKDATA, one event");
+    ev.stop();
+}
+
+/// The signal channel: SIGSTOP sent to `detector events` itself by a shell's `kill`, reported
+/// with the sender, the pid it named, the signal and the system call (the record is queued at
+/// the kill and written once the process is continued).
+#[test]
+fn signal_sent_to_the_daemon() {
+    let ev = Events::start(&["--kind", "signal"]);
+    let me = ev.pid();
+    let (sh, st) = run(Command::new("sh").args(["-c", &format!("kill -STOP {me}")]));
+    assert!(st.success());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // SAFETY: plain system call.
+    unsafe { libc::kill(me as i32, libc::SIGCONT) };
+    let e = ev.expect("the SIGSTOP", |e| e["kind"] == "signal" && e["pid"] == sh);
+    assert_eq!(e["target"], me, "{e}");
+    assert_eq!(e["signal"], 19, "{e}");
+    assert_eq!(e["syscall"], "kill", "{e}");
+    assert_eq!(e["comm"], "sh", "{e}");
     ev.stop();
 }

@@ -282,7 +282,8 @@ fn tells_systemd_it_is_ready_and_writes_stats() {
             "mem_read",
             "mem_tamper",
             "mmap",
-            "preload_list"
+            "preload_list",
+            "signal"
         ],
         "{stats}"
     );
@@ -294,6 +295,7 @@ fn tells_systemd_it_is_ready_and_writes_stats() {
         "mem_tamper",
         "mmap",
         "preload_list",
+        "signal",
     ];
     assert_eq!(keys(&stats["lost"]), channels, "{stats}");
     assert_eq!(keys(&stats["read_errors"]), channels, "{stats}");

@@ -4,6 +4,7 @@
 //! what it installs), so that the README's two commands work on a fresh machine.
 mod bench;
 mod dispatch;
+mod fuzz;
 mod load;
 mod setup;
 mod sigma;
@@ -57,6 +58,16 @@ enum Cmd {
         #[arg(long, conflicts_with = "dispatch_only")]
         latency_only: bool,
     },
+    /// Build the fuzz targets of fuzz/ (nightly, cargo-fuzz) and run each with libFuzzer from
+    /// its seed corpus; prints executions and crashes per target, fails on a crash.
+    Fuzz {
+        /// How long each target runs.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Only this target (repeatable).
+        #[arg(long = "target", value_name = "NAME")]
+        targets: Vec<String>,
+    },
     /// Build, then run the end-to-end test binaries listed in xtask/src/vm.rs (the LD_PRELOAD
     /// atomic tests) in qemu on Debian kernels (default: 6.1 and 6.12); prints a test x kernel
     /// table, keeps the serial logs in target/vm-test/.
@@ -99,6 +110,7 @@ fn run(cli: Cli) -> Result<()> {
             dispatch_only,
             latency_only,
         } => bench::run(&root, dispatch_only, latency_only),
+        Cmd::Fuzz { seconds, targets } => fuzz::run(&root, seconds, &targets),
         Cmd::VmTest { kernels } => {
             build()?;
             setup::ensure_vm()?;
@@ -161,22 +173,27 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         .env("DETECTOR_ALERTS_DIR", &alerts)
         .status()
         .context("running cargo test")?;
-    // The Sigma and VM tests run whatever the host tests said, so that one run reports
-    // everything.
-    let (sigma, vm) = if extra.is_empty() {
+    // The Sigma test, a short fuzzing pass and the VM tests run whatever the host tests said, so
+    // that one run reports everything.
+    let (sigma, fuzzed, vm) = if extra.is_empty() {
         (
             sigma::run(root),
+            fuzz::run(root, FUZZ_SECONDS_IN_TEST, &[]),
             setup::ensure_vm().and_then(|()| vm::run(root, &[])),
         )
     } else {
-        (Ok(()), Ok(()))
+        (Ok(()), Ok(()), Ok(()))
     };
     if !status.success() {
         bail!("tests failed");
     }
     sigma?;
+    fuzzed?;
     vm
 }
+
+/// How long the test command fuzzes each target.
+const FUZZ_SECONDS_IN_TEST: u64 = 10;
 
 fn cargo(args: &[&str]) -> Result<()> {
     println!("[xtask] cargo {}", args.join(" "));

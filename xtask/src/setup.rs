@@ -90,6 +90,29 @@ fn ensure_rust_src() -> Result<()> {
     run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))
 }
 
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+/// cargo-fuzz, for `cargo xtask fuzz` (libFuzzer itself comes with the fuzz crate's
+/// `libfuzzer-sys`, built with the machine's C++ compiler).
+pub fn ensure_fuzz() -> Result<()> {
+    ensure_rust_src()?;
+    if ok("cargo", &["fuzz", "--version"]) {
+        say("ok: cargo-fuzz");
+        return Ok(());
+    }
+    ensure_all(&[(&["g++"], "to build libFuzzer (libfuzzer-sys)")])?;
+    say(&format!(
+        "installing cargo-fuzz {CARGO_FUZZ_VERSION} from crates.io (about a minute)"
+    ));
+    run(Command::new("cargo").args([
+        "install",
+        "cargo-fuzz",
+        "--locked",
+        "--version",
+        CARGO_FUZZ_VERSION,
+    ]))
+}
+
 /// What `cargo xtask vm-test` needs on top of the tests' packages.
 const VM_PACKAGES: &[(&[&str], &str)] = &[
     (

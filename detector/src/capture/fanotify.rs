@@ -11,6 +11,12 @@
 //! event. Symbolic and hard links are the link tracepoints' (`FAN_CREATE` of a symbolic link,
 //! or of a name whose file has other links and was not written, is left to them); renames and
 //! unlinks are the rename and unlink tracepoints', which see both names in one event.
+//!
+//! Except for the sensor's own files where those tracepoints do not judge absolute names (they
+//! judge names under /etc, the library directories and /var/lib/dpkg, and names relative to a
+//! watched directory): their directories are marked for `FAN_MOVED_TO`, `FAN_MOVED_FROM` and
+//! `FAN_DELETE` too, and a name of such a file moved in or out becomes a `rename` of that file,
+//! its removal an `unlink`.
 use std::{
     collections::HashMap,
     ffi::CString,
@@ -31,6 +37,18 @@ const REPEAT_WINDOW: Duration = Duration::from_millis(250);
 const RECENT_MAX: usize = 4096;
 /// The events a mark asks for.
 const MASK: u64 = libc::FAN_CREATE | libc::FAN_MODIFY | libc::FAN_EVENT_ON_CHILD;
+/// What the directories of the sensor's own files outside the kernel's absolute prefixes ask
+/// for on top of `MASK`.
+const SENSOR_MASK: u64 = libc::FAN_MOVED_TO | libc::FAN_MOVED_FROM | libc::FAN_DELETE;
+/// The absolute names the rename and unlink tracepoints judge (`interesting_absolute` in
+/// detector-ebpf's file_change.rs).
+const KERNEL_PREFIXES: &[&str] = &[
+    "/etc/",
+    "/lib",
+    "/usr/lib",
+    "/usr/local/lib",
+    "/var/lib/dpkg",
+];
 /// The longest file handle the kernel encodes (`MAX_HANDLE_SZ`).
 const MAX_HANDLE_SZ: usize = 128;
 
@@ -50,14 +68,17 @@ pub struct Watcher {
 struct State {
     dirs: HashMap<DirKey, String>,
     recent: HashMap<(String, u32), Instant>,
+    /// The sensor's files whose renames and unlinks fanotify reports.
+    sensor_files: Vec<String>,
     self_pid: u32,
     buf: Vec<u8>,
 }
 
 impl Watcher {
-    /// A fanotify group with a mark on each of `dirs` that exists; a directory that cannot be
-    /// marked is logged and left out.
-    pub fn start(dirs: &[String]) -> Result<Self> {
+    /// A fanotify group with a mark on each of `dirs` that exists, and on the directory of each
+    /// of `sensor_files` the rename and unlink tracepoints do not judge; a directory that cannot
+    /// be marked is logged and left out.
+    pub fn start(dirs: &[String], sensor_files: &[String]) -> Result<Self> {
         if !super::preflight::has_sys_admin() {
             // An unprivileged group would be made, and report no writer's pid.
             return Err(anyhow!(
@@ -83,8 +104,28 @@ impl Watcher {
         // SAFETY: a new fd this function owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let mut marked = HashMap::new();
-        for dir in dirs {
-            match mark(&fd, dir) {
+        let sensor_files: Vec<String> = sensor_files
+            .iter()
+            .filter(|f| !KERNEL_PREFIXES.iter().any(|p| f.starts_with(p)))
+            .cloned()
+            .collect();
+        let sensor_dirs: Vec<String> = sensor_files
+            .iter()
+            .filter_map(|f| f.rsplit_once('/'))
+            .map(|(d, _)| {
+                if d.is_empty() {
+                    "/".to_owned()
+                } else {
+                    d.to_owned()
+                }
+            })
+            .collect();
+        let marks = dirs
+            .iter()
+            .map(|d| (d, MASK))
+            .chain(sensor_dirs.iter().map(|d| (d, MASK | SENSOR_MASK)));
+        for (dir, mask) in marks {
+            match mark(&fd, dir, mask) {
                 Ok(key) => {
                     let canonical = fs::canonicalize(dir)
                         .ok()
@@ -104,6 +145,7 @@ impl Watcher {
             state: State {
                 dirs: marked,
                 recent: HashMap::new(),
+                sensor_files,
                 self_pid: std::process::id(),
                 buf: vec![0; 64 * 1024],
             },
@@ -174,6 +216,22 @@ impl State {
         } else {
             format!("{dir}/{}", raw.name)
         };
+        if raw.mask & SENSOR_MASK != 0 {
+            // A name moved or removed: reported for the sensor's files only.
+            if !self.sensor_files.contains(&path) {
+                return None;
+            }
+            let op = if raw.mask & libc::FAN_DELETE != 0 {
+                FileOp::Unlink
+            } else {
+                FileOp::Rename
+            };
+            return Some(Event::FileChange(FileChange {
+                hdr: header(raw.pid),
+                op,
+                paths: vec![path],
+            }));
+        }
         if raw.mask & libc::FAN_MODIFY == 0 {
             // A creation only: links are the link tracepoints'.
             if let Ok(m) = fs::symlink_metadata(&path) {
@@ -209,8 +267,9 @@ pub async fn changes(watcher: &mut Option<Watcher>) -> Result<Vec<Event>> {
     }
 }
 
-/// Marks `dir` for creations and writes of its files; returns how fanotify will name it.
-fn mark(fd: &OwnedFd, dir: &str) -> std::io::Result<DirKey> {
+/// Marks `dir` for `mask` (creations and writes of its files, and for the sensor's directories
+/// moves and removals); returns how fanotify will name it.
+fn mark(fd: &OwnedFd, dir: &str, mask: u64) -> std::io::Result<DirKey> {
     let c = CString::new(dir).map_err(|_| std::io::ErrorKind::InvalidInput)?;
     let key = dir_key(&c)?;
     // SAFETY: a valid C string and fd.
@@ -218,7 +277,7 @@ fn mark(fd: &OwnedFd, dir: &str) -> std::io::Result<DirKey> {
         libc::fanotify_mark(
             fd.as_raw_fd(),
             libc::FAN_MARK_ADD | libc::FAN_MARK_ONLYDIR,
-            MASK,
+            mask,
             libc::AT_FDCWD,
             c.as_ptr(),
         )
@@ -352,6 +411,13 @@ fn header(pid: u32) -> Header {
     let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
         return hdr;
     };
+    status_fields(&mut hdr, &status);
+    hdr
+}
+
+/// Fills `hdr`'s name, parent, uid and gid from a `/proc/<pid>/status` text; a field that is
+/// missing or not a number leaves its value as it was (the name) or 0.
+pub fn status_fields(hdr: &mut Header, status: &str) {
     let first = |v: &str| v.split_whitespace().next().and_then(|x| x.parse().ok());
     for line in status.lines() {
         let Some((k, v)) = line.split_once(':') else {
@@ -365,7 +431,6 @@ fn header(pid: u32) -> Header {
             _ => {}
         }
     }
-    hdr
 }
 
 /// CLOCK_MONOTONIC in ns: the clock of the kernel programs' `ktime_ns`.

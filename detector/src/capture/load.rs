@@ -33,6 +33,13 @@ pub fn btf_tracepoints() -> impl Iterator<Item = &'static str> {
         .map(|a| a.tracepoint)
 }
 
+/// The eBPF object `build.rs` built, embedded.
+#[cfg(not(fuzzing))]
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/detector"));
+/// A fuzzing build embeds no object (loading it fails): the fuzz targets never load programs.
+#[cfg(fuzzing)]
+static EBPF_OBJECT: &[u8] = &[];
+
 pub struct Capture {
     _ebpf: Ebpf,
     /// Owned links: dropping one detaches it. `detach` drops them in parallel, since each
@@ -94,10 +101,7 @@ impl Capture {
     ) -> Result<(Self, KernelLog)> {
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(maps::EVENTS, ring_bytes)
-            .load(aya::include_bytes_aligned!(concat!(
-                env!("OUT_DIR"),
-                "/detector"
-            )))
+            .load(EBPF_OBJECT)
             .context("loading the eBPF object")?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(register(l, "the eBPF logger")?),

@@ -234,7 +234,7 @@ fn attach_all() -> Result<usize> {
         let n = capture.attached();
         capture.detach();
         // The watched places' writes: a fanotify group with its marks.
-        fanotify::Watcher::start(&dirs)?;
+        fanotify::Watcher::start(&dirs, &[])?;
         Ok(n)
     })
 }

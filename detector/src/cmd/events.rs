@@ -43,6 +43,7 @@ fn header(event: &Event) -> &Header {
         Event::MemTamper(e) => &e.hdr,
         Event::PreloadList(e) => &e.hdr,
         Event::MemRead(e) => &e.hdr,
+        Event::Signal(e) => &e.hdr,
     }
 }
 
@@ -105,7 +106,7 @@ async fn serve(args: EventsArgs, kcfg: KernelConfig) -> Result<ExitCode> {
     // The built-in catalogue: the kernel reports credential programs' mappings of a file
     // version whose first report nothing has decided on, as the daemon's kernel does.
     capture.set_credential_names(Catalogue::default().basenames())?;
-    let mut writes = Some(Watcher::start(&dirs)?);
+    let mut writes = Some(Watcher::start(&dirs, &[])?);
     super::touch_ready(args.ready_file.as_deref())?;
     log::info!("armed: writing events on stdout");
     let printer: RefCell<Printer<BufWriter<Stdout>>> = RefCell::new(Printer {

@@ -205,7 +205,9 @@ async fn serve(
             let v = Arc::clone(&verifier);
             move || v.warm()
         })?;
-    let watched = Watched::discover();
+    let mut watched = Watched::discover();
+    // The sensor's own binary, configuration and unit files: a change of one is an attack on it.
+    watched.sensor_files = crate::engine::sensor::files(&args.config);
     let (mut capture, mut kernel_log) = Capture::start(
         kcfg,
         &watched.directories(),
@@ -214,7 +216,12 @@ async fn serve(
     )?;
     capture.set_credential_names(Catalogue::new(&cfg.catalogue.extra).basenames())?;
     let mut writes = if cfg.capture.syscalls {
-        Some(Watcher::start(&watched.directories())?)
+        let sensor: Vec<String> = watched
+            .sensor_files
+            .iter()
+            .map(|(f, _)| f.clone())
+            .collect();
+        Some(Watcher::start(&watched.directories(), &sensor)?)
     } else {
         None
     };

@@ -154,6 +154,10 @@ impl Correlator {
                 self.combine(&mut found);
                 found
             }
+            Event::Signal(sig) => {
+                let p = self.procs.process(&sig.hdr);
+                self.evaluate(&p, sig.hdr.ktime_ns, &Observation::Signal(sig))
+            }
             Event::Exit(x) => {
                 self.detected.remove(&x.hdr.pid);
                 let mut found = Vec::new();

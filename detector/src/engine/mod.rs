@@ -13,5 +13,12 @@ pub mod policy_stage;
 pub mod process;
 pub mod provenance;
 pub mod rules;
+pub mod sensor;
 pub mod sweep;
 pub mod watch;
+
+/// A configuration file's text as the program that reads it sees its lines (PAM, NSS, the
+/// loader read bytes): a byte that is not UTF-8 is replaced, and never hides the other lines.
+pub fn config_text(path: &std::path::Path) -> std::io::Result<String> {
+    std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned())
+}

@@ -232,6 +232,11 @@ impl ProcessTable {
         self.procs.len()
     }
 
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.procs.is_empty()
+    }
+
     /// The process as an alert names it; from /proc when we never saw its exec.
     /// Fills a header that names only its pid (`comm` empty) from what the table knows.
     pub fn fill(&self, hdr: &mut Header) {

@@ -95,7 +95,13 @@ pub fn cmdline(pid: u32) -> String {
     let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return String::new();
     };
-    let raw = raw.strip_suffix(&[0]).unwrap_or(&raw);
+    cmdline_text(&raw)
+}
+
+/// The arguments of a `/proc/<pid>/cmdline` block (NUL-terminated strings) joined by spaces,
+/// every byte kept.
+pub fn cmdline_text(raw: &[u8]) -> String {
+    let raw = raw.strip_suffix(&[0]).unwrap_or(raw);
     raw.split(|&b| b == 0)
         .map(names::lossless)
         .collect::<Vec<_>>()

@@ -46,6 +46,8 @@ fn key(a: &Alert) -> Key {
                 .as_ref()
                 .map(|t| format!("{} {:?} {:?}", t.exe, t.operation, t.request))
         })
+        // An attack on the sensor by its act (a SIGSTOP and then a SIGTSTP are two).
+        .or_else(|| a.sensor.as_ref().map(|s| s.reason.clone()))
         .unwrap_or_default();
     Key {
         rule: a.rule,
@@ -187,6 +189,30 @@ mod tests {
         assert!(ag.admit(change("a"), t0).is_some());
         assert!(ag.admit(change("b"), t0).is_some());
         assert!(ag.admit(change("b"), t0).is_none());
+    }
+
+    #[test]
+    fn different_acts_against_the_sensor_are_not_repeats() {
+        use crate::output::alert::Sensor;
+        let t0 = Instant::now();
+        let mut ag = Aggregator::new(Duration::from_secs(10));
+        let act = |reason: &str| {
+            let mut a = alert(1, "t");
+            a.sensor = Some(Sensor {
+                pid: 9,
+                reason: reason.into(),
+            });
+            a
+        };
+        assert!(ag
+            .admit(act("SIGSTOP sent to the detector (kill)"), t0)
+            .is_some());
+        assert!(ag
+            .admit(act("SIGTSTP sent to the detector (kill)"), t0)
+            .is_some());
+        assert!(ag
+            .admit(act("SIGTSTP sent to the detector (kill)"), t0)
+            .is_none());
     }
 
     #[test]

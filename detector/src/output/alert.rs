@@ -73,6 +73,9 @@ pub enum Detection {
     /// A credential process's memory read by another process (`/proc/<pid>/mem`,
     /// process_vm_readv, ptrace read requests).
     CredentialMemoryRead,
+    /// The sensor itself attacked: its memory written or attached to, its binary, configuration
+    /// or unit file changed, a stop signal (or SIGKILL) sent to it.
+    SensorTamper,
 }
 
 /// The attack a detection belongs to, in rising precedence: an alert's `rule` is the family of
@@ -84,6 +87,7 @@ pub enum Family {
     PamTampering,
     CredentialApiHooking,
     CredentialDumping,
+    SensorTampering,
 }
 
 impl Family {
@@ -94,6 +98,7 @@ impl Family {
             Family::PamTampering => "pam_tampering",
             Family::CredentialApiHooking => "credential_api_hooking",
             Family::CredentialDumping => "credential_dumping",
+            Family::SensorTampering => "sensor_tampering",
         }
     }
 }
@@ -136,6 +141,8 @@ impl Detection {
             Detection::MemoryTamper => (&[], ProcessMemoryTampering, Low),
             // T1055.008 is added by the rule when ptrace read it.
             Detection::CredentialMemoryRead => (&[T1003_007], CredentialDumping, High),
+            // Impair Defenses: Disable or Modify Tools.
+            Detection::SensorTamper => (&[T1562_001], SensorTampering, Critical),
         };
         DetectionMeta {
             mitre,
@@ -156,6 +163,7 @@ pub const T1055_008: &str = "T1055.008";
 pub const T1055_009: &str = "T1055.009";
 pub const T1565_001: &str = "T1565.001";
 pub const T1003_007: &str = "T1003.007";
+pub const T1562_001: &str = "T1562.001";
 
 /// Field names are Elastic Common Schema's (`process.name`, `process.executable`,
 /// `process.command_line`, `process.parent.pid`, `process.user.id`).
@@ -363,6 +371,13 @@ pub struct Target {
     pub bytes: Option<u64>,
 }
 
+/// The sensor attacked (`sensor_tamper`): the daemon's pid, and what was done to it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Sensor {
+    pub pid: u32,
+    pub reason: String,
+}
+
 /// How the target's memory was used: written (`memory_tamper`) or read
 /// (`credential_memory_read`). Serialized as the operation's name.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -387,6 +402,7 @@ pub struct Alert {
     pub file: Option<ChangedFile>,
     pub target: Option<Target>,
     pub config: Option<ConfigLine>,
+    pub sensor: Option<Sensor>,
     /// Times this alert was seen (same rule, program, library or file, detections) within the
     /// aggregation window; a summary with the final count follows when it is above 1.
     pub count: u64,
@@ -460,6 +476,8 @@ impl Serialize for Alert {
             target: Option<&'a Target>,
             #[serde(skip_serializing_if = "Option::is_none")]
             config: Option<&'a ConfigLine>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            sensor: Option<&'a Sensor>,
         }
         Out {
             timestamp: &self.timestamp,
@@ -488,6 +506,7 @@ impl Serialize for Alert {
             file: self.file.as_ref(),
             target: self.target.as_ref(),
             config: self.config.as_ref(),
+            sensor: self.sensor.as_ref(),
         }
         .serialize(s)
     }
@@ -497,6 +516,12 @@ impl Serialize for Alert {
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     boot_epoch: Duration,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Clock {
@@ -555,6 +580,7 @@ pub fn test_alert(pid: u32, ts: &str) -> Alert {
         file: None,
         target: None,
         config: None,
+        sensor: None,
         count: 1,
         first_seen: ts.into(),
         last_seen: ts.into(),

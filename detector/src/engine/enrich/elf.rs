@@ -233,9 +233,10 @@ fn hash_stream(
     Ok(Some(hex(&hasher.finalize())))
 }
 
-/// Hashes and parses file contents already in memory.
-#[cfg(test)]
-fn analyze_bytes(data: &[u8]) -> ElfFacts {
+/// Hashes and parses file contents already in memory (the unit tests and the fuzz targets: the
+/// daemon reads files through a cache instead, with the same `parse`).
+#[cfg(any(test, fuzzing))]
+pub fn analyze_bytes(data: &[u8]) -> ElfFacts {
     let mut facts = ElfFacts {
         sha256: Some(hex(&Sha256::digest(data))),
         ..ElfFacts::default()

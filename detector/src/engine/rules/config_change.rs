@@ -2,7 +2,7 @@
 //! or PAM module directory, the PAM or NSS configuration, the package database — (opened for
 //! write, created, renamed onto or away, linked, unlinked, truncated). The findings go to
 //! `engine::watch`, which waits for the change to settle and says what changed.
-use super::{Context, Finding, Observation, Rule};
+use super::{sensor_tamper, Context, Finding, Observation, Rule};
 pub use crate::engine::watch::places::{Place, Watched};
 use crate::{
     capture::decode::{self, FileOp},
@@ -54,6 +54,9 @@ fn evaluate(cx: &Context, c: &decode::FileChange) -> Vec<Finding> {
             } else {
                 f.floor = Severity::High;
             }
+            if let Some(what) = cx.watched.sensor_file(&path) {
+                sensor_tamper::mark(&mut f, format!("the detector's {what} {}", changed(c.op)));
+            }
             let mut file = ChangedFile::new(path, c.op, c.paths.clone(), place);
             file.package_manager = manager;
             file.by_pam_auth_update = by_pam_auth_update;
@@ -61,6 +64,18 @@ fn evaluate(cx: &Context, c: &decode::FileChange) -> Vec<Finding> {
             f
         })
         .collect()
+}
+
+/// How a change is said of the sensor's file.
+fn changed(op: FileOp) -> &'static str {
+    match op {
+        FileOp::OpenWrite => "written",
+        FileOp::Rename => "renamed over or away",
+        FileOp::Unlink => "removed",
+        FileOp::Truncate => "truncated",
+        FileOp::Symlink => "replaced by a symbolic link",
+        FileOp::Link => "replaced by a hard link",
+    }
 }
 
 #[cfg(test)]

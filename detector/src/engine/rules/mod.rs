@@ -9,6 +9,7 @@ pub mod loader_argv;
 pub mod loader_env;
 pub mod memory_tamper;
 pub mod preload_file;
+pub mod sensor_tamper;
 pub mod unsafe_library;
 pub mod unsafe_loader_path;
 pub mod unsafe_pam_module;
@@ -18,12 +19,12 @@ pub mod unverified_object;
 use std::{collections::BTreeSet, path::Path};
 
 use crate::{
-    capture::decode::{Exec, FileChange, LoaderEnv, MemRead, MemTamper, Mmap, PreloadList},
+    capture::decode::{Exec, FileChange, LoaderEnv, MemRead, MemTamper, Mmap, PreloadList, Signal},
     engine::credential::Catalogue,
     engine::library::Library,
     output::alert::{
-        Alert, ChangedFile, Clock, ConfigLine, Detection, Preload, Process, Severity, Target,
-        DATASET_LIVE, DATASET_SWEEP,
+        Alert, ChangedFile, Clock, ConfigLine, Detection, Preload, Process, Sensor, Severity,
+        Target, DATASET_LIVE, DATASET_SWEEP,
     },
 };
 use config_change::Watched;
@@ -40,6 +41,7 @@ pub fn registry() -> Vec<Box<dyn Rule>> {
         Box::new(config_change::ConfigChange),
         Box::new(memory_tamper::MemoryTamper),
         Box::new(credential_memory_read::CredentialMemoryRead),
+        Box::new(sensor_tamper::SensorTamper),
         Box::new(unsafe_loader_path::UnsafeLoaderPath),
         Box::new(unsafe_pam_module::UnsafePamModule),
         Box::new(unverified_object::UnverifiedObject::default()),
@@ -58,6 +60,8 @@ pub enum Observation<'a> {
     MemTamper(&'a MemTamper, Option<&'a Process>),
     /// A read of another process's memory, with the target when it is known.
     MemRead(&'a MemRead, Option<&'a Process>),
+    /// A signal sent to the daemon.
+    Signal(&'a Signal),
     /// /etc/ld.so.preload as the process's loader read it.
     PreloadList(&'a PreloadList),
     /// The loader's and PAM's configuration under this directory (normally /etc), as a sweep
@@ -117,6 +121,8 @@ pub struct Finding {
     pub file: Option<ChangedFile>,
     pub target: Option<Target>,
     pub config: Option<ConfigLine>,
+    /// The sensor was the target (`sensor_tamper`).
+    pub sensor: Option<Sensor>,
     /// Techniques beyond those the detections imply.
     pub mitre: Vec<&'static str>,
     /// The least severity this finding deserves on its own.
@@ -140,6 +146,7 @@ impl Finding {
             file: None,
             target: None,
             config: None,
+            sensor: None,
             mitre: Vec::new(),
             floor: Severity::Low,
             ceiling: Severity::Critical,
@@ -236,6 +243,7 @@ impl Finding {
             file: self.file,
             target: self.target,
             config: self.config,
+            sensor: self.sensor,
         }
     }
 }

@@ -17,7 +17,10 @@ use std::{collections::HashMap, path::Path};
 
 use super::{Context, Finding, Observation, Rule};
 use crate::{
-    capture::decode::{Mmap, PreloadList},
+    capture::{
+        decode::{Mmap, PreloadList},
+        names,
+    },
     engine::library::Library,
     output::alert::{Detection, ListRead, Preload, PreloadSource, Process, Severity},
 };
@@ -144,15 +147,19 @@ impl Rule for PreloadFile {
 }
 
 fn read_names(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .map(|t| parse(&t))
-        .unwrap_or_default()
+    read_text(path).map(|t| parse(&t)).unwrap_or_default()
+}
+
+/// The file's text, every byte kept (`names::lossless`): the loader reads bytes, and a byte that
+/// is not UTF-8 anywhere in the file must not hide the names in it.
+fn read_text(path: &Path) -> Option<String> {
+    std::fs::read(path).ok().map(|b| names::lossless(&b))
 }
 
 /// The file itself, found listing libraries: every dynamically linked program loads them, the
 /// credential ones included (high).
 fn listed(file: &Path) -> Vec<Finding> {
-    let Ok(text) = std::fs::read_to_string(file) else {
+    let Some(text) = read_text(file) else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -185,6 +192,20 @@ pub fn parse(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Guards the sweep's reading of /etc/ld.so.preload: a byte that is not UTF-8 (here in a
+    /// comment) once made the whole file unreadable as text, and the listed library unseen.
+    #[test]
+    fn a_list_with_a_byte_that_is_not_utf8_still_names_its_libraries() {
+        let path = std::env::temp_dir().join(format!("detector-preload-{}", std::process::id()));
+        std::fs::write(&path, b"/tmp/evil.so\n#caf\xe9\n").unwrap();
+        let names = read_names(&path);
+        let found = listed(&path);
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(names, ["/tmp/evil.so"]);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].library.as_ref().unwrap().path, "/tmp/evil.so");
+    }
 
     #[test]
     fn parses_like_glibc() {

@@ -23,7 +23,7 @@ impl Rule for UnsafeLoaderPath {
             confs.extend(more);
         }
         for conf in confs {
-            let Ok(text) = std::fs::read_to_string(&conf) else {
+            let Ok(text) = crate::engine::config_text(&conf) else {
                 continue;
             };
             for (n, line) in text.lines().enumerate() {

@@ -31,7 +31,7 @@ impl Rule for UnsafePamModule {
         let mut pam: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
         pam.sort();
         for conf in pam {
-            let Ok(text) = std::fs::read_to_string(&conf) else {
+            let Ok(text) = crate::engine::config_text(&conf) else {
                 continue;
             };
             for (n, line) in text.lines().enumerate() {
@@ -68,6 +68,36 @@ pub fn pam_module(line: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Guards the sweep's reading of /etc/pam.d: a byte that is not UTF-8 in a file once made
+    /// the whole file unreadable as text, and a module outside the system directories unseen.
+    #[test]
+    fn a_pam_file_with_a_byte_that_is_not_utf8_is_still_read() {
+        use crate::{
+            engine::{credential::Catalogue, rules::config_change::Watched},
+            output::alert::Process,
+        };
+        let etc = std::env::temp_dir().join(format!("detector-pam-{}", std::process::id()));
+        std::fs::create_dir_all(etc.join("pam.d")).unwrap();
+        std::fs::write(
+            etc.join("pam.d/su"),
+            b"# caf\xe9\nauth sufficient /tmp/evil.so\n",
+        )
+        .unwrap();
+        let (process, catalogue, watched) =
+            (Process::default(), Catalogue::default(), Watched::default());
+        let cx = Context {
+            process: &process,
+            ktime_ns: 0,
+            catalogue: &catalogue,
+            watched: &watched,
+            package_manager: None,
+        };
+        let found = UnsafePamModule.evaluate(&cx, &Observation::Configuration(&etc));
+        let _ = std::fs::remove_dir_all(&etc);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].library.as_ref().unwrap().path, "/tmp/evil.so");
+    }
 
     #[test]
     fn pam_lines() {

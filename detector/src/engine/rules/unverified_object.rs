@@ -120,7 +120,7 @@ fn configured(cx: &Context, etc: &Path) -> Vec<Finding> {
         .unwrap_or_default();
     pam.sort();
     for conf in pam {
-        let Ok(text) = std::fs::read_to_string(&conf) else {
+        let Ok(text) = crate::engine::config_text(&conf) else {
             continue;
         };
         for (n, line) in text.lines().enumerate() {
@@ -134,7 +134,7 @@ fn configured(cx: &Context, etc: &Path) -> Vec<Finding> {
         }
     }
     let nsswitch = etc.join("nsswitch.conf");
-    if let Ok(text) = std::fs::read_to_string(&nsswitch) {
+    if let Ok(text) = crate::engine::config_text(&nsswitch) {
         for (n, line) in text.lines().enumerate() {
             for module in nss_services(line).filter_map(nss_module_file) {
                 add(
@@ -163,7 +163,7 @@ fn pam_module_file(module: &str) -> Option<PathBuf> {
 }
 
 /// The services of an nsswitch.conf line (`database: service [STATUS=action] service ...`).
-fn nss_services(line: &str) -> impl Iterator<Item = &str> {
+pub fn nss_services(line: &str) -> impl Iterator<Item = &str> {
     let line = line.split('#').next().unwrap_or("");
     let services = line.split_once(':').map_or("", |(_, s)| s);
     let mut in_action = false;

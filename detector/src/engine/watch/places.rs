@@ -23,6 +23,8 @@ pub enum Place {
     /// dpkg's record of installed files: `info/*.md5sums`, `*.list`, `*.conffiles`,
     /// `diversions`, `statoverride`, `status`; rpm's sqlite database file `rpmdb.sqlite`.
     PackageDatabase,
+    /// One of the sensor's own files: its binary, its configuration file, its unit file.
+    Sensor,
 }
 
 impl Place {
@@ -48,6 +50,7 @@ impl Place {
             Place::Library => Detection::LibraryChange,
             Place::PamModule => Detection::PamModuleChange,
             Place::PackageDatabase => Detection::PackageDatabaseChange,
+            Place::Sensor => Detection::SensorTamper,
         }
     }
 }
@@ -78,6 +81,9 @@ pub struct Watched {
     pub loaders: Vec<String>,
     pub library_dirs: Vec<String>,
     pub pam_module_dirs: Vec<String>,
+    /// The sensor's own files, each with what it is (`engine::sensor::files`); the daemon
+    /// sets them, a sweep has none.
+    pub sensor_files: Vec<(String, &'static str)>,
 }
 
 /// Library directories looked for: the standard ones, /usr/local/lib, and the multiarch
@@ -186,7 +192,21 @@ impl Watched {
                 push_unique(&mut dirs, d.to_owned());
             }
         }
+        for (f, _) in &self.sensor_files {
+            if let Some((d, _)) = f.rsplit_once('/') {
+                for d in names_of(if d.is_empty() { "/" } else { d }) {
+                    push_unique(&mut dirs, d);
+                }
+            }
+        }
         dirs
+    }
+
+    /// What the sensor's file at `path` is (`binary`, `configuration file`, `unit file`).
+    pub fn sensor_file(&self, path: &str) -> Option<&'static str> {
+        self.sensor_files
+            .iter()
+            .find_map(|(f, what)| (f == path).then_some(*what))
     }
 
     /// What the watched `path` is; `None` when it is not watched.
@@ -195,7 +215,9 @@ impl Watched {
         if name.is_empty() {
             return None;
         }
-        if path == "/etc/ld.so.preload" {
+        if self.sensor_files.iter().any(|(f, _)| f == path) {
+            Some(Place::Sensor)
+        } else if path == "/etc/ld.so.preload" {
             Some(Place::PreloadFile)
         } else if self.loaders.iter().any(|l| l == path) {
             Some(Place::Loader)
@@ -235,17 +257,22 @@ fn loader_conf_dirs() -> Vec<String> {
     }
     let mut dirs = Vec::new();
     for f in files {
-        let Ok(text) = std::fs::read_to_string(&f) else {
+        let Ok(text) = crate::engine::config_text(&f) else {
             continue;
         };
-        for line in text.lines() {
-            let line = line.split('#').next().unwrap_or("").trim();
-            if line.starts_with('/') {
-                dirs.push(line.to_owned());
-            }
-        }
+        dirs.extend(conf_dirs(&text));
     }
     dirs
+}
+
+/// The directories an `ld.so.conf` text names: absolute paths, comments (`#` to the end of the
+/// line) and surrounding blanks removed; `include` lines and anything else are not directories.
+pub fn conf_dirs(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|line| line.split('#').next().unwrap_or("").trim())
+        .filter(|line| line.starts_with('/'))
+        .map(str::to_owned)
+        .collect()
 }
 
 #[cfg(test)]
@@ -261,7 +288,23 @@ mod tests {
                 "/lib/x86_64-linux-gnu".into(),
             ],
             pam_module_dirs: vec!["/usr/lib/x86_64-linux-gnu/security".into()],
+            sensor_files: vec![
+                ("/usr/local/bin/detector".into(), "binary"),
+                ("/etc/detector/detector.toml".into(), "configuration file"),
+            ],
         };
+        assert_eq!(w.classify("/usr/local/bin/detector"), Some(Place::Sensor));
+        assert_eq!(w.classify("/usr/local/bin/other"), None);
+        assert_eq!(
+            w.sensor_file("/etc/detector/detector.toml"),
+            Some("configuration file")
+        );
+        // The directory of each sensor file is watched (where it exists).
+        let tmp = std::env::temp_dir().display().to_string();
+        let mut w2 = w.clone();
+        w2.sensor_files.push((format!("{tmp}/detector"), "binary"));
+        assert!(w2.directories().contains(&tmp), "{:?}", w2.directories());
+        assert!(!w.directories().contains(&tmp));
         assert_eq!(w.classify("/etc/ld.so.preload"), Some(Place::PreloadFile));
         assert_eq!(
             w.classify("/etc/ld.so.conf.d/x.conf"),

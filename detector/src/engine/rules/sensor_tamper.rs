@@ -1,0 +1,129 @@
+//! Rule: a signal sent to the sensor that blinds it. A stop signal (SIGSTOP, SIGTSTP, SIGTTIN,
+//! SIGTTOU) freezes the daemon while the kernel keeps queueing its events; SIGKILL ends it
+//! without a word (from pid 1, systemd stopping the service, it is not an attack). Both are
+//! critical `sensor_tamper`. SIGHUP (reload), SIGTERM and SIGINT (the documented stop) are not
+//! attacks. The memory writes and file changes aimed at the sensor are the `memory_tamper` and
+//! `config_change` rules' findings, marked `sensor_tamper` there.
+use super::{Context, Finding, Observation, Rule};
+use crate::{
+    capture::decode::Signal,
+    engine::sensor,
+    output::alert::{Detection, Sensor},
+};
+
+pub struct SensorTamper;
+
+impl Rule for SensorTamper {
+    fn evaluate(&mut self, cx: &Context, observation: &Observation) -> Vec<Finding> {
+        match observation {
+            Observation::Signal(s) => evaluate(cx, s).into_iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+const SIGKILL: u32 = 9;
+
+/// The name of a signal that blinds the sensor; `None` for any other.
+fn blinding(sig: u32) -> Option<&'static str> {
+    match sig {
+        SIGKILL => Some("SIGKILL"),
+        19 => Some("SIGSTOP"),
+        20 => Some("SIGTSTP"),
+        21 => Some("SIGTTIN"),
+        22 => Some("SIGTTOU"),
+        _ => None,
+    }
+}
+
+fn evaluate(cx: &Context, s: &Signal) -> Option<Finding> {
+    let name = blinding(s.signal)?;
+    if s.signal == SIGKILL && s.hdr.pid == 1 {
+        return None;
+    }
+    let whom = match s.target {
+        -1 => "every process, the detector included",
+        t if t < 0 => "the detector's process group",
+        _ => "the detector",
+    };
+    let mut f = Finding::new(s.hdr.ktime_ns, cx.process.clone(), Detection::SensorTamper);
+    f.sensor = Some(Sensor {
+        pid: sensor::pid(),
+        reason: format!("{name} sent to {whom} ({})", s.syscall),
+    });
+    Some(f)
+}
+
+/// Marks `f` as an attack on the sensor, saying what was done to it.
+pub fn mark(f: &mut Finding, reason: String) {
+    f.detections.insert(Detection::SensorTamper);
+    f.sensor = Some(Sensor {
+        pid: sensor::pid(),
+        reason,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        capture::decode::Header,
+        engine::{credential::Catalogue, rules::config_change::Watched},
+        output::alert::Process,
+    };
+
+    fn run(sender: u32, target: i32, signal: u32) -> Vec<Finding> {
+        let process = Process {
+            pid: sender,
+            ..Default::default()
+        };
+        let catalogue = Catalogue::default();
+        let watched = Watched::default();
+        let cx = Context {
+            process: &process,
+            ktime_ns: 1,
+            catalogue: &catalogue,
+            watched: &watched,
+            package_manager: None,
+        };
+        let s = Signal {
+            hdr: Header {
+                pid: sender,
+                ..Default::default()
+            },
+            target,
+            signal,
+            syscall: "kill".into(),
+        };
+        SensorTamper.evaluate(&cx, &Observation::Signal(&s))
+    }
+
+    #[test]
+    fn stop_signals_and_sigkill_are_attacks_on_the_sensor() {
+        let me = sensor::pid() as i32;
+        for (sig, name) in [(19, "SIGSTOP"), (20, "SIGTSTP"), (9, "SIGKILL")] {
+            let f = run(4242, me, sig);
+            assert_eq!(f.len(), 1, "{name}");
+            assert!(f[0].detections.contains(&Detection::SensorTamper));
+            let s = f[0].sensor.as_ref().unwrap();
+            assert_eq!(s.pid, sensor::pid());
+            assert_eq!(s.reason, format!("{name} sent to the detector (kill)"));
+        }
+        let f = run(4242, -1, 19);
+        assert!(f[0]
+            .sensor
+            .as_ref()
+            .unwrap()
+            .reason
+            .contains("every process"));
+    }
+
+    #[test]
+    fn reload_and_stop_requests_and_systemds_kill_are_not() {
+        let me = sensor::pid() as i32;
+        for sig in [1, 2, 15, 18, 10] {
+            assert!(run(4242, me, sig).is_empty(), "signal {sig}");
+        }
+        assert!(run(1, me, 9).is_empty());
+    }
+}
