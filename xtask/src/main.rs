@@ -5,8 +5,10 @@
 mod bench;
 mod dispatch;
 mod load;
+mod package;
 mod setup;
 mod vm;
+mod vm_systemd;
 
 use std::{
     path::{Path, PathBuf},
@@ -52,6 +54,9 @@ enum Cmd {
         #[arg(long, conflicts_with = "dispatch_only")]
         latency_only: bool,
     },
+    /// Build, then make target/debian/detector_<version>_amd64.deb (dpkg-deb) and check it with
+    /// lintian (an error fails).
+    Package,
     /// Build, then run the end-to-end test binaries listed in xtask/src/vm.rs (the LD_PRELOAD
     /// atomic tests) in qemu on Debian kernels (default: 6.1 and 6.12); prints a test x kernel
     /// table, keeps the serial logs in target/vm-test/.
@@ -60,6 +65,11 @@ enum Cmd {
         /// (linux-image-6.12.*+deb12-amd64); repeatable.
         #[arg(long = "kernel", value_name = "VERSION")]
         kernels: Vec<String>,
+        /// Instead: build the .deb and boot a Debian 12 root filesystem (mmdebstrap, cached in
+        /// target/vm-systemd/) with systemd as PID 1, install the package there and check the
+        /// service (xtask/src/vm_systemd.rs).
+        #[arg(long)]
+        systemd: bool,
     },
 }
 
@@ -93,10 +103,17 @@ fn run(cli: Cli) -> Result<()> {
             dispatch_only,
             latency_only,
         } => bench::run(&root, dispatch_only, latency_only),
-        Cmd::VmTest { kernels } => {
+        Cmd::Package => package(&root).map(drop),
+        Cmd::VmTest { kernels, systemd } => {
             build()?;
             setup::ensure_vm()?;
-            vm::run(&root, &kernels)
+            if systemd {
+                let deb = package(&root)?;
+                setup::ensure_vm_systemd()?;
+                vm_systemd::run(&root, &deb, &kernels)
+            } else {
+                vm::run(&root, &kernels)
+            }
         }
     }
 }
@@ -113,6 +130,12 @@ fn build() -> Result<()> {
     cargo(&["build", "--release", "--package", "detector"])?;
     println!("[xtask] built target/release/detector");
     Ok(())
+}
+
+fn package(root: &Path) -> Result<PathBuf> {
+    build()?;
+    setup::ensure_package()?;
+    package::build(root)
 }
 
 fn test(root: &Path, extra: &[String]) -> Result<()> {
