@@ -36,8 +36,9 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// The whole test suite: format and lint checks, unit tests, root end-to-end tests, and the
-    /// VM tests on Debian kernels 6.1 and 6.12 (skipped when a test filter is given).
+    /// The whole test suite: the package and its lintian check, format and lint checks, unit
+    /// tests, root end-to-end tests (the package's included), and the VM tests on Debian kernels
+    /// 6.1 and 6.12, with and without systemd (skipped when a test filter is given).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -139,7 +140,8 @@ fn package(root: &Path) -> Result<PathBuf> {
 }
 
 fn test(root: &Path, extra: &[String]) -> Result<()> {
-    build()?;
+    // The package first: its lintian check is part of the suite, and e2e_package installs it.
+    let deb = package(root)?;
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
     // The eBPF programs, as detector/build.rs (aya-build) builds them: nightly, BPF target,
@@ -172,18 +174,26 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     let status = Command::new("cargo")
         .args(&args)
         .env("DETECTOR_BIN", &bin)
+        .env("DETECTOR_DEB", &deb)
         .status()
         .context("running cargo test")?;
     // The VM tests run whatever the host tests said, so that one run reports everything.
-    let vm = if extra.is_empty() {
-        setup::ensure_vm().and_then(|()| vm::run(root, &[]))
+    let (vm, vm_systemd) = if extra.is_empty() {
+        let vm = setup::ensure_vm().and_then(|()| vm::run(root, &[]));
+        let vm_systemd = setup::ensure_vm()
+            .and_then(|()| setup::ensure_vm_systemd())
+            .and_then(|()| vm_systemd::run(root, &deb, &[]));
+        (vm, vm_systemd)
     } else {
-        Ok(())
+        (Ok(()), Ok(()))
     };
     if !status.success() {
         bail!("tests failed");
     }
-    vm
+    match (vm, vm_systemd) {
+        (Err(a), Err(b)) => Err(a.context(format!("and {b:#}"))),
+        (a, b) => a.and(b),
+    }
 }
 
 fn cargo(args: &[&str]) -> Result<()> {

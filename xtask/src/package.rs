@@ -115,6 +115,7 @@ pub fn build(root: &Path) -> Result<PathBuf> {
         .arg(&stage)
         .arg(&deb)
         .stdout(Stdio::null()))?;
+    fs::remove_dir_all(&stage)?;
     say(&format!("built {}", deb.display()));
     lintian(&deb)?;
     Ok(deb)

@@ -92,6 +92,7 @@ const CHECKS: &[&str] = &[
     "ready",
     "journal_cat",
     "journal_ssh",
+    "devshm",
     "syslog",
     "reload",
     "stop",

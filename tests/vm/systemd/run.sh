@@ -82,6 +82,10 @@ check_install() {
         sed 's/^/    | /' /tmp/apt.out
         return 1
     fi
+    if ! systemd-analyze verify --man=no detector.service > /tmp/verify.out 2>&1 || [ -s /tmp/verify.out ]; then
+        DETAIL="systemd-analyze verify --man=no detector.service: $(head -c 300 /tmp/verify.out)"
+        return 1
+    fi
     # The postinst enabled and started it.
     DETAIL="$(dpkg-query -W detector), $(systemctl is-enabled detector), $(systemctl is-active detector)"
     [ "$(systemctl is-enabled detector)" = enabled ] && [ "$(systemctl is-active detector)" = active ]
@@ -138,6 +142,20 @@ check_journal_ssh() {
     crit=$(journalctl -u detector -p crit -o cat --no-pager | grep -c '"name":"ssh"')
     DETAIL="$(echo "$a" | jq -c '[.alert.rule.name, .alert.severity, .alert.detections]') PRIORITY=$p, $crit at -p crit"
     [ "$sev" = critical ] && [ "$p" = 2 ] && [ "$crit" -ge 1 ]
+}
+
+# A library in /dev/shm (the service has a private /dev that binds the host's /dev/shm): the
+# daemon reads it, hashes it and finds its hook.
+check_devshm() {
+    cp "$HOOK" /dev/shm/rh3.so
+    LD_PRELOAD=/dev/shm/rh3.so cat /etc/hostname > /dev/null
+    if ! wait_for "$WAIT" has_alert_for cat /dev/shm/rh3.so; then
+        DETAIL="no alert for cat preloading /dev/shm/rh3.so in the journal"
+        return 1
+    fi
+    a=$(alert_for cat /dev/shm/rh3.so)
+    DETAIL="$(echo "$a" | jq -c '[.alert.library.unsafe_reasons, .alert.library.hooks, .alert.library.hash.sha256[0:16]]')"
+    echo "$a" | jq -e '(.alert.library.hooks | index("read")) and (.alert.library.hash.sha256 | length == 64)' > /dev/null
 }
 
 # journald forwards the unit's stdout to rsyslog, which writes /var/log/syslog.
@@ -229,8 +247,10 @@ security() {
     systemd-analyze security detector --no-pager 2>&1 | sed 's/^/SECURITY /'
 }
 
-# detector selftest against the installed, running service goes here (it needs the service
-# started by check_restart, before the purge).
+# SELFTEST: `detector selftest` against the installed, running service goes here, as a
+# check_selftest function and a `check selftest check_selftest` line below (between restart and
+# purge, while the restarted service runs), with "selftest" added to CHECKS in
+# xtask/src/vm_systemd.rs.
 
 purged() { [ ! -e /lib/systemd/system/detector.service ] && [ "$(systemctl is-active detector)" != active ]; }
 check_purge() {
@@ -252,11 +272,13 @@ check install check_install
 check ready check_ready
 check journal_cat check_journal_cat
 check journal_ssh check_journal_ssh
+check devshm check_devshm
 check syslog check_syslog
 check reload check_reload
 check stop check_stop
 check restart check_restart
 security
+# SELFTEST: check selftest check_selftest
 check purge check_purge
 echo "SYSTEMD done at $(uptime_s) s"
 sync
