@@ -5,9 +5,10 @@
 //! (/lib/systemd/system/detector.service), the commented configuration as a conffile
 //! (/etc/detector/detector.toml), the man page and the bash, zsh and fish completions (generated
 //! by the binary itself: `detector man`, `detector completions SHELL`), the README, the Debian
-//! changelog and copyright, and the maintainer scripts of packaging/debian/. Its version is the
-//! first entry of packaging/debian/changelog, whose upstream part must be the crate's version;
-//! its `Depends` are dpkg-shlibdeps' answer for the binary.
+//! changelog and copyright, lintian's overrides, and the maintainer scripts of
+//! packaging/debian/. Its version is the first entry of packaging/debian/changelog, whose
+//! upstream part must be the crate's version; its `Depends` are dpkg-shlibdeps' answer for the
+//! binary.
 use std::{
     fs,
     io::Write as _,
@@ -71,6 +72,10 @@ pub fn build(root: &Path) -> Result<PathBuf> {
     let doc = stage.join("usr/share/doc").join(NAME);
     install(&root.join("README.md"), &doc.join("README.md"))?;
     install(&packaging.join("debian/copyright"), &doc.join("copyright"))?;
+    install(
+        &packaging.join("debian/lintian-overrides"),
+        &stage.join("usr/share/lintian/overrides").join(NAME),
+    )?;
     let changelog = fs::read(packaging.join("debian/changelog"))?;
     write(&doc.join("changelog.Debian.gz"), &gzip(&changelog)?)?;
 
