@@ -40,6 +40,9 @@ const MIRRORS: &[&str] = &[
     "deb http://deb.debian.org/debian bookworm-updates main",
     "deb http://deb.debian.org/debian-security bookworm-security main",
 ];
+const HOSTNAME: &str = "vm-systemd\n";
+/// The root filesystem is the first virtio disk, mounted read-write by the initramfs already.
+const FSTAB: &str = "/dev/vda / ext4 rw 0 0\n";
 /// The unit that runs the checks once the system is up, from the payload disk.
 const VMTEST_UNIT: &str = "[Unit]
 Description=detector systemd VM test (tests/vm/systemd/run.sh)
@@ -100,7 +103,7 @@ const CHECKS: &[&str] = &[
     "purge",
 ];
 /// One boot, start to power-off, at most.
-const BOOT_TIMEOUT: Duration = Duration::from_secs(1500);
+const BOOT_TIMEOUT: Duration = Duration::from_secs(1200);
 
 pub fn run(root: &Path, deb: &Path, kernels: &[String]) -> Result<()> {
     let kernels: Vec<String> = if kernels.is_empty() {
@@ -224,11 +227,12 @@ fn print_table(rows: &[Row]) {
     println!();
 }
 
-/// The recipe the root image is built from; its hash names the image.
+/// The recipe the root image is built from (everything `customize` writes included); its hash
+/// names the image.
 fn recipe() -> String {
     format!(
         "suite {SUITE}\nmirrors {MIRRORS:?}\npackages {PACKAGES:?}\nmasked {MASKED:?}\n\
-         free {FREE_MIB}\nunit {VMTEST_UNIT}"
+         free {FREE_MIB}\nhostname {HOSTNAME}fstab {FSTAB}unit {VMTEST_UNIT}"
     )
 }
 
@@ -299,8 +303,8 @@ fn rootfs(work: &Path) -> Result<PathBuf> {
 
 /// What the guest needs beyond its packages: a name, its fstab, the checks' unit, masked units.
 fn customize(dir: &Path) -> Result<()> {
-    fs::write(dir.join("etc/hostname"), "vm-systemd\n")?;
-    fs::write(dir.join("etc/fstab"), "/dev/vda / ext4 rw 0 0\n")?;
+    fs::write(dir.join("etc/hostname"), HOSTNAME)?;
+    fs::write(dir.join("etc/fstab"), FSTAB)?;
     let system = dir.join("etc/systemd/system");
     fs::write(system.join("vmtest.service"), VMTEST_UNIT)?;
     let wants = system.join("multi-user.target.wants");
