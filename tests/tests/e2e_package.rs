@@ -105,9 +105,11 @@ fn snapshot() -> BTreeSet<PathBuf> {
 }
 
 /// Of `paths`, those no installed package other than detector owns (another package installed
-/// meanwhile by someone else is not the purge's leftover).
+/// meanwhile by someone else is not the purge's leftover), Python's byte-code caches (written by
+/// any python3 run meanwhile) left out.
 fn unowned(paths: impl Iterator<Item = PathBuf>) -> Vec<PathBuf> {
     paths
+        .filter(|p| !p.components().any(|c| c.as_os_str() == "__pycache__"))
         .filter(|p| {
             let out = Command::new("dpkg-query").arg("-S").arg(p).output();
             match out {
