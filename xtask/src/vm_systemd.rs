@@ -73,11 +73,11 @@ const MASKED: &[&str] = &[
 ];
 /// Room left free on the root image for the package, the journal and the logs.
 const FREE_MIB: u64 = 768;
-/// The kernel modules the initramfs loads, in load order (those built in are skipped): a virtio
-/// PCI disk and ext4.
+/// The kernel modules the initramfs loads, in load order (each after those its `depends=` names;
+/// those built in are skipped): a virtio PCI disk and ext4.
 const MODULES: &[&str] = &[
-    "virtio",
     "virtio_ring",
+    "virtio",
     "virtio_pci_legacy_dev",
     "virtio_pci_modern_dev",
     "virtio_pci",
