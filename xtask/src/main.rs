@@ -6,9 +6,11 @@ mod bench;
 mod dispatch;
 mod fuzz;
 mod load;
+mod package;
 mod setup;
 mod sigma;
 mod vm;
+mod vm_systemd;
 
 use std::{
     path::{Path, PathBuf},
@@ -36,9 +38,11 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// The whole test suite: format and lint checks, unit tests, root end-to-end tests, the
-    /// Sigma rules over the alerts the e2e tests saved, and the VM tests on Debian kernels 6.1
-    /// and 6.12 (the last two skipped when a test filter is given).
+    /// The whole test suite: the package and its lintian check, format and lint checks, unit
+    /// tests, root end-to-end tests (the package's included), the Sigma rules over the alerts
+    /// the e2e tests saved, a short fuzzing pass, and the VM tests on Debian kernels 6.1 and
+    /// 6.12 (the last three skipped when a test filter is given; `vm-test --systemd` is run
+    /// apart).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -68,6 +72,9 @@ enum Cmd {
         #[arg(long = "target", value_name = "NAME")]
         targets: Vec<String>,
     },
+    /// Build, then make target/debian/detector_<version>_amd64.deb (dpkg-deb) and check it with
+    /// lintian (an error fails).
+    Package,
     /// Build, then run the end-to-end test binaries listed in xtask/src/vm.rs (the LD_PRELOAD
     /// atomic tests) in qemu on Debian kernels (default: 6.1 and 6.12); prints a test x kernel
     /// table, keeps the serial logs in target/vm-test/.
@@ -76,6 +83,11 @@ enum Cmd {
         /// (linux-image-6.12.*+deb12-amd64); repeatable.
         #[arg(long = "kernel", value_name = "VERSION")]
         kernels: Vec<String>,
+        /// Instead: build the .deb and boot a Debian 12 root filesystem (mmdebstrap, cached in
+        /// target/vm-systemd/) with systemd as PID 1, install the package there and check the
+        /// service (xtask/src/vm_systemd.rs).
+        #[arg(long)]
+        systemd: bool,
     },
 }
 
@@ -111,10 +123,17 @@ fn run(cli: Cli) -> Result<()> {
             latency_only,
         } => bench::run(&root, dispatch_only, latency_only),
         Cmd::Fuzz { seconds, targets } => fuzz::run(&root, seconds, &targets),
-        Cmd::VmTest { kernels } => {
+        Cmd::Package => package(&root).map(drop),
+        Cmd::VmTest { kernels, systemd } => {
             build()?;
             setup::ensure_vm()?;
-            vm::run(&root, &kernels)
+            if systemd {
+                let deb = package(&root)?;
+                setup::ensure_vm_systemd()?;
+                vm_systemd::run(&root, &deb, &kernels)
+            } else {
+                vm::run(&root, &kernels)
+            }
         }
     }
 }
@@ -133,8 +152,15 @@ fn build() -> Result<()> {
     Ok(())
 }
 
-fn test(root: &Path, extra: &[String]) -> Result<()> {
+fn package(root: &Path) -> Result<PathBuf> {
     build()?;
+    setup::ensure_package()?;
+    package::build(root)
+}
+
+fn test(root: &Path, extra: &[String]) -> Result<()> {
+    // The package first: its lintian check is part of the suite, and e2e_package installs it.
+    let deb = package(root)?;
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
     // The eBPF programs, as detector/build.rs (aya-build) builds them: nightly, BPF target,
@@ -171,6 +197,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         .args(&args)
         .env("DETECTOR_BIN", &bin)
         .env("DETECTOR_ALERTS_DIR", &alerts)
+        .env("DETECTOR_DEB", &deb)
         .status()
         .context("running cargo test")?;
     // The Sigma test, a short fuzzing pass and the VM tests run whatever the host tests said, so

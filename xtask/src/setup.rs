@@ -140,6 +140,33 @@ pub fn ensure_sigma() -> Result<()> {
     ensure_all(SIGMA_PACKAGES)
 }
 
+/// What `cargo xtask package` needs, and the package's e2e test.
+const PACKAGE_PACKAGES: &[(&[&str], &str)] = &[
+    (
+        &["dpkg-dev", "binutils"],
+        "dpkg-shlibdeps (the package's Depends) and strip, to build the .deb",
+    ),
+    (&["lintian"], "to check the .deb"),
+    (
+        &["man-db", "bash-completion"],
+        "man and the completion loader, which the package's e2e test uses",
+    ),
+];
+
+pub fn ensure_package() -> Result<()> {
+    ensure_all(PACKAGE_PACKAGES)
+}
+
+/// What `cargo xtask vm-test --systemd` needs on top of the VM tests' packages.
+const VM_SYSTEMD_PACKAGES: &[(&[&str], &str)] = &[(
+    &["mmdebstrap"],
+    "to build the Debian 12 root filesystem the systemd VM test boots",
+)];
+
+pub fn ensure_vm_systemd() -> Result<()> {
+    ensure_all(VM_SYSTEMD_PACKAGES)
+}
+
 /// The peers `cargo xtask bench` measures against.
 const BENCH_PACKAGES: &[(&[&str], &str)] = &[(
     &["bpftrace", "auditd"],

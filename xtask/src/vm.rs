@@ -92,18 +92,11 @@ pub fn run(root: &Path, kernels: &[String]) -> Result<()> {
         .collect();
     let initrd = initramfs(root, &work, &plan)?;
     let mut kvm = Kvm::at_start();
-    say(&format!(
-        "accelerator: {}",
-        if kvm.usable {
-            format!("KVM first ({})", kvm.why)
-        } else {
-            format!("TCG ({})", kvm.why)
-        }
-    ));
+    say(&format!("accelerator: {}", kvm.describe()));
     let mut rows = Vec::new();
     for k in &kernels {
         let vmlinuz = kernel(&work, k)?;
-        let initrd = with_modules(&work, k, &vmlinuz, &initrd)?;
+        let initrd = with_modules(&work, k, &vmlinuz, &initrd, MODULES)?;
         let mut logs = String::new();
         let mut accel = "?";
         for attempt in 0..=RESUMES {
@@ -120,7 +113,16 @@ pub fn run(root: &Path, kernels: &[String]) -> Result<()> {
                 vmlinuz.display()
             ));
             let started = Instant::now();
-            let (a, why) = boot(k, &vmlinuz, &initrd, &log, &work, &mut kvm, skip)?;
+            let machine = Machine {
+                vmlinuz: &vmlinuz,
+                initrd: &initrd,
+                // /init skips the first `vmtest.skip` tests of its plan.
+                append: format!("lsm=bpf vmtest.skip={skip}"),
+                extra: Vec::new(),
+                memory_mib: 1024,
+                timeout: BOOT_TIMEOUT,
+            };
+            let (a, why) = boot(k, &machine, &log, &work, &mut kvm)?;
             accel = a;
             say(&format!(
                 "{k}: done after {:.0} s with {accel} ({why})",
@@ -359,7 +361,7 @@ fn print_table(rows: &[Row], tests: &[String]) {
 
 /// The Debian package for `version` ("6.1": the newest linux-image-6.1.0-N-cloud-amd64; "6.12":
 /// the newest linux-image-6.12.P+deb12-amd64), downloaded and extracted once; its vmlinuz.
-fn kernel(work: &Path, version: &str) -> Result<PathBuf> {
+pub fn kernel(work: &Path, version: &str) -> Result<PathBuf> {
     let mut names = candidates(version)?;
     if names.is_empty() {
         say("apt-get update (no kernel packages in the package lists)");
@@ -536,7 +538,7 @@ fn initramfs(root: &Path, work: &Path, plan: &Plan) -> Result<PathBuf> {
 }
 
 /// The disk usage of `dir`, in KiB.
-fn du_kib(dir: &Path) -> Result<u64> {
+pub fn du_kib(dir: &Path) -> Result<u64> {
     let out = Command::new("du").arg("-sk").arg(dir).output()?;
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
@@ -551,9 +553,15 @@ fn du_kib(dir: &Path) -> Result<u64> {
 const MODULES: &[&str] = &["loop", "crc16", "crc32c_generic", "mbcache", "jbd2", "ext4"];
 
 /// `initrd` with a second archive appended (the kernel unpacks both) that holds this kernel's
-/// `MODULES` from its package, uncompressed, in /modules, and their load order (with
+/// `modules` (in load order) from its package, uncompressed, in /modules, and their load order (with
 /// arguments) in /modules/order.
-fn with_modules(work: &Path, kernel: &str, vmlinuz: &Path, initrd: &Path) -> Result<PathBuf> {
+pub fn with_modules(
+    work: &Path,
+    kernel: &str,
+    vmlinuz: &Path,
+    initrd: &Path,
+    modules: &[&str],
+) -> Result<PathBuf> {
     let package = vmlinuz
         .parent()
         .and_then(Path::parent)
@@ -567,7 +575,7 @@ fn with_modules(work: &Path, kernel: &str, vmlinuz: &Path, initrd: &Path) -> Res
     }
     fs::create_dir_all(tree.join("modules"))?;
     let mut order = String::new();
-    for m in MODULES {
+    for m in modules {
         let ko = format!("/{m}.ko");
         if builtin.lines().any(|l| l.ends_with(&ko)) {
             continue;
@@ -734,7 +742,7 @@ fn install_from_host(tree: &Path, path: &Path) -> Result<()> {
 }
 
 /// Copies the content (following symlinks) with the mode.
-fn copy(from: &Path, to: &Path) -> Result<()> {
+pub fn copy(from: &Path, to: &Path) -> Result<()> {
     if let Some(parent) = to.parent() {
         fs::create_dir_all(parent)?;
     }
@@ -744,13 +752,22 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
 }
 
 /// What is known of KVM for the rest of the run: whether the next boot uses it, and why.
-struct Kvm {
+pub struct Kvm {
     usable: bool,
     why: String,
 }
 
 impl Kvm {
-    fn at_start() -> Kvm {
+    /// What the next boot uses, for the logs.
+    pub fn describe(&self) -> String {
+        if self.usable {
+            format!("KVM first ({})", self.why)
+        } else {
+            format!("TCG ({})", self.why)
+        }
+    }
+
+    pub fn at_start() -> Kvm {
         let (usable, why) = if std::env::var("DETECTOR_VM_KVM").is_ok_and(|v| v == "off") {
             (false, "DETECTOR_VM_KVM=off".to_owned())
         } else if !Path::new("/dev/kvm").exists() {
@@ -779,16 +796,26 @@ enum Boot {
     Exited(String),
 }
 
+/// A guest to boot: a kernel, its initramfs, what its command line adds to the console and log
+/// level, qemu's further arguments (drives), memory, and how long the boot may last.
+pub struct Machine<'a> {
+    pub vmlinuz: &'a Path,
+    pub initrd: &'a Path,
+    pub append: String,
+    pub extra: Vec<String>,
+    pub memory_mib: u32,
+    pub timeout: Duration,
+}
+
 /// Boots with KVM while it is usable, else (or when the KVM guest hangs or fails) with TCG;
-/// returns the accelerator that ran the tests and why that one.
-fn boot(
+/// returns the accelerator that ran the tests and why that one. A KVM guest counts as running
+/// once its /init printed `VM kernel `.
+pub fn boot(
     kernel: &str,
-    vmlinuz: &Path,
-    initrd: &Path,
+    machine: &Machine,
     log: &Path,
     work: &Path,
     kvm: &mut Kvm,
-    skip: usize,
 ) -> Result<(&'static str, String)> {
     if kvm.usable {
         let mut accel = vec!["-accel", "kvm", "-cpu", "host"];
@@ -799,15 +826,7 @@ fn boot(
         }
         let qemu_log = work.join(format!("qemu-{kernel}-kvm.log"));
         let started = Instant::now();
-        let outcome = boot_with(
-            vmlinuz,
-            initrd,
-            log,
-            &qemu_log,
-            &accel,
-            FIRST_OUTPUT_DEADLINE,
-            skip,
-        )?;
+        let outcome = boot_with(machine, log, &qemu_log, &accel, FIRST_OUTPUT_DEADLINE)?;
         let failure = match outcome {
             Boot::Ran { first_output, .. }
                 if fs::read_to_string(log).is_ok_and(|l| l.contains("VM kernel ")) =>
@@ -839,19 +858,17 @@ fn boot(
     }
     let qemu_log = work.join(format!("qemu-{kernel}-tcg.log"));
     match boot_with(
-        vmlinuz,
-        initrd,
+        machine,
         log,
         &qemu_log,
         &["-accel", "tcg", "-cpu", "max"],
         FIRST_OUTPUT_DEADLINE_TCG,
-        skip,
     )? {
         Boot::Ran { timed_out, .. } => {
             if timed_out {
                 say(&format!(
                     "the {kernel} guest did not power off within {} s; killed",
-                    BOOT_TIMEOUT.as_secs()
+                    machine.timeout.as_secs()
                 ));
             }
         }
@@ -861,31 +878,32 @@ fn boot(
 }
 
 fn boot_with(
-    vmlinuz: &Path,
-    initrd: &Path,
+    machine: &Machine,
     log: &Path,
     qemu_log: &Path,
     accel: &[&str],
     first_output_deadline: Duration,
-    skip: usize,
 ) -> Result<Boot> {
     let _ = fs::remove_file(log);
     let mut child = Command::new("qemu-system-x86_64")
         .args(accel)
-        .args(["-m", "1024", "-smp", "2"])
+        .arg("-m")
+        .arg(machine.memory_mib.to_string())
+        .args(["-smp", "2"])
         .args(["-display", "none", "-monitor", "none", "-no-reboot"])
         .arg("-serial")
         .arg(format!("file:{}", log.display()))
         .arg("-kernel")
-        .arg(vmlinuz)
+        .arg(machine.vmlinuz)
         .arg("-initrd")
-        .arg(initrd)
+        .arg(machine.initrd)
+        .args(&machine.extra)
         // The kernel's boot messages reach the console (the first output the deadline waits
         // for); /init then lowers the console level to errors.
-        // /init skips the first `vmtest.skip` tests of its plan.
         .arg("-append")
         .arg(format!(
-            "console=ttyS0 lsm=bpf panic=-1 loglevel=7 vmtest.skip={skip}"
+            "console=ttyS0 panic=-1 loglevel=7 {}",
+            machine.append
         ))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -897,7 +915,7 @@ fn boot_with(
         log,
         qemu_log,
         first_output_deadline,
-        BOOT_TIMEOUT,
+        machine.timeout,
     )
 }
 
@@ -965,12 +983,12 @@ fn first_line(path: &Path) -> Option<String> {
 }
 
 /// The last `n` lines of `text`, carriage returns removed.
-fn last_lines(text: &str, n: usize) -> Vec<&str> {
+pub fn last_lines(text: &str, n: usize) -> Vec<&str> {
     let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
     lines[lines.len().saturating_sub(n)..].to_vec()
 }
 
-fn sh(cmd: &mut Command) -> Result<()> {
+pub fn sh(cmd: &mut Command) -> Result<()> {
     let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");

@@ -2,13 +2,13 @@
 //! names stderr's device and inode), each line starts with its sd-daemon priority (`<3>` error,
 //! `<4>` warning, `<6>` info, `<7>` debug), so that `journalctl -p warning -u detector` selects
 //! by level; elsewhere lines are `[LEVEL target] message`.
-use std::io::Write as _;
+use std::{io::Write as _, os::fd::AsRawFd};
 
 use log::Level;
 
 /// Starts the logger at `default_level` (RUST_LOG overrides it).
 pub fn init(default_level: &str) {
-    let journal = stderr_is_journal();
+    let journal = is_journal(&std::io::stderr());
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
         .target(env_logger::Target::Stderr)
         .format(move |buf, r| {
@@ -23,7 +23,7 @@ pub fn init(default_level: &str) {
 
 /// The line for an error that ends the program, with the journal's error priority there.
 pub fn fatal_line(message: &str) -> String {
-    if stderr_is_journal() {
+    if is_journal(&std::io::stderr()) {
         format!("<3>{message}")
     } else {
         message.to_owned()
@@ -40,10 +40,10 @@ fn priority(level: Level) -> u8 {
     }
 }
 
-/// Whether stderr is the stream systemd connected to the journal: `JOURNAL_STREAM` is
-/// `device:inode` of that stream, and stderr is still it (not redirected by a wrapper).
-fn stderr_is_journal() -> bool {
-    use std::os::fd::AsRawFd as _;
+/// Whether `stream` (stdout, stderr) is the stream systemd connected to the journal:
+/// `JOURNAL_STREAM` is `device:inode` of that stream, and `stream` is still it (not redirected by
+/// a wrapper).
+pub fn is_journal(stream: &impl AsRawFd) -> bool {
     let Some(v) = std::env::var_os("JOURNAL_STREAM") else {
         return false;
     };
@@ -54,8 +54,8 @@ fn stderr_is_journal() -> bool {
         return false;
     };
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat of the stderr descriptor into a zeroed stat.
-    let rc = unsafe { libc::fstat(std::io::stderr().as_raw_fd(), &mut st) };
+    // SAFETY: fstat of an open descriptor into a zeroed stat.
+    let rc = unsafe { libc::fstat(stream.as_raw_fd(), &mut st) };
     rc == 0 && st.st_dev == dev && st.st_ino == ino
 }
 

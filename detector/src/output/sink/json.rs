@@ -13,24 +13,47 @@ use serde_json::Value;
 use super::Sink;
 use crate::output::alert::Alert;
 
-/// One JSON object per line, flushed per alert so a reader sees it at once.
-pub struct JsonLines<W: Write>(pub W);
+/// One JSON object per line, flushed per alert so a reader sees it at once. Written to the
+/// journal, each line starts with its sd-daemon priority (`<2>` critical, `<3>` high, `<4>`
+/// medium, `<5>` low, `<6>` info and records), which journald strips and stores as `PRIORITY`,
+/// so that `journalctl -p err -u detector` selects high and critical alerts.
+pub struct JsonLines<W: Write> {
+    out: W,
+    journal: bool,
+}
+
+impl JsonLines<std::io::Stdout> {
+    /// JSON lines on stdout, with priorities when stdout is the journal.
+    pub fn stdout() -> Self {
+        let out = std::io::stdout();
+        let journal = crate::output::log::is_journal(&out);
+        JsonLines { out, journal }
+    }
+}
 
 impl<W: Write> JsonLines<W> {
-    fn line(&mut self, value: &impl Serialize) -> Result<()> {
-        serde_json::to_writer(&mut self.0, value).context("encoding alert")?;
-        self.0.write_all(b"\n").context("writing alert")?;
-        self.0.flush().context("writing alert")
+    #[cfg(test)]
+    fn new(out: W, journal: bool) -> Self {
+        JsonLines { out, journal }
+    }
+
+    fn line(&mut self, priority: u8, value: &impl Serialize) -> Result<()> {
+        if self.journal {
+            write!(self.out, "<{priority}>").context("writing alert")?;
+        }
+        serde_json::to_writer(&mut self.out, value).context("encoding alert")?;
+        self.out.write_all(b"\n").context("writing alert")?;
+        self.out.flush().context("writing alert")
     }
 }
 
 impl<W: Write> Sink for JsonLines<W> {
     fn emit(&mut self, alert: &Alert) -> Result<()> {
-        self.line(alert)
+        self.line(super::syslog::severity_code(alert.severity), alert)
     }
 
     fn emit_record(&mut self, record: &Value) -> Result<()> {
-        self.line(record)
+        self.line(6, record)
     }
 }
 
@@ -119,6 +142,25 @@ mod tests {
         assert_eq!(new.len(), 2);
         assert_eq!(new[0]["severity"], "critical");
         assert_eq!(new[1]["record"], "stats");
+    }
+
+    #[test]
+    fn journal_lines_carry_the_alerts_priority() {
+        let mut plain = JsonLines::new(Vec::new(), false);
+        plain.emit(&alert(Severity::Critical)).unwrap();
+        assert!(plain.out.starts_with(b"{\""));
+        let mut journal = JsonLines::new(Vec::new(), true);
+        for s in [Severity::Critical, Severity::High, Severity::Low] {
+            journal.emit(&alert(s)).unwrap();
+        }
+        journal
+            .emit_record(&serde_json::json!({"record": "stats"}))
+            .unwrap();
+        let text = String::from_utf8(journal.out).unwrap();
+        let prefixes: Vec<&str> = text.lines().map(|l| &l[..3]).collect();
+        assert_eq!(prefixes, ["<2>", "<3>", "<5>", "<6>"]);
+        let first: Value = serde_json::from_str(&text.lines().next().unwrap()[3..]).unwrap();
+        assert_eq!(first["severity"], "critical");
     }
 
     #[test]

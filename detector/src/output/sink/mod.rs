@@ -332,7 +332,7 @@ pub fn from_config(cfg: &Config, format: Format) -> Result<Fanout> {
     let mut out = Fanout::new();
     if cfg.output.stdout {
         let sink: Box<dyn Sink + Send> = match format {
-            Format::Json => Box::new(JsonLines(std::io::stdout())),
+            Format::Json => Box::new(JsonLines::stdout()),
             Format::Text => Box::new(TextLines::stdout()),
         };
         out.add("stdout", "stdout".into(), sink);

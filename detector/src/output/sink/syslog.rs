@@ -202,8 +202,8 @@ impl Sink for SyslogSink {
     }
 }
 
-/// RFC 5424 severity for an alert's severity.
-fn severity_code(s: Severity) -> u8 {
+/// RFC 5424 severity for an alert's severity (the journal's PRIORITY uses the same codes).
+pub(crate) fn severity_code(s: Severity) -> u8 {
     match s {
         Severity::Critical => 2,
         Severity::High => 3,
