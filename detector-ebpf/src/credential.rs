@@ -23,7 +23,7 @@ named_map! {
 pub fn runs_credential_program(task: u64) -> u64 {
     let Some(cfg) = config() else { return 0 };
     match name_of(cfg, Task::from_addr(task)) {
-        Some(key) if unsafe { CREDENTIAL_NAMES.get(&key) }.is_some() => 1,
+        Some(key) if unsafe { CREDENTIAL_NAMES.get(key) }.is_some() => 1,
         _ => 0,
     }
 }
