@@ -61,7 +61,9 @@ const GUEST_TESTS: &[GuestTests] = &[
     GuestTests {
         binary: "e2e_channels",
         tests: &[],
-        except: &[],
+        // The seen-cache needs a root-owned library on a disk filesystem the test can write; the
+        // guest's only disk filesystem is its read-only /usr.
+        except: &["mmap_seen_cache_still_reports_a_pending_file_to_credential_programs"],
         programs: &["true", "ssh"],
     },
 ];
