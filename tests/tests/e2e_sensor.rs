@@ -184,8 +184,11 @@ fn sigstop_and_sigtstp_are_critical_once_the_daemon_continues() {
         let sender = sh.id();
         let cont = Continue(pid);
         assert!(sh.wait().unwrap().success());
+        // SIGSTOP always stops it. SIGTSTP does not stop a process whose process group is
+        // orphaned (the kernel discards it then, as for a shell's background job that outlived
+        // its shell): where the test runs decides, and the alert is due either way.
         let deadline = Instant::now() + scaled(Duration::from_secs(5));
-        while !stopped(pid) {
+        while sig == "STOP" && !stopped(pid) {
             assert!(
                 Instant::now() < deadline,
                 "SIG{sig} did not stop the daemon"
