@@ -41,32 +41,66 @@ fn unverified_in(a: &Value, process: &str, path: &Path) -> bool {
         && has(a, "detections", "unverified_object")
 }
 
+/// Ebury's trojan, ready: a copy of the real libkeyutils beside it with a harmless library added
+/// as a DT_NEEDED; `repoint` makes the `libkeyutils.so.1` link lead to it. The link, the copy
+/// and the helper are restored on drop.
+struct Ebury {
+    trojan: PathBuf,
+    link: PathBuf,
+    tag: &'static str,
+    _guards: [Restore; 3],
+    _dir: TempDir,
+}
+
+impl Ebury {
+    fn prepare(tag: &'static str) -> Ebury {
+        assert!(
+            ssh_loads("libkeyutils.so.1"),
+            "ssh does not load libkeyutils"
+        );
+        let dir = TempDir::new(tag);
+        let real = libkeyutils();
+        let trojan = real.with_file_name(format!("libkeyutils.so.1.detector-{tag}"));
+        let helper = Path::new(LIBDIR).join(format!("libdetector-{tag}-helper.so"));
+        let link = Path::new(LIBDIR).join("libkeyutils.so.1");
+        let guards = [
+            Restore::path(&link),
+            Restore::path(&trojan),
+            Restore::path(&helper),
+        ];
+        harmless_library(&dir, &helper);
+        std::fs::copy(&real, &trojan).unwrap();
+        run(&[
+            "patchelf",
+            "--add-needed",
+            helper.to_str().unwrap(),
+            trojan.to_str().unwrap(),
+        ]);
+        Ebury {
+            trojan,
+            link,
+            tag,
+            _guards: guards,
+            _dir: dir,
+        }
+    }
+
+    /// The link renamed over by a new one leading to the trojan, the way a rootkit installs it.
+    fn repoint(&self) {
+        let side = self
+            .link
+            .with_file_name(format!("libkeyutils.so.1.detector-{}-link", self.tag));
+        std::os::unix::fs::symlink(self.trojan.file_name().unwrap(), &side).unwrap();
+        std::fs::rename(&side, &self.link).unwrap();
+    }
+}
+
 #[test]
 fn ebury_a_trojaned_libkeyutils_in_ssh_is_high_and_not_from_package() {
-    assert!(
-        ssh_loads("libkeyutils.so.1"),
-        "ssh does not load libkeyutils"
-    );
-    let dir = TempDir::new("ebury");
-    let real = libkeyutils();
-    let trojan = real.with_file_name("libkeyutils.so.1.detector-ebury");
-    let helper = Path::new(LIBDIR).join("libdetector-ebury-helper.so");
-    let link = Path::new(LIBDIR).join("libkeyutils.so.1");
-    let _link = Restore::path(&link);
-    let _trojan = Restore::path(&trojan);
-    let _helper = Restore::path(&helper);
-    harmless_library(&dir, &helper);
-    std::fs::copy(&real, &trojan).unwrap();
-    run(&[
-        "patchelf",
-        "--add-needed",
-        helper.to_str().unwrap(),
-        trojan.to_str().unwrap(),
-    ]);
+    let ebury = Ebury::prepare("ebury");
+    let trojan = ebury.trojan.clone();
     let d = Daemon::start();
-    let side = link.with_file_name("libkeyutils.so.1.detector-ebury-link");
-    std::os::unix::fs::symlink(trojan.file_name().unwrap(), &side).unwrap();
-    std::fs::rename(&side, &link).unwrap();
+    ebury.repoint();
     trigger(Command::new("ssh").arg("-V"));
     let a = d.expect_alert("the trojaned libkeyutils in ssh", |a| {
         unverified_in(a, "ssh", &trojan)
@@ -158,30 +192,10 @@ fn a_library_first_found_through_a_new_loader_directory_is_high_in_ssh() {
 /// maps what ssh would load, and ssh follows at once.
 #[test]
 fn a_trojan_first_mapped_by_an_ordinary_process_is_still_verified_in_ssh_right_after() {
-    assert!(
-        ssh_loads("libkeyutils.so.1"),
-        "ssh does not load libkeyutils"
-    );
-    let dir = TempDir::new("seen-window");
-    let real = libkeyutils();
-    let trojan = real.with_file_name("libkeyutils.so.1.detector-seen-window");
-    let helper = Path::new(LIBDIR).join("libdetector-seen-window-helper.so");
-    let link = Path::new(LIBDIR).join("libkeyutils.so.1");
-    let _link = Restore::path(&link);
-    let _trojan = Restore::path(&trojan);
-    let _helper = Restore::path(&helper);
-    harmless_library(&dir, &helper);
-    std::fs::copy(&real, &trojan).unwrap();
-    run(&[
-        "patchelf",
-        "--add-needed",
-        helper.to_str().unwrap(),
-        trojan.to_str().unwrap(),
-    ]);
+    let ebury = Ebury::prepare("seen-window");
+    let trojan = ebury.trojan.clone();
     let d = Daemon::start();
-    let side = link.with_file_name("libkeyutils.so.1.detector-seen-window-link");
-    std::os::unix::fs::symlink(trojan.file_name().unwrap(), &side).unwrap();
-    std::fs::rename(&side, &link).unwrap();
+    ebury.repoint();
     assert!(
         trigger(Command::new("ldd").arg("/usr/bin/ssh")).success(),
         "ldd /usr/bin/ssh failed"
