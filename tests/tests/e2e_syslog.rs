@@ -185,23 +185,23 @@ fn preload_alert_reaches_rsyslog_over_udp() {
         s(a, "library.path") == libpath && has(a, "detections", "preload_env")
     });
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let raw = loop {
-        if let Some(l) = rsyslog
-            .raw_lines()
-            .into_iter()
-            .find(|l| l.contains(libpath) && l.contains("preload_env"))
-        {
-            break l;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no alert in rsyslog within 10 s; it received:\n{}\nrsyslogd stderr:\n{}",
+    let received = || {
+        format!(
+            "raw:\n{}\nparsed:\n{}\nrsyslogd stderr:\n{}",
             rsyslog.raw_lines().join("\n"),
+            rsyslog.parsed_lines().join("\n"),
             rsyslog.stderr()
-        );
-        thread::sleep(Duration::from_millis(50));
+        )
     };
+    let raw = within(
+        10,
+        "the alert in rsyslog's raw log",
+        || {
+            (rsyslog.raw_lines().into_iter())
+                .find(|l| l.contains(libpath) && l.contains("preload_env"))
+        },
+        received,
+    );
 
     // <PRI>1 TIMESTAMP HOSTNAME detector PID - - JSON
     let f: Vec<&str> = raw.splitn(8, ' ').collect();
@@ -223,11 +223,18 @@ fn preload_alert_reaches_rsyslog_over_udp() {
     assert_eq!(msg["process"]["pid"], alert["process"]["pid"]);
 
     // What rsyslog made of it: facility, severity, app-name, procid, msgid, SD, then MSG.
-    let parsed = rsyslog
-        .parsed_lines()
-        .into_iter()
-        .find(|l| l.contains(libpath))
-        .unwrap_or_else(|| panic!("no parsed line; raw: {raw}"));
+    // rsyslog writes its two files from separate actions: the parsed line may follow the raw one.
+    let parsed = within(
+        10,
+        "the alert in rsyslog's parsed log",
+        || {
+            rsyslog
+                .parsed_lines()
+                .into_iter()
+                .find(|l| l.contains(libpath))
+        },
+        received,
+    );
     let p: Vec<&str> = parsed.splitn(7, ' ').collect();
     assert_eq!(p.len(), 7, "{parsed}");
     assert_eq!(p[0], (pri / 8).to_string(), "{parsed}");
