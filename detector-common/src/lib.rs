@@ -541,6 +541,25 @@ pub const READ_PROCESS_VM_READV: u32 = 2;
 pub const READ_PTRACE: u32 = 3;
 /// `/proc/<pid>/environ` opened for reading (the target pid is the directory's name).
 pub const READ_PROC_ENVIRON: u32 = 4;
+/// `/proc/<pid>/coredump_filter` opened for writing: what the target's next core dump holds
+/// (the target pid is the directory's name; `request` is the file's `f_mode`).
+pub const READ_COREDUMP_FILTER: u32 = 5;
+/// A signal whose default action dumps core sent to another process (`request` is the signal;
+/// `target_pid` the pid or thread id the sender named).
+pub const READ_DUMP_SIGNAL: u32 = 6;
+
+/// Signals whose default action is to dump core (signal(7)), as a bit mask by number:
+/// SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGSEGV, SIGXCPU, SIGXFSZ, SIGSYS.
+pub const CORE_DUMP_SIGNALS: u64 = (1 << 3)
+    | (1 << 4)
+    | (1 << 5)
+    | (1 << 6)
+    | (1 << 7)
+    | (1 << 8)
+    | (1 << 11)
+    | (1 << 24)
+    | (1 << 25)
+    | (1 << 31);
 
 pub const PTRACE_PEEKTEXT: u64 = 1;
 pub const PTRACE_PEEKDATA: u64 = 2;

@@ -1,10 +1,11 @@
 //! Capture channel: changes to the loader's, the libraries', PAM's and the package database's
-//! files, and `/proc/<pid>/mem` writes (and, through [`mem_read::proc_mem_open`], reads).
+//! files, and `/proc/<pid>/mem` writes (and, through [`mem_read`], `/proc/<pid>/mem` reads and
+//! `/proc/<pid>/coredump_filter` writes).
 //!
 //! Files created or written in the watched directories are not judged here: user space has
 //! fanotify marks on those directories, which cost nothing to opens elsewhere. The open
-//! program judges at syscall exit the file the kernel actually opened, for one thing only:
-//! `/proc/<pid>/mem` opened for write. Renames, unlinks, truncates,
+//! program judges at syscall exit the file the kernel actually opened, for procfs files only:
+//! `/proc/<pid>/mem` opened for write (and the reads and core-dump settings above). Renames, unlinks, truncates,
 //! symbolic and hard links are judged at entry on their strings: absolute names under /etc,
 //! the library directories (/lib*, /usr/lib*, /usr/local/lib) or /var/lib/dpkg, and relative
 //! names whose base directory (dirfd or cwd) is in `WATCH` (filled by user space with the
@@ -99,8 +100,12 @@ fn try_open_exit(ctx: &TracePointContext) -> Option<()> {
     if sb.magic(cfg).or_count(CH)? != PROC_SUPER_MAGIC {
         return None;
     }
-    let name: [u8; 4] = dentry_name(cfg, dentry, CH);
-    if &name != b"mem\0" {
+    let name: [u8; 16] = dentry_name(cfg, dentry, CH);
+    if name == *b"coredump_filter\0" {
+        mem_read::coredump_filter_open(cfg, task, dentry, f_mode);
+        return None;
+    }
+    if name[..4] != *b"mem\0" {
         return None;
     }
     let (mnt, dentry) = path_parts(cfg, file.path(cfg), CH)?;

@@ -1,9 +1,10 @@
 //! Capture channel: reads of another process's memory — process_vm_readv (this module's
-//! program), ptrace read requests (called from the mem_tamper channel's ptrace program) and
-//! `/proc/<pid>/mem` opened for reading (called from the file_change channel's open program).
-//! All count their read errors under [`Channel::MemRead`]. A process reading its own memory is
-//! not reported; one (reader, target, operation, ptrace request) is reported at most once a
-//! second.
+//! program), ptrace read requests (called from the mem_tamper channel's ptrace program),
+//! `/proc/<pid>/mem` opened for reading and `/proc/<pid>/coredump_filter` for writing (called
+//! from the file_change channel's open program), and core dumps asked for with a signal whose
+//! default action dumps core (called from the signal channel's programs). All count their read
+//! errors under [`Channel::MemRead`]. A process reading its own memory is not reported; one
+//! (reader, target, operation, ptrace request or signal) is reported at most once a second.
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns},
     macros::tracepoint,
@@ -13,11 +14,12 @@ use aya_ebpf::{
 use detector_common::{
     Channel, EventKind, KernelConfig, MemReadEvent, PROC_DIR_NAME, PROC_SUPER_MAGIC,
     PTRACE_GETFPREGS, PTRACE_GETREGS, PTRACE_GETREGSET, PTRACE_PEEKDATA, PTRACE_PEEKTEXT,
-    PTRACE_PEEKUSR, READ_PROCESS_VM_READV, READ_PROC_ENVIRON, READ_PROC_MEM, READ_PTRACE,
+    PTRACE_PEEKUSR, READ_COREDUMP_FILTER, READ_DUMP_SIGNAL, READ_PROCESS_VM_READV,
+    READ_PROC_ENVIRON, READ_PROC_MEM, READ_PTRACE,
 };
 
 use crate::{
-    kernel::Task,
+    kernel::{Dentry, Task},
     read::{self, OrCount as _},
     shared::{config, is_self, named_map, ppid, reserve, submit_urgent},
     tp::{Record, SysEnterProcessVmWritev},
@@ -93,6 +95,30 @@ pub fn proc_mem_open(cfg: &KernelConfig, task: Task, fd: u64) -> Option<()> {
         return None; // an O_PATH descriptor reads nothing
     }
     emit(op, 0, f_mode, 0, false, Some((task, dir)))
+}
+
+/// At the exit of a successful open for writing of a procfs file named `coredump_filter`
+/// (`dentry`): reported with its directory's name.
+#[inline(always)]
+pub fn coredump_filter_open(cfg: &KernelConfig, task: Task, dentry: Dentry, f_mode: u32) {
+    let Some(parent) = dentry.parent(cfg).or_count(CH) else {
+        return;
+    };
+    let dir: [u8; PROC_DIR_NAME] = dentry_name(cfg, parent, CH);
+    let _ = emit(
+        READ_COREDUMP_FILTER,
+        0,
+        f_mode as u64,
+        0,
+        false,
+        Some((task, dir)),
+    );
+}
+
+/// A signal whose default action dumps core, sent to process (or thread) `target`.
+#[inline(always)]
+pub fn dump_signal(target: u32, sig: u32) {
+    let _ = emit(READ_DUMP_SIGNAL, target, sig as u64, 0, false, None);
 }
 
 /// Reports one read. `addr` is the remote address, or with `iovec` the user address of the

@@ -2,11 +2,14 @@
 //! syscalls (kill, tkill, rt_sigqueueinfo; tgkill, rt_tgsigqueueinfo), never on an exec, a
 //! fork or an exit, and report a call only when it names the daemon: its pid, its process group
 //! (`-pid`), or every process (`-1`), or its thread group (tgkill). User space judges the
-//! signal (`sensor_tamper` for a stop signal or SIGKILL).
+//! signal (`sensor_tamper` for a stop signal or SIGKILL). A signal whose default action dumps
+//! core sent to one other process is reported by [`mem_read::dump_signal`] as a read of that
+//! process's memory (its core dump).
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use detector_common::{Channel, EventKind, SignalEvent};
+use detector_common::{Channel, EventKind, SignalEvent, CORE_DUMP_SIGNALS};
 
 use crate::{
+    mem_read,
     shared::{config, current_task_and_ppid, is_self, reserve, submit_urgent},
     tp::{Record, SysEnterKill, SysEnterTgkill},
 };
@@ -43,7 +46,13 @@ fn emit(target: i32, tid: Option<i32>, sig: u32, nr: i32) -> Option<()> {
         Some(_) => target == me,
         None => target == me || target == -me || target == -1,
     };
-    if !aimed || is_self(cfg) {
+    if !aimed {
+        if target > 0 && sig < 64 && CORE_DUMP_SIGNALS & (1 << sig) != 0 {
+            mem_read::dump_signal(target as u32, sig);
+        }
+        return None;
+    }
+    if is_self(cfg) {
         return None;
     }
     let (_, ppid) = current_task_and_ppid(cfg, Channel::Signal);

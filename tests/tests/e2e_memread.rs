@@ -1,6 +1,7 @@
 //! Root end-to-end: a credential process's memory read by another process
 //! (`credential_memory_read`), against a real ssh-agent: MimiPenguin's `/proc/<pid>/maps` then
-//! `/proc/<pid>/mem`, process_vm_readv, ptrace reads, debuggers, and the benign twins.
+//! `/proc/<pid>/mem`, process_vm_readv, ptrace reads, debuggers, core dumps asked for by
+//! another process, and the benign twins.
 use std::{
     io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
@@ -333,5 +334,91 @@ fn own_memory_other_processes_and_process_listings_are_nothing() {
                 || ["ps", "top", "pgrep"].contains(&s(a, "process.name")))
     });
     assert!(noisy.is_empty(), "alerts for benign readers: {noisy:?}");
+    d.stop();
+}
+
+/// `sh -c SCRIPT` run to its end; returns its pid (the shell's builtins do the work).
+fn sh(script: &str) -> u32 {
+    let mut child = Command::new("sh")
+        .args(["-c", script])
+        .spawn()
+        .expect("run sh");
+    let pid = child.id();
+    assert!(child.wait().unwrap().success(), "sh -c {script:?} failed");
+    pid
+}
+
+/// `kill -SIG PID` with procps' kill (the kill syscall from a process of its own); returns its
+/// pid.
+fn kill(sig: &str, pid: u32) -> u32 {
+    let mut child = Command::new("/usr/bin/kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .spawn()
+        .expect("run kill");
+    let kill_pid = child.id();
+    assert!(child.wait().unwrap().success(), "kill -{sig} {pid} failed");
+    kill_pid
+}
+
+/// A core dump of an agent asked for by another process: its `coredump_filter` written to hold
+/// every mapping, then SIGSEGV sent to it. Both are high reads naming the agent.
+#[test]
+fn core_dump_of_ssh_agent_asked_for_by_another_process_is_high() {
+    let dir = TempDir::new("memread-coredump");
+    let d = Daemon::start();
+    let agent = Agent::start(&dir, None);
+    let pid = agent.pid();
+    let writer = sh(&format!("echo 0x7f > /proc/{pid}/coredump_filter"));
+    let a = d.expect_alert("the agent's coredump_filter written", read_by(writer, pid));
+    assert_eq!(s(&a, "severity"), "high", "{a}");
+    assert_eq!(s(&a, "target.operation"), "coredump_filter", "{a}");
+    assert_eq!(s(&a, "target.executable"), "/usr/bin/ssh-agent", "{a}");
+    let sender = kill("SEGV", pid);
+    let a = d.expect_alert("SIGSEGV sent to the agent", read_by(sender, pid));
+    assert_eq!(s(&a, "severity"), "high", "{a}");
+    assert_eq!(s(&a, "target.operation"), "dump_signal", "{a}");
+    assert_eq!(s(&a, "target.signal"), "SIGSEGV", "{a}");
+    assert_eq!(s(&a, "process.name"), "kill", "{a}");
+    d.stop();
+}
+
+/// The benign twins of a core dump asked for: a shell setting its own coredump_filter through
+/// /proc/self, one reading the agent's, signals that dump nothing (SIGCONT, SIGWINCH) sent to
+/// the agent, SIGQUIT sent to a process holding no credentials, and a shell aborting itself.
+#[test]
+fn own_core_settings_reads_of_them_and_harmless_signals_are_nothing() {
+    let dir = TempDir::new("memread-coredump-benign");
+    let d = Daemon::start();
+    let agent = Agent::start(&dir, None);
+    let pid = agent.pid();
+    let mut sleeper = Command::new("sleep").arg("60").spawn().expect("run sleep");
+    let benign = [
+        sh("echo 0x33 > /proc/self/coredump_filter"),
+        sh(&format!("cat /proc/{pid}/coredump_filter >/dev/null")),
+        kill("CONT", pid),
+        kill("WINCH", pid),
+        kill("QUIT", sleeper.id()),
+    ];
+    let _ = sleeper.wait();
+    let aborter = Command::new("sh")
+        .args(["-c", "kill -ABRT $$"])
+        .current_dir(dir.path(""))
+        .status()
+        .expect("run sh");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&aborter),
+        Some(6)
+    );
+    // A real write of the agent's coredump_filter after them: once its alert is out, theirs
+    // would be too.
+    let writer = sh(&format!("echo 0x33 > /proc/{pid}/coredump_filter"));
+    d.expect_alert("the control write", read_by(writer, pid));
+    let noisy = d.alerts_matching(|a| {
+        severity_rank(a) >= 2
+            && a["process"]["pid"] != writer
+            && (benign.iter().any(|p| a["process"]["pid"] == *p)
+                || has(a, "detections", "credential_memory_read"))
+    });
+    assert!(noisy.is_empty(), "alerts for benign twins: {noisy:?}");
     d.stop();
 }

@@ -11,8 +11,9 @@ use detector_common::{
     HUGETLBFS_MAGIC, LOADER_VALUE_TRUNCATED, MMAP_AFTER_PRELOAD_LIST, MMAP_SOURCE_EXEC_INTERPRETER,
     MMAP_SOURCE_EXEC_PROGRAM, MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT, OVERLAYFS_MAGIC,
     PATH_TRUNCATED, PRELOAD_LIST_MAX, PRELOAD_LIST_TRUNCATED, PRELOAD_LIST_UNREAD, RAMFS_MAGIC,
-    READ_PROCESS_VM_READV, READ_PROC_ENVIRON, READ_PROC_MEM, READ_PTRACE, ROOTED_ELSEWHERE,
-    TAMPER_PROCESS_VM_WRITEV, TAMPER_PROC_MEM, TAMPER_PTRACE, TMPFS_MAGIC,
+    READ_COREDUMP_FILTER, READ_DUMP_SIGNAL, READ_PROCESS_VM_READV, READ_PROC_ENVIRON,
+    READ_PROC_MEM, READ_PTRACE, ROOTED_ELSEWHERE, TAMPER_PROCESS_VM_WRITEV, TAMPER_PROC_MEM,
+    TAMPER_PTRACE, TMPFS_MAGIC,
 };
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -218,6 +219,10 @@ pub enum ReadOp {
     ProcessVmReadv,
     /// A ptrace read request (PEEKTEXT, PEEKDATA, PEEKUSER, GETREGS, GETFPREGS, GETREGSET).
     Ptrace,
+    /// `/proc/<pid>/coredump_filter` opened for writing: which mappings its core dump holds.
+    CoredumpFilter,
+    /// A signal whose default action dumps core sent to the target: its memory in a core file.
+    DumpSignal,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -227,7 +232,8 @@ pub struct MemRead {
     pub op: ReadOp,
     /// The process read (for `/proc/<pid>/mem`, the pid or thread id its directory names).
     pub target_pid: u32,
-    /// The ptrace request; process_vm_readv's number of remote iovecs; the open file's mode.
+    /// The ptrace request; process_vm_readv's number of remote iovecs; the open file's mode;
+    /// the signal sent.
     pub request: u64,
     /// The first remote address, 0 when unknown.
     pub addr: u64,
@@ -613,6 +619,8 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
                 READ_PROC_ENVIRON => (ReadOp::ProcEnviron, cstr(&e.dir).parse().unwrap_or(0)),
                 READ_PROCESS_VM_READV => (ReadOp::ProcessVmReadv, e.target_pid),
                 READ_PTRACE => (ReadOp::Ptrace, e.target_pid),
+                READ_COREDUMP_FILTER => (ReadOp::CoredumpFilter, cstr(&e.dir).parse().unwrap_or(0)),
+                READ_DUMP_SIGNAL => (ReadOp::DumpSignal, e.target_pid),
                 _ => return Err(DecodeError::UnknownKind(kind)),
             };
             Ok(Event::MemRead(MemRead {
@@ -778,7 +786,7 @@ pub mod tests {
             bytes: 4096,
             dir: [0; detector_common::PROC_DIR_NAME],
         };
-        if op == READ_PROC_MEM || op == READ_PROC_ENVIRON {
+        if [READ_PROC_MEM, READ_PROC_ENVIRON, READ_COREDUMP_FILTER].contains(&op) {
             e.target_pid = 0;
             let dir = target.to_string();
             e.dir[..dir.len()].copy_from_slice(dir.as_bytes());
@@ -792,6 +800,8 @@ pub mod tests {
             (READ_PROC_MEM, ReadOp::ProcMem),
             (READ_PROC_ENVIRON, ReadOp::ProcEnviron),
             (READ_PROCESS_VM_READV, ReadOp::ProcessVmReadv),
+            (READ_COREDUMP_FILTER, ReadOp::CoredumpFilter),
+            (READ_DUMP_SIGNAL, ReadOp::DumpSignal),
         ] {
             match decode(&bytes_of(&mem_read_event(3, "reader", op, 1234))).unwrap() {
                 Event::MemRead(r) => {

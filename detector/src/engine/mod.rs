@@ -14,6 +14,7 @@ pub mod process;
 pub mod provenance;
 pub mod rules;
 pub mod sensor;
+pub mod signals;
 pub mod sweep;
 pub mod watch;
 

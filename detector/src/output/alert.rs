@@ -369,6 +369,9 @@ pub struct Target {
     /// Bytes asked for, where the kernel saw it (process_vm_readv).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
+    /// The signal sent, for a core dump asked for with one (`SIGSEGV`...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
 }
 
 /// The sensor attacked (`sensor_tamper`): the daemon's pid, and what was done to it.

@@ -1,14 +1,18 @@
 //! Rule: a credential process's memory read by another process — `/proc/<pid>/mem` opened for
-//! reading, process_vm_readv, ptrace read requests (MimiPenguin, 3snake, agent key dumps). The
+//! reading, process_vm_readv, ptrace read requests (MimiPenguin, 3snake, agent key dumps) — or
+//! dumped to a core file at another process's request: `/proc/<pid>/coredump_filter` written
+//! (which mappings the dump holds) or a signal whose default action dumps core sent to it. The
 //! reader is the alert's process, the credential process its target; its
 //! `/proc/<pid>/environ` read by another user is low. High; a debugger or
 //! profiler run by the target's own user is medium, unless it is writing the target's memory to
-//! a core file (`gcore`: a dump of its keys, not debugging); the package manager and the system's crash
-//! handler are not findings. A reader the same process already had other detections for is
-//! made critical by the correlator.
+//! a core file (`gcore`: a dump of its keys, not debugging); the package manager, the system's
+//! crash handler and pid 1's signals (systemd's watchdog aborts a hung service) are not
+//! findings. A reader the same process already had other detections for is made critical by
+//! the correlator.
 use super::{Context, Finding, Observation, Rule};
 use crate::{
     capture::decode::{MemRead, ReadOp},
+    engine::signals,
     output::alert::{Detection, Operation, Process, Severity, Target, T1055_008},
 };
 
@@ -62,6 +66,9 @@ fn evaluate(cx: &Context, target: Option<&Process>, r: &MemRead) -> Option<Findi
     if cx.package_manager.is_some() || CRASH_HANDLERS.contains(&basename(&reader.exe)) {
         return None;
     }
+    if r.op == ReadOp::DumpSignal && reader.pid == 1 {
+        return None;
+    }
     // A credential process's environment (SSH_AUTH_SOCK, a KRB5CCNAME, a password a script
     // passed): low, and only when read by another user than the target's (the kernel itself
     // lets only root or that user read it).
@@ -91,6 +98,7 @@ fn evaluate(cx: &Context, target: Option<&Process>, r: &MemRead) -> Option<Findi
         request: (r.op == ReadOp::Ptrace).then_some(r.request),
         address: (r.addr != 0).then(|| format!("{:#x}", r.addr)),
         bytes: (r.bytes != 0).then_some(r.bytes),
+        signal: (r.op == ReadOp::DumpSignal).then(|| signals::name(r.request as u32)),
     });
     Some(f)
 }
@@ -224,5 +232,25 @@ mod tests {
         assert_eq!(f.ceiling, Severity::Critical);
         assert!(dumps_core("gdb -batch -ex \"generate-core-file x\""));
         assert!(!dumps_core("gdb -p 100 -ex bt ./gcore-notes"));
+    }
+
+    #[test]
+    fn core_dumps_asked_for_by_another_process_are_reads_except_pid_1s() {
+        let sshd = proc(100, 0, "/usr/sbin/sshd");
+        let script = proc(200, 0, "/usr/bin/bash");
+        for op in [ReadOp::CoredumpFilter, ReadOp::DumpSignal] {
+            let f = read(&script, &sshd, op, None).unwrap();
+            assert_eq!(f.ceiling, Severity::Critical, "{op:?}");
+        }
+        let t = read(&script, &sshd, ReadOp::DumpSignal, None)
+            .unwrap()
+            .target
+            .unwrap();
+        // `read` sends request 2.
+        assert_eq!(t.signal.as_deref(), Some("SIGINT"));
+        let init = proc(1, 0, "/usr/lib/systemd/systemd");
+        assert!(read(&init, &sshd, ReadOp::DumpSignal, None).is_none());
+        assert!(read(&init, &sshd, ReadOp::CoredumpFilter, None).is_some());
+        assert!(read(&sshd, &sshd, ReadOp::DumpSignal, None).is_none());
     }
 }

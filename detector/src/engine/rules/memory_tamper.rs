@@ -56,6 +56,7 @@ fn evaluate(process: &Process, target: Option<&Process>, t: &MemTamper) -> Optio
         request: (t.op == TamperOp::Ptrace).then_some(t.request),
         address: (t.addr != 0).then(|| format!("{:#x}", t.addr)),
         bytes: None,
+        signal: None,
     });
     Some(f)
 }

@@ -1,13 +1,15 @@
 //! Rule: a signal sent to the sensor that blinds it. A stop signal (SIGSTOP, SIGTSTP, SIGTTIN,
-//! SIGTTOU) freezes the daemon while the kernel keeps queueing its events; SIGKILL ends it
-//! without a word (from pid 1, systemd stopping the service, it is not an attack). Both are
-//! critical `sensor_tamper`. SIGHUP (reload), SIGTERM and SIGINT (the documented stop) are not
-//! attacks. The memory writes and file changes aimed at the sensor are the `memory_tamper` and
+//! SIGTTOU) freezes the daemon while the kernel keeps queueing its events; SIGKILL, and every
+//! other signal whose default action ends a process and that the daemon does not handle
+//! (SIGUSR1, SIGSEGV, SIGQUIT, a real-time signal...), ends it without a word (from pid 1,
+//! systemd stopping the service, it is not an attack). All are critical `sensor_tamper`.
+//! SIGHUP (reload), SIGTERM and SIGINT (the documented stop), SIGPIPE (ignored by the Rust
+//! runtime) and the signals whose default action is to ignore or continue are not attacks. The memory writes and file changes aimed at the sensor are the `memory_tamper` and
 //! `config_change` rules' findings, marked `sensor_tamper` there.
 use super::{Context, Finding, Observation, Rule};
 use crate::{
     capture::decode::Signal,
-    engine::sensor,
+    engine::{sensor, signals},
     output::alert::{Detection, Sensor},
 };
 
@@ -22,23 +24,18 @@ impl Rule for SensorTamper {
     }
 }
 
-const SIGKILL: u32 = 9;
-
 /// The name of a signal that blinds the sensor; `None` for any other.
-fn blinding(sig: u32) -> Option<&'static str> {
-    match sig {
-        SIGKILL => Some("SIGKILL"),
-        19 => Some("SIGSTOP"),
-        20 => Some("SIGTSTP"),
-        21 => Some("SIGTTIN"),
-        22 => Some("SIGTTOU"),
-        _ => None,
+fn blinding(sig: u32) -> Option<String> {
+    // SIGHUP, SIGINT and SIGTERM have handlers; SIGPIPE is ignored.
+    if matches!(sig, 1 | 2 | 13 | 15) || signals::harmless_by_default(sig) {
+        return None;
     }
+    Some(signals::name(sig))
 }
 
 fn evaluate(cx: &Context, s: &Signal) -> Option<Finding> {
     let name = blinding(s.signal)?;
-    if s.signal == SIGKILL && s.hdr.pid == 1 {
+    if s.hdr.pid == 1 && !signals::stops(s.signal) {
         return None;
     }
     let whom = match s.target {
@@ -101,7 +98,15 @@ mod tests {
     #[test]
     fn stop_signals_and_sigkill_are_attacks_on_the_sensor() {
         let me = sensor::pid() as i32;
-        for (sig, name) in [(19, "SIGSTOP"), (20, "SIGTSTP"), (9, "SIGKILL")] {
+        for (sig, name) in [
+            (19, "SIGSTOP"),
+            (20, "SIGTSTP"),
+            (9, "SIGKILL"),
+            (10, "SIGUSR1"),
+            (11, "SIGSEGV"),
+            (3, "SIGQUIT"),
+            (40, "SIGRTMIN+8"),
+        ] {
             let f = run(4242, me, sig);
             assert_eq!(f.len(), 1, "{name}");
             assert!(f[0].detections.contains(&Detection::SensorTamper));
@@ -121,9 +126,9 @@ mod tests {
     #[test]
     fn reload_and_stop_requests_and_systemds_kill_are_not() {
         let me = sensor::pid() as i32;
-        for sig in [1, 2, 15, 18, 10] {
+        for sig in [1, 2, 13, 15, 17, 18, 28] {
             assert!(run(4242, me, sig).is_empty(), "signal {sig}");
         }
-        assert!(run(1, me, 9).is_empty());
+        assert!(run(1, me, 9).is_empty() && run(1, me, 6).is_empty());
     }
 }
