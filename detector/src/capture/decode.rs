@@ -181,6 +181,10 @@ pub struct FileChange {
     pub hdr: Header,
     pub op: FileOp,
     pub paths: Vec<String>,
+    /// The writer's root is not in the daemon's mount tree (the kernel's walk of it stopped at
+    /// its namespace's root): another mount namespace, a container. `paths` are in its view.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub other_mount_ns: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -569,10 +573,14 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
                     })
                     .collect()
             };
+            let other_mount_ns = e.hdr.flags & ROOTED_ELSEWHERE != 0
+                && op != FileOp::OpenWrite
+                && path_at(&e.dir, e.dir_off).trim_end_matches('/').is_empty();
             Ok(Event::FileChange(FileChange {
                 hdr: header(&e.hdr),
                 op,
                 paths,
+                other_mount_ns,
             }))
         }
         Some(EventKind::Exit) => {

@@ -227,6 +227,7 @@ impl State {
                 FileOp::Rename
             };
             return Some(Event::FileChange(FileChange {
+                other_mount_ns: false,
                 hdr: header(raw.pid),
                 op,
                 paths: vec![path],
@@ -248,6 +249,7 @@ impl State {
         }
         self.recent.insert(key.clone(), now);
         Some(Event::FileChange(FileChange {
+            other_mount_ns: false,
             hdr: header(raw.pid),
             op: FileOp::OpenWrite,
             paths: vec![key.0],

@@ -98,6 +98,69 @@ fn view(own: &Place, theirs: &Place, dir: &str, path: &str) -> View {
     }
 }
 
+/// The root directory of a process in another mount namespace, held open (`O_PATH`): that
+/// namespace's files stay reachable through it (`/proc/self/fd/<n>`) after the process is gone,
+/// as long as the daemon holds it.
+#[derive(Debug)]
+pub struct HeldRoot {
+    _dir: fs::File,
+    through: String,
+    /// The namespace (`mnt:[4026532…]`).
+    pub mnt_ns: String,
+}
+
+impl PartialEq for HeldRoot {
+    fn eq(&self, other: &Self) -> bool {
+        self.through == other.through
+    }
+}
+
+impl Eq for HeldRoot {}
+
+impl HeldRoot {
+    /// The root of process `pid`, or of its parent `ppid` when `pid` is gone, whichever is
+    /// found first in another mount namespace than the daemon's. `None` when neither is (both
+    /// gone, or the one found sees as the daemon does: a container's shim).
+    pub fn of(pid: u32, ppid: u32) -> Option<HeldRoot> {
+        use std::os::{fd::AsRawFd as _, unix::fs::OpenOptionsExt as _};
+        let own = own_place()?;
+        for p in [pid, ppid] {
+            if p == 0 {
+                continue;
+            }
+            let dir = format!("/proc/{p}");
+            let Some(theirs) = place(&dir) else {
+                continue;
+            };
+            if theirs.mnt_ns == own.mnt_ns {
+                return None;
+            }
+            let root = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+                .open(format!("{dir}/root"))
+                .ok()?;
+            let through = format!("/proc/self/fd/{}", root.as_raw_fd());
+            return Some(HeldRoot {
+                _dir: root,
+                through,
+                mnt_ns: theirs.mnt_ns,
+            });
+        }
+        None
+    }
+
+    /// The root as a directory path of the daemon's.
+    pub fn through(&self) -> &str {
+        &self.through
+    }
+
+    /// Where the daemon reaches `path`, a path inside the root.
+    pub fn path(&self, path: &str) -> String {
+        format!("{}{path}", self.through)
+    }
+}
+
 /// Whether `meta` is the file the kernel described in `info`: the same device and inode. Btrfs
 /// subvolumes and overlayfs report a device of their own to stat(2), not their superblock's:
 /// there the inode and the modification time must match.

@@ -287,6 +287,17 @@ pub struct ChangedFile {
     /// What could not be said about the change, and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content_skipped: Option<String>,
+    /// For a change in another mount namespace (a container): that namespace, `mnt:[…]`, or
+    /// `unknown` when no process of it was left to look through. `path` is in its view, and
+    /// what is said of the file is read there and verified against its own package database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mount_namespace: Option<String>,
+    /// The writer's root is not the daemon's (the kernel's fact).
+    #[serde(skip)]
+    pub other_mount_ns: bool,
+    /// That namespace's root, held while the change is described and verified.
+    #[serde(skip)]
+    pub root: Option<std::sync::Arc<crate::engine::file_view::HeldRoot>>,
     /// What the path is (decides what is said about its change).
     #[serde(skip)]
     pub place: crate::engine::watch::places::Place,
@@ -316,6 +327,9 @@ impl ChangedFile {
             verified: None,
             provenance_reasons: Vec::new(),
             content_skipped: None,
+            mount_namespace: None,
+            other_mount_ns: false,
+            root: None,
             place,
             by_pam_auth_update: false,
         }

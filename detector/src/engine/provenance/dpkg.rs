@@ -121,13 +121,6 @@ impl Dpkg {
         Cow::Borrowed(path)
     }
 
-    /// `full` (a path under the root) as an absolute path inside the root.
-    fn inside(&self, full: &Path) -> Option<String> {
-        let root = fs::canonicalize(&self.root).ok()?;
-        let rel = full.strip_prefix(&root).ok()?;
-        Some(format!("/{}", rel.to_str()?))
-    }
-
     /// Provenance of `path` (inside the root); the checksum is taken of the bytes at `bytes`
     /// when given (a file the daemon reads through `/proc/<pid>/map_files`), else of the file.
     fn answer(&self, path: &Path, bytes: Option<&Path>) -> io::Result<Provenance> {
@@ -150,18 +143,20 @@ impl Dpkg {
                 return Ok(p.clone());
             }
         }
-        let target = self
-            .inside(&fs::canonicalize(&full)?)
-            .ok_or_else(|| io::Error::other("the path leads outside the root"))?;
+        // Resolved as a process with that root resolves it (the root may be another mount
+        // namespace's, which `fs::canonicalize` would leave for the daemon's).
+        let inside = path
+            .to_str()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path is not UTF-8"))?;
+        let target = super::resolve_in(&self.root, inside, false)?;
         let target = self.normalise(&target).into_owned();
         // The path with its directories resolved but not its last component: the link itself.
-        let link = match (full.parent(), full.file_name()) {
-            (Some(dir), Some(name)) if link_meta.file_type().is_symlink() => fs::canonicalize(dir)
-                .ok()
-                .and_then(|d| self.inside(&d.join(name)))
-                .map(|l| self.normalise(&l).into_owned()),
-            _ => None,
-        };
+        let link = link_meta
+            .file_type()
+            .is_symlink()
+            .then(|| super::resolve_in(&self.root, inside, true).ok())
+            .flatten()
+            .map(|l| self.normalise(&l).into_owned());
         let index = self.index()?;
         let read_at = match bytes {
             Some(b) => b.to_owned(),

@@ -199,3 +199,53 @@ mod tests {
         let _ = std::fs::remove_dir_all(&root);
     }
 }
+
+/// `path` (absolute, inside `root`) with every symbolic link resolved as a process whose root is
+/// `root` resolves it: an absolute target starts again at `root`, and `..` never leaves it.
+/// `root` may be a path that only the daemon can follow (`/proc/self/fd/<n>` of another mount
+/// namespace's root), where `fs::canonicalize` would come out at the daemon's `/`. With
+/// `keep_last`, the last component is not followed (the link itself).
+pub fn resolve_in(root: &Path, path: &str, keep_last: bool) -> std::io::Result<String> {
+    /// Links followed at most (the kernel's `MAXSYMLINKS`).
+    const MAX_LINKS: u32 = 40;
+    let mut todo: std::collections::VecDeque<String> = path
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let mut done: Vec<String> = Vec::new();
+    let mut links = 0;
+    while let Some(c) = todo.pop_front() {
+        match c.as_str() {
+            "." => continue,
+            ".." => {
+                done.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let mut at = root.to_path_buf();
+        at.extend(done.iter());
+        at.push(&c);
+        let meta = std::fs::symlink_metadata(&at)?;
+        if !meta.file_type().is_symlink() || (keep_last && todo.is_empty()) {
+            done.push(c);
+            continue;
+        }
+        links += 1;
+        if links > MAX_LINKS {
+            return Err(std::io::Error::other("too many levels of symbolic links"));
+        }
+        let target = std::fs::read_link(&at)?;
+        let target = target
+            .to_str()
+            .ok_or_else(|| std::io::Error::other("a link's target is not UTF-8"))?;
+        if target.starts_with('/') {
+            done.clear();
+        }
+        for t in target.split('/').filter(|t| !t.is_empty()).rev() {
+            todo.push_front(t.to_owned());
+        }
+    }
+    Ok(format!("/{}", done.join("/")))
+}

@@ -2,11 +2,13 @@
 //! or PAM module directory, the PAM or NSS configuration, the package database — (opened for
 //! write, created, renamed onto or away, linked, unlinked, truncated). The findings go to
 //! `engine::watch`, which waits for the change to settle and says what changed.
+use std::sync::Arc;
+
 use super::{sensor_tamper, Context, Finding, Observation, Rule};
 pub use crate::engine::watch::places::{Place, Watched};
 use crate::{
     capture::decode::{self, FileOp},
-    engine::package_manager,
+    engine::{file_view::HeldRoot, package_manager},
     output::alert::{ChangedFile, Severity},
 };
 
@@ -60,6 +62,18 @@ fn evaluate(cx: &Context, c: &decode::FileChange) -> Vec<Finding> {
             let mut file = ChangedFile::new(path, c.op, c.paths.clone(), place);
             file.package_manager = manager;
             file.by_pam_auth_update = by_pam_auth_update;
+            if c.other_mount_ns {
+                // Held now, on the reader's path: a writer in a container is often gone, with
+                // its namespace, by the time the change settles. Two /proc reads and an open,
+                // for changes of the watched places in another mount namespace only.
+                let root = HeldRoot::of(cx.process.pid, cx.process.ppid).map(Arc::new);
+                file.mount_namespace = Some(
+                    root.as_ref()
+                        .map_or_else(|| "unknown".to_string(), |r| r.mnt_ns.clone()),
+                );
+                file.root = root;
+                file.other_mount_ns = true;
+            }
             f.file = Some(file);
             f
         })
@@ -89,6 +103,7 @@ mod tests {
             hdr: Default::default(),
             op,
             paths: paths.iter().map(|p| p.to_string()).collect(),
+            other_mount_ns: false,
         };
         let pam = |p: &str| (p.to_owned(), Place::PamConfig);
         assert_eq!(

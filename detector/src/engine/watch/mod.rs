@@ -15,7 +15,12 @@
 //! - a package manager's changes are information; once no package manager runs any more, the
 //!   code it changed is verified against the package database, and a file it does not vouch for
 //!   is high. `pam-auth-update`'s changes are trusted only when the package database vouches for
-//!   every profile it composes them from.
+//!   every profile it composes them from;
+//! - a change in another mount namespace (a container: the kernel says the writer's root is
+//!   not in the daemon's mount tree) is about that namespace's file, not the host's: its root is
+//!   held open by the rule that found it (the writer's, or its parent's), the file is read
+//!   through it and verified against that root's package database. The host's snapshot knows
+//!   nothing of it: its text is listed whole, as added.
 pub mod diff;
 pub mod places;
 pub mod snapshot;
@@ -236,11 +241,23 @@ impl Changes {
             return false;
         };
         let path = file.path.clone();
-        let meta = fs::symlink_metadata(&path).ok();
+        let foreign = file.other_mount_ns;
+        if foreign && file.root.is_none() {
+            file.content_skipped = Some(
+                "the file is in another mount namespace, and no process of it was left to look \
+                 through"
+                    .into(),
+            );
+            f.file = Some(file);
+            return true;
+        }
+        // Where the daemon reaches the file; the host's snapshot is only the host's files'.
+        let access = access(&file);
+        let meta = fs::symlink_metadata(&access).ok();
         let exists = meta.is_some();
         file.exists = Some(exists);
         let by_manager = file.package_manager.is_some();
-        if !exists && !self.snapshot.known(&path) {
+        if !exists && (foreign || !self.snapshot.known(&path)) {
             // Created and gone again: nothing is left.
             if by_manager {
                 return false;
@@ -249,20 +266,28 @@ impl Changes {
         }
         let is_link = meta.as_ref().is_some_and(|m| m.file_type().is_symlink());
         let target = if is_link {
-            fs::read_link(&path).ok().map(|t| t.display().to_string())
+            fs::read_link(&access).ok().map(|t| t.display().to_string())
         } else {
             None
         };
-        let previous = self.snapshot.link(&path).cloned();
+        let previous = if foreign {
+            None
+        } else {
+            self.snapshot.link(&path).cloned()
+        };
         if target.is_some() || previous.is_some() {
             file.target_path = target.clone();
             file.previous_target_path = previous;
         }
-        if file.place.is_code() || is_link {
-            self.snapshot.set_link(&path, target);
+        if !foreign {
+            if file.place.is_code() || is_link {
+                self.snapshot.set_link(&path, target);
+            }
+            self.snapshot.set_known(&path, exists);
         }
-        self.snapshot.set_known(&path, exists);
-        if file.place.is_text() {
+        if file.place.is_text() && foreign {
+            foreign_text(&mut file, &access);
+        } else if file.place.is_text() {
             self.text_diff(&mut file);
         }
         if file.place.is_code() && !is_link {
@@ -277,7 +302,7 @@ impl Changes {
                 ));
             } else if by_manager {
                 self.to_verify.insert(
-                    path.clone(),
+                    access.clone(),
                     ToVerify {
                         ktime_ns: f.ktime_ns,
                         process: f.process.clone(),
@@ -288,11 +313,13 @@ impl Changes {
                 self.provenance(&mut file);
             }
         }
-        if file.place == Place::PackageDatabase {
+        if file.place == Place::PackageDatabase && !foreign {
             // Answers from the record as it was are stale.
             self.verifier.reread_host();
         }
-        if file.by_pam_auth_update && file.place == Place::PamConfig {
+        // pam-auth-update in another mount namespace composes from that namespace's profiles:
+        // its change is judged as the package manager's.
+        if file.by_pam_auth_update && file.place == Place::PamConfig && !foreign {
             if let Some(untrusted) = self.unverified_pam_profile() {
                 file.provenance_reasons.push(PAM_PROFILE_UNVERIFIED);
                 f.ceiling = Severity::Critical;
@@ -340,7 +367,7 @@ impl Changes {
             ));
             return;
         }
-        match sha256(&names::path(&file.path)) {
+        match sha256(&names::path(&access(file))) {
             Ok(h) => file.hash = Some(FileHash { sha256: h }),
             Err(e) => file.content_skipped = Some(format!("cannot hash the file: {e}")),
         }
@@ -348,6 +375,15 @@ impl Changes {
 
     fn provenance(&mut self, file: &mut ChangedFile) {
         let path = file.path.clone();
+        if let Some(root) = &file.root {
+            let p =
+                self.verifier
+                    .verify(Some(root.through()), &path, &names::path(&root.path(&path)));
+            file.package = p.package;
+            file.verified = Some(p.verified);
+            file.provenance_reasons = p.reasons;
+            return;
+        }
         let Some(db) = self.db() else {
             file.provenance_reasons
                 .push(provenance::NO_PACKAGE_DATABASE);
@@ -388,13 +424,22 @@ impl Changes {
     /// each file the package database does not vouch for.
     fn verify(&mut self) -> Vec<Finding> {
         let mut out = Vec::new();
-        for (path, v) in std::mem::take(&mut self.to_verify) {
-            let Some(db) = self.db() else {
-                break;
-            };
-            let Ok(p) = db.provenance(&names::path(&path)) else {
-                // Gone since: nothing to verify.
-                continue;
+        for (access, v) in std::mem::take(&mut self.to_verify) {
+            let p = if let Some(root) = &v.file.root {
+                if fs::symlink_metadata(&access).is_err() {
+                    continue; // gone since: nothing to verify
+                }
+                self.verifier
+                    .verify(Some(root.through()), &v.file.path, &names::path(&access))
+            } else {
+                let Some(db) = self.db() else {
+                    break;
+                };
+                let Ok(p) = db.provenance(&names::path(&access)) else {
+                    // Gone since: nothing to verify.
+                    continue;
+                };
+                p
             };
             let vouched = p.verified
                 || p.reasons
@@ -414,6 +459,35 @@ impl Changes {
             out.push(f);
         }
         out
+    }
+}
+
+/// Where the daemon reaches the changed file: its path, or through the root of the other mount
+/// namespace it is in.
+fn access(file: &ChangedFile) -> String {
+    match &file.root {
+        Some(root) => root.path(&file.path),
+        None => file.path.clone(),
+    }
+}
+
+/// A text file in another mount namespace: its previous content is unknown, so all its lines
+/// are listed as added.
+fn foreign_text(file: &mut ChangedFile, access: &str) {
+    match snapshot::read_text(access) {
+        Ok(lines) => {
+            file.diff = Some(diff::lines(
+                &[],
+                lines.as_deref().unwrap_or(&[]),
+                DIFF_LINES_MAX,
+            ));
+            file.content_skipped = Some(
+                "the previous content of a file in another mount namespace is unknown: every line \
+                 is listed as added"
+                    .into(),
+            );
+        }
+        Err(why) => file.content_skipped = Some(why),
     }
 }
 

@@ -147,13 +147,6 @@ impl Rpm {
         path.to_owned()
     }
 
-    /// `full` (a path under the root) as an absolute path inside the root.
-    fn inside(&self, full: &Path) -> Option<String> {
-        let root = fs::canonicalize(&self.root).ok()?;
-        let rel = full.strip_prefix(&root).ok()?;
-        Some(format!("/{}", rel.to_str()?))
-    }
-
     /// Every package's record of the file at `path` (normalised), its directories excluded.
     fn listed(&self, path: &str) -> io::Result<Vec<Listed>> {
         let Some((_, name)) = path.rsplit_once('/').filter(|(_, n)| !n.is_empty()) else {
@@ -263,18 +256,20 @@ impl Rpm {
                 return Ok(p.clone());
             }
         }
-        let target = self
-            .inside(&fs::canonicalize(&full)?)
-            .ok_or_else(|| io::Error::other("the path leads outside the root"))?;
+        // Resolved as a process with that root resolves it (the root may be another mount
+        // namespace's, which `fs::canonicalize` would leave for the daemon's).
+        let inside = path
+            .to_str()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path is not UTF-8"))?;
+        let target = crate::engine::provenance::resolve_in(&self.root, inside, false)?;
         let target = self.normalise(&target);
         // The path with its directories resolved but not its last component: the link itself.
-        let link = match (full.parent(), full.file_name()) {
-            (Some(dir), Some(name)) if link_meta.file_type().is_symlink() => fs::canonicalize(dir)
-                .ok()
-                .and_then(|d| self.inside(&d.join(name)))
-                .map(|l| self.normalise(&l)),
-            _ => None,
-        };
+        let link = link_meta
+            .file_type()
+            .is_symlink()
+            .then(|| crate::engine::provenance::resolve_in(&self.root, inside, true).ok())
+            .flatten()
+            .map(|l| self.normalise(&l));
         let read_at = match bytes {
             Some(b) => b.to_owned(),
             None => self.root.join(&target[1..]),

@@ -1,0 +1,119 @@
+//! Root end-to-end: changes to the watched places made inside a container — another mount
+//! namespace whose root is an overlay of the host's root filesystem, as a container runtime
+//! makes it (`unshare`, overlayfs, `pivot_root`). The container's files are not the host's:
+//! its package manager's changes are verified against its own package database, and another
+//! writer's are high, naming the container's path and namespace. Nothing on the host changes
+//! (the overlay's upper layer is a tmpfs of the container's own).
+use std::{path::Path, process::Command};
+
+use detector_tests::{has, s, severity_rank, trigger, Daemon, TempDir};
+use serde_json::Value;
+
+const LIB_DIR: &str = "/usr/lib/x86_64-linux-gnu";
+/// The library the test package installs.
+const PACKAGED: &str = "/usr/lib/x86_64-linux-gnu/libdetector-e2e-container.so.1";
+/// The library another writer drops beside it.
+const DROPPED: &str = "/usr/lib/x86_64-linux-gnu/libdetector-e2e-container-drop.so.1";
+
+/// A package `detector-e2e-container` holding a copy of a host library at [`PACKAGED`].
+fn package(dir: &TempDir, lib: &Path) -> String {
+    let root = dir.path("pkg");
+    std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(root.join(&LIB_DIR[1..])).unwrap();
+    std::fs::copy(lib, root.join(&PACKAGED[1..])).unwrap();
+    std::fs::write(
+        root.join("DEBIAN/control"),
+        "Package: detector-e2e-container\nVersion: 1.0\nArchitecture: amd64\n\
+         Maintainer: detector tests <root@localhost>\nDescription: a library installed in a \
+         container by the detector's tests\n",
+    )
+    .unwrap();
+    let deb = dir.path("detector-e2e-container.deb");
+    let out = Command::new("dpkg-deb")
+        .args(["--root-owner-group", "--build"])
+        .arg(&root)
+        .arg(&deb)
+        .output()
+        .expect("run dpkg-deb");
+    assert!(out.status.success(), "dpkg-deb: {out:?}");
+    deb.display().to_string()
+}
+
+/// Runs `script` in a container: a new mount namespace whose root is an overlay of the host's
+/// root filesystem with its upper layer on a tmpfs mounted there only (with /dev bound in and
+/// a /proc of its own). Returns whether the script succeeded.
+fn in_container(dir: &TempDir, script: &str) -> bool {
+    let t = dir.path("ctr");
+    std::fs::create_dir_all(&t).unwrap();
+    let t = t.display();
+    let setup = format!(
+        "set -e; mount -t tmpfs tmpfs {t}; mkdir {t}/u {t}/w {t}/m; \
+         mount -t overlay overlay -o lowerdir=/,upperdir={t}/u,workdir={t}/w {t}/m; \
+         mount --rbind /dev {t}/m/dev; cd {t}/m; mkdir -p old; pivot_root . old; \
+         mount -t proc proc /proc; umount -l /old; exec sh -ec \"$0\""
+    );
+    trigger(
+        Command::new("unshare")
+            .args(["--mount", "--fork", "--propagation", "private", "sh", "-c"])
+            .arg(setup)
+            .arg(script),
+    )
+    .success()
+}
+
+fn sha256(path: &str) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn in_namespace(a: &Value) -> bool {
+    s(a, "file.mount_namespace").starts_with("mnt:[")
+}
+
+/// dpkg installing a package in the container, then a shell dropping an unpackaged library
+/// beside it: the package's change is information only (its own database vouches for it once
+/// dpkg is done), the dropped library is high, read through the container's root. The shell
+/// outlives `mv` by a second: the daemon looks through the writer's root, or its parent's, and
+/// a container whose every process is gone before the reader reads its change is `unknown`.
+#[test]
+fn a_containers_package_manager_is_verified_by_its_own_database_and_a_drop_is_high() {
+    let dir = TempDir::new("container");
+    let lib = std::fs::canonicalize(format!("{LIB_DIR}/libgdbm.so.6")).unwrap();
+    let deb = package(&dir, &lib);
+    let d = Daemon::start();
+    let script = format!(
+        "dpkg -i {deb} >/dev/null; dpkg -s detector-e2e-container >/dev/null; sleep 2; \
+         cp {lib} {LIB_DIR}/.drop; mv {LIB_DIR}/.drop {DROPPED}; sleep 1",
+        lib = lib.display()
+    );
+    assert!(in_container(&dir, &script), "the container's script failed");
+    for p in [PACKAGED, DROPPED] {
+        assert!(!Path::new(p).exists(), "{p} appeared on the host");
+    }
+    let a = d.expect_alert("the dropped library, in the container", |a| {
+        s(a, "file.path") == DROPPED && in_namespace(a)
+    });
+    assert_eq!(s(&a, "severity"), "high", "{a}");
+    assert_eq!(a["file"]["exists"], true, "{a}");
+    assert_eq!(
+        s(&a, "file.hash.sha256"),
+        sha256(lib.to_str().unwrap()),
+        "{a}"
+    );
+    assert!(
+        has(&a, "file.provenance_reasons", "not_from_package"),
+        "{a}"
+    );
+    let info = d.expect_alert("dpkg's change, in the container", |a| {
+        s(a, "file.path") == PACKAGED && s(a, "file.package_manager") == "dpkg"
+    });
+    assert!(in_namespace(&info), "{info}");
+    assert_eq!(s(&info, "severity"), "info", "{info}");
+    let noisy = d.alerts_matching(|a| severity_rank(a) >= 2 && s(a, "file.path") == PACKAGED);
+    assert!(noisy.is_empty(), "the packaged library alerted: {noisy:#?}");
+    d.stop();
+}
