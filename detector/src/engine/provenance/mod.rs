@@ -158,48 +158,6 @@ pub(crate) fn digest_file<D: sha2::Digest>(path: &Path, budget: u64) -> io::Resu
     ))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_database_kind_of_a_root() {
-        let root = std::env::temp_dir().join(format!("detector-kind-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(root.join("var/lib/rpm")).unwrap();
-        assert_eq!(
-            Kind::of(&root),
-            None,
-            "an empty rpm directory is no database"
-        );
-        std::fs::write(root.join("var/lib/rpm/Packages"), "Berkeley DB").unwrap();
-        assert_eq!(Kind::of(&root), None, "Berkeley DB is not read");
-        std::fs::write(root.join("var/lib/rpm/rpmdb.sqlite"), "").unwrap();
-        assert_eq!(Kind::of(&root), Some(Kind::Rpm));
-        let files: Vec<PathBuf> = Kind::Rpm
-            .stamp_files(&root)
-            .into_iter()
-            .map(|(f, _)| f)
-            .collect();
-        assert_eq!(
-            files,
-            [
-                root.join("var/lib/rpm/rpmdb.sqlite"),
-                root.join("var/lib/rpm/rpmdb.sqlite-wal")
-            ]
-        );
-        std::fs::create_dir_all(root.join("usr/lib/sysimage/rpm")).unwrap();
-        std::fs::write(root.join("usr/lib/sysimage/rpm/rpmdb.sqlite"), "").unwrap();
-        assert_eq!(
-            rpm::Rpm::database(&root),
-            Some(root.join("usr/lib/sysimage/rpm/rpmdb.sqlite"))
-        );
-        std::fs::create_dir_all(root.join("var/lib/dpkg/info")).unwrap();
-        assert_eq!(Kind::of(&root), Some(Kind::Dpkg), "dpkg's first");
-        let _ = std::fs::remove_dir_all(&root);
-    }
-}
-
 /// `path` (absolute, inside `root`) with every symbolic link resolved as a process whose root is
 /// `root` resolves it: an absolute target starts again at `root`, and `..` never leaves it.
 /// `root` may be a path that only the daemon can follow (`/proc/self/fd/<n>` of another mount
@@ -248,4 +206,69 @@ pub fn resolve_in(root: &Path, path: &str, keep_last: bool) -> std::io::Result<S
         }
     }
     Ok(format!("/{}", done.join("/")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_kind_of_a_root() {
+        let root = std::env::temp_dir().join(format!("detector-kind-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("var/lib/rpm")).unwrap();
+        assert_eq!(
+            Kind::of(&root),
+            None,
+            "an empty rpm directory is no database"
+        );
+        std::fs::write(root.join("var/lib/rpm/Packages"), "Berkeley DB").unwrap();
+        assert_eq!(Kind::of(&root), None, "Berkeley DB is not read");
+        std::fs::write(root.join("var/lib/rpm/rpmdb.sqlite"), "").unwrap();
+        assert_eq!(Kind::of(&root), Some(Kind::Rpm));
+        let files: Vec<PathBuf> = Kind::Rpm
+            .stamp_files(&root)
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect();
+        assert_eq!(
+            files,
+            [
+                root.join("var/lib/rpm/rpmdb.sqlite"),
+                root.join("var/lib/rpm/rpmdb.sqlite-wal")
+            ]
+        );
+        std::fs::create_dir_all(root.join("usr/lib/sysimage/rpm")).unwrap();
+        std::fs::write(root.join("usr/lib/sysimage/rpm/rpmdb.sqlite"), "").unwrap();
+        assert_eq!(
+            rpm::Rpm::database(&root),
+            Some(root.join("usr/lib/sysimage/rpm/rpmdb.sqlite"))
+        );
+        std::fs::create_dir_all(root.join("var/lib/dpkg/info")).unwrap();
+        assert_eq!(Kind::of(&root), Some(Kind::Dpkg), "dpkg's first");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn links_resolve_inside_the_root_never_out_of_it() {
+        use std::os::unix::fs::symlink;
+        let root = std::env::temp_dir().join(format!("detector-resolve-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+        std::fs::write(root.join("usr/lib/libx.so.1.2"), b"x").unwrap();
+        symlink("libx.so.1.2", root.join("usr/lib/libx.so.1")).unwrap();
+        symlink("usr/lib", root.join("lib")).unwrap();
+        // An absolute target and `..` past the top stay in the root.
+        symlink("/lib/libx.so.1", root.join("abs")).unwrap();
+        symlink("../../../usr/lib/libx.so.1", root.join("usr/up")).unwrap();
+        let r = |p: &str, keep| resolve_in(&root, p, keep).unwrap();
+        assert_eq!(r("/lib/libx.so.1", false), "/usr/lib/libx.so.1.2");
+        assert_eq!(r("/lib/libx.so.1", true), "/usr/lib/libx.so.1");
+        assert_eq!(r("/abs", false), "/usr/lib/libx.so.1.2");
+        assert_eq!(r("/usr/up", false), "/usr/lib/libx.so.1.2");
+        assert!(resolve_in(&root, "/lib/missing", false).is_err());
+        symlink("loop", root.join("loop")).unwrap();
+        assert!(resolve_in(&root, "/loop", false).is_err());
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }
