@@ -100,6 +100,7 @@ const CHECKS: &[&str] = &[
     "reload",
     "stop",
     "restart",
+    "selftest",
     "purge",
 ];
 /// One boot, start to power-off, at most.
