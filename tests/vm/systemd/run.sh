@@ -32,15 +32,16 @@ wait_for() {
     done
 }
 
-# check NAME FUNCTION: runs FUNCTION, which sets DETAIL, and prints its result line.
+# check NAME FUNCTION: runs FUNCTION, which sets DETAIL, and prints its result line. Its start
+# is kept in CHECK_START, which no check function sets (wait_for and check_stop set `start`).
 check() {
     name=$1
     DETAIL=
-    start=$(uptime_s)
+    CHECK_START=$(uptime_s)
     if "$2"; then
-        echo "CHECK $name pass $(secs_since "$start")s $DETAIL"
+        echo "CHECK $name pass $(secs_since "$CHECK_START")s $DETAIL"
     else
-        echo "CHECK $name FAIL $(secs_since "$start")s $DETAIL"
+        echo "CHECK $name FAIL $(secs_since "$CHECK_START")s $DETAIL"
         journalctl -b -u detector --no-pager -o short-monotonic 2>&1 | tail -n 40 | sed 's/^/    | /'
     fi
 }
