@@ -117,3 +117,75 @@ fn a_containers_package_manager_is_verified_by_its_own_database_and_a_drop_is_hi
     assert!(noisy.is_empty(), "the packaged library alerted: {noisy:#?}");
     d.stop();
 }
+
+/// Python that forks a child into a new user namespace whose root the parent maps to host uid
+/// 100000 (as a rootless container's runtime maps it); the child becomes that root and loads
+/// `sys.argv[1]` with ctypes, and stays two seconds. Exits with the child's status.
+const LOAD_IN_USER_NAMESPACE: &str = r#"
+import ctypes, os, sys, time
+r, w = os.pipe()
+r2, w2 = os.pipe()
+pid = os.fork()
+if pid == 0:
+    assert ctypes.CDLL(None, use_errno=True).unshare(0x10000000) == 0  # CLONE_NEWUSER
+    os.write(w, b"x")
+    os.read(r2, 1)
+    os.setgid(0)
+    os.setuid(0)
+    ctypes.CDLL(sys.argv[1])
+    time.sleep(2)  # the namespace's maps are read while its process runs
+    os._exit(0)
+os.read(r, 1)
+for m in ("uid_map", "gid_map"):
+    with open(f"/proc/{pid}/{m}", "w") as f:
+        f.write("0 100000 65536\n")
+os.write(w2, b"x")
+sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"#;
+
+/// A rootless container's files belong to the host uid its user namespace maps root to: a
+/// library of that uid, in a directory of that uid, loaded by a process of that namespace is
+/// its root's, not "owned by non-root"; the same library loaded by a host process is.
+#[test]
+fn a_library_owned_by_a_user_namespaces_root_is_that_namespaces_roots() {
+    let dir = TempDir::new("container-userns");
+    let tree = dir.path("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    let lib = detector_tests::gcc(&dir, "plain_ext.c", "libuserns.so", true);
+    let in_tree = tree.join("libuserns.so");
+    std::fs::copy(&lib, &in_tree).unwrap();
+    for p in [&tree, &in_tree] {
+        std::os::unix::fs::chown(p, Some(100000), Some(100000)).unwrap();
+    }
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let d = Daemon::start();
+    let path = in_tree.to_str().unwrap();
+    assert!(trigger(
+        Command::new("python3")
+            .args(["-c", LOAD_IN_USER_NAMESPACE])
+            .arg(&in_tree)
+    )
+    .success());
+    let ours = d.expect_alert("the namespace's python3 loading its root's library", |a| {
+        s(a, "library.path") == path && a["process"]["user"]["id"] == 100000
+    });
+    for r in ["owned_by_non_root", "directory_writable_by_non_root"] {
+        assert!(!has(&ours, "library.unsafe_reasons", r), "{r}: {ours}");
+    }
+    assert!(severity_rank(&ours) < 2, "{ours}");
+    // The twin: a host process loading the same file.
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(format!("import ctypes; ctypes.CDLL(\"{path}\")"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let host = d.expect_alert("a host python3 loading it", |a| {
+        s(a, "library.path") == path && a["process"]["user"]["id"] == 0
+    });
+    assert!(
+        has(&host, "library.unsafe_reasons", "owned_by_non_root"),
+        "{host}"
+    );
+    d.stop();
+}

@@ -211,3 +211,35 @@ fn sigstop_and_sigtstp_are_critical_once_the_daemon_continues() {
     }
     d.stop();
 }
+
+/// Signals whose default action would end the daemon and that it has no use for (SIGUSR1,
+/// SIGQUIT, SIGABRT, a real-time signal): it outlives them and says who sent them, critical.
+#[test]
+fn stray_fatal_signals_are_outlived_and_critical() {
+    let d = Daemon::start();
+    let pid = d.pid();
+    for sig in ["USR1", "QUIT", "ABRT", "RTMIN+8"] {
+        let mut sh = Command::new("sh")
+            .args(["-c", &format!("kill -{sig} {pid}")])
+            .spawn()
+            .unwrap();
+        let sender = sh.id();
+        assert!(sh.wait().unwrap().success());
+        let a = d.expect_alert(&format!("SIG{sig} sent to the daemon"), |a| {
+            sensor_tamper(a) && a["process"]["pid"] == sender
+        });
+        assert_critical(&a, pid);
+        assert_eq!(
+            s(&a, "sensor.reason"),
+            format!("SIG{sig} sent to the detector (kill)"),
+            "{a}"
+        );
+        // SAFETY: signal 0 only checks that the process exists.
+        assert_eq!(
+            unsafe { libc::kill(pid as i32, 0) },
+            0,
+            "SIG{sig} ended the daemon"
+        );
+    }
+    d.stop();
+}

@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
@@ -197,6 +197,8 @@ async fn serve(
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
+    crate::engine::signals::outlive_fatal_signals()
+        .context("installing the handlers that outlive stray signals")?;
     let verifier = Arc::new(Verifier::new(settings(&cfg).hash_budget));
     // The package index is built while the programs load, and the daemon is ready once it is.
     let warm = std::thread::Builder::new()

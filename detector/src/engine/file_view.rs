@@ -98,6 +98,30 @@ fn view(own: &Place, theirs: &Place, dir: &str, path: &str) -> View {
     }
 }
 
+/// The host uid that the user namespace of process `pid` (or of its parent `ppid`, when `pid`
+/// is gone) maps its root (uid 0) to: 0 in the host's namespace, and when neither can be read
+/// or the namespace has no root. A namespace's maps are written once and never change.
+pub fn user_ns_root(pid: u32, ppid: u32) -> u32 {
+    for p in [pid, ppid] {
+        if p == 0 {
+            continue;
+        }
+        if let Ok(map) = fs::read_to_string(format!("/proc/{p}/uid_map")) {
+            return root_in_map(&map).unwrap_or(0);
+        }
+    }
+    0
+}
+
+/// The outside uid of inside uid 0 in a `uid_map` ("inside outside count" lines).
+fn root_in_map(map: &str) -> Option<u32> {
+    map.lines().find_map(|l| {
+        let mut f = l.split_whitespace().map(|x| x.parse::<u64>().ok());
+        let (inside, outside, count) = (f.next()??, f.next()??, f.next()??);
+        (inside == 0 && count > 0).then_some(outside as u32)
+    })
+}
+
 /// The root directory of a process in another mount namespace, held open (`O_PATH`): that
 /// namespace's files stay reachable through it (`/proc/self/fd/<n>`) after the process is gone,
 /// as long as the daemon holds it.
@@ -304,6 +328,18 @@ fn unescape(field: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_root_of_a_user_namespace_from_its_uid_map() {
+        assert_eq!(root_in_map("         0          0 4294967295\n"), Some(0));
+        assert_eq!(
+            root_in_map("         0     100000      65536\n"),
+            Some(100000)
+        );
+        assert_eq!(root_in_map("      1000       1000          1\n"), None);
+        assert_eq!(root_in_map("1 200 5\n0 300 1\n"), Some(300));
+        assert_eq!(root_in_map("garbage"), None);
+    }
 
     fn place(ns: &str, root: (u64, u64)) -> Place {
         Place {

@@ -152,11 +152,13 @@ impl Library {
     /// Looks at `path` on disk now. A bare name (no '/') is searched by the loader in its
     /// default directories; it is reported as given.
     pub fn inspect(path: &str) -> Self {
-        Library::inspect_at(path, path)
+        Library::inspect_at(path, path, 0)
     }
 
-    /// `inspect` of `path` as a process sees it, its file being at `on_disk` for the daemon.
-    fn inspect_at(path: &str, on_disk: &str) -> Self {
+    /// `inspect` of `path` as a process sees it, its file being at `on_disk` for the daemon;
+    /// `root_uid` is the host uid its user namespace maps its root to (0 in the host's): files
+    /// and directories that uid owns are its root's.
+    fn inspect_at(path: &str, on_disk: &str, root_uid: u32) -> Self {
         let meta = if path.contains('/') {
             fs::metadata(names::path(on_disk)).ok()
         } else {
@@ -173,13 +175,13 @@ impl Library {
             lib.unsafe_reasons.push("world_writable_location");
         }
         if let Some(m) = &meta {
-            if m.uid() != 0 {
+            if m.uid() != 0 && m.uid() != root_uid {
                 lib.unsafe_reasons.push("owned_by_non_root");
             }
             if m.mode() & 0o022 != 0 {
                 lib.unsafe_reasons.push("group_or_world_writable");
             }
-            if parent_writable_by_non_root(&names::path(on_disk)) {
+            if parent_writable_by_non_root(&names::path(on_disk), root_uid) {
                 lib.unsafe_reasons.push("directory_writable_by_non_root");
             }
             if on_tmpfs(on_disk) {
@@ -193,14 +195,19 @@ impl Library {
     /// file may be gone now, or never have had a name: a memfd). A named file is looked at
     /// where that process sees it (`file_view`), and only when it is still the file the kernel
     /// mapped; otherwise it is `replaced_since_mapped` and not read.
+    ///
+    /// Ownership is judged in the process's user namespace: a file owned by the host uid its
+    /// namespace maps root to (a rootless container's image, a tree built by `mmdebstrap
+    /// --mode=unshare`) is its root's, as a root-owned file is the host's.
     pub fn from_kernel(f: &File, hdr: &Header) -> Self {
+        let root_uid = file_view::user_ns_root(hdr.pid, hdr.ppid);
         let mut lib = if f.is_memfd() || f.is_deleted() {
             Library {
                 path: f.path.clone(),
                 ..Default::default()
             }
         } else {
-            Library::mapped_file(f, file_view::of(hdr.pid, hdr.ppid, &f.path))
+            Library::mapped_file(f, file_view::of(hdr.pid, hdr.ppid, &f.path), root_uid)
         };
         lib.owner_uid = Some(f.info.uid);
         lib.mode = Some(format!("{:04o}", f.info.mode & 0o7777));
@@ -227,7 +234,7 @@ impl Library {
         if facts & UNSAFE_MEMORY_FS != 0 {
             add("tmpfs");
         }
-        if facts & UNSAFE_NOT_ROOT_OWNED != 0 {
+        if facts & UNSAFE_NOT_ROOT_OWNED != 0 && f.info.uid != root_uid {
             add("owned_by_non_root");
         }
         if facts & UNSAFE_WRITABLE_BY_OTHERS != 0 {
@@ -238,7 +245,7 @@ impl Library {
 
     /// The named file the kernel mapped, as `view` shows it or, when that is another file (the
     /// process changed its namespace or root after the mapping), as the daemon sees it.
-    fn mapped_file(f: &File, view: View) -> Self {
+    fn mapped_file(f: &File, view: View, root_uid: u32) -> Self {
         let (root, path) = match view {
             View::Root { root, path } => (Some(root), path),
             View::Same | View::Unknown => (None, f.path.clone()),
@@ -255,7 +262,7 @@ impl Library {
             };
             match fs::metadata(names::path(&on_disk)) {
                 Ok(meta) if file_view::same_file(&meta, &f.info, f.fs()) => {
-                    let mut lib = Library::inspect_at(&path, &on_disk);
+                    let mut lib = Library::inspect_at(&path, &on_disk, root_uid);
                     if root.is_some() {
                         // Another root's path may be made to lead elsewhere before the file is
                         // read (a bind mount in its namespace): the file is held open.
@@ -277,7 +284,7 @@ impl Library {
                     return lib;
                 }
                 Ok(_) => {
-                    if let Some(lib) = Self::overlay_file(f, root.as_deref(), &path) {
+                    if let Some(lib) = Self::overlay_file(f, root.as_deref(), &path, root_uid) {
                         return lib;
                     }
                     other_file = true;
@@ -285,7 +292,7 @@ impl Library {
                 // In a container, a file mapped from an image layer may be named by its path
                 // inside the layer.
                 Err(_) if root.is_some() => {
-                    if let Some(lib) = Self::overlay_file(f, root.as_deref(), &path) {
+                    if let Some(lib) = Self::overlay_file(f, root.as_deref(), &path, root_uid) {
                         return lib;
                     }
                 }
@@ -308,7 +315,7 @@ impl Library {
     /// (`file_view::overlay_layer`) and held open, named by its path in the process's view;
     /// `root` is the process's (`/proc/<pid>/root`, whose `mountinfo` is read), or the daemon's
     /// when `None`.
-    fn overlay_file(f: &File, root: Option<&str>, path: &str) -> Option<Self> {
+    fn overlay_file(f: &File, root: Option<&str>, path: &str, root_uid: u32) -> Option<Self> {
         let mountinfo = match root {
             Some(r) => format!("{}/mountinfo", r.strip_suffix("/root")?),
             None => "/proc/self/mountinfo".to_owned(),
@@ -316,7 +323,7 @@ impl Library {
         let text = fs::read_to_string(mountinfo).ok()?;
         let (path, layer) = file_view::overlay_layer(&text, path, &f.info)?;
         let (pinned, fd) = pin(&layer, f)?;
-        let mut lib = Library::inspect_at(&path, &layer);
+        let mut lib = Library::inspect_at(&path, &layer, root_uid);
         lib.pinned = Some(pinned);
         lib.read_from = Some(fd);
         lib.root = root.map(str::to_owned);
@@ -358,12 +365,12 @@ impl Library {
     }
 }
 
-fn parent_writable_by_non_root(path: &Path) -> bool {
+fn parent_writable_by_non_root(path: &Path, root_uid: u32) -> bool {
     let Some(meta) = path.parent().and_then(|p| fs::metadata(p).ok()) else {
         return false;
     };
     let sticky = meta.mode() & 0o1000 != 0;
-    meta.uid() != 0 || (meta.mode() & 0o022 != 0 && !sticky)
+    (meta.uid() != 0 && meta.uid() != root_uid) || (meta.mode() & 0o022 != 0 && !sticky)
 }
 
 fn on_tmpfs(path: &str) -> bool {
@@ -464,7 +471,7 @@ mod tests {
             root: root.clone(),
             path: exe.into(),
         };
-        let lib = Library::mapped_file(&kernel_file(exe, &meta), view.clone());
+        let lib = Library::mapped_file(&kernel_file(exe, &meta), view.clone(), 0);
         assert!(lib.exists);
         assert_eq!(lib.path, exe);
         // The root held open: the same directory as the process's root.
@@ -483,7 +490,7 @@ mod tests {
         drop(lib);
         let mut f = kernel_file(exe, &meta);
         f.info.ino += 1;
-        let lib = Library::mapped_file(&f, view);
+        let lib = Library::mapped_file(&f, view, 0);
         assert!(!lib.exists && lib.read_from.is_none());
         assert_eq!(lib.unsafe_reasons, ["replaced_since_mapped"]);
     }
@@ -502,8 +509,9 @@ mod tests {
             root: root.display().to_string(),
             path: exe.into(),
         };
-        let lib = Library::mapped_file(&kernel_file(exe, &meta), view.clone());
-        let copy = Library::mapped_file(&kernel_file(exe, &fs::metadata(&inside).unwrap()), view);
+        let lib = Library::mapped_file(&kernel_file(exe, &meta), view.clone(), 0);
+        let copy =
+            Library::mapped_file(&kernel_file(exe, &fs::metadata(&inside).unwrap()), view, 0);
         let _ = fs::remove_dir_all(&root);
         assert!(lib.exists, "{lib:?}");
         assert_eq!((lib.root, lib.read_from), (None, None), "the daemon's view");

@@ -60,6 +60,40 @@ pub fn stops(sig: u32) -> bool {
     matches!(sig, 19..=22)
 }
 
+/// Catchable signals whose default action would end the daemon and that it has no use for:
+/// SIGQUIT, SIGABRT, SIGUSR1, SIGUSR2, SIGALRM, SIGSTKFLT, SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF,
+/// SIGIO, SIGPWR, and the real-time signals. The faults (SIGSEGV, SIGBUS, SIGILL, SIGFPE,
+/// SIGTRAP, SIGSYS) are left to their default action: a real one must still end the daemon.
+fn outlived() -> Vec<i32> {
+    let mut sigs = vec![3, 6, 10, 12, 14, 16, 24, 25, 26, 27, 29, 30];
+    sigs.extend(libc::SIGRTMIN()..=libc::SIGRTMAX());
+    sigs
+}
+
+extern "C" fn nothing(_: libc::c_int) {}
+
+/// Gives each signal of [`outlived`] a handler that does nothing, so that sending one does not
+/// end the daemon without a word: it goes on, and the signal channel's record of the sender is
+/// judged (`sensor_tamper`). A handler, not SIG_IGN: a handler is reset at exec, so no program
+/// the daemon might run inherits it. `abort()` still ends the process (it restores the default
+/// action and raises again when a handler returns).
+pub fn outlive_fatal_signals() -> std::io::Result<()> {
+    for sig in outlived() {
+        // SAFETY: a zeroed sigaction with a handler that touches nothing; sa_mask empty.
+        let rc = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = nothing as extern "C" fn(libc::c_int) as usize;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,11 +1,13 @@
-//! Rule: a signal sent to the sensor that blinds it. A stop signal (SIGSTOP, SIGTSTP, SIGTTIN,
-//! SIGTTOU) freezes the daemon while the kernel keeps queueing its events; SIGKILL, and every
-//! other signal whose default action ends a process and that the daemon does not handle
-//! (SIGUSR1, SIGSEGV, SIGQUIT, a real-time signal...), ends it without a word (from pid 1,
-//! systemd stopping the service, it is not an attack). All are critical `sensor_tamper`.
-//! SIGHUP (reload), SIGTERM and SIGINT (the documented stop), SIGPIPE (ignored by the Rust
-//! runtime) and the signals whose default action is to ignore or continue are not attacks. The memory writes and file changes aimed at the sensor are the `memory_tamper` and
-//! `config_change` rules' findings, marked `sensor_tamper` there.
+//! Rule: a signal sent to the sensor to blind it. A stop signal (SIGSTOP, SIGTSTP, SIGTTIN,
+//! SIGTTOU) freezes the daemon while the kernel keeps queueing its events; SIGKILL and the
+//! fault signals (SIGSEGV...) end it without a word; the other signals whose default action
+//! ends a process (SIGUSR1, SIGQUIT, a real-time signal...) would, but the daemon outlives them
+//! (`signals::outlive_fatal_signals`). From pid 1 (systemd stopping the service) none is an
+//! attack; from any other sender all are critical `sensor_tamper`. SIGHUP (reload), SIGTERM and
+//! SIGINT (the documented stop), SIGPIPE (ignored by the Rust runtime) and the signals whose
+//! default action is to ignore or continue are not attacks. The memory writes and file changes
+//! aimed at the sensor are the `memory_tamper` and `config_change` rules' findings, marked
+//! `sensor_tamper` there.
 use super::{Context, Finding, Observation, Rule};
 use crate::{
     capture::decode::Signal,
