@@ -145,7 +145,7 @@ sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
 
 /// A rootless container's files belong to the host uid its user namespace maps root to: a
 /// library of that uid, in a directory of that uid, loaded by a process of that namespace is
-/// its root's, not "owned by non-root"; the same library loaded by a host process is.
+/// its root's, not "owned by non-root"; a copy of it loaded by a host process is.
 #[test]
 fn a_library_owned_by_a_user_namespaces_root_is_that_namespaces_roots() {
     let dir = TempDir::new("container-userns");
@@ -154,7 +154,10 @@ fn a_library_owned_by_a_user_namespaces_root_is_that_namespaces_roots() {
     let lib = detector_tests::gcc(&dir, "plain_ext.c", "libuserns.so", true);
     let in_tree = tree.join("libuserns.so");
     std::fs::copy(&lib, &in_tree).unwrap();
-    for p in [&tree, &in_tree] {
+    // The twin's own copy: a file version is reported once (the kernel's seen-cache).
+    let twin = tree.join("libuserns-twin.so");
+    std::fs::copy(&lib, &twin).unwrap();
+    for p in [&tree, &in_tree, &twin] {
         std::os::unix::fs::chown(p, Some(100000), Some(100000)).unwrap();
     }
     std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -173,15 +176,16 @@ fn a_library_owned_by_a_user_namespaces_root_is_that_namespaces_roots() {
         assert!(!has(&ours, "library.unsafe_reasons", r), "{r}: {ours}");
     }
     assert!(severity_rank(&ours) < 2, "{ours}");
-    // The twin: a host process loading the same file.
+    // The twin: a host process loading a copy of it, owned alike.
+    let twin = twin.to_str().unwrap();
     let status = Command::new("python3")
         .arg("-c")
-        .arg(format!("import ctypes; ctypes.CDLL(\"{path}\")"))
+        .arg(format!("import ctypes; ctypes.CDLL(\"{twin}\")"))
         .status()
         .unwrap();
     assert!(status.success());
-    let host = d.expect_alert("a host python3 loading it", |a| {
-        s(a, "library.path") == path && a["process"]["user"]["id"] == 0
+    let host = d.expect_alert("a host python3 loading the copy", |a| {
+        s(a, "library.path") == twin && a["process"]["user"]["id"] == 0
     });
     assert!(
         has(&host, "library.unsafe_reasons", "owned_by_non_root"),

@@ -1,7 +1,8 @@
 //! Linux signals by number (x86-64 and aarch64 share these numbers): their names and their
 //! default actions (signal(7)).
 
-/// The signal's name (`SIGSEGV`; `SIGRTMIN+3` for a real-time one).
+/// The signal's name (`SIGSEGV`; `SIGRTMIN+3` for a real-time one, numbered as the C library
+/// numbers them: its `SIGRTMIN` is above the two it keeps for itself, `SIG32` and `SIG33`).
 pub fn name(sig: u32) -> String {
     const NAMES: [&str; 32] = [
         "0",
@@ -39,7 +40,14 @@ pub fn name(sig: u32) -> String {
     ];
     match sig {
         0..=31 => NAMES[sig as usize].to_string(),
-        32..=64 => format!("SIGRTMIN+{}", sig - 32),
+        32..=64 => {
+            let min = libc::SIGRTMIN() as u32;
+            match sig.checked_sub(min) {
+                Some(0) => "SIGRTMIN".to_string(),
+                Some(n) => format!("SIGRTMIN+{n}"),
+                None => format!("SIG{sig}"),
+            }
+        }
         _ => format!("signal {sig}"),
     }
 }
@@ -102,7 +110,10 @@ mod tests {
     fn names_and_actions() {
         assert_eq!(name(11), "SIGSEGV");
         assert_eq!(name(31), "SIGSYS");
-        assert_eq!(name(34), "SIGRTMIN+2");
+        let min = libc::SIGRTMIN() as u32;
+        assert_eq!(name(min), "SIGRTMIN");
+        assert_eq!(name(min + 2), "SIGRTMIN+2");
+        assert_eq!(name(32), "SIG32");
         assert_eq!(name(99), "signal 99");
         assert!(dumps_core(6) && dumps_core(3) && !dumps_core(9) && !dumps_core(64));
         assert!(harmless_by_default(28) && !harmless_by_default(10));

@@ -107,7 +107,7 @@ mod tests {
             (10, "SIGUSR1"),
             (11, "SIGSEGV"),
             (3, "SIGQUIT"),
-            (40, "SIGRTMIN+8"),
+            (libc::SIGRTMIN() as u32 + 8, "SIGRTMIN+8"),
         ] {
             let f = run(4242, me, sig);
             assert_eq!(f.len(), 1, "{name}");
