@@ -182,7 +182,7 @@ impl Kind {
             Kind::PreloadEnv => "process.pid = ssh, library.path = hook, detections ∋ preload_env",
             Kind::Memfd => "process.pid = loadlib, library.path = /memfd:payload…",
             Kind::PreloadList => {
-                "process.pid = ssh, library.path = hook, detections ∋ preload_file"
+                "process.pid = ssh, library.path = hook, detections ∋ preload_file; and the write of the list (file.path, open_write, loader_config_change, the soak's pid)"
             }
             Kind::Ptrace => {
                 "target.pid = child, target.operation = ptrace, target.request = 4, detections ∋ memory_tamper"
@@ -206,6 +206,41 @@ struct Attack {
 }
 
 impl Attack {
+    /// The alerts this attack must produce, each as a test on an alert: for the list, ssh
+    /// loading the hook and the soak's own write of the list (within 30 s of it).
+    fn wanted(&self) -> usize {
+        if self.kind == Kind::PreloadList {
+            2
+        } else {
+            1
+        }
+    }
+
+    fn matches_nth(&self, i: usize, a: &Alert) -> bool {
+        if i == 1 {
+            return a.pid == u64::from(std::process::id())
+                && a.file_path == PRELOAD_LIST
+                && a.file_op == "open_write"
+                && a.detections.iter().any(|x| x == "loader_config_change")
+                && a.at >= self.at
+                && a.at.duration_since(self.at) < Duration::from_secs(30);
+        }
+        self.matches(a)
+    }
+
+    /// Seconds from the injection to the last of its alerts, when all came.
+    fn latency(&self, alerts: &[Alert]) -> Option<f64> {
+        (0..self.wanted())
+            .map(|i| {
+                alerts
+                    .iter()
+                    .filter(|x| self.matches_nth(i, x))
+                    .map(|x| x.at.saturating_duration_since(self.at).as_secs_f64())
+                    .reduce(f64::min)
+            })
+            .try_fold(0.0f64, |m, l| l.map(|l| m.max(l)))
+    }
+
     fn matches(&self, a: &Alert) -> bool {
         let pid = u64::from(self.pid);
         let has = |d: &str| a.detections.iter().any(|x| x == d);
@@ -233,6 +268,8 @@ struct Alert {
     request: u64,
     detections: Vec<String>,
     rule: String,
+    file_path: String,
+    file_op: String,
 }
 
 impl Alert {
@@ -260,6 +297,8 @@ impl Alert {
                 })
                 .unwrap_or_default(),
             rule: str_at("rule.name"),
+            file_path: str_at("file.path"),
+            file_op: str_at("file.operation"),
         }
     }
 }
@@ -440,13 +479,14 @@ impl Daemon {
         if let Some(r) = self.reader.lock().unwrap().take() {
             let _ = r.join();
         }
+        let stats = self.stats.lock().unwrap();
         Ok(Exit {
             was_alive,
             status: status.code(),
             stop_secs: t.elapsed().as_secs_f64(),
             log: fs::read_to_string(&self.log).unwrap_or_default(),
-            final_stats: self.stats.lock().unwrap().last().cloned(),
-            stats_records: self.stats.lock().unwrap().len(),
+            final_stats: stats.last().cloned(),
+            stats_records: stats.len(),
         })
     }
 }
@@ -751,7 +791,7 @@ fn soak(t: &Tools, d: &Daemon, duration: Duration, seed: u64) -> Result<Ran> {
         let alerts = d.alerts.lock().unwrap();
         if attacks
             .iter()
-            .all(|a| a.failed.is_some() || alerts.iter().any(|x| a.matches(x)))
+            .all(|a| a.failed.is_some() || a.latency(&alerts).is_some())
         {
             break;
         }
@@ -768,16 +808,7 @@ fn soak(t: &Tools, d: &Daemon, duration: Duration, seed: u64) -> Result<Ran> {
         }
     }
     let alerts = d.alerts.lock().unwrap();
-    let latency = attacks
-        .iter()
-        .map(|a| {
-            alerts
-                .iter()
-                .filter(|x| a.matches(x))
-                .map(|x| x.at.saturating_duration_since(a.at).as_secs_f64())
-                .reduce(f64::min)
-        })
-        .collect();
+    let latency = attacks.iter().map(|a| a.latency(&alerts)).collect();
     let mut rules = BTreeMap::new();
     for a in alerts.iter() {
         *rules.entry(a.rule.clone()).or_insert(0) += 1;
