@@ -4,7 +4,7 @@
 //! Holds `/tmp/detector-e2e.lock` (flock) throughout: the root e2e tests also write
 //! `/etc/ld.so.preload` and start daemons. `/etc/ld.so.preload` is saved first and put back on
 //! every way out: after each attack that writes it, by a guard's Drop (errors, panics), and by a
-//! thread that waits for SIGINT, SIGTERM and SIGHUP (blocked in every other thread).
+//! thread woken by a handler of SIGINT, SIGTERM and SIGHUP.
 //!
 //! Load, each in a loop of its own at `nice -n 10`: exec storms (a dynamic and a static
 //! program), dlopen storms, open storms, rename storms in a scratch directory, fork storms
@@ -29,7 +29,7 @@ use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
-        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering},
         Arc, Mutex, OnceLock,
     },
     thread,
@@ -106,15 +106,12 @@ pub fn run(root: &Path, minutes: u64, seed: Option<u64>) -> Result<()> {
             .map_or(1, |d| d.as_nanos() as u64)
     });
     println!("[soak] seed {seed} (rerun with --seed {seed})");
-    // Blocked here, before any thread or child exists: every thread inherits the mask and only
-    // the signal thread takes them (children start with an empty mask).
-    block_signals()?;
+    handle_signals()?;
     let _lock = Lock::take(LOCK)?;
     let out_dir = root.join("target/soak");
     fs::create_dir_all(&out_dir)?;
     let scratch = Scratch::create()?;
     let _preload = PreloadGuard::save()?;
-    spawn_signal_thread();
     let tools = Tools::build(root, &scratch.0)?;
     let bin = root.join("target/release/detector");
     let daemon = Daemon::start(&bin, &scratch.0, &out_dir)?;
@@ -1131,7 +1128,11 @@ fn judge(r: &Ran, exit: &Exit, seed: u64, minutes: u64) -> (String, Vec<String>)
         if stats.is_none() {
             "; no stats record at exit".to_owned()
         } else if uncounted.is_empty() {
-            format!("; the stats record at exit agrees with the log ({} channels logged a loss)", logged.len())
+            format!(
+                "; the {} stats record agrees with the log ({} channels logged a loss)",
+                if exit.status == Some(0) { "exit's" } else { "last" },
+                logged.len()
+            )
         } else {
             format!("; logged but not counted: {}", uncounted.join(", "))
         },
@@ -1206,7 +1207,12 @@ fn judge(r: &Ran, exit: &Exit, seed: u64, minutes: u64) -> (String, Vec<String>)
         .unwrap_or_default();
     let total_events: u64 = events.iter().map(|e| e.1).sum();
     line(format!(
-        "Events decoded (the stats record at exit): {total_events} — {}; malformed {}; read errors {}; dropped {}; enrichment {}; {} stats records.",
+        "Events decoded ({}): {total_events} — {}; malformed {}; read errors {}; dropped {}; enrichment {}; {} stats records.",
+        if exit.status == Some(0) {
+            "the stats record at exit"
+        } else {
+            "the last stats record; none at exit"
+        },
         events
             .iter()
             .map(|(k, v)| format!("{k} {v}"))
@@ -1397,37 +1403,51 @@ fn restore_preload_list() -> Result<()> {
 
 const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
-fn signal_set() -> libc::sigset_t {
-    // SAFETY: sigemptyset and sigaddset initialise and fill a set we own.
+/// The write end of the pipe the signal handler writes the signal's number to.
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    let byte = sig as u8;
+    // SAFETY: write(2) is async-signal-safe; a one-byte buffer of our own.
     unsafe {
-        let mut set = std::mem::zeroed::<libc::sigset_t>();
-        libc::sigemptyset(&mut set);
-        for s in SIGNALS {
-            libc::sigaddset(&mut set, s);
-        }
-        set
+        libc::write(
+            SIGNAL_PIPE.load(Ordering::Relaxed),
+            (&byte as *const u8).cast(),
+            1,
+        )
+    };
+}
+
+/// Handles SIGINT, SIGTERM and SIGHUP: the handler writes to a pipe, a thread reads it,
+/// restores /etc/ld.so.preload, stops the daemon, removes the scratch directory and exits 130.
+/// (Handlers, unlike a blocked mask, are not inherited across exec: the daemon and the load
+/// keep the default dispositions and an empty mask.)
+fn handle_signals() -> Result<()> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two fds.
+    ensure!(
+        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == 0,
+        "pipe2: {}",
+        std::io::Error::last_os_error()
+    );
+    SIGNAL_PIPE.store(fds[1], Ordering::SeqCst);
+    for sig in SIGNALS {
+        // SAFETY: a zeroed sigaction with a handler that only calls write(2).
+        let rc = unsafe {
+            let mut sa = std::mem::zeroed::<libc::sigaction>();
+            sa.sa_sigaction = on_signal as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        ensure!(rc == 0, "sigaction: {}", std::io::Error::last_os_error());
     }
-}
-
-fn block_signals() -> Result<()> {
-    let set = signal_set();
-    // SAFETY: a valid set; the old mask is not wanted.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    ensure!(rc == 0, "pthread_sigmask: {rc}");
-    Ok(())
-}
-
-/// Waits for SIGINT, SIGTERM or SIGHUP: restores /etc/ld.so.preload, stops the daemon, removes
-/// the scratch directory, exits 130.
-fn spawn_signal_thread() {
-    thread::spawn(|| {
-        let set = signal_set();
-        let mut sig = 0;
-        // SAFETY: a valid set, blocked in every thread.
-        if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
-            return;
-        }
-        eprintln!("[soak] signal {sig}: restoring {PRELOAD_LIST}, stopping the daemon");
+    let read_end = fds[0];
+    thread::spawn(move || {
+        let mut byte = 0u8;
+        // SAFETY: reads one byte into our buffer from our pipe.
+        while unsafe { libc::read(read_end, (&mut byte as *mut u8).cast(), 1) } != 1 {}
+        eprintln!("[soak] signal {byte}: restoring {PRELOAD_LIST}, stopping the daemon");
         {
             let _held = PRELOAD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
             if let Err(e) = restore_preload_list() {
@@ -1445,4 +1465,5 @@ fn spawn_signal_thread() {
         }
         std::process::exit(130);
     });
+    Ok(())
 }
