@@ -16,8 +16,8 @@
 //!
 //! Pass: every attack alerted; no kernel loss, or every loss counted in the stats record at exit
 //! (and the attacks alerted anyway); the daemon's RSS after the warm-up grows by under 5 MiB; the
-//! daemon is the same process from start to end. Writes target/soak/report.md (markdown), keeps
-//! the daemon's output in target/soak/.
+//! daemon is the same process from start to end. Writes target/soak/report.md (markdown) and
+//! rss.tsv (the samples), keeps the daemon's output in target/soak/.
 use std::{
     collections::BTreeMap,
     fs::{self, File},
@@ -125,6 +125,15 @@ pub fn run(root: &Path, minutes: u64, seed: Option<u64>) -> Result<()> {
     let ran = ran?;
     let (text, failures) = judge(&ran, &stopped?, seed, minutes);
     fs::write(out_dir.join("report.md"), &text)?;
+    let samples: String = ran
+        .rss
+        .iter()
+        .map(|(t, mib)| format!("{t:.0}\t{mib:.2}\n"))
+        .collect();
+    fs::write(
+        out_dir.join("rss.tsv"),
+        format!("seconds\tvmrss_mib\n{samples}"),
+    )?;
     println!("\n{text}");
     if !failures.is_empty() {
         bail!("soak failed: {}", failures.join("; "));
