@@ -9,6 +9,7 @@ mod load;
 mod package;
 mod setup;
 mod sigma;
+mod soak;
 mod vm;
 mod vm_systemd;
 
@@ -71,6 +72,19 @@ enum Cmd {
         #[arg(long = "target", value_name = "NAME")]
         targets: Vec<String>,
     },
+    /// Build, then run the daemon for N minutes under mixed load (exec, dlopen, open, rename and
+    /// fork storms, floods aimed at the sensor) with real attacks injected at random times; fails
+    /// when an attack is not alerted, events are lost uncounted, RSS grows 5 MiB or more after
+    /// the warm-up, or the daemon dies. Root; holds /tmp/detector-e2e.lock; writes
+    /// target/soak/report.md. Not part of `test`.
+    Soak {
+        /// How long the load and the attacks run.
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+        /// The attack schedule's seed (default: from the clock; printed either way).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Build, then make target/debian/detector_<version>_amd64.deb (dpkg-deb) and check it with
     /// lintian (an error fails).
     Package,
@@ -123,6 +137,7 @@ fn run(cli: Cli) -> Result<()> {
         } => bench::run(&root, dispatch_only, latency_only),
         Cmd::Fuzz { seconds, targets } => fuzz::run(&root, seconds, &targets),
         Cmd::Package => package(&root).map(drop),
+        Cmd::Soak { minutes, seed } => soak::run(&root, minutes, seed),
         Cmd::VmTest { kernels, systemd } => {
             build()?;
             setup::ensure_vm()?;

@@ -65,10 +65,23 @@ const OUTPUT_QUEUE: usize = 4096;
 const ENRICH_LANE: usize = 1024;
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
+    one_malloc_arena();
     let explicit = args.config.as_os_str() != config::DEFAULT_PATH;
     let cfg = config::load(&args.config, explicit)?;
     let (kcfg, rt) = super::capture_runtime()?;
     rt.block_on(serve(args, cfg, kcfg, explicit))
+}
+
+/// One glibc malloc arena for every thread, set before any thread starts. Otherwise glibc adds
+/// an arena (up to 8 per CPU) whenever a thread finds the ones in use locked, at any time of the
+/// daemon's life, and each keeps megabytes resident: a long-running daemon's RSS steps up by
+/// ~10 MiB at a random moment. The daemon allocates little per event; its threads rarely
+/// contend.
+fn one_malloc_arena() {
+    // SAFETY: mallopt has no preconditions; called before the daemon starts its threads.
+    if unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) } != 1 {
+        log::debug!("mallopt(M_ARENA_MAX, 1) failed");
+    }
 }
 
 /// Hands the heap that start-up used and freed (BTF parsing, the /proc sweep's file reads) back
