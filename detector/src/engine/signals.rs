@@ -85,7 +85,26 @@ extern "C" fn nothing(_: libc::c_int) {}
 /// judged (`sensor_tamper`). A handler, not SIG_IGN: a handler is reset at exec, so no program
 /// the daemon might run inherits it. `abort()` still ends the process (it restores the default
 /// action and raises again when a handler returns).
+///
+/// SIGHUP, SIGINT and SIGTERM (the daemon's reload and stop) and those signals are unblocked
+/// first: a mask inherited from the launcher would otherwise hold them pending for ever.
 pub fn outlive_fatal_signals() -> std::io::Result<()> {
+    // SAFETY: a sigset built with the libc calls, applied to the calling thread before the
+    // daemon starts any other (they inherit it).
+    let rc = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGTERM]
+            .into_iter()
+            .chain(outlived())
+        {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut())
+    };
+    if rc != 0 {
+        return Err(std::io::Error::from_raw_os_error(rc));
+    }
     for sig in outlived() {
         // SAFETY: a zeroed sigaction with a handler that touches nothing; sa_mask empty.
         let rc = unsafe {
