@@ -170,6 +170,20 @@ fn stopped(pid: u32) -> bool {
     })
 }
 
+/// The critical alert for SIG`sig` sent to the daemon by `sender` with `kill`.
+fn expect_signal_alert(d: &Daemon, sig: &str, sender: u32) -> Value {
+    let a = d.expect_alert(&format!("SIG{sig} sent to the daemon"), |a| {
+        sensor_tamper(a) && a["process"]["pid"] == sender
+    });
+    assert_critical(&a, d.pid());
+    assert_eq!(
+        s(&a, "sensor.reason"),
+        format!("SIG{sig} sent to the detector (kill)"),
+        "{a}"
+    );
+    a
+}
+
 /// SIGSTOP, then SIGTSTP, sent by a shell's `kill`: the daemon stops, reads nothing, and the
 /// alert comes once it is continued (SIGCONT), from the record the kernel queued at the kill.
 #[test]
@@ -198,15 +212,7 @@ fn sigstop_and_sigtstp_are_critical_once_the_daemon_continues() {
         // Stopped a while; the record waits in the ring buffer.
         thread::sleep(Duration::from_millis(300));
         drop(cont);
-        let a = d.expect_alert(&format!("SIG{sig} sent to the daemon"), |a| {
-            sensor_tamper(a) && a["process"]["pid"] == sender
-        });
-        assert_critical(&a, pid);
-        assert_eq!(
-            s(&a, "sensor.reason"),
-            format!("SIG{sig} sent to the detector (kill)"),
-            "{a}"
-        );
+        let a = expect_signal_alert(&d, sig, sender);
         assert_eq!(s(&a, "process.name"), "sh", "{a}");
     }
     d.stop();
@@ -225,15 +231,7 @@ fn stray_fatal_signals_are_outlived_and_critical() {
             .unwrap();
         let sender = sh.id();
         assert!(sh.wait().unwrap().success());
-        let a = d.expect_alert(&format!("SIG{sig} sent to the daemon"), |a| {
-            sensor_tamper(a) && a["process"]["pid"] == sender
-        });
-        assert_critical(&a, pid);
-        assert_eq!(
-            s(&a, "sensor.reason"),
-            format!("SIG{sig} sent to the detector (kill)"),
-            "{a}"
-        );
+        expect_signal_alert(&d, sig, sender);
         // SAFETY: signal 0 only checks that the process exists.
         assert_eq!(
             unsafe { libc::kill(pid as i32, 0) },

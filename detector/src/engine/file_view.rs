@@ -146,7 +146,6 @@ impl HeldRoot {
     /// found first in another mount namespace than the daemon's. `None` when neither is (both
     /// gone, or the one found sees as the daemon does: a container's shim).
     pub fn of(pid: u32, ppid: u32) -> Option<HeldRoot> {
-        use std::os::{fd::AsRawFd as _, unix::fs::OpenOptionsExt as _};
         let own = own_place()?;
         for p in [pid, ppid] {
             if p == 0 {
@@ -159,15 +158,12 @@ impl HeldRoot {
             if theirs.mnt_ns == own.mnt_ns {
                 return None;
             }
-            let root = fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
-                .open(format!("{dir}/root"))
-                .ok()?;
-            let through = format!("/proc/self/fd/{}", root.as_raw_fd());
+            let (root, through) = crate::engine::provenance::verifier::hold(std::path::Path::new(
+                &format!("{dir}/root"),
+            ))?;
             return Some(HeldRoot {
                 _dir: root,
-                through,
+                through: through.display().to_string(),
                 mnt_ns: theirs.mnt_ns,
             });
         }

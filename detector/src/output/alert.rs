@@ -292,9 +292,6 @@ pub struct ChangedFile {
     /// what is said of the file is read there and verified against its own package database.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mount_namespace: Option<String>,
-    /// The writer's root is not the daemon's (the kernel's fact).
-    #[serde(skip)]
-    pub other_mount_ns: bool,
     /// That namespace's root, held while the change is described and verified.
     #[serde(skip)]
     pub root: Option<std::sync::Arc<crate::engine::file_view::HeldRoot>>,
@@ -328,7 +325,6 @@ impl ChangedFile {
             provenance_reasons: Vec::new(),
             content_skipped: None,
             mount_namespace: None,
-            other_mount_ns: false,
             root: None,
             place,
             by_pam_auth_update: false,

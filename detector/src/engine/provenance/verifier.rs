@@ -45,8 +45,9 @@ pub struct Verifier {
     dbs: Mutex<HashMap<RootId, Db>>,
 }
 
-/// Opens the directory `root` as a handle only (`O_PATH`), for paths that go through it.
-fn hold(root: &Path) -> Option<(fs::File, PathBuf)> {
+/// Opens the directory `root` as a handle only (`O_PATH`), for paths that go through it
+/// (`/proc/self/fd/<n>`, returned with it).
+pub fn hold(root: &Path) -> Option<(fs::File, PathBuf)> {
     use std::os::{fd::AsRawFd as _, unix::fs::OpenOptionsExt as _};
     let dir = fs::OpenOptions::new()
         .read(true)

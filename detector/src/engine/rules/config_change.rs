@@ -72,7 +72,6 @@ fn evaluate(cx: &Context, c: &decode::FileChange) -> Vec<Finding> {
                         .map_or_else(|| "unknown".to_string(), |r| r.mnt_ns.clone()),
                 );
                 file.root = root;
-                file.other_mount_ns = true;
             }
             f.file = Some(file);
             f

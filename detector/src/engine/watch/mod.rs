@@ -241,7 +241,7 @@ impl Changes {
             return false;
         };
         let path = file.path.clone();
-        let foreign = file.other_mount_ns;
+        let foreign = file.mount_namespace.is_some();
         if foreign && file.root.is_none() {
             file.content_skipped = Some(
                 "the file is in another mount namespace, and no process of it was left to look \
