@@ -158,9 +158,13 @@ impl HeldRoot {
             if theirs.mnt_ns == own.mnt_ns {
                 return None;
             }
-            let (root, through) = crate::engine::provenance::verifier::hold(std::path::Path::new(
-                &format!("{dir}/root"),
-            ))?;
+            // A process exiting has let go of its root before its namespaces: its parent's is
+            // tried then.
+            let Some((root, through)) = crate::engine::provenance::verifier::hold(
+                std::path::Path::new(&format!("{dir}/root")),
+            ) else {
+                continue;
+            };
             return Some(HeldRoot {
                 _dir: root,
                 through: through.display().to_string(),
