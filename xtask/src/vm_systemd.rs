@@ -129,7 +129,11 @@ pub fn run(root: &Path, deb: &Path, kernels: &[String]) -> Result<()> {
         let machine = Machine {
             vmlinuz: &vmlinuz,
             initrd: &initrd,
-            append: "systemd.show_status=error".into(),
+            // systemd lowers the console level to errors; a soft lockup's stack traces are
+            // printed below it, so the level is ignored, and a lockup ends the boot at once.
+            append: "systemd.show_status=error ignore_loglevel softlockup_panic=1 \
+                     softlockup_all_cpu_backtrace=1"
+                .into(),
             extra: vec![
                 "-drive".into(),
                 format!("file={},format=raw,if=virtio,snapshot=on", image.display()),

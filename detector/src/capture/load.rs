@@ -42,8 +42,7 @@ static EBPF_OBJECT: &[u8] = &[];
 
 pub struct Capture {
     _ebpf: Ebpf,
-    /// Owned links: dropping one detaches it. `detach` drops them in parallel, since each
-    /// tracepoint detach waits for an RCU grace period.
+    /// Owned links: dropping one detaches it (see `detach`).
     links: Vec<Box<dyn Send>>,
     ring: AsyncFd<RingBuf<MapData>>,
     lost: PerCpuArray<MapData, u64>,
@@ -280,15 +279,17 @@ impl Capture {
             .context("writing READER_IDLE")
     }
 
-    /// Detaches every program, all at once.
+    /// Detaches every program, one after the other. Each detach waits for an RCU grace period:
+    /// 25 links take about 0.5 s on a loaded 2-CPU host, against 50 ms when each is dropped on
+    /// a thread of its own. Those parallel detaches once left both vCPUs of a Debian 6.1 guest
+    /// in a soft lockup in the detaching threads, for good; the kernel detaches one at a time
+    /// too when the daemon is killed.
     pub fn detach(self) {
         let t = std::time::Instant::now();
         let Capture { _ebpf, links, .. } = self;
-        std::thread::scope(|s| {
-            for link in links {
-                s.spawn(move || drop(link));
-            }
-        });
+        for link in links {
+            drop(link);
+        }
         log::debug!("links detached in {:?}", t.elapsed());
     }
 
