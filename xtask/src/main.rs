@@ -42,8 +42,7 @@ enum Cmd {
     /// The whole test suite: the package and its lintian check, format and lint checks, unit
     /// tests, root end-to-end tests (the package's included), the Sigma rules over the alerts
     /// the e2e tests saved, a short fuzzing pass, and the VM tests on Debian kernels 6.1 and
-    /// 6.12 (the last three skipped when a test filter is given; `vm-test --systemd` is run
-    /// apart).
+    /// 6.12, without and then with systemd (the last four skipped when a test filter is given).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -217,21 +216,27 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         .context("running cargo test")?;
     // The Sigma test, a short fuzzing pass and the VM tests run whatever the host tests said, so
     // that one run reports everything.
-    let (sigma, fuzzed, vm) = if extra.is_empty() {
+    let (sigma, fuzzed, vm, vm_systemd) = if extra.is_empty() {
         (
             sigma::run(root),
             fuzz::run(root, FUZZ_SECONDS_IN_TEST, &[]),
             setup::ensure_vm().and_then(|()| vm::run(root, &[])),
+            setup::ensure_vm()
+                .and_then(|()| setup::ensure_vm_systemd())
+                .and_then(|()| vm_systemd::run(root, &deb, &[])),
         )
     } else {
-        (Ok(()), Ok(()), Ok(()))
+        (Ok(()), Ok(()), Ok(()), Ok(()))
     };
     if !status.success() {
         bail!("tests failed");
     }
     sigma?;
     fuzzed?;
-    vm
+    match (vm, vm_systemd) {
+        (Err(a), Err(b)) => Err(a.context(format!("and {b:#}"))),
+        (a, b) => a.and(b),
+    }
 }
 
 /// How long the test command fuzzes each target.
