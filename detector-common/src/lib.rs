@@ -158,15 +158,9 @@ event_table! {
         MemRead = 6, "mem_read", [
             syscall("sys_enter_process_vm_readv", "sys_enter_process_vm_readv", true),
         ];
-        /// Signals sent to the daemon itself (kill, tkill, rt_sigqueueinfo; tgkill,
-        /// rt_tgsigqueueinfo): programs that run on those syscalls only.
-        Signal = 7, "signal", [
-            syscall("sys_enter_kill", "sys_enter_kill", true),
-            syscall("sys_enter_kill", "sys_enter_tkill", false),
-            syscall("sys_enter_kill", "sys_enter_rt_sigqueueinfo", false),
-            syscall("sys_enter_tgkill", "sys_enter_tgkill", true),
-            syscall("sys_enter_tgkill", "sys_enter_rt_tgsigqueueinfo", false),
-        ];
+        /// Signals a process sends to the daemon, however it names it; core-dumping signals
+        /// sent to other processes are the mem_read channel's.
+        Signal = 7, "signal", [btf("signal_generate", "signal_generate")];
     }
     kinds {
         /// A successful exec (new image in place). [`ExecEvent`].
@@ -519,20 +513,21 @@ pub struct MemTamperEvent {
     pub path: [u8; PATH_BUF],
 }
 
-/// A signal sent to the daemon: to its pid, its process group (`kill(-pgid)`: the daemon's
-/// pid, as systemd starts it) or every process (`kill(-1)`); by thread id (tkill, tgkill) to
-/// its main thread, or any thread of its thread group (tgkill). Signal 0 (a liveness probe) is
-/// not sent.
+/// A signal a process sent to the daemon, as the kernel queued it: however the sender named it
+/// (its pid or a thread's, a process group, every process, a pidfd). Signal 0 (a liveness
+/// probe) is never queued, so never sent.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct SignalEvent {
     pub hdr: EventHeader,
-    /// The pid argument as the sender gave it (negative: a process group, -1: every process).
+    /// The first argument of the sender's syscall: for the kill family the pid as the sender
+    /// gave it (negative: a process group, -1: every process), for pidfd_send_signal a pidfd.
     pub target: i32,
     pub sig: u32,
-    /// The `__syscall_nr` of the call that sent it.
+    /// The number of the sender's syscall (`u32::MAX`: unknown).
     pub syscall_nr: u32,
-    pub _pad: u32,
+    /// The process that received it (the daemon).
+    pub receiver: u32,
 }
 
 /// `MemReadEvent.op`.
@@ -693,6 +688,13 @@ pub struct KernelConfig {
     pub host_root_dev: u32,
     pub _pad_root: u32,
     pub host_root_ino: u64,
+    /// The offsets in `struct pt_regs` of a syscall's number and first argument (0: unknown,
+    /// the signal program then reports neither).
+    pub regs_nr: u32,
+    pub regs_arg0: u32,
+    /// `kernel_siginfo`'s `si_code`.
+    pub siginfo_code: u32,
+    pub _pad_signal: u32,
 }
 
 /// Seen-cache value of a file version reported once and not yet decided on by user space: a

@@ -359,6 +359,17 @@ impl Bprm {
 }
 
 impl PtRegs {
+    /// The syscall's number, as saved at entry (`regs_nr`; the caller checks it is known,
+    /// non-zero).
+    #[inline(always)]
+    pub fn syscall_nr(self, cfg: &KernelConfig) -> Option<u64> {
+        self.field(cfg.regs_nr)
+    }
+    /// A syscall's first argument, as saved at entry (`regs_arg0`, known when `regs_nr` is).
+    #[inline(always)]
+    pub fn syscall_arg0(self, cfg: &KernelConfig) -> Option<u64> {
+        self.field(cfg.regs_arg0)
+    }
     /// A syscall's third argument, as saved at entry (`regs_arg2`; the caller checks it is
     /// known, non-zero).
     #[inline(always)]

@@ -115,7 +115,7 @@ pub fn coredump_filter_open(cfg: &KernelConfig, task: Task, dentry: Dentry, f_mo
     );
 }
 
-/// A signal whose default action dumps core, sent to process (or thread) `target`.
+/// A signal whose default action dumps core, sent by a process to process `target`.
 #[inline(always)]
 pub fn dump_signal(target: u32, sig: u32) {
     let _ = emit(READ_DUMP_SIGNAL, target, sig as u64, 0, false, None);

@@ -137,19 +137,6 @@ records! {
         pid: u64 = 24,
         addr: u64 = 32,
     }
-    /// `sys_enter_kill(pid, sig)`, and `sys_enter_tkill(pid, sig)`,
-    /// `sys_enter_rt_sigqueueinfo(pid, sig, uinfo)`, laid out the same.
-    SysEnterKill {
-        pid: u64 = 16,
-        sig: u64 = 24,
-    }
-    /// `sys_enter_tgkill(tgid, pid, sig)`, and `sys_enter_rt_tgsigqueueinfo(tgid, pid, sig,
-    /// uinfo)`, laid out the same.
-    SysEnterTgkill {
-        tgid: u64 = 16,
-        pid: u64 = 24,
-        sig: u64 = 32,
-    }
     /// `sys_enter_process_vm_writev(pid, lvec, liovcnt, rvec, riovcnt, flags)`, and
     /// `sys_enter_process_vm_readv`, laid out the same.
     SysEnterProcessVmWritev {

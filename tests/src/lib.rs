@@ -418,8 +418,12 @@ impl Events {
     }
 }
 
-/// An alert's severity as a number: info 0, low 1, medium 2, high 3, critical 4.
+/// An alert's severity as a number: info 0, low 1, medium 2, high 3, critical 4; 0 for a record
+/// that is no alert (the stats record, `event.kind` metric, every `stats_interval_secs`).
 pub fn severity_rank(a: &Value) -> u8 {
+    if a["event"]["kind"] == "metric" {
+        return 0;
+    }
     match s(a, "severity") {
         "info" => 0,
         "low" => 1,

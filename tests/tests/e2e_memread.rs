@@ -4,6 +4,7 @@
 //! another process, and the benign twins.
 use std::{
     io::{BufRead as _, BufReader},
+    os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread,
@@ -41,9 +42,11 @@ impl Agent {
                 c
             }
         };
+        // A process group of its own: a signal to the group reaches the agent alone.
         let mut child = cmd
             .args(["-D", "-a"])
             .arg(&socket)
+            .process_group(0)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -348,11 +351,11 @@ fn sh(script: &str) -> u32 {
     pid
 }
 
-/// `kill -SIG PID` with procps' kill (the kill syscall from a process of its own); returns its
-/// pid.
-fn kill(sig: &str, pid: u32) -> u32 {
+/// `kill -SIG -- PID` with procps' kill (the kill syscall from a process of its own; a negative
+/// `pid` is a process group); returns its pid.
+fn kill(sig: &str, pid: i32) -> u32 {
     let mut child = Command::new("/usr/bin/kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
+        .args([&format!("-{sig}"), "--", &pid.to_string()])
         .spawn()
         .expect("run kill");
     let kill_pid = child.id();
@@ -361,7 +364,8 @@ fn kill(sig: &str, pid: u32) -> u32 {
 }
 
 /// A core dump of an agent asked for by another process: its `coredump_filter` written to hold
-/// every mapping, then SIGSEGV sent to it. Both are high reads naming the agent.
+/// every mapping, then SIGSEGV sent to it, then SIGQUIT sent to another agent's process group.
+/// All are high reads naming the agent.
 #[test]
 fn core_dump_of_ssh_agent_asked_for_by_another_process_is_high() {
     let dir = TempDir::new("memread-coredump");
@@ -373,12 +377,22 @@ fn core_dump_of_ssh_agent_asked_for_by_another_process_is_high() {
     assert_eq!(s(&a, "severity"), "high", "{a}");
     assert_eq!(s(&a, "target.operation"), "coredump_filter", "{a}");
     assert_eq!(s(&a, "target.executable"), "/usr/bin/ssh-agent", "{a}");
-    let sender = kill("SEGV", pid);
+    let sender = kill("SEGV", pid as i32);
     let a = d.expect_alert("SIGSEGV sent to the agent", read_by(sender, pid));
     assert_eq!(s(&a, "severity"), "high", "{a}");
     assert_eq!(s(&a, "target.operation"), "dump_signal", "{a}");
     assert_eq!(s(&a, "target.signal"), "SIGSEGV", "{a}");
     assert_eq!(s(&a, "process.name"), "kill", "{a}");
+    // The same request sent to the process group a second agent leads (a socket of its own:
+    // the first left its socket behind).
+    let dir2 = TempDir::new("memread-coredump-group");
+    let second = Agent::start(&dir2, None);
+    let pid = second.pid();
+    let sender = kill("QUIT", -(pid as i32));
+    let a = d.expect_alert("SIGQUIT sent to the agent's group", read_by(sender, pid));
+    assert_eq!(s(&a, "severity"), "high", "{a}");
+    assert_eq!(s(&a, "target.operation"), "dump_signal", "{a}");
+    assert_eq!(s(&a, "target.signal"), "SIGQUIT", "{a}");
     d.stop();
 }
 
@@ -395,9 +409,9 @@ fn own_core_settings_reads_of_them_and_harmless_signals_are_nothing() {
     let benign = [
         sh("echo 0x33 > /proc/self/coredump_filter"),
         sh(&format!("cat /proc/{pid}/coredump_filter >/dev/null")),
-        kill("CONT", pid),
-        kill("WINCH", pid),
-        kill("QUIT", sleeper.id()),
+        kill("CONT", pid as i32),
+        kill("WINCH", pid as i32),
+        kill("QUIT", sleeper.id() as i32),
     ];
     let _ = sleeper.wait();
     let aborter = Command::new("sh")

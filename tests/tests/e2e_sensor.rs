@@ -1,8 +1,9 @@
 //! Root end-to-end: attacks on the sensor itself (`sensor_tamper`, critical), from the kernel's
 //! facts: ptrace attach, process_vm_writev and a `/proc/<pid>/mem` write aimed at the daemon, a
 //! file renamed over its configuration and over its binary (a copy run from a temporary
-//! directory), SIGSTOP and SIGTSTP sent to it. The benign twins: the configuration read, and
-//! SIGHUP from root (the reload), raise no `sensor_tamper`.
+//! directory), SIGSTOP and SIGTSTP sent to it (by pid, through a pidfd, to another of its
+//! threads), and signals it outlives. The benign twins: the configuration read, and SIGHUP from
+//! root (the reload, by pid or through a pidfd), raise no `sensor_tamper`.
 use std::{
     path::Path,
     process::{Command, Stdio},
@@ -172,16 +173,77 @@ fn stopped(pid: u32) -> bool {
 
 /// The critical alert for SIG`sig` sent to the daemon by `sender` with `kill`.
 fn expect_signal_alert(d: &Daemon, sig: &str, sender: u32) -> Value {
+    expect_signal_alert_by(d, sig, sender, "kill")
+}
+
+/// The critical alert for SIG`sig` sent to the daemon by `sender` with `syscall`.
+fn expect_signal_alert_by(d: &Daemon, sig: &str, sender: u32, syscall: &str) -> Value {
     let a = d.expect_alert(&format!("SIG{sig} sent to the daemon"), |a| {
         sensor_tamper(a) && a["process"]["pid"] == sender
     });
     assert_critical(&a, d.pid());
     assert_eq!(
         s(&a, "sensor.reason"),
-        format!("SIG{sig} sent to the detector (kill)"),
+        format!("SIG{sig} sent to the detector ({syscall})"),
         "{a}"
     );
     a
+}
+
+/// Runs `python3 -c script`; returns its pid.
+fn python(script: &str) -> u32 {
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .spawn()
+        .expect("run python3");
+    let pid = child.id();
+    assert!(
+        child.wait().unwrap().success(),
+        "python3 -c {script:?} failed"
+    );
+    pid
+}
+
+/// Signals that name the daemon another way than its pid: SIGSTOP through a pidfd
+/// (`pidfd_send_signal`), SIGUSR2 to the id of one of its other threads. Both critical, naming
+/// the call. The twin: SIGHUP through a pidfd from root is the reload, not an attack.
+#[test]
+fn signals_through_a_pidfd_or_to_a_thread_are_critical() {
+    let d = Daemon::start();
+    let pid = d.pid();
+    let pidfd = |sig: &str| {
+        python(&format!(
+            "import os, signal; signal.pidfd_send_signal(os.pidfd_open({pid}), signal.{sig})"
+        ))
+    };
+    let reload = pidfd("SIGHUP");
+    let cont = Continue(pid);
+    let stopper = pidfd("SIGSTOP");
+    let deadline = Instant::now() + scaled(Duration::from_secs(5));
+    while !stopped(pid) {
+        assert!(Instant::now() < deadline, "SIGSTOP did not stop the daemon");
+        thread::sleep(Duration::from_millis(5));
+    }
+    drop(cont);
+    expect_signal_alert_by(&d, "STOP", stopper, "pidfd_send_signal");
+    assert!(
+        d.alerts_matching(|a| sensor_tamper(a) && a["process"]["pid"] == reload)
+            .is_empty(),
+        "the reload through a pidfd was alerted"
+    );
+    let thread = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|&tid| tid != pid)
+        .expect("the daemon has threads besides its main one");
+    let mut sh = Command::new("sh")
+        .args(["-c", &format!("kill -USR2 {thread}")])
+        .spawn()
+        .unwrap();
+    let sender = sh.id();
+    assert!(sh.wait().unwrap().success());
+    expect_signal_alert(&d, "USR2", sender);
+    d.stop();
 }
 
 /// SIGSTOP, then SIGTSTP, sent by a shell's `kill`: the daemon stops, reads nothing, and the

@@ -88,6 +88,10 @@ pub fn config(btf_path: &str, self_tgid: u32) -> Result<KernelConfig> {
         host_root_dev: (libc::major(root.dev()) << 20) | libc::minor(root.dev()),
         _pad_root: 0,
         host_root_ino: root.ino(),
+        regs_nr: syscall_regs(&btf).0,
+        regs_arg0: syscall_regs(&btf).1,
+        siginfo_code: off("kernel_siginfo", "si_code")?,
+        _pad_signal: 0,
     })
 }
 
@@ -100,6 +104,28 @@ fn third_syscall_arg(btf: &Btf) -> u32 {
         member_offset(btf, "user_pt_regs", "regs").map_or(0, |o| o + 16)
     } else {
         0
+    }
+}
+
+/// Where `struct pt_regs` keeps a syscall's number and its first argument on this architecture
+/// ((0, 0) when this build does not know).
+fn syscall_regs(btf: &Btf) -> (u32, u32) {
+    let (nr, arg0) = if cfg!(target_arch = "x86_64") {
+        (
+            member_offset(btf, "pt_regs", "orig_ax"),
+            member_offset(btf, "pt_regs", "di"),
+        )
+    } else if cfg!(target_arch = "aarch64") {
+        (
+            member_offset(btf, "pt_regs", "syscallno"),
+            member_offset(btf, "pt_regs", "orig_x0"),
+        )
+    } else {
+        return (0, 0);
+    };
+    match (nr, arg0) {
+        (Ok(nr), Ok(arg0)) => (nr, arg0),
+        _ => (0, 0),
     }
 }
 
@@ -186,6 +212,13 @@ mod tests {
         assert_eq!(cfg.regs_arg2, 96, "pt_regs.dx, as the x86_64 ABI has it");
         #[cfg(target_arch = "x86_64")]
         assert_eq!(cfg.regs_ip, 128, "pt_regs.ip, as the x86_64 ABI has it");
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(
+            (cfg.regs_nr, cfg.regs_arg0),
+            (120, 112),
+            "pt_regs.orig_ax and di, as the x86_64 ABI has them"
+        );
+        assert_eq!(cfg.siginfo_code, 8, "si_code after si_signo and si_errno");
         assert_eq!(cfg.mm_end_code, cfg.mm_start_code + 8);
     }
 }

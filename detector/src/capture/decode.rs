@@ -263,28 +263,31 @@ pub enum Event {
 pub struct Signal {
     #[serde(flatten)]
     pub hdr: Header,
-    /// The pid the sender named: the daemon's, `-pgid`, or -1 (every process).
+    /// The pid the sender named: the daemon's or one of its threads', `-pgid`, or -1 (every
+    /// process); the daemon's pid when the sender named it another way (a pidfd).
     pub target: i32,
     pub signal: u32,
     /// The system call that sent it (`kill`, `tkill`, `tgkill`, `rt_sigqueueinfo`,
-    /// `rt_tgsigqueueinfo`), or its number on another architecture.
+    /// `rt_tgsigqueueinfo`, `pidfd_send_signal`), its number for another, or `unknown`.
     pub syscall: String,
 }
 
-/// The name of a signal-sending system call, by its x86_64 number.
-fn signal_syscall(nr: u32) -> String {
-    #[cfg(target_arch = "x86_64")]
-    let name = match nr {
-        62 => Some("kill"),
-        200 => Some("tkill"),
-        234 => Some("tgkill"),
-        129 => Some("rt_sigqueueinfo"),
-        297 => Some("rt_tgsigqueueinfo"),
-        _ => None,
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let name: Option<&str> = None;
-    name.map_or_else(|| nr.to_string(), str::to_owned)
+/// The name of a signal-sending system call by its number, and whether its first argument is
+/// the pid the sender named.
+fn signal_syscall(nr: u32) -> (String, bool) {
+    let known = [
+        (libc::SYS_kill, "kill", true),
+        (libc::SYS_tkill, "tkill", true),
+        (libc::SYS_tgkill, "tgkill", true),
+        (libc::SYS_rt_sigqueueinfo, "rt_sigqueueinfo", true),
+        (libc::SYS_rt_tgsigqueueinfo, "rt_tgsigqueueinfo", true),
+        (libc::SYS_pidfd_send_signal, "pidfd_send_signal", false),
+    ];
+    match known.iter().find(|(n, ..)| *n as u32 == nr) {
+        Some((_, name, names_pid)) => ((*name).to_owned(), *names_pid),
+        None if nr == u32::MAX => ("unknown".to_owned(), false),
+        None => (nr.to_string(), false),
+    }
 }
 
 impl Event {
@@ -642,11 +645,16 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
         }
         Some(EventKind::Signal) => {
             let e: SignalEvent = read(buf, kind)?;
+            let (syscall, names_pid) = signal_syscall(e.syscall_nr);
             Ok(Event::Signal(Signal {
                 hdr: header(&e.hdr),
-                target: e.target,
+                target: if names_pid {
+                    e.target
+                } else {
+                    e.receiver as i32
+                },
                 signal: e.sig,
-                syscall: signal_syscall(e.syscall_nr),
+                syscall,
             }))
         }
         Some(EventKind::PreloadList) => {
@@ -875,14 +883,14 @@ pub mod tests {
         assert!(m.after_preload_list && m.file.path == "/tmp/a.so");
     }
 
-    /// A signal sent by `pid` with kill(2) to `target`.
+    /// A signal sent by `pid` with kill(2) to `target`, received by process 4242.
     pub fn signal_event(pid: u32, comm: &str, target: i32, sig: u32) -> SignalEvent {
         SignalEvent {
             hdr: hdr(EventKind::Signal, pid, comm),
             target,
             sig,
-            syscall_nr: 62,
-            _pad: 0,
+            syscall_nr: libc::SYS_kill as u32,
+            receiver: 4242,
         }
     }
 
@@ -892,8 +900,28 @@ pub mod tests {
             panic!()
         };
         assert_eq!((sig.hdr.pid, sig.target, sig.signal), (7, -1, 19));
-        #[cfg(target_arch = "x86_64")]
         assert_eq!(sig.syscall, "kill");
+        // A pidfd is no pid: the receiver is the target then.
+        let pidfd = SignalEvent {
+            syscall_nr: libc::SYS_pidfd_send_signal as u32,
+            target: 3,
+            ..signal_event(7, "sh", 0, 19)
+        };
+        let Event::Signal(sig) = decode(&bytes_of(&pidfd)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (sig.target, sig.syscall.as_str()),
+            (4242, "pidfd_send_signal")
+        );
+        let unknown = SignalEvent {
+            syscall_nr: u32::MAX,
+            ..signal_event(7, "sh", 0, 19)
+        };
+        let Event::Signal(sig) = decode(&bytes_of(&unknown)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(sig.syscall, "unknown");
         let short = bytes_of(&signal_event(7, "sh", 1, 19));
         assert!(decode(&short[..short.len() - 1]).is_err());
     }

@@ -40,11 +40,12 @@ fn key(a: &Alert) -> Key {
                 format!("{} {what}", f.path)
             })
         })
-        // Attaching and writing are different acts: each gets its own window.
+        // Attaching and writing are different acts, and so are two signals: each gets its own
+        // window.
         .or_else(|| {
             a.target
                 .as_ref()
-                .map(|t| format!("{} {:?} {:?}", t.exe, t.operation, t.request))
+                .map(|t| format!("{} {:?} {:?} {:?}", t.exe, t.operation, t.request, t.signal))
         })
         // An attack on the sensor by its act (a SIGSTOP and then a SIGTSTP are two).
         .or_else(|| a.sensor.as_ref().map(|s| s.reason.clone()))
@@ -213,6 +214,34 @@ mod tests {
         assert!(ag
             .admit(act("SIGTSTP sent to the detector (kill)"), t0)
             .is_none());
+    }
+
+    #[test]
+    fn different_signals_asking_a_core_dump_are_not_repeats() {
+        use crate::{
+            capture::decode::ReadOp,
+            output::alert::{Operation, Target},
+        };
+        let t0 = Instant::now();
+        let mut ag = Aggregator::new(Duration::from_secs(10));
+        let dump = |signal: &str| {
+            let mut a = alert(1, "t");
+            a.target = Some(Target {
+                pid: 7,
+                comm: "ssh-agent".into(),
+                exe: "/usr/bin/ssh-agent".into(),
+                uid: Some(0),
+                operation: Operation::Read(ReadOp::DumpSignal),
+                request: None,
+                address: None,
+                bytes: None,
+                signal: Some(signal.into()),
+            });
+            a
+        };
+        assert!(ag.admit(dump("SIGSEGV"), t0).is_some());
+        assert!(ag.admit(dump("SIGQUIT"), t0).is_some());
+        assert!(ag.admit(dump("SIGQUIT"), t0).is_none());
     }
 
     #[test]
