@@ -86,6 +86,8 @@ const MMAP_PROG: &str = "sys_enter_mmap";
 const EXEC_PROGRAM_PROG: &str = "exec_program";
 const EXEC_INTERPRETER_PROG: &str = "exec_interpreter";
 const EXIT_PROG: &str = "sched_exit";
+/// The signal program: it runs for every signal the kernel queues, the SIGCHLD of each exit too.
+const SIGNAL_PROG: &str = "signal_generate";
 
 /// A batch of execs and the programs to report on.
 struct Scenario<'a> {
@@ -631,6 +633,7 @@ fn program_costs(bin: &Path, dir: &Path) -> Result<()> {
                 EXEC_PROGRAM_PROG,
                 EXEC_INTERPRETER_PROG,
                 EXIT_PROG,
+                SIGNAL_PROG,
                 MMAP_PROG,
             ],
             paused: false,

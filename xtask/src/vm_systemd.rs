@@ -129,10 +129,9 @@ pub fn run(root: &Path, deb: &Path, kernels: &[String]) -> Result<()> {
         let machine = Machine {
             vmlinuz: &vmlinuz,
             initrd: &initrd,
-            // systemd lowers the console level to errors; a soft lockup's stack traces are
-            // printed below it, so the level is ignored, and a lockup ends the boot at once.
-            append: "systemd.show_status=error ignore_loglevel softlockup_panic=1 \
-                     softlockup_all_cpu_backtrace=1"
+            // A soft lockup ends the boot at once, with every CPU's backtrace (which the
+            // checks' script lets reach the console).
+            append: "systemd.show_status=error softlockup_panic=1 softlockup_all_cpu_backtrace=1"
                 .into(),
             extra: vec![
                 "-drive".into(),

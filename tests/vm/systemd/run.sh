@@ -15,6 +15,9 @@ HOOK2=/tmp/rh2.so
 CONF=/etc/detector/detector.toml
 # Deadlines are about liveness: an emulated CPU (TCG) is several times slower than a real one.
 WAIT=180
+# Every kernel message reaches the console from here on (the boot kept it to errors): a soft
+# lockup's or a stall's backtraces are printed below that level.
+echo 8 > /proc/sys/kernel/printk
 
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
 secs_since() { awk -v a="$1" -v b="$(uptime_s)" 'BEGIN { printf "%.1f", b - a }'; }
