@@ -190,16 +190,17 @@ fn expect_signal_alert_by(d: &Daemon, sig: &str, sender: u32, syscall: &str) -> 
     a
 }
 
-/// Runs `python3 -c script`; returns its pid.
-fn python(script: &str) -> u32 {
-    let mut child = Command::new("python3")
+/// Runs `program -c script` to completion and asserts it succeeded; returns its pid (the
+/// sender of the signals it sends).
+fn run(program: &str, script: &str) -> u32 {
+    let mut child = Command::new(program)
         .args(["-c", script])
         .spawn()
-        .expect("run python3");
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
     let pid = child.id();
     assert!(
         child.wait().unwrap().success(),
-        "python3 -c {script:?} failed"
+        "{program} -c {script:?} failed"
     );
     pid
 }
@@ -212,9 +213,12 @@ fn signals_through_a_pidfd_or_to_a_thread_are_critical() {
     let d = Daemon::start();
     let pid = d.pid();
     let pidfd = |sig: &str| {
-        python(&format!(
-            "import os, signal; signal.pidfd_send_signal(os.pidfd_open({pid}), signal.{sig})"
-        ))
+        run(
+            "python3",
+            &format!(
+                "import os, signal; signal.pidfd_send_signal(os.pidfd_open({pid}), signal.{sig})"
+            ),
+        )
     };
     let reload = pidfd("SIGHUP");
     let cont = Continue(pid);
@@ -236,12 +240,7 @@ fn signals_through_a_pidfd_or_to_a_thread_are_critical() {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .find(|&tid| tid != pid)
         .expect("the daemon has threads besides its main one");
-    let mut sh = Command::new("sh")
-        .args(["-c", &format!("kill -USR2 {thread}")])
-        .spawn()
-        .unwrap();
-    let sender = sh.id();
-    assert!(sh.wait().unwrap().success());
+    let sender = run("sh", &format!("kill -USR2 {thread}"));
     expect_signal_alert(&d, "USR2", sender);
     d.stop();
 }
@@ -253,13 +252,8 @@ fn sigstop_and_sigtstp_are_critical_once_the_daemon_continues() {
     let d = Daemon::start();
     let pid = d.pid();
     for sig in ["STOP", "TSTP"] {
-        let mut sh = Command::new("sh")
-            .args(["-c", &format!("kill -{sig} {pid}")])
-            .spawn()
-            .unwrap();
-        let sender = sh.id();
         let cont = Continue(pid);
-        assert!(sh.wait().unwrap().success());
+        let sender = run("sh", &format!("kill -{sig} {pid}"));
         // SIGSTOP always stops it. SIGTSTP does not stop a process whose process group is
         // orphaned (the kernel discards it then, as for a shell's background job that outlived
         // its shell): where the test runs decides, and the alert is due either way.
@@ -287,12 +281,7 @@ fn stray_fatal_signals_are_outlived_and_critical() {
     let d = Daemon::start();
     let pid = d.pid();
     for sig in ["USR1", "QUIT", "ABRT", "RTMIN+8"] {
-        let mut sh = Command::new("sh")
-            .args(["-c", &format!("kill -{sig} {pid}")])
-            .spawn()
-            .unwrap();
-        let sender = sh.id();
-        assert!(sh.wait().unwrap().success());
+        let sender = run("sh", &format!("kill -{sig} {pid}"));
         expect_signal_alert(&d, sig, sender);
         // SAFETY: signal 0 only checks that the process exists.
         assert_eq!(

@@ -11,6 +11,7 @@ pub fn config(btf_path: &str, self_tgid: u32) -> Result<KernelConfig> {
     let btf =
         Btf::from_file(btf_path).map_err(|e| anyhow!("reading kernel BTF {btf_path}: {e}"))?;
     let off = |s: &str, m: &str| member_offset(&btf, s, m);
+    let (regs_nr, regs_arg0) = syscall_regs(&btf);
     // start_stack, arg_start, arg_end, env_start, env_end: the exec program reads them with one
     // call when they are adjacent, in that order.
     let [start_stack, arg_start, arg_end, env_start, env_end] = [
@@ -88,8 +89,8 @@ pub fn config(btf_path: &str, self_tgid: u32) -> Result<KernelConfig> {
         host_root_dev: (libc::major(root.dev()) << 20) | libc::minor(root.dev()),
         _pad_root: 0,
         host_root_ino: root.ino(),
-        regs_nr: syscall_regs(&btf).0,
-        regs_arg0: syscall_regs(&btf).1,
+        regs_nr,
+        regs_arg0,
         siginfo_code: off("kernel_siginfo", "si_code")?,
         _pad_signal: 0,
     })
