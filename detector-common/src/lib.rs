@@ -211,6 +211,10 @@ pub mod maps {
     pub const PRELOAD_MARKS: &str = "PRELOAD_MARKS";
     /// Last report of a (reader, target, operation) memory read: ktime, for one event a second.
     pub const MEM_READ_SEEN: &str = "MEM_READ_SEEN";
+    /// Prevention: process names (comm) to `PREVENT_COMM_*` roles.
+    pub const PREVENT_COMMS: &str = "PREVENT_COMMS";
+    /// Prevention: file versions ([`SeenKey`](super::SeenKey)) to `PREVENT_FILE_*` verdicts.
+    pub const PREVENT_FILES: &str = "PREVENT_FILES";
     /// The programs' own scratch space: syscall string arguments, the exec walk's buffers,
     /// paths being built.
     pub const NAMES: &str = "NAMES";
@@ -418,6 +422,40 @@ pub const MMAP_SOURCE_EXEC_INTERPRETER: u32 = 4;
 /// (between its mmap and munmap of the list, when the loader maps only the objects the list
 /// names), so reported past the seen-cache.
 pub const MMAP_AFTER_PRELOAD_LIST: u32 = 1 << 0;
+
+/// `MmapEvent.hdr.flags`, prevention: the process was sent SIGKILL for this mapping.
+pub const MMAP_PREVENT_KILLED: u32 = 1 << 16;
+/// `MmapEvent.hdr.flags`, prevention in audit mode: the mapping would have been stopped.
+pub const MMAP_PREVENT_AUDIT: u32 = 1 << 17;
+/// `MmapEvent.hdr.flags`, why a mapping is one to prevent: the file's own kernel facts
+/// (`FileInfo::unsafe_facts`, which user space names).
+pub const MMAP_PREVENT_FACTS: u32 = 1 << 18;
+/// ...the directory holding it is not root's alone (owned by another user, or writable by
+/// group or others, sticky or not).
+pub const MMAP_PREVENT_DIR: u32 = 1 << 19;
+/// ...user space listed this file version as one the package database does not vouch for.
+pub const MMAP_PREVENT_LISTED: u32 = 1 << 20;
+
+/// `KernelConfig.prevent` bits. None set: detection only, and the programs do no prevention
+/// work at all.
+pub const PREVENT_ON: u32 = 1 << 0;
+/// Stop (SIGKILL) rather than only flag (audit).
+pub const PREVENT_KILL: u32 = 1 << 1;
+/// Prevent mappings of files whose kernel facts are unsafe, or in a directory not root's alone.
+pub const PREVENT_FACTS: u32 = 1 << 2;
+/// Prevent mappings of the file versions user space listed (`PREVENT_FILE_UNVERIFIED`).
+pub const PREVENT_UNVERIFIED: u32 = 1 << 3;
+/// Prevent an exec whose ELF interpreter is such a file.
+pub const PREVENT_INTERPRETER: u32 = 1 << 4;
+
+/// `PREVENT_COMMS` values: a credential program of the catalogue, a package manager (whose
+/// descendants are never stopped).
+pub const PREVENT_COMM_CREDENTIAL: u32 = 1;
+pub const PREVENT_COMM_PACKAGE_MANAGER: u32 = 2;
+/// `PREVENT_FILES` values: a file version the package database does not vouch for; one the
+/// allowlist names (never stopped).
+pub const PREVENT_FILE_UNVERIFIED: u32 = 1;
+pub const PREVENT_FILE_ALLOWED: u32 = 2;
 
 /// A file-backed mapping made executable: by mmap or mprotect, or by the kernel at exec (the
 /// program and its ELF interpreter; `prot` is then PROT_READ | PROT_EXEC, `map_flags`
@@ -630,6 +668,10 @@ pub struct KernelConfig {
     /// The offset in `struct pt_regs` of the user instruction pointer (0: unknown, the exec
     /// program then does not look for the ELF interpreter).
     pub regs_ip: u32,
+    /// `task_struct`'s `comm`.
+    pub task_comm: u32,
+    /// `PREVENT_*` bits; 0 when prevention is off.
+    pub prevent: u32,
 }
 
 /// Key of the in-kernel seen-cache of safe executable mappings: one event per file version.

@@ -123,6 +123,11 @@ impl Task {
     pub fn exit_code(self, cfg: &KernelConfig) -> Option<u32> {
         self.field(cfg.task_exit_code)
     }
+    /// `comm`: the name the task runs under (its program's basename at exec, cut to 15 bytes).
+    #[inline(always)]
+    pub fn comm(self, cfg: &KernelConfig) -> Option<[u8; 16]> {
+        self.field(cfg.task_comm)
+    }
 }
 
 /// `mm_struct`'s start_stack, arg_start, arg_end, env_start, env_end.

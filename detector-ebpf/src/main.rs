@@ -11,6 +11,7 @@ mod mem_read;
 mod mem_tamper;
 mod mmap;
 mod preload_list;
+mod prevent;
 mod read;
 mod shared;
 mod tp;

@@ -80,6 +80,8 @@ pub fn config(btf_path: &str, self_tgid: u32) -> Result<KernelConfig> {
         mm_start_code: off("mm_struct", "start_code")?,
         mm_end_code: off("mm_struct", "end_code")?,
         regs_ip: user_ip(&btf),
+        task_comm: off("task_struct", "comm")?,
+        prevent: 0,
     })
 }
 

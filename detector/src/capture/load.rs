@@ -41,6 +41,75 @@ pub struct Capture {
     read_errors: PerCpuArray<MapData, u64>,
     reader_idle: Array<MapData, u32>,
     seen: Option<HashMap<MapData, SeenKey, u8>>,
+    prevention: Option<Prevention>,
+}
+
+/// The kernel's side of prevention: the `prevent` bits of `CONFIG`, the process names
+/// (`PREVENT_COMMS`) and the file versions (`PREVENT_FILES`) the mapping programs judge by.
+pub struct Prevention {
+    config: Array<MapData, KernelConfig>,
+    kernel: KernelConfig,
+    comms: HashMap<MapData, [u8; 16], u32>,
+    files: HashMap<MapData, SeenKey, u32>,
+}
+
+impl Prevention {
+    /// The `PREVENT_*` bits the programs act on (0: none of the prevention work runs).
+    pub fn set_bits(&mut self, bits: u32) -> Result<()> {
+        self.kernel.prevent = bits;
+        self.config
+            .set(0, self.kernel, 0)
+            .context("writing CONFIG (prevention)")
+    }
+
+    pub fn bits(&self) -> u32 {
+        self.kernel.prevent
+    }
+
+    /// Replaces the process names and their `PREVENT_COMM_*` roles.
+    pub fn set_comms(&mut self, entries: &[([u8; 16], u32)]) -> Result<()> {
+        let old: Vec<[u8; 16]> = self.comms.keys().filter_map(|k| k.ok()).collect();
+        for k in old.iter().filter(|k| !entries.iter().any(|(e, _)| e == *k)) {
+            let _ = self.comms.remove(k);
+        }
+        for (comm, role) in entries {
+            self.comms
+                .insert(comm, role, 0)
+                .context("writing PREVENT_COMMS")?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the file versions listed with `value` (a `PREVENT_FILE_*`) by `keys`; those
+    /// listed with another value are kept, unless `keys` has them.
+    pub fn set_files(&mut self, value: u32, keys: &[SeenKey]) -> Result<()> {
+        let old: Vec<SeenKey> = self
+            .files
+            .iter()
+            .filter_map(|kv| kv.ok())
+            .filter(|(k, v)| *v == value && !keys.contains(k))
+            .map(|(k, _)| k)
+            .collect();
+        for k in &old {
+            let _ = self.files.remove(k);
+        }
+        for k in keys {
+            self.files
+                .insert(k, value, 0)
+                .context("writing PREVENT_FILES")?;
+        }
+        Ok(())
+    }
+
+    /// Lists one file version with `value`, unless it is allowed already.
+    pub fn list_file(&mut self, key: SeenKey, value: u32) -> Result<()> {
+        if self.files.get(&key, 0).ok() == Some(detector_common::PREVENT_FILE_ALLOWED) {
+            return Ok(());
+        }
+        self.files
+            .insert(key, value, 0)
+            .context("writing PREVENT_FILES")
+    }
 }
 
 /// The kernel's seen-cache of executable mappings (files only root controls, reported once per
@@ -52,6 +121,14 @@ impl SeenCache {
     pub fn forget(&mut self, key: SeenKey) {
         // Absent already (evicted, or never added): nothing to do.
         let _ = self.0.remove(&key);
+    }
+
+    /// Forgets every file version: each one's next mapping is reported (and judged) again.
+    pub fn clear(&mut self) {
+        let keys: Vec<SeenKey> = self.0.keys().filter_map(|k| k.ok()).collect();
+        for k in &keys {
+            let _ = self.0.remove(k);
+        }
     }
 
     pub fn remember(&mut self, key: SeenKey) {
@@ -175,6 +252,12 @@ impl Capture {
         let read_errors = PerCpuArray::try_from(take_map(&mut ebpf, maps::READ_ERRORS)?)?;
         let reader_idle = Array::try_from(take_map(&mut ebpf, maps::READER_IDLE)?)?;
         let seen = HashMap::try_from(take_map(&mut ebpf, maps::SEEN)?)?;
+        let prevention = Prevention {
+            config: Array::try_from(take_map(&mut ebpf, maps::CONFIG)?)?,
+            kernel: config,
+            comms: HashMap::try_from(take_map(&mut ebpf, maps::PREVENT_COMMS)?)?,
+            files: HashMap::try_from(take_map(&mut ebpf, maps::PREVENT_FILES)?)?,
+        };
         let ring = register(ring, "the ring buffer")?;
         Ok((
             Capture {
@@ -185,6 +268,7 @@ impl Capture {
                 read_errors,
                 reader_idle,
                 seen: Some(seen),
+                prevention: Some(prevention),
             },
             KernelLog(logger),
         ))
@@ -193,6 +277,11 @@ impl Capture {
     /// The handle to the kernel's seen-cache, once.
     pub fn take_seen_cache(&mut self) -> Option<SeenCache> {
         self.seen.take().map(SeenCache)
+    }
+
+    /// The handle to the kernel's side of prevention, once.
+    pub fn take_prevention(&mut self) -> Option<Prevention> {
+        self.prevention.take()
     }
 
     /// How many programs are attached.

@@ -33,6 +33,7 @@ use crate::{
         correlate::Correlator,
         policy::Policy,
         policy_stage::{self, Settings, ToPolicy, Wiring},
+        prevent,
         provenance::verifier::Verifier,
         rules::{config_change::Watched, Finding},
         sweep::Only,
@@ -232,11 +233,17 @@ async fn serve(
     );
     let mut correlator = Correlator::new(watched, policy.catalogue.clone());
     let seen_cache = capture.take_seen_cache().map(|s| Arc::new(Mutex::new(s)));
+    let prevention: Option<prevent::Shared> =
+        capture.take_prevention().map(|p| Arc::new(Mutex::new(p)));
+    if let Some(p) = &prevention {
+        prevent::apply(p, seen_cache.as_ref(), &cfg.prevent, &policy)?;
+    }
     let wiring = Wiring {
         package_manager_running: correlator.package_manager_flag(),
         seen: seen_cache.clone(),
         changes,
         verifier,
+        prevention: prevention.clone(),
     };
     let (policy_tx, policy_thread) = policy_stage::spawn(
         clock,
@@ -348,6 +355,11 @@ async fn serve(
                             log::warn!("reload: [enrichment] changes take effect at the next start");
                         }
                         let policy = Policy::from_config(&new);
+                        if let Some(p) = &prevention {
+                            if let Err(e) = prevent::apply(p, reader.seen.as_ref(), &new.prevent, &policy) {
+                                log::error!("reload: prevention: {e:#}");
+                            }
+                        }
                         reader.correlator.set_catalogue(policy.catalogue.clone());
                         let window = Duration::from_secs(new.thresholds.aggregate_window_secs);
                         if reader.to_policy.try_send(ToPolicy::Reload(Box::new(policy), window)).is_err() {

@@ -240,11 +240,14 @@ impl Correlator {
         found
     }
 
-    /// One alert per process and library: the first finding of a library in a process is kept.
+    /// One alert per process and library: the first finding of a library in a process is kept
+    /// (and every finding of prevention).
     fn first_alerts(&mut self, findings: Vec<Finding>) -> Vec<Finding> {
         let mut kept: Vec<Finding> = Vec::with_capacity(findings.len());
         for f in findings {
             let fresh = match (&f.library, f.process.is_none()) {
+                // What prevention did is reported each time.
+                _ if f.prevention.is_some() => true,
                 (Some(lib), false) => self.procs.first_alert(f.process.pid, &lib.path),
                 _ => true,
             };

@@ -49,6 +49,16 @@ impl Catalogue {
         }
     }
 
+    /// The program basenames of the catalogue: the built-in ones and the configuration's
+    /// additions given as basenames (an addition given as an absolute path is not a name).
+    pub fn basenames(&self) -> impl Iterator<Item = &str> {
+        CATALOGUE
+            .iter()
+            .copied()
+            .chain(self.extra.iter().map(String::as_str))
+            .filter(|n| !n.contains('/'))
+    }
+
     /// True when `exe` (a path) or, when the path is unknown, `comm` names a credential program.
     pub fn matches(&self, exe: &str, comm: &str) -> bool {
         let base = exe.rsplit('/').next().unwrap_or(exe);

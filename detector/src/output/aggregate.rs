@@ -47,6 +47,11 @@ fn key(a: &Alert) -> Key {
                 .map(|t| format!("{} {:?} {:?}", t.exe, t.operation, t.request))
         })
         .unwrap_or_default();
+    // Stopping and saying what would have been stopped are different acts.
+    let object = match &a.prevention {
+        Some(p) => format!("{object} {}", p.action),
+        None => object,
+    };
     Key {
         rule: a.rule,
         severity: a.severity,

@@ -73,6 +73,9 @@ pub enum Detection {
     /// A credential process's memory read by another process (`/proc/<pid>/mem`,
     /// process_vm_readv, ptrace read requests).
     CredentialMemoryRead,
+    /// Prevention stopped a credential process from running a file (or, in audit mode, would
+    /// have): the alert's `prevention` says how and why.
+    Prevented,
 }
 
 /// The attack a detection belongs to, in rising precedence: an alert's `rule` is the family of
@@ -136,6 +139,7 @@ impl Detection {
             Detection::MemoryTamper => (&[], ProcessMemoryTampering, Low),
             // T1055.008 is added by the rule when ptrace read it.
             Detection::CredentialMemoryRead => (&[T1003_007], CredentialDumping, High),
+            Detection::Prevented => (&[T1574_006], CredentialApiHooking, High),
         };
         DetectionMeta {
             mitre,
@@ -337,6 +341,27 @@ pub struct ConfigLine {
     pub text: String,
 }
 
+/// What prevention did: stopped a credential process (`outcome` `prevented`) or, in audit
+/// mode, would have (`would_prevent`); how (`action`: `kill`, `deny`, `would_kill`), what
+/// (`what`: the mapping, into which process) and why (`reasons`: the kernel's facts about the
+/// file, and the package database's answer the daemon listed it for).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Prevention {
+    /// `prevent` or `audit`.
+    pub mode: &'static str,
+    pub action: &'static str,
+    pub outcome: &'static str,
+    pub what: String,
+    pub reasons: Vec<&'static str>,
+}
+
+impl Prevention {
+    /// Stopped, rather than only said.
+    pub fn stopped(&self) -> bool {
+        self.outcome == "prevented"
+    }
+}
+
 /// The process whose memory was written or read.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Target {
@@ -387,6 +412,7 @@ pub struct Alert {
     pub file: Option<ChangedFile>,
     pub target: Option<Target>,
     pub config: Option<ConfigLine>,
+    pub prevention: Option<Prevention>,
     /// Times this alert was seen (same rule, program, library or file, detections) within the
     /// aggregation window; a summary with the final count follows when it is above 1.
     pub count: u64,
@@ -418,6 +444,8 @@ impl Serialize for Alert {
             category: [&'static str; 1],
             #[serde(rename = "type")]
             kind_of: [&'static str; 1],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            action: Option<&'static str>,
             module: &'static str,
             dataset: &'static str,
             severity: u8,
@@ -460,13 +488,19 @@ impl Serialize for Alert {
             target: Option<&'a Target>,
             #[serde(skip_serializing_if = "Option::is_none")]
             config: Option<&'a ConfigLine>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            prevention: Option<&'a Prevention>,
         }
         Out {
             timestamp: &self.timestamp,
             event: Event {
                 kind: "alert",
                 category: ["intrusion_detection"],
-                kind_of: ["info"],
+                kind_of: [match &self.prevention {
+                    Some(p) if p.stopped() => "denied",
+                    _ => "info",
+                }],
+                action: self.prevention.as_ref().map(|p| p.action),
                 module: "detector",
                 dataset: self.dataset,
                 severity: self.severity.score(),
@@ -488,6 +522,7 @@ impl Serialize for Alert {
             file: self.file.as_ref(),
             target: self.target.as_ref(),
             config: self.config.as_ref(),
+            prevention: self.prevention.as_ref(),
         }
         .serialize(s)
     }
@@ -555,6 +590,7 @@ pub fn test_alert(pid: u32, ts: &str) -> Alert {
         file: None,
         target: None,
         config: None,
+        prevention: None,
         count: 1,
         first_seen: ts.into(),
         last_seen: ts.into(),

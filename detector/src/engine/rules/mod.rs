@@ -9,6 +9,7 @@ pub mod loader_argv;
 pub mod loader_env;
 pub mod memory_tamper;
 pub mod preload_file;
+pub mod prevented;
 pub mod unsafe_library;
 pub mod unsafe_loader_path;
 pub mod unsafe_pam_module;
@@ -22,8 +23,8 @@ use crate::{
     engine::credential::Catalogue,
     engine::library::Library,
     output::alert::{
-        Alert, ChangedFile, Clock, ConfigLine, Detection, Preload, Process, Severity, Target,
-        DATASET_LIVE, DATASET_SWEEP,
+        Alert, ChangedFile, Clock, ConfigLine, Detection, Preload, Prevention, Process, Severity,
+        Target, DATASET_LIVE, DATASET_SWEEP,
     },
 };
 use config_change::Watched;
@@ -32,6 +33,7 @@ use config_change::Watched;
 /// same process, the first one's finding is kept (one alert per process and library).
 pub fn registry() -> Vec<Box<dyn Rule>> {
     vec![
+        Box::new(prevented::PreventedMapping),
         Box::new(loader_argv::LoaderArgv),
         Box::new(loader_env::LoaderVariables),
         Box::new(preload_file::PreloadFile::new()),
@@ -117,6 +119,8 @@ pub struct Finding {
     pub file: Option<ChangedFile>,
     pub target: Option<Target>,
     pub config: Option<ConfigLine>,
+    /// What prevention did, for a mapping the kernel stopped or would have.
+    pub prevention: Option<Prevention>,
     /// Techniques beyond those the detections imply.
     pub mitre: Vec<&'static str>,
     /// The least severity this finding deserves on its own.
@@ -140,6 +144,7 @@ impl Finding {
             file: None,
             target: None,
             config: None,
+            prevention: None,
             mitre: Vec::new(),
             floor: Severity::Low,
             ceiling: Severity::Critical,
@@ -236,6 +241,7 @@ impl Finding {
             file: self.file,
             target: self.target,
             config: self.config,
+            prevention: self.prevention,
         }
     }
 }
