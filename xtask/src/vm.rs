@@ -64,6 +64,18 @@ const GUEST_TESTS: &[GuestTests] = &[
         except: &[],
         programs: &["true", "ssh"],
     },
+    GuestTests {
+        binary: "e2e_prevent",
+        tests: &[
+            "a_hook_from_tmp_preloaded_into_ssh_is_killed_before_its_constructor_runs",
+            "a_memfd_library_dlopened_into_a_catalogue_named_process_is_killed",
+            "audit_mode_stops_nothing_and_says_what_it_would_have_stopped",
+            "sighup_back_to_detect_is_the_kill_switch",
+            "check_reports_the_stop_path",
+        ],
+        except: &[],
+        programs: &["ssh"],
+    },
 ];
 /// One boot, start to power-off, at most (TCG is slow; a hung kernel must not hang CI).
 const BOOT_TIMEOUT: Duration = Duration::from_secs(900);

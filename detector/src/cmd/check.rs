@@ -33,6 +33,9 @@ struct Report {
     /// The capture path the daemon will use, or None when it cannot run here.
     capture_path: Option<&'static str>,
     reason: String,
+    /// How prevent mode stops a credential process here (`kill`), or None when it cannot.
+    stop_path: Option<&'static str>,
+    stop_reason: String,
 }
 
 fn item(name: &'static str, required: bool, r: Result<String, String>) -> Item {
@@ -171,6 +174,7 @@ fn inspect() -> Report {
             "BPF LSM programs are not supported",
         )
     };
+    let lsm_here = lsm.is_ok();
     checks.push(item("lsm", false, lsm));
     checks.push(item(
         "fentry",
@@ -211,6 +215,26 @@ fn inspect() -> Report {
             Err(e) => (None, format!("loading the capture path failed: {e:#}")),
         }
     };
+    let (stop_path, stop_reason) = match capture_path {
+        Some(_) => (
+            Some("kill"),
+            format!(
+                "prevent mode: bpf_send_signal(SIGKILL) from the mapping programs (sys_enter_mmap, \
+                 sys_enter_mprotect, sched_process_exec), which call it and were loaded and \
+                 attached just now; the process dies before the mapping returns to user space. \
+                 This build has no BPF LSM deny path{}.",
+                if lsm_here {
+                    " (BPF LSM is available here, and unused)"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        None => (
+            None,
+            "prevent mode cannot stop anything: the capture path does not load here".to_owned(),
+        ),
+    };
     Report {
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
@@ -219,6 +243,8 @@ fn inspect() -> Report {
         checks,
         capture_path,
         reason,
+        stop_path,
+        stop_reason,
     }
 }
 
@@ -286,6 +312,11 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
             "\ncapture path: {}\n{}",
             report.capture_path.unwrap_or("none"),
             report.reason
+        );
+        println!(
+            "\nstop path: {}\n{}",
+            report.stop_path.unwrap_or("none"),
+            report.stop_reason
         );
     }
     Ok(if report.capture_path.is_some() {
