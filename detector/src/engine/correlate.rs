@@ -322,6 +322,48 @@ mod tests {
     }
 
     #[test]
+    fn a_prevented_mapping_is_an_alert_of_its_own_that_no_allowlist_drops() {
+        use detector_common::{MMAP_PREVENT_AUDIT, MMAP_PREVENT_DIR, MMAP_PREVENT_KILLED};
+        let pid = 4_100_070;
+        let mut policy = Policy::default();
+        policy.allow_processes.push("/usr/bin/ssh".into());
+        let events = |flags: u32| {
+            vec![
+                bytes_of(&exec_event(pid, "ssh", "/usr/bin/ssh", &["ssh", "-V"])),
+                bytes_of(&loader_event(pid, "ssh", LoaderVar::LdPreload, "/tmp/p.so")),
+                bytes_of(&mmap_event(pid, "ssh", "/tmp/p.so", flags)),
+            ]
+        };
+        let alerts = run_with(
+            policy.clone(),
+            events(MMAP_PREVENT_KILLED | MMAP_PREVENT_DIR),
+        );
+        assert_eq!(
+            alerts.len(),
+            1,
+            "the preload alert is allowlisted: {alerts:#?}"
+        );
+        let a = &alerts[0];
+        assert!(a.detections.contains(&Detection::Prevented));
+        let p = a.prevention.as_ref().unwrap();
+        assert_eq!((p.action, p.outcome), ("kill", "prevented"));
+        assert_eq!(p.reasons, ["directory_writable_by_non_root"]);
+        assert!(p.what.contains("/tmp/p.so") && p.what.contains("ssh"));
+        let json = serde_json::to_value(a).unwrap();
+        assert_eq!(json["event"]["type"], serde_json::json!(["denied"]));
+        assert_eq!(json["event"]["action"], "kill");
+        let alerts = run_with(policy, events(MMAP_PREVENT_AUDIT | MMAP_PREVENT_DIR));
+        let p = alerts[0].prevention.as_ref().unwrap();
+        assert_eq!((p.action, p.outcome), ("would_kill", "would_prevent"));
+        let json = serde_json::to_value(&alerts[0]).unwrap();
+        assert_eq!(json["event"]["type"], serde_json::json!(["info"]));
+        // A mapping the kernel did not judge is no prevention.
+        assert!(run(events(MMAP_PREVENT_DIR))
+            .iter()
+            .all(|a| a.prevention.is_none()));
+    }
+
+    #[test]
     fn one_alert_per_library_and_credential_processes_are_critical() {
         let alerts = run(vec![
             bytes_of(&exec_event(
