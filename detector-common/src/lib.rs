@@ -215,6 +215,8 @@ pub mod maps {
     pub const PREVENT_COMMS: &str = "PREVENT_COMMS";
     /// Prevention: file versions ([`SeenKey`](super::SeenKey)) to `PREVENT_FILE_*` verdicts.
     pub const PREVENT_FILES: &str = "PREVENT_FILES";
+    /// Prevention's per-CPU scratch: the outcome of the mapping being reported.
+    pub const PREVENT_VERDICT: &str = "PREVENT_VERDICT";
     /// The programs' own scratch space: syscall string arguments, the exec walk's buffers,
     /// paths being built.
     pub const NAMES: &str = "NAMES";
@@ -435,6 +437,9 @@ pub const MMAP_PREVENT_FACTS: u32 = 1 << 18;
 pub const MMAP_PREVENT_DIR: u32 = 1 << 19;
 /// ...user space listed this file version as one the package database does not vouch for.
 pub const MMAP_PREVENT_LISTED: u32 = 1 << 20;
+/// `MmapEvent.hdr.flags`, prevention: the LSM programs refuse this mapping (EPERM); with
+/// `MMAP_PREVENT_AUDIT`, they would have.
+pub const MMAP_PREVENT_DENIED: u32 = 1 << 21;
 
 /// `KernelConfig.prevent` bits. None set: detection only, and the programs do no prevention
 /// work at all.
@@ -447,6 +452,9 @@ pub const PREVENT_FACTS: u32 = 1 << 2;
 pub const PREVENT_UNVERIFIED: u32 = 1 << 3;
 /// Prevent an exec whose ELF interpreter is such a file.
 pub const PREVENT_INTERPRETER: u32 = 1 << 4;
+/// The LSM programs are attached: mappings a process asks for are refused (EPERM) rather
+/// than killed for.
+pub const PREVENT_DENY: u32 = 1 << 5;
 
 /// `PREVENT_COMMS` values: a credential program of the catalogue, a package manager (whose
 /// descendants are never stopped).

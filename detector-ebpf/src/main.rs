@@ -7,6 +7,7 @@ mod file_change;
 mod floor;
 mod kernel;
 mod lifecycle;
+mod lsm;
 mod mem_read;
 mod mem_tamper;
 mod mmap;

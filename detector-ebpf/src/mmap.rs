@@ -19,13 +19,13 @@ use aya_ebpf::{
 };
 use detector_common::{
     Channel, EventKind, KernelConfig, MmapEvent, SeenKey, MMAP_AFTER_PRELOAD_LIST,
-    MMAP_PREVENT_AUDIT, MMAP_PREVENT_KILLED, MMAP_SOURCE_EXEC_INTERPRETER,
-    MMAP_SOURCE_EXEC_PROGRAM, MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT, PATH_TRUNCATED,
+    MMAP_SOURCE_EXEC_INTERPRETER, MMAP_SOURCE_EXEC_PROGRAM, MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT,
+    PATH_TRUNCATED,
 };
 
 use crate::{
     kernel::{Bprm, File, PtRegs, Task, Vma},
-    preload_list, prevent,
+    preload_list,
     read::OrCount as _,
     shared::{config, is_self, named_map, ppid, reserve, submit_flags, submit_urgent},
     tp::{Record, SysEnterMmap, SysEnterMprotect},
@@ -76,15 +76,15 @@ fn try_mmap(ctx: &TracePointContext) -> Option<()> {
     report::<true>(cfg, task, file, MMAP_SOURCE_MMAP, prot as u32, flags as u32)
 }
 
-struct VmaLookup {
-    file: File,
-    already_exec: u64,
+pub struct VmaLookup {
+    pub file: File,
+    pub already_exec: u64,
 }
 
 /// The file of the mapping of the current task that holds `addr`, and whether that mapping is
 /// executable already (null file: none, or anonymous memory).
 #[inline(always)]
-fn vma_at(addr: u64) -> VmaLookup {
+pub fn vma_at(addr: u64) -> VmaLookup {
     let mut found = VmaLookup {
         file: File::from_addr(0),
         already_exec: 0,
@@ -265,22 +265,12 @@ fn report<const LIST: bool>(
     ev.map_flags = map_flags;
     ev.path_off = off;
     copy_path(SCRATCH_PATH, &mut ev.path);
-    if cfg.prevent != 0 {
-        let verdict = prevent::judge(cfg, file, &ev.file, &key, source);
-        // A file version prevention would stop stays out of the seen-cache, so that each of
-        // its mappings is judged.
-        if verdict != 0 && ev.file.only_root_controls() {
-            let _ = SEEN.remove(&key);
-        }
-        ev.hdr.flags |= verdict;
-    }
     // What the kernel maps at exec is judged through /proc/<pid> (its root, its mount
     // namespace) while the process may be about to exit: the daemon is woken for an
     // interpreter, and for a program's first exec (a seen-cache miss). A program a non-root
     // user controls is reported at each of its execs, and is not woken for. A mapping made
     // while the loader holds the preload list wakes it.
     let urgent = match source {
-        _ if ev.hdr.flags & (MMAP_PREVENT_KILLED | MMAP_PREVENT_AUDIT) != 0 => true,
         MMAP_SOURCE_EXEC_INTERPRETER => true,
         MMAP_SOURCE_EXEC_PROGRAM => safe,
         _ => !safe || ev.hdr.flags & MMAP_AFTER_PRELOAD_LIST != 0,

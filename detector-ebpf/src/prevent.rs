@@ -1,30 +1,56 @@
-//! Prevention on the mapping path: whether an executable mapping the mmap channel reports is
-//! one to stop, and stopping it (`bpf_send_signal(SIGKILL)`: the process dies on its way back
-//! to user space, before the mapping returns, so no code of the mapped file runs).
+//! Prevention: programs of their own, attached only while `[prevent]` is on (after the
+//! mapping programs on the same tracepoints), that judge every executable mapping a credential
+//! process makes — `sys_enter_mmap`, `sys_enter_mprotect`, and on `sched_process_exec` the ELF
+//! interpreter the kernel mapped — and stop it: `bpf_send_signal(SIGKILL)`, so the process dies
+//! on its way back to user space, before the mapping returns and before any code of the mapped
+//! file runs. Each stop (or, in audit mode, each would-be stop) is an `MmapEvent` of its own
+//! whose `MMAP_PREVENT_*` flags say what was done and why; the mapping programs' own reports
+//! are unchanged.
 //!
 //! Decided from what the kernel sees alone: the file's facts (memfd, deleted, tmpfs or ramfs,
 //! not owned by root, writable by group or others), its directory (not root's alone), and the
 //! file versions user space listed in `PREVENT_FILES` (found unpackaged or modified; or
 //! allowed, never stopped). Only processes whose name (comm) `PREVENT_COMMS` lists as a
 //! credential program are stopped, and never one that descends from a process named there as a
-//! package manager. Nothing here runs while `KernelConfig::prevent` is 0.
+//! package manager.
+//!
+//! Where the deny path is attached (`lsm.rs`, `PREVENT_DENY`), the LSM programs refuse the
+//! mappings a process asks for (the same judgement, [`deny`]) and these programs report them as
+//! denied instead of sending a signal.
 use aya_ebpf::{
     cty::c_void,
-    helpers::{bpf_get_current_comm, generated::bpf_loop, generated::bpf_send_signal},
-    maps::HashMap,
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_task_btf, bpf_task_pt_regs, generated::bpf_loop,
+        generated::bpf_send_signal,
+    },
+    macros::{btf_tracepoint, tracepoint},
+    maps::{HashMap, PerCpuArray},
+    programs::{BtfTracePointContext, TracePointContext},
 };
 use detector_common::{
-    FileInfo, KernelConfig, SeenKey, MMAP_PREVENT_AUDIT, MMAP_PREVENT_DIR, MMAP_PREVENT_FACTS,
-    MMAP_PREVENT_KILLED, MMAP_PREVENT_LISTED, MMAP_SOURCE_EXEC_INTERPRETER,
-    MMAP_SOURCE_EXEC_PROGRAM, PREVENT_COMM_CREDENTIAL, PREVENT_COMM_PACKAGE_MANAGER, PREVENT_FACTS,
-    PREVENT_FILE_ALLOWED, PREVENT_FILE_UNVERIFIED, PREVENT_INTERPRETER, PREVENT_KILL,
-    PREVENT_UNVERIFIED,
+    Channel, EventKind, FileInfo, KernelConfig, MmapEvent, SeenKey, MMAP_PREVENT_AUDIT,
+    MMAP_PREVENT_DENIED, MMAP_PREVENT_DIR, MMAP_PREVENT_FACTS, MMAP_PREVENT_KILLED,
+    MMAP_PREVENT_LISTED, MMAP_SOURCE_EXEC_INTERPRETER, MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT,
+    PATH_TRUNCATED, PREVENT_COMM_CREDENTIAL, PREVENT_COMM_PACKAGE_MANAGER, PREVENT_DENY,
+    PREVENT_FACTS, PREVENT_FILE_ALLOWED, PREVENT_FILE_UNVERIFIED, PREVENT_INTERPRETER,
+    PREVENT_KILL, PREVENT_UNVERIFIED,
 };
 
 use crate::{
-    kernel::{File, Task},
-    shared::{config, named_map},
+    kernel::{Bprm, File, PtRegs, Task},
+    mmap::vma_at,
+    read::OrCount as _,
+    shared::{config, is_self, named_map, ppid, reserve, submit_urgent},
+    tp::{Record, SysEnterMmap, SysEnterMprotect},
+    vfs::{build_path, copy_path, fd_file, inode_id, inode_info_of, path_parts, SCRATCH_PATH},
 };
+
+/// The channel whose read errors and losses these programs count.
+const CH: Channel = Channel::Mmap;
+const PROT_READ: u32 = 0x1;
+const PROT_EXEC: u64 = 0x4;
+const MAP_PRIVATE: u32 = 0x2;
+const MAP_ANONYMOUS: u64 = 0x20;
 
 named_map! {
     /// Process names (comm, NUL-padded) to `PREVENT_COMM_*`, written by user space.
@@ -36,16 +62,219 @@ named_map! {
     static PREVENT_FILES: HashMap<SeenKey, u32> = HashMap::with_max_entries(8192, 0);
 }
 
+named_map! {
+    /// The outcome of the mapping being reported, kept here (not in a register) through the
+    /// path walk: a value the verifier tracks through the walk multiplies what it explores.
+    static PREVENT_VERDICT: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+}
+
 const SIGKILL: u32 = 9;
 /// Ancestors looked at for a package manager.
 const MAX_ANCESTORS: u32 = 32;
 
-/// The `MMAP_PREVENT_*` bits of a reported mapping of `file` (facts `info`, identity `key`)
-/// from `source`: the reasons it is one to prevent, and `MMAP_PREVENT_KILLED` (SIGKILL sent)
-/// or `MMAP_PREVENT_AUDIT` when the current process is one to stop. Reasons without an outcome
-/// tell the caller that the file version must stay out of the seen-cache.
+#[tracepoint]
+pub fn prevent_mmap(ctx: TracePointContext) -> u32 {
+    let _ = try_prevent_mmap(&ctx);
+    0
+}
+
+fn try_prevent_mmap(ctx: &TracePointContext) -> Option<()> {
+    let rec = Record::<SysEnterMmap>::of(ctx);
+    let prot = rec.prot();
+    let flags = rec.flags();
+    // An int argument: only the low 32 bits of the register are meaningful.
+    let fd = rec.fd() as i32;
+    if prot & PROT_EXEC == 0 || flags & MAP_ANONYMOUS != 0 || fd < 0 {
+        return None;
+    }
+    let cfg = current(0)?;
+    let task = Task::current();
+    let file = fd_file(cfg, task, fd as u64, CH)?;
+    act(cfg, task, file, MMAP_SOURCE_MMAP, prot as u32, flags as u32)
+}
+
+#[tracepoint]
+pub fn prevent_mprotect(ctx: TracePointContext) -> u32 {
+    let _ = try_prevent_mprotect(&ctx);
+    0
+}
+
+fn try_prevent_mprotect(ctx: &TracePointContext) -> Option<()> {
+    let rec = Record::<SysEnterMprotect>::of(ctx);
+    let prot = rec.prot();
+    if prot & PROT_EXEC == 0 {
+        return None;
+    }
+    let cfg = current(0)?;
+    let found = vma_at(rec.start());
+    if found.file.is_null() || found.already_exec != 0 {
+        return None;
+    }
+    act(
+        cfg,
+        Task::current(),
+        found.file,
+        MMAP_SOURCE_MPROTECT,
+        prot as u32,
+        0,
+    )
+}
+
+/// `sched_process_exec`: the ELF interpreter the kernel mapped for the new image (found as the
+/// mapping program `exec_interpreter` finds it).
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn prevent_exec_interpreter(ctx: BtfTracePointContext) -> i32 {
+    let bprm = Bprm::from_addr(ctx.arg::<*const u8>(2) as u64);
+    let _ = try_prevent_exec_interpreter(bprm);
+    0
+}
+
+fn try_prevent_exec_interpreter(bprm: Bprm) -> Option<()> {
+    let cfg = current(PREVENT_INTERPRETER)?;
+    if cfg.regs_ip == 0 {
+        return None;
+    }
+    let task = Task::current();
+    // SAFETY: the helper takes the current task, which BTF vouches for.
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf() as *mut _) };
+    let ip = PtRegs::from_addr(regs as u64).ip(cfg).or_count(CH)?;
+    let (start_code, end_code) = task.mm(cfg).or_count(CH)?.code(cfg).or_count(CH)?;
+    if ip >= start_code && ip < end_code {
+        return None;
+    }
+    let found = vma_at(ip);
+    let program = bprm.file(cfg).or_count(CH)?;
+    if found.file.is_null() || found.file == program {
+        return None;
+    }
+    act(
+        cfg,
+        task,
+        found.file,
+        MMAP_SOURCE_EXEC_INTERPRETER,
+        PROT_READ | PROT_EXEC as u32,
+        MAP_PRIVATE,
+    )
+}
+
+/// The configuration when prevention (with `also` of its bits) is on and the current process,
+/// not the daemon, is named as a credential program.
 #[inline(always)]
-pub fn judge(cfg: &KernelConfig, file: File, info: &FileInfo, key: &SeenKey, source: u32) -> u32 {
+fn current(also: u32) -> Option<&'static KernelConfig> {
+    let cfg = config()?;
+    if cfg.prevent == 0 || cfg.prevent & also != also || is_self(cfg) {
+        return None;
+    }
+    credential(&bpf_get_current_comm().unwrap_or([0; 16])).then_some(cfg)
+}
+
+/// Judges the current process's mapping of `file` and, when it is one to stop, stops it and
+/// reports it.
+#[inline(always)]
+fn act(
+    cfg: &KernelConfig,
+    task: Task,
+    file: File,
+    source: u32,
+    prot: u32,
+    map_flags: u32,
+) -> Option<()> {
+    let inode = file.inode(cfg).or_count(CH)?;
+    let id = inode_id(cfg, inode, CH);
+    let info = inode_info_of(cfg, inode, &id, CH);
+    let key = SeenKey {
+        ino: id.ino,
+        mtime_sec: id.mtime_sec,
+        dev: id.dev,
+        _pad: 0,
+    };
+    let outcome = judge(cfg, file, &info, &key, source);
+    if outcome == 0 {
+        return None;
+    }
+    let slot = PREVENT_VERDICT.get_ptr_mut(0)?;
+    // SAFETY: a per-CPU slot; this program is the only writer on this CPU while it runs.
+    unsafe { *slot = outcome };
+    let (mnt, dentry) = path_parts(cfg, file.path(cfg), CH)?;
+    let (off, truncated) = build_path(cfg, mnt, dentry, SCRATCH_PATH, CH)?;
+    let mut entry = reserve::<MmapEvent>(EventKind::Mmap, ppid(cfg, task, CH))?;
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    ev.hdr.flags = PREVENT_VERDICT.get(0).copied().unwrap_or(0);
+    if truncated {
+        ev.hdr.flags |= PATH_TRUNCATED;
+    }
+    ev.file = info;
+    ev.source = source;
+    ev.prot = prot;
+    ev.map_flags = map_flags;
+    ev.path_off = off;
+    copy_path(SCRATCH_PATH, &mut ev.path);
+    entry.submit(submit_urgent());
+    Some(())
+}
+
+/// Set with the reasons when the process is one to stop.
+const STOP: u32 = 1 << 31;
+
+/// The `MMAP_PREVENT_*` bits of the current (credential) process's mapping of `file` (facts
+/// `info`, identity `key`) from `source` when it is one to stop: the reasons, and what was
+/// done: `MMAP_PREVENT_KILLED` (SIGKILL sent), `MMAP_PREVENT_DENIED` (the LSM programs refuse
+/// it), `MMAP_PREVENT_AUDIT` (audit mode; with `MMAP_PREVENT_DENIED` when the deny path would
+/// have refused it). 0 when it is not one to stop.
+#[inline(always)]
+fn judge(cfg: &KernelConfig, file: File, info: &FileInfo, key: &SeenKey, source: u32) -> u32 {
+    let v = verdict(cfg, file, info, key, source);
+    if v & STOP == 0 {
+        return 0;
+    }
+    let why = v & !STOP;
+    let deny = cfg.prevent & PREVENT_DENY != 0 && denied_source(source);
+    let deny = if deny { MMAP_PREVENT_DENIED } else { 0 };
+    if cfg.prevent & PREVENT_KILL == 0 {
+        return why | MMAP_PREVENT_AUDIT | deny;
+    }
+    if deny != 0 {
+        return why | deny;
+    }
+    // SAFETY: a helper that takes a signal number; it signals the current process.
+    if unsafe { bpf_send_signal(SIGKILL) } == 0 {
+        why | MMAP_PREVENT_KILLED
+    } else {
+        why | MMAP_PREVENT_AUDIT
+    }
+}
+
+/// The mappings the LSM programs judge: those a process asks for (not what exec maps).
+#[inline(always)]
+fn denied_source(source: u32) -> bool {
+    source != MMAP_SOURCE_EXEC_INTERPRETER
+}
+
+/// For the LSM programs: whether prevention (in prevent mode) stops the current process's
+/// executable mapping of `file` — the judgement the mapping tracepoints make of it.
+#[inline(always)]
+pub fn deny(cfg: &KernelConfig, file: File, source: u32) -> bool {
+    if cfg.prevent & PREVENT_KILL == 0 || !credential(&bpf_get_current_comm().unwrap_or([0; 16])) {
+        return false;
+    }
+    let Some(inode) = file.inode(cfg) else {
+        return false;
+    };
+    let id = inode_id(cfg, inode, Channel::Mmap);
+    let info = inode_info_of(cfg, inode, &id, Channel::Mmap);
+    let key = SeenKey {
+        ino: id.ino,
+        mtime_sec: id.mtime_sec,
+        dev: id.dev,
+        _pad: 0,
+    };
+    verdict(cfg, file, &info, &key, source) & STOP != 0
+}
+
+/// The reasons (`MMAP_PREVENT_FACTS`, `_DIR`, `_LISTED`) to prevent the current credential
+/// process's mapping, with `STOP` when it is one to stop for them (no package manager above).
+#[inline(always)]
+fn verdict(cfg: &KernelConfig, file: File, info: &FileInfo, key: &SeenKey, source: u32) -> u32 {
     let listed = unsafe { PREVENT_FILES.get(key) }.copied().unwrap_or(0);
     if listed == PREVENT_FILE_ALLOWED {
         return 0;
@@ -63,22 +292,12 @@ pub fn judge(cfg: &KernelConfig, file: File, info: &FileInfo, key: &SeenKey, sou
         why |= MMAP_PREVENT_LISTED;
     }
     if why == 0
-        || source == MMAP_SOURCE_EXEC_PROGRAM
         || (source == MMAP_SOURCE_EXEC_INTERPRETER && cfg.prevent & PREVENT_INTERPRETER == 0)
-        || !credential(&bpf_get_current_comm().unwrap_or([0; 16]))
         || under_package_manager(cfg)
     {
         return why;
     }
-    if cfg.prevent & PREVENT_KILL == 0 {
-        return why | MMAP_PREVENT_AUDIT;
-    }
-    // SAFETY: a helper that takes a signal number; it signals the current process.
-    if unsafe { bpf_send_signal(SIGKILL) } == 0 {
-        why | MMAP_PREVENT_KILLED
-    } else {
-        why | MMAP_PREVENT_AUDIT
-    }
+    why | STOP
 }
 
 #[inline(always)]

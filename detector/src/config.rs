@@ -51,6 +51,18 @@ pub struct PreventCfg {
     pub unverified_files: bool,
     /// Stop an exec of a credential program whose ELF interpreter is such a file.
     pub interpreter: bool,
+    /// How a mapping is stopped: `auto` (refused with EPERM where BPF LSM runs, the process
+    /// killed elsewhere) or `kill` (always the kill path).
+    pub stop: StopPath,
+}
+
+/// `[prevent] stop`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StopPath {
+    #[default]
+    Auto,
+    Kill,
 }
 
 impl Default for PreventCfg {
@@ -60,6 +72,7 @@ impl Default for PreventCfg {
             unsafe_files: true,
             unverified_files: true,
             interpreter: true,
+            stop: StopPath::Auto,
         }
     }
 }

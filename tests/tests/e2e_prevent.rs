@@ -1,5 +1,6 @@
-//! Root end-to-end: prevent mode on this kernel's stop path (`bpf_send_signal(SIGKILL)` from
-//! the mapping tracepoint). Each hook is a gcc-built object whose constructor writes a marker
+//! Root end-to-end: prevent mode's kill path (`bpf_send_signal(SIGKILL)` from the mapping
+//! tracepoint; `stop = "kill"`, which every kernel has) and, where BPF LSM runs, its deny path
+//! (the mapping refused with EPERM). Each hook is a gcc-built object whose constructor writes a marker
 //! file: a stopped process never ran a byte of it. Audit mode stops nothing and says what it
 //! would have stopped; SIGHUP back to `detect` is the kill switch; the allowlist is honoured;
 //! ordinary activity and a package upgrade are never stopped. Every change to /etc, /usr and
@@ -42,7 +43,8 @@ fn hook(dir: &TempDir) -> PathBuf {
     gcc(dir, "marker_hook.c", "marker_hook.so", true)
 }
 
-/// A daemon with `[prevent] mode = MODE` and `extra` lines, its configuration in `dir`.
+/// A daemon with `[prevent] mode = MODE` and `extra` lines (`stop = "kill"` unless they say
+/// otherwise), its configuration in `dir`.
 fn daemon(dir: &TempDir, mode: &str, extra: &str) -> (Daemon, PathBuf) {
     let cfg = dir.path("detector.toml");
     std::fs::write(&cfg, config(mode, extra)).unwrap();
@@ -51,7 +53,14 @@ fn daemon(dir: &TempDir, mode: &str, extra: &str) -> (Daemon, PathBuf) {
 }
 
 fn config(mode: &str, extra: &str) -> String {
-    format!("[thresholds]\naggregate_window_secs = 0\n\n[prevent]\nmode = \"{mode}\"\n{extra}")
+    let stop = if extra.contains("stop =") {
+        ""
+    } else {
+        "stop = \"kill\"\n"
+    };
+    format!(
+        "[thresholds]\naggregate_window_secs = 0\n\n[prevent]\nmode = \"{mode}\"\n{stop}{extra}"
+    )
 }
 
 fn killed(st: ExitStatus) -> bool {
@@ -358,8 +367,8 @@ fn a_package_upgrade_with_prevention_on_is_never_stopped() {
     d.stop();
 }
 
-#[test]
-fn check_reports_the_stop_path() {
+/// `detector check --json`, and whether it found BPF LSM available.
+fn check() -> (Value, bool) {
     detector_tests::require_root();
     let out = Command::new(detector_tests::detector_bin())
         .args(["check", "--json"])
@@ -367,6 +376,66 @@ fn check_reports_the_stop_path() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(r["stop_path"], "kill", "{r:#}");
+    let lsm = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "lsm")
+        .expect("an lsm check")
+        .clone();
+    let available = lsm["available"] == true;
+    (r, available)
+}
+
+#[test]
+fn check_reports_the_stop_path() {
+    let (r, lsm) = check();
+    assert_eq!(r["stop_path"], if lsm { "deny" } else { "kill" }, "{r:#}");
     assert!(s(&r, "stop_reason").contains("bpf_send_signal"), "{r:#}");
+}
+
+#[test]
+fn with_bpf_lsm_a_preloaded_ssh_runs_without_the_hook() {
+    let (r, lsm) = check();
+    if !lsm {
+        let why = r["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "lsm")
+            .map(|c| c["detail"].to_string())
+            .unwrap_or_default();
+        eprintln!("skipped: BPF LSM does not run on this kernel ({why}): no deny path to test");
+        return;
+    }
+    let dir = TempDir::new("prevent-deny");
+    let lib = InTmp::copy(&hook(&dir), "deny");
+    let marker = dir.path("marker");
+    let (d, _) = daemon(&dir, "prevent", "stop = \"auto\"\n");
+    assert!(d.stderr().contains("BPF LSM"), "{}", d.stderr());
+    let out = Command::new("ssh")
+        .arg("-V")
+        .env("LD_PRELOAD", lib.path())
+        .env("DETECTOR_MARKER", &marker)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "ssh did not run: {}: {stderr}",
+        out.status
+    );
+    assert!(stderr.contains("cannot be preloaded"), "{stderr}");
+    assert!(
+        stderr.contains("OpenSSH"),
+        "ssh -V ran without the hook: {stderr}"
+    );
+    assert!(!marker.exists(), "the hook's constructor ran in ssh");
+    let a = d.expect_alert("ssh's mapping of the hook denied", |a| {
+        denied(a) && s(a, "process.name") == "ssh" && s(a, "library.path") == lib.path()
+    });
+    assert!(has(&a, "event.type", "denied"), "{a}");
+    assert_eq!(s(&a, "event.action"), "deny", "{a}");
+    assert_eq!(s(&a, "prevention.outcome"), "prevented", "{a}");
+    d.stop();
 }

@@ -8,8 +8,8 @@ use detector_common::{
     LoaderVar, MemReadEvent, MemTamperEvent, MmapEvent, PreloadListEvent, EXEC_ARGS_TRUNCATED,
     EXEC_ENV_INCOMPLETE, EXEC_FILENAME_TRUNCATED, FILE_OP_LINK, FILE_OP_OPEN_WRITE, FILE_OP_RENAME,
     FILE_OP_SYMLINK, FILE_OP_TRUNCATE, FILE_OP_UNLINK, HUGETLBFS_MAGIC, LOADER_VALUE_TRUNCATED,
-    MMAP_AFTER_PRELOAD_LIST, MMAP_PREVENT_AUDIT, MMAP_PREVENT_DIR, MMAP_PREVENT_FACTS,
-    MMAP_PREVENT_KILLED, MMAP_PREVENT_LISTED, MMAP_SOURCE_EXEC_INTERPRETER,
+    MMAP_AFTER_PRELOAD_LIST, MMAP_PREVENT_AUDIT, MMAP_PREVENT_DENIED, MMAP_PREVENT_DIR,
+    MMAP_PREVENT_FACTS, MMAP_PREVENT_KILLED, MMAP_PREVENT_LISTED, MMAP_SOURCE_EXEC_INTERPRETER,
     MMAP_SOURCE_EXEC_PROGRAM, MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT, OVERLAYFS_MAGIC,
     PATH_TRUNCATED, PRELOAD_LIST_MAX, PRELOAD_LIST_TRUNCATED, PRELOAD_LIST_UNREAD, RAMFS_MAGIC,
     READ_PROCESS_VM_READV, READ_PROC_MEM, READ_PTRACE, TAMPER_PROCESS_VM_WRITEV, TAMPER_PROC_MEM,
@@ -132,6 +132,10 @@ pub struct Mmap {
 pub struct Prevented {
     /// SIGKILL was sent; false in audit mode.
     pub killed: bool,
+    /// The LSM programs refused the mapping (EPERM); in audit mode, they would have.
+    pub denied: bool,
+    /// Audit mode: nothing was stopped.
+    pub audit: bool,
     pub facts: bool,
     pub directory: bool,
     pub listed: bool,
@@ -140,11 +144,15 @@ pub struct Prevented {
 impl Prevented {
     fn from_flags(flags: u32) -> Option<Self> {
         let killed = flags & MMAP_PREVENT_KILLED != 0;
-        if !killed && flags & MMAP_PREVENT_AUDIT == 0 {
+        let denied = flags & MMAP_PREVENT_DENIED != 0;
+        let audit = flags & MMAP_PREVENT_AUDIT != 0;
+        if !killed && !denied && !audit {
             return None;
         }
         Some(Prevented {
             killed,
+            denied,
+            audit,
             facts: flags & MMAP_PREVENT_FACTS != 0,
             directory: flags & MMAP_PREVENT_DIR != 0,
             listed: flags & MMAP_PREVENT_LISTED != 0,

@@ -6,7 +6,7 @@ use std::os::unix::fs::MetadataExt as _;
 
 use aya::{
     maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, TracePoint},
+    programs::{BtfTracePoint, Lsm, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
 use detector_common::{maps, Attach, Channel, KernelConfig, SeenKey, WatchKey, CHANNELS};
@@ -42,7 +42,25 @@ pub struct Capture {
     reader_idle: Array<MapData, u32>,
     seen: Option<HashMap<MapData, SeenKey, u8>>,
     prevention: Option<Prevention>,
+    /// Prevent mode's deny path (the LSM programs) is attached.
+    deny_path: bool,
+    /// Prevention's own programs, attached while it is on.
+    prevent_links: Vec<Box<dyn Send>>,
 }
+
+/// Prevention's programs: (program, tracefs category of a classic tracepoint or None for a
+/// BTF one, tracepoint). Attached after the mapping programs of the same tracepoints.
+const PREVENT_PROGRAMS: [(&str, Option<&str>, &str); 3] = [
+    ("prevent_mmap", Some("syscalls"), "sys_enter_mmap"),
+    ("prevent_mprotect", Some("syscalls"), "sys_enter_mprotect"),
+    ("prevent_exec_interpreter", None, "sched_process_exec"),
+];
+
+/// Prevent mode's deny path: (program, LSM hook).
+const LSM_PROGRAMS: [(&str, &str); 2] = [
+    ("lsm_mmap_file", "mmap_file"),
+    ("lsm_file_mprotect", "file_mprotect"),
+];
 
 /// The kernel's side of prevention: the `prevent` bits of `CONFIG`, the process names
 /// (`PREVENT_COMMS`) and the file versions (`PREVENT_FILES`) the mapping programs judge by.
@@ -60,10 +78,6 @@ impl Prevention {
         self.config
             .set(0, self.kernel, 0)
             .context("writing CONFIG (prevention)")
-    }
-
-    pub fn bits(&self) -> u32 {
-        self.kernel.prevent
     }
 
     /// Replaces the process names and their `PREVENT_COMM_*` roles.
@@ -121,14 +135,6 @@ impl SeenCache {
     pub fn forget(&mut self, key: SeenKey) {
         // Absent already (evicted, or never added): nothing to do.
         let _ = self.0.remove(&key);
-    }
-
-    /// Forgets every file version: each one's next mapping is reported (and judged) again.
-    pub fn clear(&mut self) {
-        let keys: Vec<SeenKey> = self.0.keys().filter_map(|k| k.ok()).collect();
-        for k in &keys {
-            let _ = self.0.remove(k);
-        }
     }
 
     pub fn remember(&mut self, key: SeenKey) {
@@ -269,6 +275,8 @@ impl Capture {
                 reader_idle,
                 seen: Some(seen),
                 prevention: Some(prevention),
+                deny_path: false,
+                prevent_links: Vec::new(),
             },
             KernelLog(logger),
         ))
@@ -277,6 +285,76 @@ impl Capture {
     /// The handle to the kernel's seen-cache, once.
     pub fn take_seen_cache(&mut self) -> Option<SeenCache> {
         self.seen.take().map(SeenCache)
+    }
+
+    /// Loads and attaches prevent mode's deny path (the BPF LSM programs of `lsm.rs`); once
+    /// attached it stays (its programs do nothing until `PREVENT_DENY` is set).
+    pub fn attach_deny_path(&mut self) -> Result<()> {
+        if self.deny_path {
+            return Ok(());
+        }
+        let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
+        for (name, hook) in LSM_PROGRAMS {
+            let prog: &mut Lsm = self
+                ._ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("program {name} missing"))?
+                .try_into()?;
+            prog.load(hook, &btf)
+                .with_context(|| format!("loading lsm/{hook} (verifier)"))?;
+            let id = prog
+                .attach()
+                .with_context(|| format!("attaching lsm/{hook}"))?;
+            self.links.push(Box::new(prog.take_link(id)?));
+        }
+        self.deny_path = true;
+        Ok(())
+    }
+
+    /// Attaches prevention's programs (`on`), or detaches them: while they are detached,
+    /// prevention costs the mapping paths nothing.
+    pub fn prevention_programs(&mut self, on: bool) -> Result<()> {
+        if !on {
+            self.prevent_links.clear();
+            return Ok(());
+        }
+        if !self.prevent_links.is_empty() {
+            return Ok(());
+        }
+        let mut links: Vec<Box<dyn Send>> = Vec::new();
+        for (name, category, tracepoint) in PREVENT_PROGRAMS {
+            let prog = self
+                ._ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("program {name} missing"))?;
+            match category {
+                Some(category) => {
+                    let prog: &mut TracePoint = prog.try_into()?;
+                    if prog.fd().is_err() {
+                        prog.load()
+                            .with_context(|| format!("loading {name} (verifier)"))?;
+                    }
+                    let id = prog
+                        .attach(category, tracepoint)
+                        .with_context(|| format!("attaching {category}/{tracepoint}"))?;
+                    links.push(Box::new(prog.take_link(id)?));
+                }
+                None => {
+                    let prog: &mut BtfTracePoint = prog.try_into()?;
+                    if prog.fd().is_err() {
+                        let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
+                        prog.load(tracepoint, &btf)
+                            .with_context(|| format!("loading tp_btf/{tracepoint} (verifier)"))?;
+                    }
+                    let id = prog
+                        .attach()
+                        .with_context(|| format!("attaching tp_btf/{tracepoint}"))?;
+                    links.push(Box::new(prog.take_link(id)?));
+                }
+            }
+        }
+        self.prevent_links = links;
+        Ok(())
     }
 
     /// The handle to the kernel's side of prevention, once.
@@ -343,7 +421,13 @@ impl Capture {
     /// Detaches every program, all at once.
     pub fn detach(self) {
         let t = std::time::Instant::now();
-        let Capture { _ebpf, links, .. } = self;
+        let Capture {
+            _ebpf,
+            mut links,
+            prevent_links,
+            ..
+        } = self;
+        links.extend(prevent_links);
         std::thread::scope(|s| {
             for link in links {
                 s.spawn(move || drop(link));

@@ -33,7 +33,8 @@ struct Report {
     /// The capture path the daemon will use, or None when it cannot run here.
     capture_path: Option<&'static str>,
     reason: String,
-    /// How prevent mode stops a credential process here (`kill`), or None when it cannot.
+    /// How prevent mode stops a credential process here (`deny`: the BPF LSM programs refuse
+    /// the mapping; `kill`), or None when it cannot.
     stop_path: Option<&'static str>,
     stop_reason: String,
 }
@@ -201,9 +202,9 @@ fn inspect() -> Report {
         )
     } else {
         // Everything needed is there: prove it by loading and attaching every program.
-        match attach_all() {
-            Ok(n) => (
-                Some("tracepoints"),
+        match attach_all(lsm_here) {
+            Ok((n, deny)) => (
+                Some(("tracepoints", deny)),
                 format!(
                     "tracepoints: {n} programs loaded, attached and detached just now, and the \
                      fanotify marks on the watched directories made. This build has one capture path \
@@ -215,19 +216,26 @@ fn inspect() -> Report {
             Err(e) => (None, format!("loading the capture path failed: {e:#}")),
         }
     };
-    let (stop_path, stop_reason) = match capture_path {
-        Some(_) => (
+    let kill = "bpf_send_signal(SIGKILL) from the mapping programs (sys_enter_mmap, \
+                sys_enter_mprotect, sched_process_exec), which call it and were loaded and \
+                attached just now: the process dies before the mapping returns to user space";
+    let (stop_path, stop_reason) = match &capture_path {
+        Some((_, None)) => (
             Some("kill"),
+            format!("prevent mode: {kill}. No BPF LSM here (see lsm), so no deny path."),
+        ),
+        Some((_, Some(Err(e)))) => (
+            Some("kill"),
+            format!("prevent mode: {kill}. The BPF LSM deny path did not attach: {e}"),
+        ),
+        Some((_, Some(Ok(())))) => (
+            Some("deny"),
             format!(
-                "prevent mode: bpf_send_signal(SIGKILL) from the mapping programs (sys_enter_mmap, \
-                 sys_enter_mprotect, sched_process_exec), which call it and were loaded and \
-                 attached just now; the process dies before the mapping returns to user space. \
-                 This build has no BPF LSM deny path{}.",
-                if lsm_here {
-                    " (BPF LSM is available here, and unused)"
-                } else {
-                    ""
-                }
+                "prevent mode: the BPF LSM programs (mmap_file, file_mprotect), loaded and \
+                 attached just now, refuse a mapping with EPERM (the loader reports the object \
+                 as one that cannot be preloaded, and the program runs without it); an ELF \
+                 interpreter, mapped by exec itself, is stopped by {kill}. With \
+                 [prevent] stop = \"kill\", every stop is a kill."
             ),
         ),
         None => (
@@ -241,14 +249,17 @@ fn inspect() -> Report {
             .trim()
             .to_owned(),
         checks,
-        capture_path,
+        capture_path: capture_path.map(|(p, _)| p),
         reason,
         stop_path,
         stop_reason,
     }
 }
 
-fn attach_all() -> Result<usize> {
+/// Loads and attaches every capture program, then (`lsm`) the deny path's: how many capture
+/// programs, and whether the deny path attached (None: not tried).
+#[allow(clippy::type_complexity)]
+fn attach_all(lsm: bool) -> Result<(usize, Option<Result<(), String>>)> {
     let cfg = btf::config(preflight::BTF_PATH, std::process::id())?;
     // The capture registers its ring buffer with the runtime, as in the daemon.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -256,12 +267,13 @@ fn attach_all() -> Result<usize> {
         .build()?;
     rt.block_on(async {
         let dirs = Watched::discover().directories();
-        let (capture, _log) = load::Capture::start(cfg, &dirs, 64 * 1024, true)?;
+        let (mut capture, _log) = load::Capture::start(cfg, &dirs, 64 * 1024, true)?;
         let n = capture.attached();
+        let deny = lsm.then(|| capture.attach_deny_path().map_err(|e| format!("{e:#}")));
         capture.detach();
         // The watched places' writes: a fanotify group with its marks.
         fanotify::Watcher::start(&dirs)?;
-        Ok(n)
+        Ok((n, deny))
     })
 }
 

@@ -236,7 +236,8 @@ async fn serve(
     let prevention: Option<prevent::Shared> =
         capture.take_prevention().map(|p| Arc::new(Mutex::new(p)));
     if let Some(p) = &prevention {
-        prevent::apply(p, seen_cache.as_ref(), &cfg.prevent, &policy)?;
+        let deny = prevent::attach_deny_path(&mut capture, &cfg.prevent);
+        prevent::apply(&mut capture, p, &cfg.prevent, &policy, deny)?;
     }
     let wiring = Wiring {
         package_manager_running: correlator.package_manager_flag(),
@@ -356,7 +357,8 @@ async fn serve(
                         }
                         let policy = Policy::from_config(&new);
                         if let Some(p) = &prevention {
-                            if let Err(e) = prevent::apply(p, reader.seen.as_ref(), &new.prevent, &policy) {
+                            let deny = prevent::attach_deny_path(&mut capture, &new.prevent);
+                            if let Err(e) = prevent::apply(&mut capture, p, &new.prevent, &policy, deny) {
                                 log::error!("reload: prevention: {e:#}");
                             }
                         }

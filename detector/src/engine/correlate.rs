@@ -124,7 +124,11 @@ impl Correlator {
             }
             Event::Mmap(m) => {
                 let p = self.procs.process(&m.hdr);
-                self.evaluate(&p, m.hdr.ktime_ns, &Observation::Mmap(m))
+                let observation = match m.prevented {
+                    Some(_) => Observation::Prevented(m),
+                    None => Observation::Mmap(m),
+                };
+                self.evaluate(&p, m.hdr.ktime_ns, &observation)
             }
             Event::FileChange(c) => {
                 let p = self.procs.process(&c.hdr);

@@ -411,7 +411,7 @@ impl Stage {
             return;
         }
         log::debug!("prevent: listing {} (unverified)", lib.path);
-        prevent::list_unverified(prevention, self.wiring.seen.as_ref(), key);
+        prevent::list_unverified(prevention, key);
     }
 
     /// Verifies the held findings again once no package manager runs (judges them as they are

@@ -13,21 +13,25 @@ use std::{
 
 use anyhow::Result;
 use detector_common::{
-    SeenKey, PREVENT_COMM_CREDENTIAL, PREVENT_COMM_PACKAGE_MANAGER, PREVENT_FACTS,
+    SeenKey, PREVENT_COMM_CREDENTIAL, PREVENT_COMM_PACKAGE_MANAGER, PREVENT_DENY, PREVENT_FACTS,
     PREVENT_FILE_ALLOWED, PREVENT_FILE_UNVERIFIED, PREVENT_INTERPRETER, PREVENT_KILL, PREVENT_ON,
     PREVENT_UNVERIFIED,
 };
 
 use crate::{
-    capture::load::{Prevention, SeenCache},
-    config::{PreventCfg, PreventMode},
+    capture::{
+        load::{Capture, Prevention},
+        preflight,
+    },
+    config::{PreventCfg, PreventMode, StopPath},
     engine::{package_manager, policy::Policy, provenance},
 };
 
 pub type Shared = Arc<Mutex<Prevention>>;
 
-/// The `PREVENT_*` bits for a configuration (0 for `detect`).
-pub fn bits(cfg: &PreventCfg) -> u32 {
+/// The `PREVENT_*` bits for a configuration (0 for `detect`); `deny` when the deny path (BPF
+/// LSM) is attached and the configuration lets it stop.
+pub fn bits(cfg: &PreventCfg, deny: bool) -> u32 {
     let mut b = match cfg.mode {
         PreventMode::Detect => return 0,
         PreventMode::Audit => PREVENT_ON,
@@ -42,7 +46,31 @@ pub fn bits(cfg: &PreventCfg) -> u32 {
     if cfg.interpreter {
         b |= PREVENT_INTERPRETER;
     }
+    if deny && cfg.stop == StopPath::Auto {
+        b |= PREVENT_DENY;
+    }
     b
+}
+
+/// Whether prevention, as configured, stops by denying: it is on, its `stop` is `auto`, and
+/// BPF LSM runs here and its programs attach (which they then are).
+pub fn attach_deny_path(capture: &mut Capture, cfg: &PreventCfg) -> bool {
+    if cfg.mode == PreventMode::Detect || cfg.stop == StopPath::Kill {
+        return false;
+    }
+    if let Err(why) = preflight::bpf_lsm() {
+        log::info!("prevent: no deny path here ({why}): the kill path stops");
+        return false;
+    }
+    match capture.attach_deny_path() {
+        Ok(()) => true,
+        Err(e) => {
+            log::warn!(
+                "prevent: the BPF LSM deny path did not attach ({e:#}): the kill path stops"
+            );
+            false
+        }
+    }
 }
 
 /// A process name as the kernel keeps it (`comm`): its first 15 bytes, NUL-padded.
@@ -110,29 +138,29 @@ pub fn allowed(policy: &Policy) -> Vec<SeenKey> {
     out
 }
 
-/// Tells the kernel what to prevent for `cfg` and `policy`. Turning prevention on has the
-/// seen-cache emptied first, so that files reported before are judged at their next mapping;
-/// turning it off takes effect before anything else.
+/// Tells the kernel what to prevent for `cfg` and `policy`, and attaches or detaches
+/// prevention's programs. Turning it off takes effect before anything else.
 pub fn apply(
+    capture: &mut Capture,
     prevention: &Shared,
-    seen: Option<&Arc<Mutex<SeenCache>>>,
     cfg: &PreventCfg,
     policy: &Policy,
+    deny: bool,
 ) -> Result<()> {
     let mut p = prevention.lock().unwrap_or_else(|e| e.into_inner());
-    let new = bits(cfg);
-    let old = p.bits();
+    let new = bits(cfg, deny);
     if new == 0 {
         p.set_bits(0)?;
+        drop(p);
+        capture.prevention_programs(false)?;
+        log::info!("prevent: mode {}", cfg.mode.name());
+        return Ok(());
     }
     p.set_comms(&comms(policy))?;
     p.set_files(PREVENT_FILE_ALLOWED, &allowed(policy))?;
-    if new != 0 && old == 0 {
-        if let Some(seen) = seen {
-            seen.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        }
-    }
     p.set_bits(new)?;
+    drop(p);
+    capture.prevention_programs(true)?;
     log::info!("prevent: mode {}{}", cfg.mode.name(), describe(new));
     Ok(())
 }
@@ -151,28 +179,24 @@ fn describe(bits: u32) -> String {
     if bits & PREVENT_INTERPRETER != 0 {
         what.push("unverified interpreters");
     }
-    let how = if bits & PREVENT_KILL != 0 {
-        "SIGKILL from the mapping tracepoint"
-    } else {
-        "nothing is stopped, alerts say what would be"
+    let how = match (bits & PREVENT_KILL != 0, bits & PREVENT_DENY != 0) {
+        (true, true) => {
+            "mappings refused with EPERM by the BPF LSM programs, an ELF interpreter killed for"
+        }
+        (true, false) => "SIGKILL from the mapping tracepoint",
+        _ => "nothing is stopped, alerts say what would be",
     };
     format!(" ({how}): {} in credential processes", what.join(", "))
 }
 
 /// A file version the package database did not vouch for, mapped by a credential process or
-/// modified since its package installed it: listed for the kernel (its later mappings into a
-/// credential process are stopped) and, while prevention is on, forgotten by the seen-cache.
-pub fn list_unverified(prevention: &Shared, seen: Option<&Arc<Mutex<SeenCache>>>, key: SeenKey) {
+/// modified since its package installed it: listed for the kernel, whose prevention programs
+/// stop its later mappings into a credential process (while prevention is off the listing
+/// waits in the map).
+pub fn list_unverified(prevention: &Shared, key: SeenKey) {
     let mut p = prevention.lock().unwrap_or_else(|e| e.into_inner());
     if let Err(e) = p.list_file(key, PREVENT_FILE_UNVERIFIED) {
         log::warn!("prevent: {e:#}");
-    }
-    let on = p.bits() != 0;
-    drop(p);
-    // While prevention is off the listing waits in the kernel's map; turning it on empties the
-    // seen-cache.
-    if let (true, Some(seen)) = (on, seen) {
-        seen.lock().unwrap_or_else(|e| e.into_inner()).forget(key);
     }
 }
 
@@ -184,12 +208,15 @@ mod tests {
     #[test]
     fn bits_follow_the_mode_and_switches() {
         let mut c = PreventCfg::default();
-        assert_eq!(bits(&c), 0);
+        assert_eq!(bits(&c, true), 0);
         c.mode = PreventMode::Audit;
-        assert_eq!(bits(&c) & (PREVENT_ON | PREVENT_KILL), PREVENT_ON);
+        assert_eq!(bits(&c, false) & (PREVENT_ON | PREVENT_KILL), PREVENT_ON);
         c.mode = PreventMode::Prevent;
         c.unverified_files = false;
-        let b = bits(&c);
+        assert_ne!(bits(&c, true) & PREVENT_DENY, 0);
+        c.stop = StopPath::Kill;
+        assert_eq!(bits(&c, true) & PREVENT_DENY, 0);
+        let b = bits(&c, false);
         assert_eq!(b & PREVENT_KILL, PREVENT_KILL);
         assert_eq!(b & PREVENT_UNVERIFIED, 0);
         assert_ne!(b & PREVENT_FACTS, 0);

@@ -342,7 +342,8 @@ pub struct ConfigLine {
 }
 
 /// What prevention did: stopped a credential process (`outcome` `prevented`) or, in audit
-/// mode, would have (`would_prevent`); how (`action`: `kill`, `deny`, `would_kill`), what
+/// mode, would have (`would_prevent`); how (`action`: `kill`, `deny`, `would_kill`,
+/// `would_deny`), what
 /// (`what`: the mapping, into which process) and why (`reasons`: the kernel's facts about the
 /// file, and the package database's answer the daemon listed it for).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

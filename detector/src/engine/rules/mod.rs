@@ -53,6 +53,9 @@ pub enum Observation<'a> {
     Exec(&'a Exec),
     LoaderEnv(&'a LoaderEnv),
     Mmap(&'a Mmap),
+    /// A mapping prevention stopped, or in audit mode would have (reported by prevention's
+    /// own programs; the mapping programs report the mapping itself as an `Mmap`).
+    Prevented(&'a Mmap),
     /// An executable file mapping a sweep found in /proc/<pid>/maps.
     Mapped(&'a Library),
     FileChange(&'a FileChange),

@@ -1,5 +1,5 @@
-//! Rule: a mapping the kernel's prevention stopped (the process was killed) or, in audit mode,
-//! would have stopped. Always an alert of its own, past the allowlists and the minimum
+//! Rule: a mapping the kernel's prevention stopped (the process was killed, or the mapping
+//! refused) or, in audit mode, would have stopped. Always an alert of its own, past the allowlists and the minimum
 //! severity (what was done is reported whatever the policy says of the file), with what was
 //! stopped and the reasons the kernel had: the file's own facts, its directory, the daemon's
 //! listing of the file version as one the package database does not vouch for.
@@ -14,7 +14,7 @@ pub struct PreventedMapping;
 
 impl Rule for PreventedMapping {
     fn evaluate(&mut self, cx: &Context, observation: &Observation) -> Vec<Finding> {
-        let Observation::Mmap(m) = observation else {
+        let Observation::Prevented(m) = observation else {
             return Vec::new();
         };
         let Some(p) = m.prevented else {
@@ -81,14 +81,21 @@ fn prevention(p: Prevented, what: String, lib: &Library) -> Prevention {
     if p.listed {
         reasons.push("not_vouched_by_package_database");
     }
+    let (mode, outcome) = if p.audit {
+        ("audit", "would_prevent")
+    } else {
+        ("prevent", "prevented")
+    };
+    let action = match (p.audit, p.denied) {
+        (false, true) => "deny",
+        (false, false) => "kill",
+        (true, true) => "would_deny",
+        (true, false) => "would_kill",
+    };
     Prevention {
-        mode: if p.killed { "prevent" } else { "audit" },
-        action: if p.killed { "kill" } else { "would_kill" },
-        outcome: if p.killed {
-            "prevented"
-        } else {
-            "would_prevent"
-        },
+        mode,
+        action,
+        outcome,
         what,
         reasons,
     }
