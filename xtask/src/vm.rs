@@ -72,6 +72,7 @@ const GUEST_TESTS: &[GuestTests] = &[
             "audit_mode_stops_nothing_and_says_what_it_would_have_stopped",
             "sighup_back_to_detect_is_the_kill_switch",
             "check_reports_the_stop_path",
+            "with_bpf_lsm_a_preloaded_ssh_runs_without_the_hook",
         ],
         except: &[],
         programs: &["ssh"],
