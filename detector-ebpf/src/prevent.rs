@@ -367,7 +367,7 @@ unsafe extern "C" fn ancestor_step(_i: u32, ctx: *mut c_void) -> i64 {
     let Some(comm) = w.task.comm(cfg) else {
         return 1;
     };
-    if unsafe { PREVENT_COMMS.get(&comm) }.copied() == Some(PREVENT_COMM_PACKAGE_MANAGER) {
+    if unsafe { PREVENT_COMMS.get(comm) }.copied() == Some(PREVENT_COMM_PACKAGE_MANAGER) {
         w.found = 1;
         return 1;
     }
