@@ -214,8 +214,23 @@ fn plan(root: &Path) -> Result<Plan> {
         bail!("cargo {} failed", args.join(" "));
     }
     let exes = test_executables(&String::from_utf8_lossy(&out.stdout));
+    // DETECTOR_VM_ONLY=<binary>[,<binary>...]: only those rows (a change's own tests, quickly).
+    let only: Option<Vec<String>> = std::env::var("DETECTOR_VM_ONLY")
+        .ok()
+        .map(|v| v.split(',').map(|b| b.trim().to_owned()).collect());
+    if let Some(only) = &only {
+        for b in only {
+            if !GUEST_TESTS.iter().any(|g| g.binary == b) {
+                bail!("DETECTOR_VM_ONLY: no GUEST_TESTS row for {b}");
+            }
+        }
+    }
     GUEST_TESTS
         .iter()
+        .filter(|g| {
+            only.as_ref()
+                .is_none_or(|o| o.iter().any(|b| b == g.binary))
+        })
         .map(|g| {
             let exe = exes.get(g.binary).with_context(|| {
                 format!("cargo built no test binary {} (GUEST_TESTS)", g.binary)
