@@ -12,7 +12,10 @@ use std::{
     time::Duration,
 };
 
-use detector_tests::{gcc, has, s, trigger, Daemon, Restore, TempDir};
+use detector_tests::{
+    gcc, has, rewrite_string, s, system_loader, trigger, write_program, Daemon, Restore, TempDir,
+    INTERP,
+};
 use serde_json::Value;
 
 /// A file placed directly in /tmp (a directory every user can write), removed on drop.
@@ -176,6 +179,38 @@ fn a_memfd_library_dlopened_into_a_catalogue_named_process_is_killed() {
         "a process outside the catalogue was stopped: {st}"
     );
     assert!(marker.exists());
+    d.stop();
+}
+
+#[test]
+fn a_credential_program_whose_interpreter_is_from_tmp_is_killed_at_exec() {
+    let dir = TempDir::new("prevent-interp");
+    // As long as INTERP, which the copy's PT_INTERP is rewritten to name.
+    let interp = PathBuf::from("/tmp/detector-e2e-prevnt.so");
+    let _gone = InTmp(interp.clone());
+    write_program(
+        &interp,
+        &std::fs::read(system_loader()).expect("the loader"),
+    );
+    let program = dir.path("ssh");
+    let ssh = std::fs::read("/usr/bin/ssh").expect("/usr/bin/ssh");
+    write_program(
+        &program,
+        &rewrite_string(&ssh, INTERP, interp.to_str().unwrap()),
+    );
+    let (d, _) = daemon(&dir, "prevent", "");
+    let st = trigger(Command::new(&program).arg("-V"));
+    assert!(
+        killed(st),
+        "ssh with a loader from /tmp was not killed: {st}"
+    );
+    let a = expect_killed(&d, "ssh", interp.to_str().unwrap());
+    assert!(s(&a, "prevention.what").contains("ELF interpreter"), "{a}");
+    d.stop();
+    // The switch: not stopped without it.
+    let (d, _) = daemon(&dir, "prevent", "interpreter = false\n");
+    let st = trigger(Command::new(&program).arg("-V"));
+    assert!(st.success(), "stopped with interpreter = false: {st}");
     d.stop();
 }
 

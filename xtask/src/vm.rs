@@ -69,6 +69,7 @@ const GUEST_TESTS: &[GuestTests] = &[
         tests: &[
             "a_hook_from_tmp_preloaded_into_ssh_is_killed_before_its_constructor_runs",
             "a_memfd_library_dlopened_into_a_catalogue_named_process_is_killed",
+            "a_credential_program_whose_interpreter_is_from_tmp_is_killed_at_exec",
             "audit_mode_stops_nothing_and_says_what_it_would_have_stopped",
             "sighup_back_to_detect_is_the_kill_switch",
             "check_reports_the_stop_path",
