@@ -63,10 +63,15 @@ named_map! {
 }
 
 named_map! {
-    /// The outcome of the mapping being reported, kept here (not in a register) through the
-    /// path walk: a value the verifier tracks through the walk multiplies what it explores.
-    static PREVENT_VERDICT: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+    /// The `MMAP_PREVENT_*` bits of the mapping being judged, built here (map memory, which the
+    /// verifier does not track bit by bit) rather than in a register: every combination of
+    /// reasons kept as a constant would be a state of its own through the rest of the program
+    /// (6.1's verifier gives up). Index 0 for these programs, 1 for the LSM programs.
+    static PREVENT_VERDICT: PerCpuArray<u32> = PerCpuArray::with_max_entries(2, 0);
 }
+
+const SLOT_TRACEPOINT: u32 = 0;
+const SLOT_LSM: u32 = 1;
 
 const SIGKILL: u32 = 9;
 /// Ancestors looked at for a package manager.
@@ -188,18 +193,14 @@ fn act(
         dev: id.dev,
         _pad: 0,
     };
-    let outcome = judge(cfg, file, &info, &key, source);
-    if outcome == 0 {
+    if !judge(cfg, file, &info, &key, source)? {
         return None;
     }
-    let slot = PREVENT_VERDICT.get_ptr_mut(0)?;
-    // SAFETY: a per-CPU slot; this program is the only writer on this CPU while it runs.
-    unsafe { *slot = outcome };
     let (mnt, dentry) = path_parts(cfg, file.path(cfg), CH)?;
     let (off, truncated) = build_path(cfg, mnt, dentry, SCRATCH_PATH, CH)?;
     let mut entry = reserve::<MmapEvent>(EventKind::Mmap, ppid(cfg, task, CH))?;
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    ev.hdr.flags = PREVENT_VERDICT.get(0).copied().unwrap_or(0);
+    ev.hdr.flags = PREVENT_VERDICT.get(SLOT_TRACEPOINT).copied().unwrap_or(0);
     if truncated {
         ev.hdr.flags |= PATH_TRUNCATED;
     }
@@ -213,35 +214,43 @@ fn act(
     Some(())
 }
 
-/// Set with the reasons when the process is one to stop.
-const STOP: u32 = 1 << 31;
-
-/// The `MMAP_PREVENT_*` bits of the current (credential) process's mapping of `file` (facts
-/// `info`, identity `key`) from `source` when it is one to stop: the reasons, and what was
-/// done: `MMAP_PREVENT_KILLED` (SIGKILL sent), `MMAP_PREVENT_DENIED` (the LSM programs refuse
-/// it), `MMAP_PREVENT_AUDIT` (audit mode; with `MMAP_PREVENT_DENIED` when the deny path would
-/// have refused it). 0 when it is not one to stop.
+/// Whether the current (credential) process's mapping of `file` (facts `info`, identity
+/// `key`) from `source` is one to stop; if so, stops it, and slot `SLOT_TRACEPOINT` of
+/// `PREVENT_VERDICT` holds the reasons and what was done: `MMAP_PREVENT_KILLED` (SIGKILL sent),
+/// `MMAP_PREVENT_DENIED` (the LSM programs refuse it), `MMAP_PREVENT_AUDIT` (audit mode; with
+/// `MMAP_PREVENT_DENIED` when the deny path would have refused it).
 #[inline(always)]
-fn judge(cfg: &KernelConfig, file: File, info: &FileInfo, key: &SeenKey, source: u32) -> u32 {
-    let v = verdict(cfg, file, info, key, source);
-    if v & STOP == 0 {
-        return 0;
+fn judge(
+    cfg: &KernelConfig,
+    file: File,
+    info: &FileInfo,
+    key: &SeenKey,
+    source: u32,
+) -> Option<bool> {
+    let slot = PREVENT_VERDICT.get_ptr_mut(SLOT_TRACEPOINT)?;
+    if !verdict(cfg, file, info, key, source, slot) {
+        return Some(false);
     }
-    let why = v & !STOP;
     let deny = cfg.prevent & PREVENT_DENY != 0 && denied_source(source);
-    let deny = if deny { MMAP_PREVENT_DENIED } else { 0 };
-    if cfg.prevent & PREVENT_KILL == 0 {
-        return why | MMAP_PREVENT_AUDIT | deny;
+    // SAFETY (each write below): a per-CPU slot; this program is its only user on this CPU
+    // while it runs.
+    if deny {
+        unsafe { *slot |= MMAP_PREVENT_DENIED };
     }
-    if deny != 0 {
-        return why | deny;
+    if cfg.prevent & PREVENT_KILL == 0 {
+        unsafe { *slot |= MMAP_PREVENT_AUDIT };
+        return Some(true);
+    }
+    if deny {
+        return Some(true);
     }
     // SAFETY: a helper that takes a signal number; it signals the current process.
     if unsafe { bpf_send_signal(SIGKILL) } == 0 {
-        why | MMAP_PREVENT_KILLED
+        unsafe { *slot |= MMAP_PREVENT_KILLED };
     } else {
-        why | MMAP_PREVENT_AUDIT
+        unsafe { *slot |= MMAP_PREVENT_AUDIT };
     }
+    Some(true)
 }
 
 /// The mappings the LSM programs judge: those a process asks for (not what exec maps).
@@ -268,36 +277,47 @@ pub fn deny(cfg: &KernelConfig, file: File, source: u32) -> bool {
         dev: id.dev,
         _pad: 0,
     };
-    verdict(cfg, file, &info, &key, source) & STOP != 0
+    let Some(slot) = PREVENT_VERDICT.get_ptr_mut(SLOT_LSM) else {
+        return false;
+    };
+    verdict(cfg, file, &info, &key, source, slot)
 }
 
-/// The reasons (`MMAP_PREVENT_FACTS`, `_DIR`, `_LISTED`) to prevent the current credential
-/// process's mapping, with `STOP` when it is one to stop for them (no package manager above).
+/// Writes to `slot` the reasons (`MMAP_PREVENT_FACTS`, `_DIR`, `_LISTED`) to prevent the
+/// current credential process's mapping; true when it is one to stop for them (no package
+/// manager above).
 #[inline(always)]
-fn verdict(cfg: &KernelConfig, file: File, info: &FileInfo, key: &SeenKey, source: u32) -> u32 {
+fn verdict(
+    cfg: &KernelConfig,
+    file: File,
+    info: &FileInfo,
+    key: &SeenKey,
+    source: u32,
+    slot: *mut u32,
+) -> bool {
+    // SAFETY (each access to `slot`): a per-CPU map slot of the caller's own.
+    unsafe { *slot = 0 };
     let listed = unsafe { PREVENT_FILES.get(key) }.copied().unwrap_or(0);
     if listed == PREVENT_FILE_ALLOWED {
-        return 0;
+        return false;
     }
-    let mut why = 0;
     if cfg.prevent & PREVENT_FACTS != 0 {
         if info.unsafe_facts() != 0 {
-            why |= MMAP_PREVENT_FACTS;
+            unsafe { *slot |= MMAP_PREVENT_FACTS };
         }
         if dir_not_roots(cfg, file) {
-            why |= MMAP_PREVENT_DIR;
+            unsafe { *slot |= MMAP_PREVENT_DIR };
         }
     }
     if cfg.prevent & PREVENT_UNVERIFIED != 0 && listed == PREVENT_FILE_UNVERIFIED {
-        why |= MMAP_PREVENT_LISTED;
+        unsafe { *slot |= MMAP_PREVENT_LISTED };
     }
-    if why == 0
+    if unsafe { *slot } == 0
         || (source == MMAP_SOURCE_EXEC_INTERPRETER && cfg.prevent & PREVENT_INTERPRETER == 0)
-        || under_package_manager(cfg)
     {
-        return why;
+        return false;
     }
-    why | STOP
+    !under_package_manager(cfg)
 }
 
 #[inline(always)]
