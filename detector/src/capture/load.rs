@@ -312,49 +312,64 @@ impl Capture {
     }
 
     /// Attaches prevention's programs (`on`), or detaches them: while they are detached,
-    /// prevention costs the mapping paths nothing.
-    pub fn prevention_programs(&mut self, on: bool) -> Result<()> {
+    /// prevention costs the mapping paths nothing. Each program that does not load or attach
+    /// is left out, and named with why in what this returns; the others are attached.
+    pub fn prevention_programs(&mut self, on: bool) -> Vec<String> {
         if !on {
             self.prevent_links.clear();
-            return Ok(());
+            return Vec::new();
         }
         if !self.prevent_links.is_empty() {
-            return Ok(());
+            return Vec::new();
         }
-        let mut links: Vec<Box<dyn Send>> = Vec::new();
-        for (name, category, tracepoint) in PREVENT_PROGRAMS {
-            let prog = self
-                ._ebpf
-                .program_mut(name)
-                .ok_or_else(|| anyhow!("program {name} missing"))?;
-            match category {
-                Some(category) => {
-                    let prog: &mut TracePoint = prog.try_into()?;
-                    if prog.fd().is_err() {
-                        prog.load()
-                            .with_context(|| format!("loading {name} (verifier)"))?;
-                    }
-                    let id = prog
-                        .attach(category, tracepoint)
-                        .with_context(|| format!("attaching {category}/{tracepoint}"))?;
-                    links.push(Box::new(prog.take_link(id)?));
-                }
-                None => {
-                    let prog: &mut BtfTracePoint = prog.try_into()?;
-                    if prog.fd().is_err() {
-                        let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
-                        prog.load(tracepoint, &btf)
-                            .with_context(|| format!("loading tp_btf/{tracepoint} (verifier)"))?;
-                    }
-                    let id = prog
-                        .attach()
-                        .with_context(|| format!("attaching tp_btf/{tracepoint}"))?;
-                    links.push(Box::new(prog.take_link(id)?));
+        let mut failed = Vec::new();
+        for p in PREVENT_PROGRAMS {
+            match self.attach_prevention_program(p) {
+                Ok(link) => self.prevent_links.push(link),
+                Err(e) => {
+                    // The verifier's whole log is in the cause: its last line says why.
+                    let cause = e.root_cause().to_string();
+                    let last = cause.lines().rev().find(|l| !l.trim().is_empty());
+                    failed.push(format!("{}: {e}: {}", p.0, last.unwrap_or("").trim()));
                 }
             }
         }
-        self.prevent_links = links;
-        Ok(())
+        failed
+    }
+
+    fn attach_prevention_program(
+        &mut self,
+        (name, category, tracepoint): (&str, Option<&str>, &str),
+    ) -> Result<Box<dyn Send>> {
+        let prog = self
+            ._ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("program {name} missing"))?;
+        match category {
+            Some(category) => {
+                let prog: &mut TracePoint = prog.try_into()?;
+                if prog.fd().is_err() {
+                    prog.load()
+                        .with_context(|| format!("loading {name} (verifier)"))?;
+                }
+                let id = prog
+                    .attach(category, tracepoint)
+                    .with_context(|| format!("attaching {category}/{tracepoint}"))?;
+                Ok(Box::new(prog.take_link(id)?))
+            }
+            None => {
+                let prog: &mut BtfTracePoint = prog.try_into()?;
+                if prog.fd().is_err() {
+                    let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
+                    prog.load(tracepoint, &btf)
+                        .with_context(|| format!("loading tp_btf/{tracepoint} (verifier)"))?;
+                }
+                let id = prog
+                    .attach()
+                    .with_context(|| format!("attaching tp_btf/{tracepoint}"))?;
+                Ok(Box::new(prog.take_link(id)?))
+            }
+        }
     }
 
     /// The handle to the kernel's side of prevention, once.

@@ -203,8 +203,8 @@ fn inspect() -> Report {
     } else {
         // Everything needed is there: prove it by loading and attaching every program.
         match attach_all(lsm_here) {
-            Ok((n, deny)) => (
-                Some(("tracepoints", deny)),
+            Ok((n, deny, prevention)) => (
+                Some(("tracepoints", deny, prevention)),
                 format!(
                     "tracepoints: {n} programs loaded, attached and detached just now, and the \
                      fanotify marks on the watched directories made. This build has one capture path \
@@ -216,19 +216,26 @@ fn inspect() -> Report {
             Err(e) => (None, format!("loading the capture path failed: {e:#}")),
         }
     };
-    let kill = "bpf_send_signal(SIGKILL) from the mapping programs (sys_enter_mmap, \
+    let kill = "bpf_send_signal(SIGKILL) from prevention's programs (on sys_enter_mmap, \
                 sys_enter_mprotect, sched_process_exec), which call it and were loaded and \
                 attached just now: the process dies before the mapping returns to user space";
+    let not_attached = match &capture_path {
+        Some((_, _, failed)) if !failed.is_empty() => format!(
+            " Prevention's programs that did not load here (what they judge is not stopped): {}.",
+            failed.join("; ")
+        ),
+        _ => String::new(),
+    };
     let (stop_path, stop_reason) = match &capture_path {
-        Some((_, None)) => (
+        Some((_, None, _)) => (
             Some("kill"),
             format!("prevent mode: {kill}. No BPF LSM here (see lsm), so no deny path."),
         ),
-        Some((_, Some(Err(e)))) => (
+        Some((_, Some(Err(e)), _)) => (
             Some("kill"),
             format!("prevent mode: {kill}. The BPF LSM deny path did not attach: {e}"),
         ),
-        Some((_, Some(Ok(())))) => (
+        Some((_, Some(Ok(())), _)) => (
             Some("deny"),
             format!(
                 "prevent mode: the BPF LSM programs (mmap_file, file_mprotect), loaded and \
@@ -249,17 +256,17 @@ fn inspect() -> Report {
             .trim()
             .to_owned(),
         checks,
-        capture_path: capture_path.map(|(p, _)| p),
+        capture_path: capture_path.map(|(p, _, _)| p),
         reason,
         stop_path,
-        stop_reason,
+        stop_reason: format!("{stop_reason}{not_attached}"),
     }
 }
 
 /// Loads and attaches every capture program, then (`lsm`) the deny path's: how many capture
 /// programs, and whether the deny path attached (None: not tried).
 #[allow(clippy::type_complexity)]
-fn attach_all(lsm: bool) -> Result<(usize, Option<Result<(), String>>)> {
+fn attach_all(lsm: bool) -> Result<(usize, Option<Result<(), String>>, Vec<String>)> {
     let cfg = btf::config(preflight::BTF_PATH, std::process::id())?;
     // The capture registers its ring buffer with the runtime, as in the daemon.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -270,10 +277,11 @@ fn attach_all(lsm: bool) -> Result<(usize, Option<Result<(), String>>)> {
         let (mut capture, _log) = load::Capture::start(cfg, &dirs, 64 * 1024, true)?;
         let n = capture.attached();
         let deny = lsm.then(|| capture.attach_deny_path().map_err(|e| format!("{e:#}")));
+        let prevention = capture.prevention_programs(true);
         capture.detach();
         // The watched places' writes: a fanotify group with its marks.
         fanotify::Watcher::start(&dirs)?;
-        Ok((n, deny))
+        Ok((n, deny, prevention))
     })
 }
 

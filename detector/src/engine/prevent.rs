@@ -152,7 +152,7 @@ pub fn apply(
     if new == 0 {
         p.set_bits(0)?;
         drop(p);
-        capture.prevention_programs(false)?;
+        capture.prevention_programs(false);
         log::info!("prevent: mode {}", cfg.mode.name());
         return Ok(());
     }
@@ -160,7 +160,9 @@ pub fn apply(
     p.set_files(PREVENT_FILE_ALLOWED, &allowed(policy))?;
     p.set_bits(new)?;
     drop(p);
-    capture.prevention_programs(true)?;
+    for failed in capture.prevention_programs(true) {
+        log::error!("prevent: not attached, what it judges is not stopped: {failed}");
+    }
     log::info!("prevent: mode {}{}", cfg.mode.name(), describe(new));
     Ok(())
 }
