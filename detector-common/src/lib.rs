@@ -220,6 +220,12 @@ pub mod maps {
     pub const PRELOAD_MARKS: &str = "PRELOAD_MARKS";
     /// Last report of a (reader, target, operation) memory read: ktime, for one event a second.
     pub const MEM_READ_SEEN: &str = "MEM_READ_SEEN";
+    /// Prevention: executables ([`ExeKey`](super::ExeKey)) to `PREVENT_EXE_*` roles.
+    pub const PREVENT_EXES: &str = "PREVENT_EXES";
+    /// Prevention: file versions ([`SeenKey`](super::SeenKey)) to `PREVENT_FILE_*` verdicts.
+    pub const PREVENT_FILES: &str = "PREVENT_FILES";
+    /// Prevention's per-CPU scratch: the outcome of the mapping being reported.
+    pub const PREVENT_VERDICT: &str = "PREVENT_VERDICT";
     /// The programs' own scratch space: syscall string arguments, the exec walk's buffers,
     /// paths being built.
     pub const NAMES: &str = "NAMES";
@@ -430,6 +436,46 @@ pub const MMAP_SOURCE_EXEC_INTERPRETER: u32 = 4;
 /// (between its mmap and munmap of the list, when the loader maps only the objects the list
 /// names), so reported past the seen-cache.
 pub const MMAP_AFTER_PRELOAD_LIST: u32 = 1 << 0;
+
+/// `MmapEvent.hdr.flags`, prevention: the process was sent SIGKILL for this mapping.
+pub const MMAP_PREVENT_KILLED: u32 = 1 << 16;
+/// `MmapEvent.hdr.flags`, prevention in audit mode: the mapping would have been stopped.
+pub const MMAP_PREVENT_AUDIT: u32 = 1 << 17;
+/// `MmapEvent.hdr.flags`, why a mapping is one to prevent: the file's own kernel facts
+/// (`FileInfo::unsafe_facts`, which user space names).
+pub const MMAP_PREVENT_FACTS: u32 = 1 << 18;
+/// ...the directory holding it is not root's alone (owned by another user, or writable by
+/// group or others, sticky or not).
+pub const MMAP_PREVENT_DIR: u32 = 1 << 19;
+/// ...user space listed this file version as one the package database does not vouch for.
+pub const MMAP_PREVENT_LISTED: u32 = 1 << 20;
+/// `MmapEvent.hdr.flags`, prevention: the LSM programs refuse this mapping (EPERM); with
+/// `MMAP_PREVENT_AUDIT`, they would have.
+pub const MMAP_PREVENT_DENIED: u32 = 1 << 21;
+
+/// `KernelConfig.prevent` bits. None set: detection only, and the programs do no prevention
+/// work at all.
+pub const PREVENT_ON: u32 = 1 << 0;
+/// Stop (SIGKILL) rather than only flag (audit).
+pub const PREVENT_KILL: u32 = 1 << 1;
+/// Prevent mappings of files whose kernel facts are unsafe, or in a directory not root's alone.
+pub const PREVENT_FACTS: u32 = 1 << 2;
+/// Prevent mappings of the file versions user space listed (`PREVENT_FILE_UNVERIFIED`).
+pub const PREVENT_UNVERIFIED: u32 = 1 << 3;
+/// Prevent an exec whose ELF interpreter is such a file.
+pub const PREVENT_INTERPRETER: u32 = 1 << 4;
+/// The LSM programs are attached: mappings a process asks for are refused (EPERM) rather
+/// than killed for.
+pub const PREVENT_DENY: u32 = 1 << 5;
+
+/// `PREVENT_EXES` values: a package manager's executable (a process running it, and its
+/// descendants, are never stopped); an allowed process's executable (never stopped).
+pub const PREVENT_EXE_PACKAGE_MANAGER: u32 = 1;
+pub const PREVENT_EXE_ALLOWED: u32 = 2;
+/// `PREVENT_FILES` values: a file version the package database does not vouch for; one the
+/// allowlist names (never stopped).
+pub const PREVENT_FILE_UNVERIFIED: u32 = 1;
+pub const PREVENT_FILE_ALLOWED: u32 = 2;
 
 /// A file-backed mapping made executable: by mmap or mprotect, or by the kernel at exec (the
 /// program and its ELF interpreter; `prot` is then PROT_READ | PROT_EXEC, `map_flags`
@@ -695,6 +741,9 @@ pub struct KernelConfig {
     /// `kernel_siginfo`'s `si_code`.
     pub siginfo_code: u32,
     pub _pad_signal: u32,
+    /// `PREVENT_*` bits; 0 when prevention is off.
+    pub prevent: u32,
+    pub _pad_prevent: u32,
 }
 
 /// Seen-cache value of a file version reported once and not yet decided on by user space: a
@@ -737,6 +786,16 @@ pub struct SeenKey {
     pub _pad: u32,
 }
 
+/// Key of the `PREVENT_EXES` map: an executable file, by device (kernel encoding: major << 20
+/// | minor) and inode.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExeKey {
+    pub ino: u64,
+    pub dev: u32,
+    pub _pad: u32,
+}
+
 /// Key of the `WATCH` map: a watched directory.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -752,6 +811,7 @@ mod pod {
     // SAFETY: all are repr(C) plain data with no padding-dependent invariants.
     unsafe impl aya::Pod for super::KernelConfig {}
     unsafe impl aya::Pod for super::SeenKey {}
+    unsafe impl aya::Pod for super::ExeKey {}
     unsafe impl aya::Pod for super::WatchKey {}
     unsafe impl aya::Pod for super::ProgramName {}
 }

@@ -80,15 +80,15 @@ fn try_mmap(ctx: &TracePointContext) -> Option<()> {
     report::<true>(cfg, task, file, MMAP_SOURCE_MMAP, prot as u32, flags as u32)
 }
 
-struct VmaLookup {
-    file: File,
-    already_exec: u64,
+pub struct VmaLookup {
+    pub file: File,
+    pub already_exec: u64,
 }
 
 /// The file of the mapping of the current task that holds `addr`, and whether that mapping is
 /// executable already (null file: none, or anonymous memory).
 #[inline(always)]
-fn vma_at(addr: u64) -> VmaLookup {
+pub fn vma_at(addr: u64) -> VmaLookup {
     let mut found = VmaLookup {
         file: File::from_addr(0),
         already_exec: 0,

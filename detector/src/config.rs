@@ -33,6 +33,71 @@ pub struct Config {
     pub capture: CaptureCfg,
     pub enrichment: EnrichmentCfg,
     pub metrics: MetricsCfg,
+    pub prevent: PreventCfg,
+}
+
+/// `[prevent]`: stopping what the kernel sees a credential process about to run. Off (detect)
+/// by default; applied again on SIGHUP (a reload back to `detect` stops all prevention).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PreventCfg {
+    pub mode: PreventMode,
+    /// Stop executable mappings of files the kernel itself sees as unsafe: memfd, deleted,
+    /// tmpfs or ramfs, not owned by root, writable by group or others, or in a directory that
+    /// is not root's alone.
+    pub unsafe_files: bool,
+    /// Stop executable mappings of file versions the package database did not vouch for
+    /// (unpackaged or modified), as the daemon found them.
+    pub unverified_files: bool,
+    /// Stop an exec of a credential program whose ELF interpreter is such a file.
+    pub interpreter: bool,
+    /// How a mapping is stopped: `auto` (refused with EPERM where BPF LSM runs, the process
+    /// killed elsewhere) or `kill` (always the kill path).
+    pub stop: StopPath,
+}
+
+/// `[prevent] stop`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StopPath {
+    #[default]
+    Auto,
+    Kill,
+}
+
+impl Default for PreventCfg {
+    fn default() -> Self {
+        PreventCfg {
+            mode: PreventMode::Detect,
+            unsafe_files: true,
+            unverified_files: true,
+            interpreter: true,
+            stop: StopPath::Auto,
+        }
+    }
+}
+
+/// `[prevent] mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PreventMode {
+    /// Alerts only.
+    #[default]
+    Detect,
+    /// Alerts that say what would have been stopped; nothing is stopped.
+    Audit,
+    /// Stops it, and alerts.
+    Prevent,
+}
+
+impl PreventMode {
+    pub const fn name(self) -> &'static str {
+        match self {
+            PreventMode::Detect => "detect",
+            PreventMode::Audit => "audit",
+            PreventMode::Prevent => "prevent",
+        }
+    }
 }
 
 /// `[metrics]`: the Prometheus endpoint (read at start; a reload keeps it).
@@ -567,6 +632,22 @@ stats_interval_secs = 30
         assert_eq!(c.allow.process.len(), 1);
         assert_eq!(c.allow.memory_reader.len(), 1);
         assert!(c.output.file.is_some() && c.output.syslog.is_some());
+    }
+
+    #[test]
+    fn prevent_section() {
+        assert_eq!(Config::default().prevent.mode, PreventMode::Detect);
+        let c = parse(
+            "[prevent]\nmode = \"audit\"\nunverified_files = false\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.prevent.mode, PreventMode::Audit);
+        assert!(c.prevent.unsafe_files && !c.prevent.unverified_files && c.prevent.interpreter);
+        let e = err("[prevent]\nmode = \"kill\"\n");
+        assert!(e.starts_with("t.toml:2:"), "{e}");
+        assert!(e.contains("unknown variant"), "{e}");
+        assert!(err("[prevent]\nmodes = \"audit\"\n").starts_with("t.toml:2:"));
     }
 
     #[test]

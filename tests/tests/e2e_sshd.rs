@@ -299,3 +299,26 @@ fn a_password_login_and_a_process_listing_raise_no_memory_read() {
     assert!(reads.is_empty(), "{reads:#?}");
     d.stop();
 }
+
+/// Prevent mode on the kill path: a password login through a real sshd (sshd, its privilege
+/// separation children, PAM's modules, the session's shell) is never stopped.
+#[test]
+fn a_password_login_with_prevent_mode_on_is_never_stopped() {
+    let dir = TempDir::new("sshd-prevent");
+    let _user = User::add();
+    let sshd = Sshd::start(&dir);
+    let cfg = dir.path("detector.toml");
+    std::fs::write(&cfg, "[prevent]\nmode = \"prevent\"\nstop = \"kill\"\n").unwrap();
+    let d = Daemon::start_with(&["--config", cfg.to_str().unwrap()]);
+    assert!(sshd.login("id -u"), "the password login failed");
+    assert!(sshd.login("true"), "the second password login failed");
+    let marker = PathBuf::from("/etc/pam.d/zz-detector-e2e-sshd-prevent-marker");
+    let _m = Restore::path(&marker);
+    std::fs::write(&marker, "\n").unwrap();
+    d.expect_alert("the marker", |a| {
+        s(a, "file.path") == marker.to_str().unwrap()
+    });
+    let stopped = d.alerts_matching(|a| has(a, "detections", "prevented"));
+    assert!(stopped.is_empty(), "{stopped:#?}");
+    d.stop();
+}

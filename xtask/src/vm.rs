@@ -66,6 +66,20 @@ const GUEST_TESTS: &[GuestTests] = &[
         except: &["mmap_seen_cache_still_reports_a_pending_file_to_credential_programs"],
         programs: &["true", "ssh"],
     },
+    GuestTests {
+        binary: "e2e_prevent",
+        tests: &[
+            "a_hook_from_tmp_preloaded_into_ssh_is_killed_before_its_constructor_runs",
+            "a_memfd_library_dlopened_into_a_catalogue_named_process_is_killed",
+            "a_credential_program_whose_interpreter_is_from_tmp_is_killed_at_exec",
+            "audit_mode_stops_nothing_and_says_what_it_would_have_stopped",
+            "sighup_back_to_detect_is_the_kill_switch",
+            "check_reports_the_stop_path",
+            "with_bpf_lsm_a_preloaded_ssh_runs_without_the_hook",
+        ],
+        except: &[],
+        programs: &["ssh"],
+    },
 ];
 /// One boot, start to power-off, at most (TCG is slow; a hung kernel must not hang CI).
 const BOOT_TIMEOUT: Duration = Duration::from_secs(900);
@@ -205,8 +219,23 @@ fn plan(root: &Path) -> Result<Plan> {
         bail!("cargo {} failed", args.join(" "));
     }
     let exes = test_executables(&String::from_utf8_lossy(&out.stdout));
+    // DETECTOR_VM_ONLY=<binary>[,<binary>...]: only those rows (a change's own tests, quickly).
+    let only: Option<Vec<String>> = std::env::var("DETECTOR_VM_ONLY")
+        .ok()
+        .map(|v| v.split(',').map(|b| b.trim().to_owned()).collect());
+    if let Some(only) = &only {
+        for b in only {
+            if !GUEST_TESTS.iter().any(|g| g.binary == b) {
+                bail!("DETECTOR_VM_ONLY: no GUEST_TESTS row for {b}");
+            }
+        }
+    }
     GUEST_TESTS
         .iter()
+        .filter(|g| {
+            only.as_ref()
+                .is_none_or(|o| o.iter().any(|b| b == g.binary))
+        })
         .map(|g| {
             let exe = exes.get(g.binary).with_context(|| {
                 format!("cargo built no test binary {} (GUEST_TESTS)", g.binary)

@@ -93,6 +93,8 @@ pub fn config(btf_path: &str, self_tgid: u32) -> Result<KernelConfig> {
         regs_arg0,
         siginfo_code: off("kernel_siginfo", "si_code")?,
         _pad_signal: 0,
+        prevent: 0,
+        _pad_prevent: 0,
     })
 }
 

@@ -8,12 +8,13 @@ use detector_common::{
     LoaderVar, MemReadEvent, MemTamperEvent, MmapEvent, PreloadListEvent, SignalEvent,
     EXEC_ARGS_TRUNCATED, EXEC_ENV_INCOMPLETE, EXEC_FILENAME_TRUNCATED, FILE_OP_LINK,
     FILE_OP_OPEN_WRITE, FILE_OP_RENAME, FILE_OP_SYMLINK, FILE_OP_TRUNCATE, FILE_OP_UNLINK,
-    HUGETLBFS_MAGIC, LOADER_VALUE_TRUNCATED, MMAP_AFTER_PRELOAD_LIST, MMAP_SOURCE_EXEC_INTERPRETER,
-    MMAP_SOURCE_EXEC_PROGRAM, MMAP_SOURCE_MMAP, MMAP_SOURCE_MPROTECT, OVERLAYFS_MAGIC,
-    PATH_TRUNCATED, PRELOAD_LIST_MAX, PRELOAD_LIST_TRUNCATED, PRELOAD_LIST_UNREAD, RAMFS_MAGIC,
-    READ_COREDUMP_FILTER, READ_DUMP_SIGNAL, READ_PROCESS_VM_READV, READ_PROC_ENVIRON,
-    READ_PROC_MEM, READ_PTRACE, ROOTED_ELSEWHERE, TAMPER_PROCESS_VM_WRITEV, TAMPER_PROC_MEM,
-    TAMPER_PTRACE, TMPFS_MAGIC,
+    HUGETLBFS_MAGIC, LOADER_VALUE_TRUNCATED, MMAP_AFTER_PRELOAD_LIST, MMAP_PREVENT_AUDIT,
+    MMAP_PREVENT_DENIED, MMAP_PREVENT_DIR, MMAP_PREVENT_FACTS, MMAP_PREVENT_KILLED,
+    MMAP_PREVENT_LISTED, MMAP_SOURCE_EXEC_INTERPRETER, MMAP_SOURCE_EXEC_PROGRAM, MMAP_SOURCE_MMAP,
+    MMAP_SOURCE_MPROTECT, OVERLAYFS_MAGIC, PATH_TRUNCATED, PRELOAD_LIST_MAX,
+    PRELOAD_LIST_TRUNCATED, PRELOAD_LIST_UNREAD, RAMFS_MAGIC, READ_COREDUMP_FILTER,
+    READ_DUMP_SIGNAL, READ_PROCESS_VM_READV, READ_PROC_ENVIRON, READ_PROC_MEM, READ_PTRACE,
+    ROOTED_ELSEWHERE, TAMPER_PROCESS_VM_WRITEV, TAMPER_PROC_MEM, TAMPER_PTRACE, TMPFS_MAGIC,
 };
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -120,6 +121,44 @@ pub struct Mmap {
     /// Made while the process's loader held /etc/ld.so.preload mapped: an object the list
     /// names (see [`PreloadList`]).
     pub after_preload_list: bool,
+    /// What prevention made of the mapping, when the kernel judged it one to stop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prevented: Option<Prevented>,
+}
+
+/// A mapping prevention stopped (or, in audit mode, would have stopped), and the kernel's
+/// reasons: the file's own facts (`FileInfo::unsafe_facts`), its directory not being root's
+/// alone, the daemon having listed the file version as unverified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Prevented {
+    /// SIGKILL was sent; false in audit mode.
+    pub killed: bool,
+    /// The LSM programs refused the mapping (EPERM); in audit mode, they would have.
+    pub denied: bool,
+    /// Audit mode: nothing was stopped.
+    pub audit: bool,
+    pub facts: bool,
+    pub directory: bool,
+    pub listed: bool,
+}
+
+impl Prevented {
+    fn from_flags(flags: u32) -> Option<Self> {
+        let killed = flags & MMAP_PREVENT_KILLED != 0;
+        let denied = flags & MMAP_PREVENT_DENIED != 0;
+        let audit = flags & MMAP_PREVENT_AUDIT != 0;
+        if !killed && !denied && !audit {
+            return None;
+        }
+        Some(Prevented {
+            killed,
+            denied,
+            audit,
+            facts: flags & MMAP_PREVENT_FACTS != 0,
+            directory: flags & MMAP_PREVENT_DIR != 0,
+            listed: flags & MMAP_PREVENT_LISTED != 0,
+        })
+    }
 }
 
 /// /etc/ld.so.preload as a process's loader read it, from the kernel: the file's facts when
@@ -542,6 +581,7 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
                 mprotect: source == MmapSource::Mprotect,
                 prot: e.prot,
                 after_preload_list: e.hdr.flags & MMAP_AFTER_PRELOAD_LIST != 0,
+                prevented: Prevented::from_flags(e.hdr.flags),
             }))
         }
         Some(EventKind::FileChange) => {

@@ -6,11 +6,11 @@ use std::os::unix::fs::MetadataExt as _;
 
 use aya::{
     maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, TracePoint},
+    programs::{BtfTracePoint, Lsm, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
 use detector_common::{
-    maps, Attach, Channel, KernelConfig, ProgramName, SeenKey, WatchKey, CHANNELS,
+    maps, Attach, Channel, ExeKey, KernelConfig, ProgramName, SeenKey, WatchKey, CHANNELS,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -49,6 +49,89 @@ pub struct Capture {
     read_errors: PerCpuArray<MapData, u64>,
     reader_idle: Array<MapData, u32>,
     seen: Option<HashMap<MapData, SeenKey, u8>>,
+    prevention: Option<Prevention>,
+    /// Prevent mode's deny path (the LSM programs) is attached.
+    deny_path: bool,
+    /// Prevention's own programs, attached while it is on.
+    prevent_links: Vec<Box<dyn Send>>,
+}
+
+/// Prevention's programs: (program, tracefs category of a classic tracepoint or None for a
+/// BTF one, tracepoint). Attached after the mapping programs of the same tracepoints.
+const PREVENT_PROGRAMS: [(&str, Option<&str>, &str); 3] = [
+    ("prevent_mmap", Some("syscalls"), "sys_enter_mmap"),
+    ("prevent_mprotect", Some("syscalls"), "sys_enter_mprotect"),
+    ("prevent_exec_interpreter", None, "sched_process_exec"),
+];
+
+/// Prevent mode's deny path: (program, LSM hook).
+const LSM_PROGRAMS: [(&str, &str); 2] = [
+    ("lsm_mmap_file", "mmap_file"),
+    ("lsm_file_mprotect", "file_mprotect"),
+];
+
+/// The kernel's side of prevention: the `prevent` bits of `CONFIG`, the executables
+/// (`PREVENT_EXES`) and the file versions (`PREVENT_FILES`) the mapping programs judge by.
+pub struct Prevention {
+    config: Array<MapData, KernelConfig>,
+    kernel: KernelConfig,
+    exes: HashMap<MapData, ExeKey, u32>,
+    files: HashMap<MapData, SeenKey, u32>,
+}
+
+impl Prevention {
+    /// The `PREVENT_*` bits the programs act on (0: none of the prevention work runs).
+    pub fn set_bits(&mut self, bits: u32) -> Result<()> {
+        self.kernel.prevent = bits;
+        self.config
+            .set(0, self.kernel, 0)
+            .context("writing CONFIG (prevention)")
+    }
+
+    /// Replaces the executables and their `PREVENT_EXE_*` roles.
+    pub fn set_exes(&mut self, entries: &[(ExeKey, u32)]) -> Result<()> {
+        let old: Vec<ExeKey> = self.exes.keys().filter_map(|k| k.ok()).collect();
+        for k in old.iter().filter(|k| !entries.iter().any(|(e, _)| e == *k)) {
+            let _ = self.exes.remove(k);
+        }
+        for (exe, role) in entries {
+            self.exes
+                .insert(exe, role, 0)
+                .context("writing PREVENT_EXES")?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the file versions listed with `value` (a `PREVENT_FILE_*`) by `keys`; those
+    /// listed with another value are kept, unless `keys` has them.
+    pub fn set_files(&mut self, value: u32, keys: &[SeenKey]) -> Result<()> {
+        let old: Vec<SeenKey> = self
+            .files
+            .iter()
+            .filter_map(|kv| kv.ok())
+            .filter(|(k, v)| *v == value && !keys.contains(k))
+            .map(|(k, _)| k)
+            .collect();
+        for k in &old {
+            let _ = self.files.remove(k);
+        }
+        for k in keys {
+            self.files
+                .insert(k, value, 0)
+                .context("writing PREVENT_FILES")?;
+        }
+        Ok(())
+    }
+
+    /// Lists one file version with `value`, unless it is allowed already.
+    pub fn list_file(&mut self, key: SeenKey, value: u32) -> Result<()> {
+        if self.files.get(&key, 0).ok() == Some(detector_common::PREVENT_FILE_ALLOWED) {
+            return Ok(());
+        }
+        self.files
+            .insert(key, value, 0)
+            .context("writing PREVENT_FILES")
+    }
 }
 
 /// The kernel's seen-cache of executable mappings (files only root controls): after a file
@@ -181,6 +264,12 @@ impl Capture {
         let read_errors = PerCpuArray::try_from(take_map(&mut ebpf, maps::READ_ERRORS)?)?;
         let reader_idle = Array::try_from(take_map(&mut ebpf, maps::READER_IDLE)?)?;
         let seen = HashMap::try_from(take_map(&mut ebpf, maps::SEEN)?)?;
+        let prevention = Prevention {
+            config: Array::try_from(take_map(&mut ebpf, maps::CONFIG)?)?,
+            kernel: config,
+            exes: HashMap::try_from(take_map(&mut ebpf, maps::PREVENT_EXES)?)?,
+            files: HashMap::try_from(take_map(&mut ebpf, maps::PREVENT_FILES)?)?,
+        };
         let ring = register(ring, "the ring buffer")?;
         Ok((
             Capture {
@@ -191,6 +280,9 @@ impl Capture {
                 read_errors,
                 reader_idle,
                 seen: Some(seen),
+                prevention: Some(prevention),
+                deny_path: false,
+                prevent_links: Vec::new(),
             },
             KernelLog(logger),
         ))
@@ -221,6 +313,96 @@ impl Capture {
     /// The handle to the kernel's seen-cache, once.
     pub fn take_seen_cache(&mut self) -> Option<SeenCache> {
         self.seen.take().map(SeenCache)
+    }
+
+    /// Loads and attaches prevent mode's deny path (the BPF LSM programs of `lsm.rs`); once
+    /// attached it stays (its programs do nothing until `PREVENT_DENY` is set).
+    pub fn attach_deny_path(&mut self) -> Result<()> {
+        if self.deny_path {
+            return Ok(());
+        }
+        let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
+        for (name, hook) in LSM_PROGRAMS {
+            let prog: &mut Lsm = self
+                ._ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("program {name} missing"))?
+                .try_into()?;
+            prog.load(hook, &btf)
+                .with_context(|| format!("loading lsm/{hook} (verifier)"))?;
+            let id = prog
+                .attach()
+                .with_context(|| format!("attaching lsm/{hook}"))?;
+            self.links.push(Box::new(prog.take_link(id)?));
+        }
+        self.deny_path = true;
+        Ok(())
+    }
+
+    /// Attaches prevention's programs (`on`), or detaches them: while they are detached,
+    /// prevention costs the mapping paths nothing. Each program that does not load or attach
+    /// is left out, and named with why in what this returns; the others are attached.
+    pub fn prevention_programs(&mut self, on: bool) -> Vec<String> {
+        if !on {
+            self.prevent_links.clear();
+            return Vec::new();
+        }
+        if !self.prevent_links.is_empty() {
+            return Vec::new();
+        }
+        let mut failed = Vec::new();
+        for p in PREVENT_PROGRAMS {
+            match self.attach_prevention_program(p) {
+                Ok(link) => self.prevent_links.push(link),
+                Err(e) => {
+                    // The verifier's whole log is in the cause: its last line says why.
+                    let cause = e.root_cause().to_string();
+                    let last = cause.lines().rev().find(|l| !l.trim().is_empty());
+                    failed.push(format!("{}: {e}: {}", p.0, last.unwrap_or("").trim()));
+                }
+            }
+        }
+        failed
+    }
+
+    fn attach_prevention_program(
+        &mut self,
+        (name, category, tracepoint): (&str, Option<&str>, &str),
+    ) -> Result<Box<dyn Send>> {
+        let prog = self
+            ._ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("program {name} missing"))?;
+        match category {
+            Some(category) => {
+                let prog: &mut TracePoint = prog.try_into()?;
+                if prog.fd().is_err() {
+                    prog.load()
+                        .with_context(|| format!("loading {name} (verifier)"))?;
+                }
+                let id = prog
+                    .attach(category, tracepoint)
+                    .with_context(|| format!("attaching {category}/{tracepoint}"))?;
+                Ok(Box::new(prog.take_link(id)?))
+            }
+            None => {
+                let prog: &mut BtfTracePoint = prog.try_into()?;
+                if prog.fd().is_err() {
+                    let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
+                    prog.load(tracepoint, &btf)
+                        .with_context(|| format!("loading tp_btf/{tracepoint} (verifier)"))?;
+                }
+                let id = prog
+                    .attach()
+                    .with_context(|| format!("attaching tp_btf/{tracepoint}"))?;
+                Ok(Box::new(prog.take_link(id)?))
+            }
+        }
+    }
+
+    /// The handle to the kernel's side of prevention, once.
+    pub fn take_prevention(&mut self) -> Option<Prevention> {
+        self.prevention.take()
     }
 
     /// How many programs are attached.
@@ -286,8 +468,13 @@ impl Capture {
     /// too when the daemon is killed.
     pub fn detach(self) {
         let t = std::time::Instant::now();
-        let Capture { _ebpf, links, .. } = self;
-        for link in links {
+        let Capture {
+            _ebpf,
+            links,
+            prevent_links,
+            ..
+        } = self;
+        for link in prevent_links.into_iter().chain(links) {
             drop(link);
         }
         log::debug!("links detached in {:?}", t.elapsed());

@@ -40,6 +40,24 @@ fn cap_eff() -> Result<u64> {
 }
 
 /// Whether this process has CAP_SYS_ADMIN (without it fanotify hides other processes' pids).
+/// Whether BPF LSM programs run here: `bpf` among the active security modules (when the
+/// kernel says which), and a BPF LSM program loads. The reason when not.
+pub fn bpf_lsm() -> std::result::Result<(), String> {
+    use aya::programs::{LsmAttachType, ProgramType};
+    let list = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
+    let list = list.trim();
+    if !list.is_empty() && !list.split(',').any(|l| l == "bpf") {
+        return Err(format!(
+            "bpf is not an active LSM ({list}): boot with lsm=...,bpf"
+        ));
+    }
+    match aya::sys::is_program_supported(ProgramType::Lsm(LsmAttachType::Mac)) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err("BPF LSM programs are not supported".to_owned()),
+        Err(e) => Err(format!("BPF LSM programs are refused: {e}")),
+    }
+}
+
 pub fn has_sys_admin() -> bool {
     cap_eff().is_ok_and(|c| c & (1 << CAP_SYS_ADMIN) != 0)
 }

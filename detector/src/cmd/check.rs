@@ -33,6 +33,10 @@ struct Report {
     /// The capture path the daemon will use, or None when it cannot run here.
     capture_path: Option<&'static str>,
     reason: String,
+    /// How prevent mode stops a credential process here (`deny`: the BPF LSM programs refuse
+    /// the mapping; `kill`), or None when it cannot.
+    stop_path: Option<&'static str>,
+    stop_reason: String,
 }
 
 fn item(name: &'static str, required: bool, r: Result<String, String>) -> Item {
@@ -171,6 +175,7 @@ fn inspect() -> Report {
             "BPF LSM programs are not supported",
         )
     };
+    let lsm_here = lsm.is_ok();
     checks.push(item("lsm", false, lsm));
     checks.push(item(
         "fentry",
@@ -197,9 +202,9 @@ fn inspect() -> Report {
         )
     } else {
         // Everything needed is there: prove it by loading and attaching every program.
-        match attach_all() {
-            Ok(n) => (
-                Some("tracepoints"),
+        match attach_all(lsm_here) {
+            Ok((n, deny, prevention)) => (
+                Some(("tracepoints", deny, prevention)),
                 format!(
                     "tracepoints: {n} programs loaded, attached and detached just now, and the \
                      fanotify marks on the watched directories made. This build has one capture path \
@@ -211,18 +216,57 @@ fn inspect() -> Report {
             Err(e) => (None, format!("loading the capture path failed: {e:#}")),
         }
     };
+    let kill = "bpf_send_signal(SIGKILL) from prevention's programs (on sys_enter_mmap, \
+                sys_enter_mprotect, sched_process_exec), which call it and were loaded and \
+                attached just now: the process dies before the mapping returns to user space";
+    let not_attached = match &capture_path {
+        Some((_, _, failed)) if !failed.is_empty() => format!(
+            " Prevention's programs that did not load here (what they judge is not stopped): {}.",
+            failed.join("; ")
+        ),
+        _ => String::new(),
+    };
+    let (stop_path, stop_reason) = match &capture_path {
+        Some((_, None, _)) => (
+            Some("kill"),
+            format!("prevent mode: {kill}. No BPF LSM here (see lsm), so no deny path."),
+        ),
+        Some((_, Some(Err(e)), _)) => (
+            Some("kill"),
+            format!("prevent mode: {kill}. The BPF LSM deny path did not attach: {e}"),
+        ),
+        Some((_, Some(Ok(())), _)) => (
+            Some("deny"),
+            format!(
+                "prevent mode: the BPF LSM programs (mmap_file, file_mprotect), loaded and \
+                 attached just now, refuse a mapping with EPERM (the loader reports the object \
+                 as one that cannot be preloaded, and the program runs without it); an ELF \
+                 interpreter, mapped by exec itself, is stopped by {kill}. With \
+                 [prevent] stop = \"kill\", every stop is a kill."
+            ),
+        ),
+        None => (
+            None,
+            "prevent mode cannot stop anything: the capture path does not load here".to_owned(),
+        ),
+    };
     Report {
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
             .trim()
             .to_owned(),
         checks,
-        capture_path,
+        capture_path: capture_path.map(|(p, _, _)| p),
         reason,
+        stop_path,
+        stop_reason: format!("{stop_reason}{not_attached}"),
     }
 }
 
-fn attach_all() -> Result<usize> {
+/// Loads and attaches every capture program, then (`lsm`) the deny path's: how many capture
+/// programs, and whether the deny path attached (None: not tried).
+#[allow(clippy::type_complexity)]
+fn attach_all(lsm: bool) -> Result<(usize, Option<Result<(), String>>, Vec<String>)> {
     let cfg = btf::config(preflight::BTF_PATH, std::process::id())?;
     // The capture registers its ring buffer with the runtime, as in the daemon.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -230,12 +274,14 @@ fn attach_all() -> Result<usize> {
         .build()?;
     rt.block_on(async {
         let dirs = Watched::discover().directories();
-        let (capture, _log) = load::Capture::start(cfg, &dirs, 64 * 1024, true)?;
+        let (mut capture, _log) = load::Capture::start(cfg, &dirs, 64 * 1024, true)?;
         let n = capture.attached();
+        let deny = lsm.then(|| capture.attach_deny_path().map_err(|e| format!("{e:#}")));
+        let prevention = capture.prevention_programs(true);
         capture.detach();
         // The watched places' writes: a fanotify group with its marks.
         fanotify::Watcher::start(&dirs, &[])?;
-        Ok(n)
+        Ok((n, deny, prevention))
     })
 }
 
@@ -286,6 +332,11 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
             "\ncapture path: {}\n{}",
             report.capture_path.unwrap_or("none"),
             report.reason
+        );
+        println!(
+            "\nstop path: {}\n{}",
+            report.stop_path.unwrap_or("none"),
+            report.stop_reason
         );
     }
     Ok(if report.capture_path.is_some() {

@@ -34,6 +34,7 @@ use crate::{
         credential::Catalogue,
         policy::Policy,
         policy_stage::{self, Settings, ToPolicy, Wiring},
+        prevent,
         provenance::verifier::Verifier,
         rules::{config_change::Watched, Finding},
         sweep::Only,
@@ -256,11 +257,18 @@ async fn serve(
     );
     let mut correlator = Correlator::new(watched, policy.catalogue.clone());
     let seen_cache = capture.take_seen_cache().map(|s| Arc::new(Mutex::new(s)));
+    let prevention: Option<prevent::Shared> =
+        capture.take_prevention().map(|p| Arc::new(Mutex::new(p)));
+    if let Some(p) = &prevention {
+        let deny = prevent::attach_deny_path(&mut capture, &cfg.prevent);
+        prevent::apply(&mut capture, p, &cfg.prevent, &policy, deny)?;
+    }
     let wiring = Wiring {
         package_manager_running: correlator.package_manager_flag(),
         seen: seen_cache.clone(),
         changes,
         verifier,
+        prevention: prevention.clone(),
     };
     let (policy_tx, policy_thread) = policy_stage::spawn(
         clock,
@@ -372,6 +380,12 @@ async fn serve(
                             log::warn!("reload: [enrichment] changes take effect at the next start");
                         }
                         let policy = Policy::from_config(&new);
+                        if let Some(p) = &prevention {
+                            let deny = prevent::attach_deny_path(&mut capture, &new.prevent);
+                            if let Err(e) = prevent::apply(&mut capture, p, &new.prevent, &policy, deny) {
+                                log::error!("reload: prevention: {e:#}");
+                            }
+                        }
                         reader.correlator.set_catalogue(policy.catalogue.clone());
                         let window = Duration::from_secs(new.thresholds.aggregate_window_secs);
                         if reader.to_policy.try_send(ToPolicy::Reload(Box::new(policy), window)).is_err() {

@@ -124,7 +124,11 @@ impl Correlator {
             }
             Event::Mmap(m) => {
                 let p = self.procs.process(&m.hdr);
-                self.evaluate(&p, m.hdr.ktime_ns, &Observation::Mmap(m))
+                let observation = match m.prevented {
+                    Some(_) => Observation::Prevented(m),
+                    None => Observation::Mmap(m),
+                };
+                self.evaluate(&p, m.hdr.ktime_ns, &observation)
             }
             Event::FileChange(c) => {
                 let p = self.procs.process(&c.hdr);
@@ -244,11 +248,14 @@ impl Correlator {
         found
     }
 
-    /// One alert per process and library: the first finding of a library in a process is kept.
+    /// One alert per process and library: the first finding of a library in a process is kept
+    /// (and every finding of prevention).
     fn first_alerts(&mut self, findings: Vec<Finding>) -> Vec<Finding> {
         let mut kept: Vec<Finding> = Vec::with_capacity(findings.len());
         for f in findings {
             let fresh = match (&f.library, f.process.is_none()) {
+                // What prevention did is reported each time.
+                _ if f.prevention.is_some() => true,
                 (Some(lib), false) => self.procs.first_alert(f.process.pid, &lib.path),
                 _ => true,
             };
@@ -320,6 +327,48 @@ mod tests {
         assert_eq!(a.risk_score, a.detections.len() as u32);
         assert_eq!(a.severity, Severity::Medium);
         assert_eq!(a.mitre, ["T1574.006"]);
+    }
+
+    #[test]
+    fn a_prevented_mapping_is_an_alert_of_its_own_that_no_allowlist_drops() {
+        use detector_common::{MMAP_PREVENT_AUDIT, MMAP_PREVENT_DIR, MMAP_PREVENT_KILLED};
+        let pid = 4_100_070;
+        let mut policy = Policy::default();
+        policy.allow_processes.push("/usr/bin/ssh".into());
+        let events = |flags: u32| {
+            vec![
+                bytes_of(&exec_event(pid, "ssh", "/usr/bin/ssh", &["ssh", "-V"])),
+                bytes_of(&loader_event(pid, "ssh", LoaderVar::LdPreload, "/tmp/p.so")),
+                bytes_of(&mmap_event(pid, "ssh", "/tmp/p.so", flags)),
+            ]
+        };
+        let alerts = run_with(
+            policy.clone(),
+            events(MMAP_PREVENT_KILLED | MMAP_PREVENT_DIR),
+        );
+        assert_eq!(
+            alerts.len(),
+            1,
+            "the preload alert is allowlisted: {alerts:#?}"
+        );
+        let a = &alerts[0];
+        assert!(a.detections.contains(&Detection::Prevented));
+        let p = a.prevention.as_ref().unwrap();
+        assert_eq!((p.action, p.outcome), ("kill", "prevented"));
+        assert_eq!(p.reasons, ["directory_writable_by_non_root"]);
+        assert!(p.what.contains("/tmp/p.so") && p.what.contains("ssh"));
+        let json = serde_json::to_value(a).unwrap();
+        assert_eq!(json["event"]["type"], serde_json::json!(["denied"]));
+        assert_eq!(json["event"]["action"], "kill");
+        let alerts = run_with(policy, events(MMAP_PREVENT_AUDIT | MMAP_PREVENT_DIR));
+        let p = alerts[0].prevention.as_ref().unwrap();
+        assert_eq!((p.action, p.outcome), ("would_kill", "would_prevent"));
+        let json = serde_json::to_value(&alerts[0]).unwrap();
+        assert_eq!(json["event"]["type"], serde_json::json!(["info"]));
+        // A mapping the kernel did not judge is no prevention.
+        assert!(run(events(MMAP_PREVENT_DIR))
+            .iter()
+            .all(|a| a.prevention.is_none()));
     }
 
     #[test]

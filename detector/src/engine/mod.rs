@@ -10,6 +10,7 @@ pub mod loader_vars;
 pub mod package_manager;
 pub mod policy;
 pub mod policy_stage;
+pub mod prevent;
 pub mod process;
 pub mod provenance;
 pub mod rules;

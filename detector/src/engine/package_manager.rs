@@ -34,6 +34,11 @@ pub fn recognise(program: &str) -> Option<&'static str> {
         .map(|(_, name)| *name)
 }
 
+/// The package managers' program paths.
+pub fn paths() -> impl Iterator<Item = &'static str> {
+    PROGRAMS.iter().map(|(path, _)| *path)
+}
+
 /// Whether `program` is Debian's `pam-auth-update`, which writes /etc/pam.d/common-* from the
 /// profiles packages install in /usr/share/pam-configs: its changes are trusted as far as
 /// the package database vouches for those profiles.

@@ -61,12 +61,18 @@ impl Policy {
     }
 
     pub fn allows(&self, a: &Alert) -> bool {
-        let library = a.library.as_ref().is_some_and(|lib| {
-            self.allow_libraries.iter().any(|(path, sha)| {
-                *path == lib.path && sha.as_ref().is_none_or(|s| lib.sha256.as_ref() == Some(s))
-            })
-        });
+        let library = a
+            .library
+            .as_ref()
+            .is_some_and(|lib| self.allows_library(lib));
         library || self.allow_processes.contains(&a.process.exe) || self.allows_reader(a)
+    }
+
+    /// The allowlist names this library (and its hash, when the entry has one).
+    pub fn allows_library(&self, lib: &crate::engine::library::Library) -> bool {
+        self.allow_libraries.iter().any(|(path, sha)| {
+            *path == lib.path && sha.as_ref().is_none_or(|s| lib.sha256.as_ref() == Some(s))
+        })
     }
 
     /// A credential memory read (and nothing else) by an allowed reader. The hash is of the
@@ -101,9 +107,13 @@ impl Policy {
 }
 
 impl Policy {
-    /// Scores an enriched finding; `None` when the policy drops the alert.
+    /// Scores an enriched finding; `None` when the policy drops the alert. What prevention
+    /// did is never dropped.
     pub fn judge(&self, f: Finding, clock: &Clock) -> Option<Alert> {
         let alert = f.finish(clock, &self.catalogue);
+        if alert.prevention.is_some() {
+            return Some(alert);
+        }
         (alert.severity >= self.min_severity && !self.allows(&alert)).then_some(alert)
     }
 

@@ -34,6 +34,7 @@ use crate::{
             pool::{Facts, Job, Lane, Pool, Verify},
         },
         policy::Policy,
+        prevent,
         provenance::verifier::Verifier,
         rules::{
             unverified_object::{self, Outcome},
@@ -87,6 +88,8 @@ pub struct Wiring {
     pub changes: Changes,
     /// The package databases, which the enrichment pool asks too.
     pub verifier: Arc<Verifier>,
+    /// The kernel's side of prevention: the file versions found unverified are listed there.
+    pub prevention: Option<prevent::Shared>,
 }
 
 /// A finding on its way: when it goes out without its facts (`None`: it waits for them), and
@@ -176,7 +179,10 @@ impl Stage {
                 Ok(ToPolicy::Finding(f)) => self.on_finding(*f, None),
                 Ok(ToPolicy::Analysed(id, facts)) => self.on_analysed(id, &facts),
                 Ok(ToPolicy::PackageManagersDone) => {
-                    self.wiring.changes.package_managers_done(Instant::now())
+                    self.wiring.changes.package_managers_done(Instant::now());
+                    if let Some(p) = &self.wiring.prevention {
+                        prevent::refresh_exes(p, &self.policy);
+                    }
                 }
                 Ok(ToPolicy::Reload(policy, window)) => {
                     self.policy = *policy;
@@ -385,10 +391,29 @@ impl Stage {
                         held_since: Some(since),
                     });
                 } else {
+                    if unverified && !busy {
+                        self.list_for_prevention(&f);
+                    }
                     self.judge(f);
                 }
             }
         }
+    }
+
+    /// A file version the package database does not vouch for (`not_from_package`,
+    /// `modified_since_package`), judged once no package manager runs: prevention stops its
+    /// later mappings into credential processes, unless the allowlist names it.
+    fn list_for_prevention(&mut self, f: &Finding) {
+        let (Some(prevention), Some(lib)) = (self.wiring.prevention.as_ref(), f.library.as_ref())
+        else {
+            return;
+        };
+        let Some(key) = lib.seen_key else { return };
+        if self.policy.allows_library(lib) {
+            return;
+        }
+        log::debug!("prevent: listing {} (unverified)", lib.path);
+        prevent::list_unverified(prevention, key);
     }
 
     /// Verifies the held findings again once no package manager runs (judges them as they are

@@ -50,6 +50,11 @@ fn key(a: &Alert) -> Key {
         // An attack on the sensor by its act (a SIGSTOP and then a SIGTSTP are two).
         .or_else(|| a.sensor.as_ref().map(|s| s.reason.clone()))
         .unwrap_or_default();
+    // Stopping and saying what would have been stopped are different acts.
+    let object = match &a.prevention {
+        Some(p) => format!("{object} {}", p.action),
+        None => object,
+    };
     Key {
         rule: a.rule,
         severity: a.severity,

@@ -76,6 +76,9 @@ pub enum Detection {
     /// The sensor itself attacked: its memory written or attached to, its binary, configuration
     /// or unit file changed, a stop signal (or SIGKILL) sent to it.
     SensorTamper,
+    /// Prevention stopped a credential process from running a file (or, in audit mode, would
+    /// have): the alert's `prevention` says how and why.
+    Prevented,
 }
 
 /// The attack a detection belongs to, in rising precedence: an alert's `rule` is the family of
@@ -143,6 +146,7 @@ impl Detection {
             Detection::CredentialMemoryRead => (&[T1003_007], CredentialDumping, High),
             // Impair Defenses: Disable or Modify Tools.
             Detection::SensorTamper => (&[T1562_001], SensorTampering, Critical),
+            Detection::Prevented => (&[T1574_006], CredentialApiHooking, High),
         };
         DetectionMeta {
             mitre,
@@ -355,6 +359,28 @@ pub struct ConfigLine {
     pub text: String,
 }
 
+/// What prevention did: stopped a credential process (`outcome` `prevented`) or, in audit
+/// mode, would have (`would_prevent`); how (`action`: `kill`, `deny`, `would_kill`,
+/// `would_deny`), what
+/// (`what`: the mapping, into which process) and why (`reasons`: the kernel's facts about the
+/// file, and the package database's answer the daemon listed it for).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Prevention {
+    /// `prevent` or `audit`.
+    pub mode: &'static str,
+    pub action: &'static str,
+    pub outcome: &'static str,
+    pub what: String,
+    pub reasons: Vec<&'static str>,
+}
+
+impl Prevention {
+    /// Stopped, rather than only said.
+    pub fn stopped(&self) -> bool {
+        self.outcome == "prevented"
+    }
+}
+
 /// The process whose memory was written or read.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Target {
@@ -416,6 +442,7 @@ pub struct Alert {
     pub target: Option<Target>,
     pub config: Option<ConfigLine>,
     pub sensor: Option<Sensor>,
+    pub prevention: Option<Prevention>,
     /// Times this alert was seen (same rule, program, library or file, detections) within the
     /// aggregation window; a summary with the final count follows when it is above 1.
     pub count: u64,
@@ -447,6 +474,8 @@ impl Serialize for Alert {
             category: [&'static str; 1],
             #[serde(rename = "type")]
             kind_of: [&'static str; 1],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            action: Option<&'static str>,
             module: &'static str,
             dataset: &'static str,
             severity: u8,
@@ -491,13 +520,18 @@ impl Serialize for Alert {
             config: Option<&'a ConfigLine>,
             #[serde(skip_serializing_if = "Option::is_none")]
             sensor: Option<&'a Sensor>,
+            prevention: Option<&'a Prevention>,
         }
         Out {
             timestamp: &self.timestamp,
             event: Event {
                 kind: "alert",
                 category: ["intrusion_detection"],
-                kind_of: ["info"],
+                kind_of: [match &self.prevention {
+                    Some(p) if p.stopped() => "denied",
+                    _ => "info",
+                }],
+                action: self.prevention.as_ref().map(|p| p.action),
                 module: "detector",
                 dataset: self.dataset,
                 severity: self.severity.score(),
@@ -520,6 +554,7 @@ impl Serialize for Alert {
             target: self.target.as_ref(),
             config: self.config.as_ref(),
             sensor: self.sensor.as_ref(),
+            prevention: self.prevention.as_ref(),
         }
         .serialize(s)
     }
@@ -594,6 +629,7 @@ pub fn test_alert(pid: u32, ts: &str) -> Alert {
         target: None,
         config: None,
         sensor: None,
+        prevention: None,
         count: 1,
         first_seen: ts.into(),
         last_seen: ts.into(),

@@ -9,6 +9,7 @@ pub mod loader_argv;
 pub mod loader_env;
 pub mod memory_tamper;
 pub mod preload_file;
+pub mod prevented;
 pub mod sensor_tamper;
 pub mod unsafe_library;
 pub mod unsafe_loader_path;
@@ -23,8 +24,8 @@ use crate::{
     engine::credential::Catalogue,
     engine::library::Library,
     output::alert::{
-        Alert, ChangedFile, Clock, ConfigLine, Detection, Preload, Process, Sensor, Severity,
-        Target, DATASET_LIVE, DATASET_SWEEP,
+        Alert, ChangedFile, Clock, ConfigLine, Detection, Preload, Prevention, Process, Sensor,
+        Severity, Target, DATASET_LIVE, DATASET_SWEEP,
     },
 };
 use config_change::Watched;
@@ -33,6 +34,7 @@ use config_change::Watched;
 /// same process, the first one's finding is kept (one alert per process and library).
 pub fn registry() -> Vec<Box<dyn Rule>> {
     vec![
+        Box::new(prevented::PreventedMapping),
         Box::new(loader_argv::LoaderArgv),
         Box::new(loader_env::LoaderVariables),
         Box::new(preload_file::PreloadFile::new()),
@@ -53,6 +55,9 @@ pub enum Observation<'a> {
     Exec(&'a Exec),
     LoaderEnv(&'a LoaderEnv),
     Mmap(&'a Mmap),
+    /// A mapping prevention stopped, or in audit mode would have (reported by prevention's
+    /// own programs; the mapping programs report the mapping itself as an `Mmap`).
+    Prevented(&'a Mmap),
     /// An executable file mapping a sweep found in /proc/<pid>/maps.
     Mapped(&'a Library),
     FileChange(&'a FileChange),
@@ -123,6 +128,8 @@ pub struct Finding {
     pub config: Option<ConfigLine>,
     /// The sensor was the target (`sensor_tamper`).
     pub sensor: Option<Sensor>,
+    /// What prevention did, for a mapping the kernel stopped or would have.
+    pub prevention: Option<Prevention>,
     /// Techniques beyond those the detections imply.
     pub mitre: Vec<&'static str>,
     /// The least severity this finding deserves on its own.
@@ -147,6 +154,7 @@ impl Finding {
             target: None,
             config: None,
             sensor: None,
+            prevention: None,
             mitre: Vec::new(),
             floor: Severity::Low,
             ceiling: Severity::Critical,
@@ -244,6 +252,7 @@ impl Finding {
             target: self.target,
             config: self.config,
             sensor: self.sensor,
+            prevention: self.prevention,
         }
     }
 }

@@ -59,6 +59,7 @@ mod tests {
             source,
             mprotect: false,
             after_preload_list: false,
+            prevented: None,
             prot: 5,
         }
     }
