@@ -357,6 +357,37 @@ fn ordinary_activity_is_never_stopped() {
     assert!(trigger(Command::new("su").args(["-s", "/bin/true", "nobody"])).success());
     let libm = std::fs::canonicalize("/lib/x86_64-linux-gnu/libm.so.6").expect("libm");
     assert!(trigger(Command::new("ssh").arg("-V").env("LD_PRELOAD", &libm)).success());
+    // The ordinary activity of the detection's benign test, and more of the catalogue's
+    // programs (some exit non-zero here, none may be killed).
+    assert!(trigger(Command::new("ls").arg("/")).success());
+    assert!(trigger(Command::new("git").arg("--version")).success());
+    assert!(
+        trigger(Command::new("python3").args(["-c", "import json, ssl, sqlite3, hashlib"]))
+            .success()
+    );
+    let key = dir.path("key");
+    assert!(trigger(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+    )
+    .success());
+    for (program, args) in [
+        ("passwd", &["-S", "root"][..]),
+        ("ssh-add", &["-l"][..]),
+        ("chage", &["-l", "root"][..]),
+        ("sudo", &["-n", "true"][..]),
+        ("login", &["-h"][..]),
+    ] {
+        if let Ok(st) = Command::new(program)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+        {
+            assert!(!killed(st), "{program} was killed");
+        }
+    }
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         d.alerts_matching(denied).is_empty(),

@@ -520,6 +520,7 @@ impl Serialize for Alert {
             config: Option<&'a ConfigLine>,
             #[serde(skip_serializing_if = "Option::is_none")]
             sensor: Option<&'a Sensor>,
+            #[serde(skip_serializing_if = "Option::is_none")]
             prevention: Option<&'a Prevention>,
         }
         Out {
@@ -651,5 +652,15 @@ mod tests {
         let s = serde_json::to_string(&(Detection::PreloadEnv, Severity::High, PreloadSource::Env))
             .unwrap();
         assert_eq!(s, r#"["preload_env","high","env"]"#);
+    }
+
+    #[test]
+    fn absent_parts_are_left_out_not_null() {
+        let v = serde_json::to_value(test_alert(1, "2026-01-01T00:00:00Z")).unwrap();
+        let map = v.as_object().unwrap();
+        for key in ["prevention", "sensor", "target", "config", "file"] {
+            assert!(!map.contains_key(key), "{key} in {v}");
+        }
+        assert!(map.values().all(|x| !x.is_null()), "{v}");
     }
 }
