@@ -187,18 +187,12 @@ fn act(
     prot: u32,
     map_flags: u32,
 ) -> Option<()> {
+    if stop_if_judged(file.addr(), source as u64) == 0 {
+        return None;
+    }
     let inode = file.inode(cfg).or_count(CH)?;
     let id = inode_id(cfg, inode, CH);
     let info = inode_info_of(cfg, inode, &id, CH);
-    let key = SeenKey {
-        ino: id.ino,
-        mtime_sec: id.mtime_sec,
-        dev: id.dev,
-        _pad: 0,
-    };
-    if !judge(cfg, file, &info, &key, source)? {
-        return None;
-    }
     let (mnt, dentry) = path_parts(cfg, file.path(cfg), CH)?;
     let (off, truncated) = build_path(cfg, mnt, dentry, SCRATCH_PATH, CH)?;
     let mut entry = reserve::<MmapEvent>(EventKind::Mmap, ppid(cfg, task, CH))?;
@@ -215,6 +209,32 @@ fn act(
     copy_path(SCRATCH_PATH, &mut ev.path);
     entry.submit(submit_urgent());
     Some(())
+}
+
+/// 1 when the current process's mapping of the file at `file` from `source` is one to stop
+/// (then stopped, or flagged in audit mode: see [`judge`]), else 0. A BPF subprogram: the
+/// judgement's branches (each combination of reasons, the ancestor walk) are verified once
+/// rather than multiplied into the states of the path building and reporting after it (6.1's
+/// verifier refused `prevent_exec_interpreter` with them inlined: E2BIG).
+#[inline(never)]
+fn stop_if_judged(file: u64, source: u64) -> u64 {
+    let Some(cfg) = config() else { return 0 };
+    let file = File::from_addr(file);
+    let Some(inode) = file.inode(cfg).or_count(CH) else {
+        return 0;
+    };
+    let id = inode_id(cfg, inode, CH);
+    let info = inode_info_of(cfg, inode, &id, CH);
+    let key = SeenKey {
+        ino: id.ino,
+        mtime_sec: id.mtime_sec,
+        dev: id.dev,
+        _pad: 0,
+    };
+    match judge(cfg, file, &info, &key, source as u32) {
+        Some(true) => 1,
+        _ => 0,
+    }
 }
 
 /// Whether the current (credential) process's mapping of `file` (facts `info`, identity
@@ -345,7 +365,7 @@ fn exe_role(cfg: &KernelConfig, task: Task) -> u32 {
         dev: id.dev,
         _pad: 0,
     };
-    unsafe { PREVENT_EXES.get(&key) }.copied().unwrap_or(0)
+    unsafe { PREVENT_EXES.get(key) }.copied().unwrap_or(0)
 }
 
 /// Whether the directory holding `file` is not root's alone: owned by another user, or
