@@ -39,10 +39,10 @@ use crate::{
 /// The channel whose read errors these programs count.
 const CH: Channel = Channel::Mmap;
 
-const PROT_READ: u32 = 0x1;
-const PROT_EXEC: u64 = 0x4;
-const MAP_PRIVATE: u32 = 0x2;
-const MAP_ANONYMOUS: u64 = 0x20;
+pub const PROT_READ: u32 = 0x1;
+pub const PROT_EXEC: u64 = 0x4;
+pub const MAP_PRIVATE: u32 = 0x2;
+pub const MAP_ANONYMOUS: u64 = 0x20;
 const VM_EXEC: u64 = 0x4;
 
 named_map! {
@@ -120,7 +120,7 @@ pub fn exec_program(ctx: BtfTracePointContext) -> i32 {
 }
 
 /// The ELF loader maps text private, readable and executable.
-const EXEC_PROT: u32 = PROT_READ | PROT_EXEC as u32;
+pub const EXEC_PROT: u32 = PROT_READ | PROT_EXEC as u32;
 
 fn try_exec_program(bprm: Bprm) -> Option<()> {
     let cfg = config()?;
@@ -152,10 +152,29 @@ pub fn exec_interpreter(ctx: BtfTracePointContext) -> i32 {
 
 fn try_exec_interpreter(bprm: Bprm) -> Option<()> {
     let cfg = config()?;
-    if is_self(cfg) || cfg.regs_ip == 0 {
+    if is_self(cfg) {
         return None;
     }
     let task = Task::current();
+    let file = interpreter(cfg, task, bprm)?;
+    report::<false>(
+        cfg,
+        task,
+        file,
+        MMAP_SOURCE_EXEC_INTERPRETER,
+        EXEC_PROT,
+        MAP_PRIVATE,
+    )
+}
+
+/// At `sched_process_exec`, the ELF interpreter the kernel mapped for `task`'s new image: the
+/// file of the mapping that holds the user instruction pointer, when that is not the
+/// program's own code (None: no interpreter, a static program, or `regs_ip` unknown).
+#[inline(always)]
+pub fn interpreter(cfg: &KernelConfig, task: Task, bprm: Bprm) -> Option<File> {
+    if cfg.regs_ip == 0 {
+        return None;
+    }
     // SAFETY: the helper takes the current task, which BTF vouches for.
     let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf() as *mut _) };
     let ip = PtRegs::from_addr(regs as u64).ip(cfg).or_count(CH)?;
@@ -168,14 +187,7 @@ fn try_exec_interpreter(bprm: Bprm) -> Option<()> {
     if found.file.is_null() || found.file == program {
         return None;
     }
-    report::<false>(
-        cfg,
-        task,
-        found.file,
-        MMAP_SOURCE_EXEC_INTERPRETER,
-        EXEC_PROT,
-        MAP_PRIVATE,
-    )
+    Some(found.file)
 }
 
 #[tracepoint]

@@ -22,9 +22,7 @@
 //! denied instead of sending a signal.
 use aya_ebpf::{
     cty::c_void,
-    helpers::{
-        bpf_get_current_task_btf, bpf_task_pt_regs, generated::bpf_loop, generated::bpf_send_signal,
-    },
+    helpers::{generated::bpf_loop, generated::bpf_send_signal},
     macros::{btf_tracepoint, tracepoint},
     maps::{HashMap, PerCpuArray},
     programs::{BtfTracePointContext, TracePointContext},
@@ -40,8 +38,8 @@ use detector_common::{
 
 use crate::{
     credential::runs_credential_program,
-    kernel::{Bprm, File, PtRegs, Task},
-    mmap::vma_at,
+    kernel::{Bprm, File, Task},
+    mmap::{interpreter, vma_at, EXEC_PROT, MAP_ANONYMOUS, MAP_PRIVATE, PROT_EXEC},
     read::OrCount as _,
     shared::{config, is_self, named_map, ppid, reserve, submit_urgent},
     tp::{Record, SysEnterMmap, SysEnterMprotect},
@@ -50,10 +48,6 @@ use crate::{
 
 /// The channel whose read errors and losses these programs count.
 const CH: Channel = Channel::Mmap;
-const PROT_READ: u32 = 0x1;
-const PROT_EXEC: u64 = 0x4;
-const MAP_PRIVATE: u32 = 0x2;
-const MAP_ANONYMOUS: u64 = 0x20;
 
 named_map! {
     /// Executables (device, inode) to `PREVENT_EXE_*`, written by user space.
@@ -139,28 +133,14 @@ pub fn prevent_exec_interpreter(ctx: BtfTracePointContext) -> i32 {
 
 fn try_prevent_exec_interpreter(bprm: Bprm) -> Option<()> {
     let cfg = current(PREVENT_INTERPRETER)?;
-    if cfg.regs_ip == 0 {
-        return None;
-    }
     let task = Task::current();
-    // SAFETY: the helper takes the current task, which BTF vouches for.
-    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf() as *mut _) };
-    let ip = PtRegs::from_addr(regs as u64).ip(cfg).or_count(CH)?;
-    let (start_code, end_code) = task.mm(cfg).or_count(CH)?.code(cfg).or_count(CH)?;
-    if ip >= start_code && ip < end_code {
-        return None;
-    }
-    let found = vma_at(ip);
-    let program = bprm.file(cfg).or_count(CH)?;
-    if found.file.is_null() || found.file == program {
-        return None;
-    }
+    let file = interpreter(cfg, task, bprm)?;
     act(
         cfg,
         task,
-        found.file,
+        file,
         MMAP_SOURCE_EXEC_INTERPRETER,
-        PROT_READ | PROT_EXEC as u32,
+        EXEC_PROT,
         MAP_PRIVATE,
     )
 }

@@ -629,3 +629,27 @@ pub fn write_program(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod 0755");
 }
+
+/// `apt-get install --reinstall -y` of `packages` from Debian's mirror, non-interactive,
+/// waiting up to 10 minutes for dpkg's lock; panics with apt's output when it fails.
+pub fn apt_reinstall(packages: &[&str]) {
+    let out = Command::new("apt-get")
+        .args([
+            "-o",
+            "DPkg::Lock::Timeout=600",
+            "install",
+            "--reinstall",
+            "-y",
+        ])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .output()
+        .expect("run apt-get");
+    assert!(
+        out.status.success(),
+        "apt-get failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -13,8 +13,8 @@ use std::{
 };
 
 use detector_tests::{
-    gcc, has, rewrite_string, s, system_loader, trigger, write_program, Daemon, Restore, TempDir,
-    INTERP,
+    apt_reinstall, gcc, has, rewrite_string, s, system_loader, trigger, write_program, Daemon,
+    Restore, TempDir, INTERP,
 };
 use serde_json::Value;
 
@@ -401,26 +401,7 @@ fn ordinary_activity_is_never_stopped() {
 fn a_package_upgrade_with_prevention_on_is_never_stopped() {
     let dir = TempDir::new("prevent-apt");
     let (d, _) = daemon(&dir, "prevent", "");
-    let out = Command::new("apt-get")
-        .args([
-            "-o",
-            "DPkg::Lock::Timeout=600",
-            "install",
-            "--reinstall",
-            "-y",
-            "libpam-modules",
-            "openssh-client",
-        ])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .output()
-        .expect("run apt-get");
-    assert!(
-        out.status.success(),
-        "apt-get failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    apt_reinstall(&["libpam-modules", "openssh-client"]);
     // What the upgrade installed runs.
     assert!(trigger(Command::new("ssh").arg("-V")).success());
     assert!(trigger(Command::new("su").args(["-s", "/bin/true", "nobody"])).success());

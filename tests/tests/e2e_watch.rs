@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use detector_tests::{has, s, scaled, severity_rank, trigger, Daemon, Restore};
+use detector_tests::{apt_reinstall, has, s, scaled, severity_rank, trigger, Daemon, Restore};
 use serde_json::Value;
 
 /// Atomic Red Team T1556.003 (Modify Authentication Process: Pluggable Authentication
@@ -240,28 +240,12 @@ fn a_package_upgrade_raises_nothing_of_medium_or_above() {
     let parents = Parents::start();
     let d = Daemon::start();
     let started = Instant::now();
-    let out = Command::new("apt-get")
-        .args([
-            "-o",
-            "DPkg::Lock::Timeout=600",
-            "install",
-            "--reinstall",
-            "-y",
-            "libpam-modules",
-            "libpam-runtime",
-            "libc-bin",
-            "openssh-client",
-        ])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .output()
-        .expect("run apt-get");
-    assert!(
-        out.status.success(),
-        "apt-get failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    apt_reinstall(&[
+        "libpam-modules",
+        "libpam-runtime",
+        "libc-bin",
+        "openssh-client",
+    ]);
     assert!(trigger(Command::new("pam-auth-update").arg("--package")).success());
     eprintln!("upgrade took {:?}", started.elapsed());
     let a = d.expect_alert("dpkg replacing a PAM module", |a| {
