@@ -531,17 +531,11 @@ fn an_image_build_raises_nothing_of_medium_or_above() {
     d.stop();
 }
 
-/// The alerts of medium or above that are this test's: its processes' (or those whose ancestry
-/// was not seen) and any naming `tree`; not those of another engineer's build running meanwhile
-/// (under a `target/`).
+/// The alerts of medium or above that are this test's (`from_this_test`) or name `tree` (whose
+/// path, under the tests' temporary directory, `from_this_test` takes for another test's).
 fn loud_about(d: &Daemon, parents: &Parents, tree: &str) -> Vec<Value> {
     d.alerts_matching(|a| {
-        let pid = |p: Option<u64>| p.and_then(|p| parents.descends_from_this_test(p as u32));
-        let ours = pid(a["process"]["pid"].as_u64())
-            .or_else(|| pid(a["process"]["parent"]["pid"].as_u64()));
-        let text = a.to_string();
-        severity_rank(a) >= 2
-            && (text.contains(tree) || (ours != Some(false) && !text.contains("/target/")))
+        severity_rank(a) >= 2 && (a.to_string().contains(tree) || from_this_test(a, parents))
     })
 }
 
