@@ -432,3 +432,155 @@ fn a_chroots_absolute_names_are_judged_as_the_host_names_them() {
     assert!(in_tree.is_empty(), "{in_tree:#?}");
     d.stop();
 }
+
+/// Debian's mirror, as mmdebstrap takes it (the one the systemd VM test builds from).
+const MIRROR: &str = "deb http://deb.debian.org/debian bookworm main";
+
+/// Runs `/usr/bin/mmdebstrap` (by that path: image builders are recognised by the program
+/// exec'd) building Debian 12's `variant` into the directory `tree`, with `hooks`
+/// (`--customize-hook=…`: shell commands run on the host once the tree is built, the tree's
+/// path as `$1`). Panics with its output when it fails.
+fn mmdebstrap(variant: &str, tree: &Path, hooks: &[&str]) {
+    assert!(
+        Path::new("/usr/bin/mmdebstrap").exists(),
+        "mmdebstrap is not installed"
+    );
+    let started = Instant::now();
+    let out = Command::new("/usr/bin/mmdebstrap")
+        .args([
+            &format!("--variant={variant}"),
+            "--format=directory",
+            "--quiet",
+        ])
+        .args(hooks.iter().map(|h| format!("--customize-hook={h}")))
+        .arg("bookworm")
+        .arg(tree)
+        .arg(MIRROR)
+        .output()
+        .expect("run mmdebstrap");
+    assert!(
+        out.status.success(),
+        "mmdebstrap failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("mmdebstrap {variant} took {:?}", started.elapsed());
+}
+
+/// Building a root filesystem image on a server is benign. mmdebstrap installs Debian's
+/// Essential set into a directory: dpkg and its maintainer scripts run chrooted into the tree,
+/// on the tree's own loader and libraries, and write its package database, its `/etc/pam.d`
+/// and its `/usr/lib`. Its customize hooks then run commands chrooted into the tree the way
+/// mmdebstrap's own hooks do (`chroot "$1" command`: a process on the tree's loader, gone before
+/// the daemon can read its root, whose parent has the host's) after replacing the tree's loader
+/// with a copy of itself, and rewrite the tree's `/etc/pam.d/su` and dpkg's `status` from
+/// inside it. Nothing of medium or above: the tree's
+/// files are judged against the tree's package database once the builder is done.
+#[test]
+fn an_image_build_raises_nothing_of_medium_or_above() {
+    let dir = detector_tests::TempDir::new("image");
+    let tree = dir.path("tree");
+    let tree_name = tree.display().to_string();
+    let parents = Parents::start();
+    let d = Daemon::start();
+    mmdebstrap(
+        "essential",
+        &tree,
+        &[
+            // A new version of the tree's loader (as an upgrade of its libc6 makes one): no
+            // mapping of it was judged before.
+            r#"chroot "$1" sh -c 'cd /usr/lib/x86_64-linux-gnu && cp -p ld-linux-x86-64.so.2 ld.new && mv ld.new ld-linux-x86-64.so.2'"#,
+            r#"chroot "$1" /bin/true"#,
+            r#"chroot "$1" sh -c 'readlink /bin; basename /usr/bin/dpkg-realpath' >/dev/null"#,
+            r##"chroot "$1" sh -c 'cp /etc/pam.d/su /etc/pam.d/su.new && echo "# built here" >> /etc/pam.d/su.new && mv /etc/pam.d/su.new /etc/pam.d/su'"##,
+            r#"chroot "$1" sh -c 'cp /var/lib/dpkg/status /var/lib/dpkg/status-new && mv /var/lib/dpkg/status-new /var/lib/dpkg/status'"#,
+        ],
+    );
+    assert!(
+        std::fs::read_to_string(tree.join("etc/pam.d/su"))
+            .unwrap()
+            .contains("# built here"),
+        "the hook did not rewrite the tree's /etc/pam.d/su"
+    );
+    settle();
+    let loud = loud_about(&d, &parents, &tree_name);
+    assert!(loud.is_empty(), "alerts of medium or above:\n{loud:#?}");
+    // The host's own PAM configuration and package database were not touched.
+    let host = d.alerts_matching(|a| {
+        let p = s(a, "file.path");
+        p.starts_with("/etc/pam.d/su") || p.starts_with("/var/lib/dpkg/status")
+    });
+    assert!(host.is_empty(), "{host:#?}");
+    d.stop();
+}
+
+/// The alerts of medium or above that are this test's (`from_this_test`) or name `tree` (whose
+/// path, under the tests' temporary directory, `from_this_test` takes for another test's).
+fn loud_about(d: &Daemon, parents: &Parents, tree: &str) -> Vec<Value> {
+    d.alerts_matching(|a| {
+        severity_rank(a) >= 2 && (a.to_string().contains(tree) || from_this_test(a, parents))
+    })
+}
+
+/// debootstrap (a shell script) unpacks the base packages into a directory, then runs dpkg
+/// chrooted into it to install them: until then the tree's package database lists none of its
+/// files, and the tree's programs already run on its loader. Nothing of medium or above once
+/// the tree's files are verified against its database, when debootstrap is done.
+#[test]
+fn debootstrap_building_a_tree_raises_nothing_of_medium_or_above() {
+    assert!(
+        Path::new("/usr/sbin/debootstrap").exists(),
+        "debootstrap is not installed (apt-get install debootstrap)"
+    );
+    let dir = detector_tests::TempDir::new("debootstrap");
+    let tree = dir.path("tree");
+    let parents = Parents::start();
+    let d = Daemon::start();
+    let started = Instant::now();
+    let out = Command::new("/usr/sbin/debootstrap")
+        .args(["--variant=minbase", "bookworm"])
+        .arg(&tree)
+        .arg("http://deb.debian.org/debian")
+        .output()
+        .expect("run debootstrap");
+    assert!(
+        out.status.success(),
+        "debootstrap failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("debootstrap took {:?}", started.elapsed());
+    settle();
+    let loud = loud_about(&d, &parents, &tree.display().to_string());
+    assert!(loud.is_empty(), "alerts of medium or above:\n{loud:#?}");
+    d.stop();
+}
+
+/// The malicious twin: an image builder is no exemption. Its customize hook runs on the host,
+/// outside the tree: a library it copies into the host's /usr/local/lib is high, and names no
+/// builder.
+#[test]
+fn an_image_builders_hook_writing_a_library_into_the_hosts_usr_local_lib_is_high() {
+    let dir = detector_tests::TempDir::new("image-hook");
+    let tree = dir.path("tree");
+    let lib = "/usr/local/lib/libdetector-e2e-from-an-image-hook.so";
+    let _guard = Restore::path(lib);
+    let source = std::fs::canonicalize(format!("{LIB_DIR}/{LINK}")).unwrap();
+    let d = Daemon::start();
+    mmdebstrap(
+        "essential",
+        &tree,
+        &[&format!("cp {} {lib}", source.display())],
+    );
+    assert!(Path::new(lib).exists(), "the hook did not copy {lib}");
+    let a = d.expect_alert("the hook's copy into the host's /usr/local/lib", |a| {
+        s(a, "file.path") == lib
+    });
+    assert_eq!(s(&a, "severity"), "high", "{a}");
+    assert!(has(&a, "detections", "library_change"), "{a}");
+    assert!(a["file"].get("package_manager").is_none(), "{a}");
+    assert!(a["file"].get("mount_namespace").is_none(), "{a}");
+    d.stop();
+}

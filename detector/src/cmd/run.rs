@@ -109,7 +109,7 @@ struct Reader {
     counters: Arc<Counters>,
     /// The kernel's seen-cache.
     seen: Option<Arc<Mutex<SeenCache>>>,
-    /// A package manager was running after the last event.
+    /// A package manager or an image builder was running after the last event.
     package_manager_running: bool,
 }
 
@@ -129,7 +129,9 @@ impl Reader {
         for f in self.correlator.handle(event) {
             self.pass(f);
         }
-        let running = self.correlator.package_manager_running();
+        // What they changed is verified once none of them runs any more.
+        let running =
+            self.correlator.package_manager_running() || self.correlator.image_builder_running();
         if self.package_manager_running && !running {
             if let Err(TrySendError::Full(_)) =
                 self.to_policy.try_send(ToPolicy::PackageManagersDone)
@@ -265,6 +267,7 @@ async fn serve(
     }
     let wiring = Wiring {
         package_manager_running: correlator.package_manager_flag(),
+        image_builder_running: correlator.image_builder_flag(),
         seen: seen_cache.clone(),
         changes,
         verifier,
@@ -286,7 +289,8 @@ async fn serve(
         already.len(),
         skipped.describe()
     );
-    let package_manager_running = correlator.package_manager_running();
+    let package_manager_running =
+        correlator.package_manager_running() || correlator.image_builder_running();
     let mut reader = Reader {
         correlator,
         to_policy: policy_tx,

@@ -15,6 +15,7 @@ use detector_common::{LoaderVar, PTRACE_ATTACH, PTRACE_SEIZE};
 use crate::{
     capture::decode::{Event, TamperOp},
     engine::credential::Catalogue,
+    engine::library::Library,
     engine::process::ProcessTable,
     engine::rules::{self, config_change::Watched, Context, Finding, Observation, Rule},
     engine::sweep,
@@ -30,6 +31,8 @@ pub struct Correlator {
     detected: HashMap<u32, BTreeSet<Detection>>,
     /// Whether a package manager runs, for the stages after the reader.
     package_manager_running: Arc<AtomicBool>,
+    /// Whether an image builder runs, for the stages after the reader.
+    image_builder_running: Arc<AtomicBool>,
 }
 
 impl Correlator {
@@ -41,6 +44,7 @@ impl Correlator {
             rules: rules::registry(),
             detected: HashMap::new(),
             package_manager_running: Arc::new(AtomicBool::new(false)),
+            image_builder_running: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -50,9 +54,16 @@ impl Correlator {
         Arc::clone(&self.package_manager_running)
     }
 
+    /// True while an image builder runs, as the process table knows it.
+    pub fn image_builder_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.image_builder_running)
+    }
+
     fn note_package_managers(&self) {
         self.package_manager_running
             .store(self.procs.package_manager_running(), Ordering::Relaxed);
+        self.image_builder_running
+            .store(self.procs.image_builder_running(), Ordering::Relaxed);
     }
 
     pub fn catalogue(&self) -> &Catalogue {
@@ -227,6 +238,11 @@ impl Correlator {
         self.procs.package_manager_running()
     }
 
+    /// Whether an image builder is running now.
+    pub fn image_builder_running(&self) -> bool {
+        self.procs.image_builder_running()
+    }
+
     /// Every rule's findings for one observation, in registry order.
     fn evaluate(
         &mut self,
@@ -234,18 +250,73 @@ impl Correlator {
         ktime_ns: u64,
         observation: &Observation,
     ) -> Vec<Finding> {
+        // Only what a mapping or a change can be about is attributed to an image builder.
+        let image_builder = match observation {
+            Observation::Mmap(_) | Observation::FileChange(_) => {
+                self.procs.image_builder(process.pid)
+            }
+            _ => None,
+        };
         let cx = Context {
             process,
             ktime_ns,
             catalogue: &self.catalogue,
             watched: &self.watched,
             package_manager: self.procs.package_manager(process.pid),
+            image_builder,
         };
         let mut found = Vec::new();
         for rule in &mut self.rules {
             found.extend(rule.evaluate(&cx, observation));
         }
+        if image_builder.is_some() {
+            for f in &mut found {
+                self.in_builders_tree(f, observation, image_builder);
+            }
+        }
         found
+    }
+
+    /// A file to verify that an image builder's descendant mapped in the tree the builder
+    /// builds (under another root than the host's) is verified again once the builder is done
+    /// (`Finding::image_builder`). A chrooted process gone before its root could be read is
+    /// seen as its parent sees (the host's root, for `chroot DIR command`): a mapping of the
+    /// kernel's path under a tree the builder's processes were seen chrooted into is looked at
+    /// under that tree.
+    fn in_builders_tree(
+        &mut self,
+        f: &mut Finding,
+        observation: &Observation,
+        image_builder: Option<&'static str>,
+    ) {
+        if !f.verify {
+            return;
+        }
+        let Some(lib) = &f.library else {
+            return;
+        };
+        if lib.root.is_some() {
+            // Seen through its own root, or its parent's: the tree, for the builder's commands
+            // chrooted into it later.
+            self.procs.note_builder_root(f.process.pid);
+            self.procs.note_builder_root(f.process.ppid);
+        } else {
+            let Observation::Mmap(m) = observation else {
+                return;
+            };
+            if lib.path != m.file.path {
+                return;
+            }
+            let Some(root) = self.procs.builder_root(&m.file.path) else {
+                return;
+            };
+            let under = Library::from_kernel_under(&m.file, &m.hdr, root);
+            if under.root.is_none() {
+                return;
+            }
+            f.library = Some(under);
+        }
+        f.image_builder = image_builder;
     }
 
     /// One alert per process and library: the first finding of a library in a process is kept

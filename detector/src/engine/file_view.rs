@@ -73,8 +73,13 @@ pub fn of(pid: u32, ppid: u32, path: &str) -> View {
 /// `theirs` (the place of the process at `dir`) against the daemon's.
 fn view(own: &Place, theirs: &Place, dir: &str, path: &str) -> View {
     let root = format!("{dir}/root");
+    let link = fs::read_link(&root).map(|d| d.display().to_string());
     if theirs.mnt_ns != own.mnt_ns {
-        // The kernel built the path up to the root of that namespace.
+        // The kernel built the path up to the root of that namespace. A process chrooted
+        // within it (an image builder's chroot in a mount namespace of its own) has its root
+        // below: `/proc/<pid>/root` names that directory in the namespace, and the file is the
+        // path below it.
+        let path = in_namespace(link.as_deref().ok(), path);
         return View::Root {
             root,
             path: path.to_owned(),
@@ -85,17 +90,32 @@ fn view(own: &Place, theirs: &Place, dir: &str, path: &str) -> View {
     }
     // A chroot in the daemon's namespace: the kernel's path is the daemon's; inside the root it
     // is the path below the root's directory.
-    let Ok(dir) = fs::read_link(&root) else {
+    let Ok(dir) = link else {
         return View::Same;
     };
-    let dir = dir.display().to_string();
-    match path.strip_prefix(dir.trim_end_matches('/')) {
-        Some(rest) if rest.starts_with('/') => View::Root {
+    match below(path, dir.trim_end_matches('/')) {
+        Some(rest) => View::Root {
             root,
             path: rest.to_owned(),
         },
-        _ => View::Same,
+        None => View::Same,
     }
+}
+
+/// The kernel's `path` (built up to the root of the process's mount namespace) as the process
+/// sees it, its root being `link` in that namespace (`/proc/<pid>/root`'s target): below it when
+/// it is under it.
+fn in_namespace<'a>(link: Option<&str>, path: &'a str) -> &'a str {
+    match link.map(|d| d.trim_end_matches('/')) {
+        Some(d) if !d.is_empty() => below(path, d).unwrap_or(path),
+        _ => path,
+    }
+}
+
+/// `path` below the directory `dir` (a trailing `/` aside), as an absolute path.
+pub fn below<'a>(path: &'a str, dir: &str) -> Option<&'a str> {
+    path.strip_prefix(dir.trim_end_matches('/'))
+        .filter(|rest| rest.starts_with('/'))
 }
 
 /// The host uid that the user namespace of process `pid` (or of its parent `ppid`, when `pid`
@@ -360,6 +380,23 @@ mod tests {
             }
         );
         assert_eq!(view(&own, &own, "/proc/77", "/usr/lib/ld.so"), View::Same);
+    }
+
+    #[test]
+    fn a_chroot_in_another_mount_namespace_names_the_path_below_its_root() {
+        let ld = "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2";
+        let built = format!("/tmp/mmdebstrap.3jV8UnhkPt{ld}");
+        assert_eq!(in_namespace(Some("/tmp/mmdebstrap.3jV8UnhkPt"), &built), ld);
+        assert_eq!(
+            in_namespace(Some("/tmp/mmdebstrap.3jV8UnhkPt/"), &built),
+            ld
+        );
+        // A container whose root is its namespace's (pivot_root): the path is already its own.
+        assert_eq!(in_namespace(Some("/"), ld), ld);
+        assert_eq!(in_namespace(None, ld), ld);
+        // Not under the root (mapped before the chroot): left as the kernel built it.
+        assert_eq!(in_namespace(Some("/tmp/other"), &built), built);
+        assert_eq!(in_namespace(Some("/tmp/mmdebstrap.3jV8"), &built), built);
     }
 
     #[test]

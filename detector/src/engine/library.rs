@@ -200,6 +200,24 @@ impl Library {
     /// namespace maps root to (a rootless container's image, a tree built by `mmdebstrap
     /// --mode=unshare`) is its root's, as a root-owned file is the host's.
     pub fn from_kernel(f: &File, hdr: &Header) -> Self {
+        Library::from_view(f, hdr, || file_view::of(hdr.pid, hdr.ppid, &f.path))
+    }
+
+    /// As `from_kernel`, for a process known to have been chrooted into the directory `root`
+    /// (a path of the daemon's) when it mapped the file, which the kernel named by the daemon's
+    /// path: the file is looked at under that root, as the path below it. For a process gone
+    /// before its view could be read, whose root an image builder's other processes showed.
+    pub fn from_kernel_under(f: &File, hdr: &Header, root: &str) -> Self {
+        Library::from_view(f, hdr, || match file_view::below(&f.path, root) {
+            Some(path) => View::Root {
+                root: root.to_owned(),
+                path: path.to_owned(),
+            },
+            None => View::Same,
+        })
+    }
+
+    fn from_view(f: &File, hdr: &Header, view: impl FnOnce() -> View) -> Self {
         let root_uid = file_view::user_ns_root(hdr.pid, hdr.ppid);
         let mut lib = if f.is_memfd() || f.is_deleted() {
             Library {
@@ -207,7 +225,7 @@ impl Library {
                 ..Default::default()
             }
         } else {
-            Library::mapped_file(f, file_view::of(hdr.pid, hdr.ppid, &f.path), root_uid)
+            Library::mapped_file(f, view(), root_uid)
         };
         lib.owner_uid = Some(f.info.uid);
         lib.mode = Some(format!("{:04o}", f.info.mode & 0o7777));

@@ -13,7 +13,11 @@
 //! daemon stops first. What the answer makes of it is `unverified_object::outcome`; an answer
 //! that the file is unpackaged or modified, given while a package manager runs, may be the
 //! upgrade in progress: the finding is held and verified again once no package manager runs
-//! (at most [`HOLD_MAX`]).
+//! (at most [`HOLD_MAX`]). So is such an answer about a file in the tree an image builder builds
+//! (`Finding::image_builder`: under another root than the host's), while an image builder runs:
+//! that tree's package database is complete once the builder is done. One finding per file
+//! version is held for an image builder; the same file's other mappings meanwhile are counted
+//! as held and dropped.
 use std::{
     collections::HashMap,
     path::PathBuf,
@@ -80,6 +84,8 @@ pub struct Settings {
 pub struct Wiring {
     /// True while a package manager runs (kept by the reader, from its process table).
     pub package_manager_running: Arc<AtomicBool>,
+    /// True while an image builder runs (kept by the reader, from its process table).
+    pub image_builder_running: Arc<AtomicBool>,
     /// The kernel's seen-cache: a file version the package database vouched for is
     /// remembered there (its mappings are no longer reported); one it did not vouch for is
     /// forgotten (its next mapping is reported again).
@@ -376,10 +382,12 @@ impl Stage {
             }
             Outcome::Alert => {
                 let unverified = f.library.as_ref().is_some_and(|l| l.is_unverified());
-                let busy = self.wiring.package_manager_running.load(Ordering::Relaxed);
+                let busy = self.busy(&f);
                 let now = Instant::now();
                 let since = held_since.unwrap_or(now);
-                if unverified
+                if unverified && busy && f.image_builder.is_some() && self.held_already(&f) {
+                    add(&self.counters.verify_held);
+                } else if unverified
                     && busy
                     && now.duration_since(since) < HOLD_MAX
                     && self.held.len() < HOLD_CAPACITY
@@ -416,20 +424,38 @@ impl Stage {
         prevent::list_unverified(prevention, key);
     }
 
-    /// Verifies the held findings again once no package manager runs (judges them as they are
-    /// when they were held too long, or at stop).
+    /// Whether what `f`'s file says may still change: a package manager runs, or `f` is about
+    /// the tree of an image builder and one runs.
+    fn busy(&self, f: &Finding) -> bool {
+        self.wiring.package_manager_running.load(Ordering::Relaxed)
+            || (f.image_builder.is_some()
+                && self.wiring.image_builder_running.load(Ordering::Relaxed))
+    }
+
+    /// Whether a finding about the same file version, for an image builder, is held already.
+    fn held_already(&self, f: &Finding) -> bool {
+        let key = |f: &Finding| f.library.as_ref().and_then(|l| l.seen_key);
+        let Some(k) = key(f) else {
+            return false;
+        };
+        self.held
+            .iter()
+            .any(|p| p.f.image_builder.is_some() && key(&p.f) == Some(k))
+    }
+
+    /// Verifies the held findings again once nothing they wait for runs (judges them as they
+    /// are when they were held too long, or at stop).
     fn release_held(&mut self, now: Instant, stopping: bool) {
         if self.held.is_empty() {
             return;
         }
-        let busy = self.wiring.package_manager_running.load(Ordering::Relaxed);
-        let (due, kept): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.held).into_iter().partition(|p| {
-                stopping
-                    || !busy
-                    || p.held_since
-                        .is_some_and(|s| now.duration_since(s) >= HOLD_MAX)
-            });
+        let held = std::mem::take(&mut self.held);
+        let (due, kept): (Vec<_>, Vec<_>) = held.into_iter().partition(|p| {
+            stopping
+                || !self.busy(&p.f)
+                || p.held_since
+                    .is_some_and(|s| now.duration_since(s) >= HOLD_MAX)
+        });
         self.held = kept;
         for p in due {
             let expired = p

@@ -23,6 +23,9 @@ const EXITED_KEPT: usize = 4096;
 const LIVE_MAX: usize = 65536;
 /// Ancestors looked at, at most, to attribute a process to a package manager.
 const ANCESTRY_MAX: usize = 32;
+/// Root directories of image builders' chrooted processes kept at most (a builder builds one
+/// tree, or a few).
+const BUILDER_ROOTS_MAX: usize = 16;
 
 /// Pids are small integers the kernel hands out, not attacker-chosen keys: a multiplicative
 /// hash is enough, and the table is updated on every exec and exit (SipHash showed in the
@@ -59,6 +62,11 @@ pub struct ProcInfo {
     pub exited_at: Option<u64>,
     /// The package manager this process's program is (`package_manager::recognise`).
     pub package_manager: Option<&'static str>,
+    /// The image builder this process's program is (`package_manager::recognise_image_builder`).
+    pub image_builder: Option<&'static str>,
+    /// The image builder this process descended from when it exec'd (its ancestry is read then,
+    /// while the builder's forks in between still live).
+    pub in_image_build: Option<&'static str>,
 }
 
 #[derive(Default)]
@@ -70,6 +78,11 @@ pub struct ProcessTable {
     exited: VecDeque<(u32, u64, u32)>,
     /// Live processes that are package managers.
     package_managers: HashSet<u32, BuildHasherDefault<PidHasher>>,
+    /// Live processes that are image builders.
+    image_builders: HashSet<u32, BuildHasherDefault<PidHasher>>,
+    /// The root directories (`/proc/<pid>/root`) that image builders' descendants were seen
+    /// chrooted into at their exec, while an image builder runs: the trees being built.
+    builder_roots: Vec<String>,
 }
 
 impl ProcessTable {
@@ -91,8 +104,51 @@ impl ProcessTable {
             preload_origin: inherited.filter(|_| has_preload),
             exited_at: None,
             package_manager: package_manager::recognise(&e.filename),
+            image_builder: package_manager::recognise_image_builder(&e.filename),
+            in_image_build: None,
         };
-        self.insert(e.hdr.pid, info);
+        let in_image_build = if info.image_builder.is_none() {
+            self.image_builder(e.hdr.ppid)
+        } else {
+            None
+        };
+        self.insert(
+            e.hdr.pid,
+            ProcInfo {
+                in_image_build,
+                ..info
+            },
+        );
+        if in_image_build.is_some() {
+            self.note_builder_root(e.hdr.pid);
+        }
+    }
+
+    /// Remembers the root directory of `pid`, an image builder's descendant, when it is not
+    /// the host's: the tree it builds. Read while the process lives (a chroot's command may
+    /// already be gone).
+    pub fn note_builder_root(&mut self, pid: u32) {
+        let Ok(root) = std::fs::read_link(format!("/proc/{pid}/root")) else {
+            return;
+        };
+        let root = root.display().to_string();
+        if root == "/" || !root.starts_with('/') || self.builder_roots.contains(&root) {
+            return;
+        }
+        if self.builder_roots.len() >= BUILDER_ROOTS_MAX {
+            self.builder_roots.remove(0);
+        }
+        self.builder_roots.push(root);
+    }
+
+    /// The tree an image builder's descendant was seen chrooted into that `path` (a path of the
+    /// daemon's) is under, if any: the deepest.
+    pub fn builder_root(&self, path: &str) -> Option<&str> {
+        self.builder_roots
+            .iter()
+            .filter(|r| crate::engine::file_view::below(path, r).is_some())
+            .max_by_key(|r| r.len())
+            .map(String::as_str)
     }
 
     /// For an LD_PRELOAD `value` seen in `pid`'s new image: the ancestor it was inherited from
@@ -137,6 +193,11 @@ impl ProcessTable {
                     .nth(1)
                     .and_then(package_manager::recognise)
             }),
+            image_builder: p
+                .cmdline
+                .split(' ')
+                .nth(1)
+                .and_then(package_manager::recognise_image_builder),
             ..Default::default()
         };
         self.insert(p.pid, info);
@@ -158,6 +219,7 @@ impl ProcessTable {
                 exe: parent.exe.clone(),
                 cmdline: parent.cmdline.clone(),
                 preload_origin: parent.preload_origin.clone(),
+                in_image_build: parent.image_builder.or(parent.in_image_build),
                 ..Default::default()
             },
             _ => from_proc(hdr),
@@ -170,6 +232,9 @@ impl ProcessTable {
             info.exited_at = Some(now);
         }
         self.package_managers.remove(&x.hdr.pid);
+        if self.image_builders.remove(&x.hdr.pid) && self.image_builders.is_empty() {
+            self.builder_roots.clear();
+        }
         self.exited.push_back((x.hdr.pid, now, x.hdr.ppid));
         while let Some(&(pid, at, _)) = self.exited.front() {
             if self.exited.len() <= EXITED_KEPT && now.saturating_sub(at) < EXITED_TTL_NS {
@@ -201,6 +266,11 @@ impl ProcessTable {
         } else {
             self.package_managers.remove(&pid);
         }
+        if info.image_builder.is_some() {
+            self.image_builders.insert(pid);
+        } else {
+            self.image_builders.remove(&pid);
+        }
         self.procs.insert(pid, info);
     }
 
@@ -219,6 +289,39 @@ impl ProcessTable {
             pid = info.ppid;
         }
         None
+    }
+
+    /// The image builder `pid` is or descends from, if any, only while an image builder runs.
+    /// A process in between that this table never saw (a builder's fork that did not exec,
+    /// whose child runs `chroot`) is looked up in /proc while it lives; a process's ancestry is
+    /// read at its exec, and kept (`in_image_build`).
+    pub fn image_builder(&self, pid: u32) -> Option<&'static str> {
+        if self.image_builders.is_empty() {
+            return None;
+        }
+        let mut pid = pid;
+        for _ in 0..ANCESTRY_MAX {
+            let ppid = match self.procs.get(&pid) {
+                Some(info) => {
+                    if let Some(name) = info.image_builder.or(info.in_image_build) {
+                        return Some(name);
+                    }
+                    info.ppid
+                }
+                None => sweep::ppid(pid)?,
+            };
+            if ppid == 0 || ppid == pid {
+                return None;
+            }
+            pid = ppid;
+        }
+        None
+    }
+
+    /// Whether an image builder is running now (the tree it builds is not complete, nor its
+    /// package database, until it is done).
+    pub fn image_builder_running(&self) -> bool {
+        !self.image_builders.is_empty()
     }
 
     /// Whether a package manager is running now (files it changes may not match the package
@@ -338,6 +441,11 @@ fn from_proc(hdr: &Header) -> ProcInfo {
         info.exe = sweep::exe(p.pid as u32);
         info.cmdline = sweep::cmdline(p.pid as u32);
         info.package_manager = package_manager::recognise(&info.exe);
+        info.image_builder = info
+            .cmdline
+            .split(' ')
+            .nth(1)
+            .and_then(package_manager::recognise_image_builder);
         if let Ok(uid) = p.uid() {
             info.uid = uid;
         }
@@ -503,5 +611,52 @@ mod tests {
         // The first is past the TTL, the second not yet.
         assert!(!t.procs.contains_key(&4_000_010));
         assert!(t.procs.contains_key(&4_000_011));
+    }
+
+    #[test]
+    fn an_image_builders_descendants_are_attributed_to_it_and_no_package_manager() {
+        let mut t = ProcessTable::default();
+        let exec = |pid, ppid, filename: &str| Exec {
+            hdr: hdr(pid, ppid, "x"),
+            filename: filename.into(),
+            filename_truncated: false,
+            argc: 1,
+            argv: vec![filename.into()],
+            args_truncated: false,
+            envc: 0,
+            env_incomplete: false,
+            loader_vars: 0,
+        };
+        assert!(!t.image_builder_running());
+        t.on_exec(&exec(4_000_101, 1, "/usr/bin/mmdebstrap"));
+        t.on_exec(&exec(4_000_102, 4_000_101, "/usr/sbin/chroot"));
+        t.on_exec(&exec(4_000_103, 4_000_102, "/usr/bin/dpkg"));
+        t.on_exec(&exec(4_000_104, 1, "/tmp/mmdebstrap"));
+        assert!(t.image_builder_running());
+        assert_eq!(t.image_builder(4_000_101), Some("mmdebstrap"));
+        assert_eq!(t.image_builder(4_000_102), Some("mmdebstrap"));
+        assert_eq!(t.image_builder(4_000_103), Some("mmdebstrap"));
+        assert_eq!(t.package_manager(4_000_102), None);
+        // dpkg in the tree is a package manager, and still the builder's.
+        assert_eq!(t.package_manager(4_000_103), Some("dpkg"));
+        assert_eq!(t.image_builder(4_000_104), None);
+        t.on_exit(&Exit {
+            hdr: hdr(4_000_101, 1, "x"),
+            exit_code: 0,
+        });
+        assert!(!t.image_builder_running());
+        assert_eq!(t.image_builder(4_000_103), None);
+    }
+
+    #[test]
+    fn a_builders_tree_is_the_deepest_remembered_root_a_path_is_under() {
+        let t = ProcessTable {
+            builder_roots: vec!["/tmp/b".into(), "/tmp/b/c".into()],
+            ..Default::default()
+        };
+        assert_eq!(t.builder_root("/tmp/b/c/usr/lib/ld.so"), Some("/tmp/b/c"));
+        assert_eq!(t.builder_root("/tmp/b/usr/lib/ld.so"), Some("/tmp/b"));
+        assert_eq!(t.builder_root("/tmp/bc/usr/lib/ld.so"), None);
+        assert_eq!(t.builder_root("/usr/lib/ld.so"), None);
     }
 }

@@ -90,6 +90,15 @@ pub fn exe(pid: u32) -> String {
         .unwrap_or_default()
 }
 
+/// A process's parent, from `/proc/<pid>/stat` (after the command name, which may hold spaces
+/// and parentheses); `None` when it is gone.
+pub fn ppid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let end = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&stat[end + 1..]).ok()?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// A process's arguments joined by spaces, every byte kept; empty when they cannot be read.
 pub fn cmdline(pid: u32) -> String {
     let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {

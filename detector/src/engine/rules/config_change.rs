@@ -39,14 +39,17 @@ fn targets(watched: &Watched, c: &decode::FileChange) -> Vec<(String, Place)> {
 }
 
 /// A change by a package manager (the writer is one or descends from one) or by pam-auth-update
-/// is information; any other writer's is high. What changed is filled in once the change settled
-/// (`engine::watch`).
+/// is information; so is an image builder's (or its descendant's) change of a file in another
+/// mount namespace than the host's (the tree it builds, not the host's file). Any other
+/// writer's is high: an image builder's hook writing the host's files included. What changed
+/// is filled in once the change settled (`engine::watch`).
 fn evaluate(cx: &Context, c: &decode::FileChange) -> Vec<Finding> {
     let by_pam_auth_update = package_manager::is_pam_auth_update(&cx.process.exe);
     // pam-auth-update is trusted as far as its profiles are (checked once settled).
     let manager = cx
         .package_manager
-        .or(by_pam_auth_update.then_some("pam-auth-update"));
+        .or(by_pam_auth_update.then_some("pam-auth-update"))
+        .or(cx.image_builder.filter(|_| c.other_mount_ns));
     targets(cx.watched, c)
         .into_iter()
         .map(|(path, place)| {
@@ -94,6 +97,49 @@ fn changed(op: FileOp) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::alert::Process;
+
+    fn judged(image_builder: Option<&'static str>, other_mount_ns: bool) -> Finding {
+        let process = Process {
+            pid: 4_000_201,
+            ppid: 4_000_200,
+            exe: "/usr/bin/mv".into(),
+            ..Process::default()
+        };
+        let watched = Watched::default();
+        let catalogue = crate::engine::credential::Catalogue::default();
+        let cx = Context {
+            process: &process,
+            ktime_ns: 1,
+            catalogue: &catalogue,
+            watched: &watched,
+            package_manager: None,
+            image_builder,
+        };
+        let c = decode::FileChange {
+            hdr: Default::default(),
+            op: FileOp::Rename,
+            paths: vec!["/etc/pam.d/su.new".into(), "/etc/pam.d/su".into()],
+            other_mount_ns,
+        };
+        evaluate(&cx, &c).pop().unwrap()
+    }
+
+    #[test]
+    fn an_image_builders_change_is_information_only_in_another_mount_namespace() {
+        let f = judged(Some("mmdebstrap"), true);
+        assert_eq!(f.ceiling, Severity::Info);
+        let file = f.file.unwrap();
+        assert_eq!(file.package_manager, Some("mmdebstrap"));
+        assert!(file.mount_namespace.is_some());
+        // A hook of the builder changing the host's file.
+        let f = judged(Some("mmdebstrap"), false);
+        assert_eq!((f.floor, f.ceiling), (Severity::High, Severity::Critical));
+        assert_eq!(f.file.unwrap().package_manager, None);
+        // Another writer in another mount namespace.
+        let f = judged(None, true);
+        assert_eq!(f.floor, Severity::High);
+    }
 
     #[test]
     fn a_rename_is_about_both_its_ends() {

@@ -134,6 +134,7 @@ mod tests {
             catalogue: &catalogue,
             watched: &watched,
             package_manager: pm,
+            image_builder: None,
         };
         let r = MemRead {
             hdr: Header {

@@ -84,6 +84,9 @@ pub struct Context<'a> {
     pub watched: &'a Watched,
     /// The package manager the process is or descends from (`package_manager::recognise`).
     pub package_manager: Option<&'static str>,
+    /// The image builder the process is or descends from
+    /// (`package_manager::recognise_image_builder`).
+    pub image_builder: Option<&'static str>,
 }
 
 pub trait Rule: Send {
@@ -140,6 +143,10 @@ pub struct Finding {
     /// database vouches for it, `UnverifiedObject` and `UnverifiedLoader` are taken off the
     /// finding, and a finding left with no detection is dropped.
     pub verify: bool,
+    /// The image builder the process is or descends from, for a file to verify that is under
+    /// another root than the host's (the tree it builds): an unverified answer is asked again
+    /// once no image builder runs, when the tree's package database is complete.
+    pub image_builder: Option<&'static str>,
 }
 
 impl Finding {
@@ -159,6 +166,7 @@ impl Finding {
             floor: Severity::Low,
             ceiling: Severity::Critical,
             verify: false,
+            image_builder: None,
         }
     }
 
@@ -382,6 +390,7 @@ mod tests {
             catalogue: &catalogue,
             watched: &watched,
             package_manager: None,
+            image_builder: None,
         };
         for mut rule in registry() {
             found.extend(rule.evaluate(&cx, &Observation::Configuration(&etc)));

@@ -84,6 +84,7 @@ mod tests {
             catalogue: &catalogue,
             watched: &watched,
             package_manager: None,
+            image_builder: None,
         };
         let s = Signal {
             hdr: Header {

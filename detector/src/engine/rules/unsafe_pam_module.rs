@@ -92,6 +92,7 @@ mod tests {
             catalogue: &catalogue,
             watched: &watched,
             package_manager: None,
+            image_builder: None,
         };
         let found = UnsafePamModule.evaluate(&cx, &Observation::Configuration(&etc));
         let _ = std::fs::remove_dir_all(&etc);

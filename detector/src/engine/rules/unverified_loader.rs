@@ -78,6 +78,7 @@ mod tests {
             catalogue: &catalogue,
             watched: &watched,
             package_manager: None,
+            image_builder: None,
         };
         UnverifiedLoader
             .evaluate(&cx, &Observation::Mmap(m))

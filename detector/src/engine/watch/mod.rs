@@ -12,9 +12,10 @@
 //! - what changed: for text configuration the lines added and removed (against the snapshot,
 //!   `snapshot`), for a symbolic link its previous and new target, for code its new hash and,
 //!   when the writer is not a package manager, what the package database says of it;
-//! - a package manager's changes are information; once no package manager runs any more, the
-//!   code it changed is verified against the package database, and a file it does not vouch for
-//!   is high. `pam-auth-update`'s changes are trusted only when the package database vouches for
+//! - a package manager's changes are information (so are an image builder's in another mount
+//!   namespace, `rules::config_change`); once no package manager or image builder runs any
+//!   more, the code it changed is verified against the package database, and a file it does not
+//!   vouch for is high. `pam-auth-update`'s changes are trusted only when the package database vouches for
 //!   every profile it composes them from;
 //! - a change in another mount namespace (a container: the kernel says the writer's root is
 //!   not in the daemon's mount tree) is about that namespace's file, not the host's: its root is
