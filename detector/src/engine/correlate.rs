@@ -281,8 +281,9 @@ impl Correlator {
     /// builds (under another root than the host's) is verified again once the builder is done
     /// (`Finding::image_builder`). A chrooted process gone before its root could be read is
     /// seen as its parent sees (the host's root, for `chroot DIR command`): a mapping of the
-    /// kernel's path under a tree the builder's processes were seen chrooted into is looked at
-    /// under that tree.
+    /// kernel's path under a tree the builder's processes were seen chrooted into, or else
+    /// under a directory shaped as a root filesystem (`ProcessTable::builder_tree_of`), is
+    /// looked at under that tree.
     fn in_builders_tree(
         &mut self,
         f: &mut Finding,
@@ -307,10 +308,10 @@ impl Correlator {
             if lib.path != m.file.path {
                 return;
             }
-            let Some(root) = self.procs.builder_root(&m.file.path) else {
+            let Some(root) = self.procs.builder_tree_of(&m.file.path) else {
                 return;
             };
-            let under = Library::from_kernel_under(&m.file, &m.hdr, root);
+            let under = Library::from_kernel_under(&m.file, &m.hdr, &root);
             if under.root.is_none() {
                 return;
             }

@@ -151,6 +151,30 @@ impl ProcessTable {
             .map(String::as_str)
     }
 
+    /// The tree `path` (a path of the daemon's, mapped by an image builder's descendant) is in:
+    /// the deepest tree the builder's descendants were seen chrooted into, or else the deepest
+    /// directory above `path`, other than `/`, shaped as a root filesystem (`etc` and `usr`
+    /// directories in it), which is then remembered as one. A chrooted command that exits
+    /// before its root can be read (`chroot TREE /bin/true`, the first thing debootstrap runs
+    /// in its tree) is then still judged by the tree's package database.
+    pub fn builder_tree_of(&mut self, path: &str) -> Option<String> {
+        if let Some(root) = self.builder_root(path) {
+            return Some(root.to_owned());
+        }
+        let tree = std::path::Path::new(path)
+            .ancestors()
+            .skip(1)
+            .take_while(|dir| dir.parent().is_some())
+            .find(|dir| dir.join("etc").is_dir() && dir.join("usr").is_dir())?
+            .display()
+            .to_string();
+        if self.builder_roots.len() >= BUILDER_ROOTS_MAX {
+            self.builder_roots.remove(0);
+        }
+        self.builder_roots.push(tree.clone());
+        Some(tree)
+    }
+
     /// For an LD_PRELOAD `value` seen in `pid`'s new image: the ancestor it was inherited from
     /// (same value first seen there), or None when it starts here (then `pid` becomes its origin).
     pub fn preload_inherited(&mut self, pid: u32, value: &str) -> Option<Ancestor> {
@@ -658,5 +682,26 @@ mod tests {
         assert_eq!(t.builder_root("/tmp/b/usr/lib/ld.so"), Some("/tmp/b"));
         assert_eq!(t.builder_root("/tmp/bc/usr/lib/ld.so"), None);
         assert_eq!(t.builder_root("/usr/lib/ld.so"), None);
+    }
+
+    #[test]
+    fn a_builders_tree_not_yet_seen_is_the_directory_shaped_as_a_root_filesystem() {
+        let dir = std::env::temp_dir().join(format!("detector-unit-tree-{}", std::process::id()));
+        let tree = dir.join("tree");
+        for d in ["etc", "usr/lib/x86_64-linux-gnu", "usr/local/etc"] {
+            std::fs::create_dir_all(tree.join(d)).unwrap();
+        }
+        let mut t = ProcessTable::default();
+        let lib = format!("{}/usr/lib/x86_64-linux-gnu/ld.so", tree.display());
+        let want = tree.display().to_string();
+        assert_eq!(t.builder_tree_of(&lib).as_deref(), Some(want.as_str()));
+        assert_eq!(t.builder_root(&lib), Some(want.as_str()), "remembered");
+        // The host's own files are in no tree (`/` is not one).
+        assert_eq!(
+            t.builder_tree_of("/usr/lib/x86_64-linux-gnu/libc.so.6"),
+            None
+        );
+        assert_eq!(t.builder_tree_of("/nonexistent/usr/lib/x.so"), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
