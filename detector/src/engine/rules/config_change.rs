@@ -106,15 +106,9 @@ mod tests {
             exe: "/usr/bin/mv".into(),
             ..Process::default()
         };
-        let watched = Watched::default();
-        let catalogue = crate::engine::credential::Catalogue::default();
         let cx = Context {
-            process: &process,
-            ktime_ns: 1,
-            catalogue: &catalogue,
-            watched: &watched,
-            package_manager: None,
             image_builder,
+            ..Context::for_test(&process)
         };
         let c = decode::FileChange {
             hdr: Default::default(),

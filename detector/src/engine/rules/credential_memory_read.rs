@@ -106,10 +106,7 @@ fn evaluate(cx: &Context, target: Option<&Process>, r: &MemRead) -> Option<Findi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        capture::decode::Header,
-        engine::{credential::Catalogue, rules::config_change::Watched},
-    };
+    use crate::capture::decode::Header;
 
     fn proc(pid: u32, uid: u32, exe: &str) -> Process {
         Process {
@@ -127,14 +124,9 @@ mod tests {
         op: ReadOp,
         pm: Option<&'static str>,
     ) -> Option<Finding> {
-        let (catalogue, watched) = (Catalogue::default(), Watched::default());
         let cx = Context {
-            process: reader,
-            ktime_ns: 1,
-            catalogue: &catalogue,
-            watched: &watched,
             package_manager: pm,
-            image_builder: None,
+            ..Context::for_test(reader)
         };
         let r = MemRead {
             hdr: Header {

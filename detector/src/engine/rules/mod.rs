@@ -89,6 +89,25 @@ pub struct Context<'a> {
     pub image_builder: Option<&'static str>,
 }
 
+#[cfg(test)]
+impl<'a> Context<'a> {
+    /// The context rules' unit tests judge in: `process`, kernel time 1, the built-in
+    /// catalogue, the default watched places, no package manager or image builder.
+    pub fn for_test(process: &'a Process) -> Context<'a> {
+        static CATALOGUE: std::sync::LazyLock<Catalogue> =
+            std::sync::LazyLock::new(Catalogue::default);
+        static WATCHED: std::sync::LazyLock<Watched> = std::sync::LazyLock::new(Watched::default);
+        Context {
+            process,
+            ktime_ns: 1,
+            catalogue: &CATALOGUE,
+            watched: &WATCHED,
+            package_manager: None,
+            image_builder: None,
+        }
+    }
+}
+
 pub trait Rule: Send {
     /// Whether this exec concerns the rule. Most execs concern none, and the reader then does
     /// not copy the process out of its table.
@@ -382,15 +401,10 @@ mod tests {
         )
         .unwrap();
         let mut found = Vec::new();
-        let (process, catalogue, watched) =
-            (Process::default(), Catalogue::default(), Watched::default());
+        let process = Process::default();
         let cx = Context {
-            process: &process,
             ktime_ns: 0,
-            catalogue: &catalogue,
-            watched: &watched,
-            package_manager: None,
-            image_builder: None,
+            ..Context::for_test(&process)
         };
         for mut rule in registry() {
             found.extend(rule.evaluate(&cx, &Observation::Configuration(&etc)));

@@ -65,27 +65,14 @@ pub fn mark(f: &mut Finding, reason: String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        capture::decode::Header,
-        engine::{credential::Catalogue, rules::config_change::Watched},
-        output::alert::Process,
-    };
+    use crate::{capture::decode::Header, output::alert::Process};
 
     fn run(sender: u32, target: i32, signal: u32) -> Vec<Finding> {
         let process = Process {
             pid: sender,
             ..Default::default()
         };
-        let catalogue = Catalogue::default();
-        let watched = Watched::default();
-        let cx = Context {
-            process: &process,
-            ktime_ns: 1,
-            catalogue: &catalogue,
-            watched: &watched,
-            package_manager: None,
-            image_builder: None,
-        };
+        let cx = Context::for_test(&process);
         let s = Signal {
             hdr: Header {
                 pid: sender,

@@ -47,10 +47,7 @@ fn replaced_under_package_manager(cx: &Context, lib: &Library) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        engine::{credential::Catalogue, rules::config_change::Watched},
-        output::alert::Process,
-    };
+    use crate::output::alert::Process;
 
     fn ceiling(
         exe: &str,
@@ -63,14 +60,9 @@ mod tests {
             comm: exe.rsplit('/').next().unwrap().into(),
             ..Process::default()
         };
-        let (watched, catalogue) = (Watched::default(), Catalogue::default());
         let cx = Context {
-            process: &process,
-            ktime_ns: 1,
-            catalogue: &catalogue,
-            watched: &watched,
             package_manager,
-            image_builder: None,
+            ..Context::for_test(&process)
         };
         let lib = Library {
             path: "/usr/lib/x86_64-linux-gnu/libmd.so.0.0.5".into(),

@@ -73,10 +73,7 @@ mod tests {
     /// the whole file unreadable as text, and a module outside the system directories unseen.
     #[test]
     fn a_pam_file_with_a_byte_that_is_not_utf8_is_still_read() {
-        use crate::{
-            engine::{credential::Catalogue, rules::config_change::Watched},
-            output::alert::Process,
-        };
+        use crate::output::alert::Process;
         let etc = std::env::temp_dir().join(format!("detector-pam-{}", std::process::id()));
         std::fs::create_dir_all(etc.join("pam.d")).unwrap();
         std::fs::write(
@@ -84,15 +81,10 @@ mod tests {
             b"# caf\xe9\nauth sufficient /tmp/evil.so\n",
         )
         .unwrap();
-        let (process, catalogue, watched) =
-            (Process::default(), Catalogue::default(), Watched::default());
+        let process = Process::default();
         let cx = Context {
-            process: &process,
             ktime_ns: 0,
-            catalogue: &catalogue,
-            watched: &watched,
-            package_manager: None,
-            image_builder: None,
+            ..Context::for_test(&process)
         };
         let found = UnsafePamModule.evaluate(&cx, &Observation::Configuration(&etc));
         let _ = std::fs::remove_dir_all(&etc);

@@ -36,7 +36,6 @@ mod tests {
     use super::*;
     use crate::{
         capture::decode::{File, Header, Mmap},
-        engine::{credential::Catalogue, rules::config_change::Watched},
         output::alert::Process,
     };
 
@@ -71,15 +70,7 @@ mod tests {
             comm: exe.rsplit('/').next().unwrap().into(),
             ..Process::default()
         };
-        let (catalogue, watched) = (Catalogue::default(), Watched::default());
-        let cx = Context {
-            process: &process,
-            ktime_ns: 1,
-            catalogue: &catalogue,
-            watched: &watched,
-            package_manager: None,
-            image_builder: None,
-        };
+        let cx = Context::for_test(&process);
         UnverifiedLoader
             .evaluate(&cx, &Observation::Mmap(m))
             .into_iter()
